@@ -1,0 +1,298 @@
+"""One TCP connection: both directions, Zeek-style endpoint states and history, its ConnRecord."""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum, IntFlag, StrEnum
+from typing import TYPE_CHECKING
+
+from sensor.decode.packet import tcp_options
+from sensor.records import ConnRecord
+from sensor.tcp.stream import Budget, EndpointState, Half
+
+if TYPE_CHECKING:
+    from sensor.tcp.reassembler import StreamHandler
+
+
+
+class TcpFlag(IntFlag):
+    """TCP header flag bits (RFC 9293 §3.1; ECE/CWR RFC 3168 §6.1)."""
+
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+
+
+FIN = int(TcpFlag.FIN)
+SYN = int(TcpFlag.SYN)
+RST = int(TcpFlag.RST)
+ACK = int(TcpFlag.ACK)
+
+
+class Phase(IntEnum):
+    """Life of a connection in the table."""
+
+    OPEN = 0
+    """Carrying data; the fast path applies."""
+    CLOSING = 1
+    """Both FINs seen: waiting for missing bytes and the last ACK, at most the linger time."""
+    CLOSED = 2
+    """Ended by FIN or RST, buffers flushed; lingers to count trailing packets, then emitted."""
+
+
+class EndReason(StrEnum):
+    """Why a connection record was emitted."""
+
+    FIN = "fin"
+    RST = "rst"
+    TIMEOUT = "timeout"
+    EVICTED = "evicted"
+    EOF = "eof"
+
+
+# enum members as module constants: a class attribute lookup per comparison is measurable here
+_INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET = tuple(EndpointState)
+_OPEN, _CLOSING, _CLOSED_PHASE = tuple(Phase)
+
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R")  # Zeek: originator SYN then RST, no responder reply
+
+
+class Connection:
+    """State of one 4-tuple: the client's and server's Half, timing, handshake facts, history."""
+
+    __slots__ = (
+        "client",
+        "client_ip",
+        "client_port",
+        "closing_ts",
+        "end_reason",
+        "end_ts",
+        "handler",
+        "heap_deadline",
+        "hist",
+        "keys",
+        "last_ts",
+        "phase",
+        "removed",
+        "rtt",
+        "rtt_pending",
+        "server",
+        "server_ip",
+        "server_port",
+        "syn_mss",
+        "syn_ts",
+        "syn_ttl",
+        "syn_window",
+        "syn_wscale",
+        "synack_seen",
+        "ts",
+        "uid",
+    )
+
+    def __init__(
+        self,
+        uid: str,
+        ts: float,
+        client: tuple[str, int],
+        server: tuple[str, int],
+        budget: Budget,
+    ) -> None:
+        self.uid = uid
+        self.ts = ts
+        self.last_ts = ts
+        self.end_ts = ts
+        self.client_ip, self.client_port = client
+        self.server_ip, self.server_port = server
+        self.hist: list[str] = []
+        self.client = Half(self, True, budget)
+        self.server = Half(self, False, budget)
+        self.handler: StreamHandler | None = None
+        self.keys: tuple[tuple[bytes, int, bytes, int], ...] = ()
+        self.phase = Phase.OPEN
+        self.closing_ts = 0.0
+        self.end_reason = EndReason.EOF
+        self.heap_deadline = 0.0
+        self.removed = False
+        self.syn_ts: float | None = None
+        self.synack_seen = False
+        self.rtt: float | None = None
+        self.rtt_pending = False
+        self.syn_ttl: int | None = None
+        self.syn_window: int | None = None
+        self.syn_mss: int | None = None
+        self.syn_wscale: int | None = None
+
+    def peer(self, h: Half) -> Half:
+        """The other direction."""
+        return self.server if h is self.client else self.client
+
+    def refresh_fast(self) -> None:
+        """Recompute which packets of each direction may take the reassembler's fast path."""
+        c, s = self.client, self.server
+        if self.phase != _OPEN:
+            c.fast_a = c.fast_d = s.fast_a = s.fast_d = False
+            return
+        ok = not c.starts and c.next_seq >= 0 and not self.rtt_pending
+        c.fast_a = ok and "a" in c.once
+        c.fast_d = ok and "d" in c.once
+        ok = not s.starts and s.next_seq >= 0
+        s.fast_a = ok and "a" in s.once
+        s.fast_d = ok and "d" in s.once
+
+    # ------------------------------------------------------------------------------------
+    # per-packet bookkeeping outside the fast path
+
+    def control(
+        self,
+        h: Half,
+        ts: float,
+        seq: int,
+        flags: int,
+        window: int,
+        ttl: int,
+        options: bytes,
+        n: int,
+    ) -> None:
+        """History letters, endpoint state machine and handshake facts for one packet."""
+        syn = flags & SYN
+        fin = flags & FIN
+        rst = flags & RST
+        ack = flags & ACK
+        is_client = h is self.client
+        if syn:
+            h.flag_letter("h" if ack else "s", seq)
+            if fin or rst:
+                h.letter("q")
+            if not ack and is_client and self.syn_ts is None:
+                self.syn_ts = ts
+                self.rtt_pending = True
+                self.syn_ttl = ttl
+                self.syn_window = window
+                self.syn_mss, self.syn_wscale, _, _ = tcp_options(options)
+            elif ack and not is_client:
+                self.synack_seen = True
+        elif ack and is_client and self.rtt_pending:
+            self.rtt_pending = False
+            if self.synack_seen and self.syn_ts is not None:
+                self.rtt = ts - self.syn_ts
+        if n:
+            h.letter("d")
+        elif ack and not (syn or fin or rst):
+            h.letter("a")
+        if fin:
+            h.flag_letter("f", seq)
+        if rst:
+            h.flag_letter("r", seq)
+            if fin and not syn:
+                h.letter("i")
+        if window == 0 and not rst:
+            h.count_letter("w")
+        self._update_state(h, self.peer(h), is_client, syn, fin, rst, ack, n)
+
+    def _update_state(
+        self, h: Half, peer: Half, is_client: bool, syn: int, fin: int, rst: int, ack: int, n: int
+    ) -> None:
+        """Zeek's endpoint transitions (TCPSessionAdapter Update*State), client = originator."""
+        st = h.state
+        if st == _INACTIVE:
+            if syn:
+                if is_client:
+                    h.set_state(_SYN_ACK_SENT if ack else _SYN_SENT)
+                else:
+                    if peer.state in (_SYN_SENT, _SYN_ACK_SENT):
+                        peer.set_state(_ESTABLISHED)
+                    h.set_state(_ESTABLISHED)
+            if fin:
+                h.set_state(_CLOSED)
+            if rst:
+                h.set_state(_RESET)
+            if h.state == _INACTIVE:
+                if not is_client and n == 0 and peer.state == _SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
+                elif ack and peer.state == _ESTABLISHED:
+                    h.set_state(_ESTABLISHED)
+                else:
+                    h.set_state(_PARTIAL)
+        elif st in (_SYN_SENT, _SYN_ACK_SENT):
+            if fin:
+                h.set_state(_CLOSED)
+            if rst:
+                h.set_state(_RESET)
+        elif st in (_ESTABLISHED, _PARTIAL):
+            if syn and st == _PARTIAL and peer.state == _INACTIVE and not ack:
+                h.set_state(_SYN_SENT)
+            if fin and not rst:
+                h.set_state(_CLOSED)
+                if peer.state == _RESET and peer.prev_state == _CLOSED:
+                    peer.set_state(_CLOSED)  # FIN then RST from the peer: normal close
+            if rst:
+                h.set_state(_RESET)
+        elif st == _CLOSED:
+            if rst and peer.state != _CLOSED:
+                h.set_state(_RESET)
+
+    # ------------------------------------------------------------------------------------
+    # the record
+
+    def zeek_state(self) -> str:
+        """Zeek's conn_state (base/protocols/conn/main.zeek) from both endpoint states."""
+        os_, rs = self.client.state, self.server.state
+        o_inactive = os_ in (_INACTIVE, _PARTIAL)
+        r_inactive = rs in (_INACTIVE, _PARTIAL)
+        if rs == _RESET:
+            if os_ in (_SYN_SENT, _SYN_ACK_SENT) or (
+                os_ == _RESET and self.client.delivered == 0 and self.server.delivered == 0
+            ):
+                return "REJ"
+            return "RSTRH" if o_inactive else "RSTR"
+        if os_ == _RESET:
+            if r_inactive:
+                return "RSTOS0" if _RSTOS0.match("".join(self.hist)) else "OTH"
+            return "RSTO"
+        if rs == _CLOSED and os_ == _CLOSED:
+            return "SF"
+        if os_ == _CLOSED:
+            return "SH" if r_inactive else "S2"
+        if rs == _CLOSED:
+            return "SHR" if o_inactive else "S3"
+        if os_ == _SYN_SENT and rs == _INACTIVE:
+            return "S0"
+        if os_ == _ESTABLISHED and rs == _ESTABLISHED:
+            return "S1"
+        return "OTH"
+
+    def record(self) -> ConnRecord:
+        """The conn.log-like record; call after both directions were flushed."""
+        c, s = self.client, self.server
+        end = self.end_ts if self.phase == _CLOSED_PHASE else self.last_ts
+        return ConnRecord(
+            uid=self.uid,
+            ts=self.ts,
+            client_ip=self.client_ip,
+            client_port=self.client_port,
+            server_ip=self.server_ip,
+            server_port=self.server_port,
+            duration_s=max(end - self.ts, 0.0),
+            state=self.zeek_state(),
+            history="".join(self.hist),
+            bytes_to_server=c.delivered - c.gap_bytes,
+            bytes_to_client=s.delivered - s.gap_bytes,
+            pkts_to_server=c.pkts,
+            pkts_to_client=s.pkts,
+            retrans_segments=c.retrans + s.retrans,
+            ooo_segments=c.ooo_segs + s.ooo_segs,
+            gaps=c.gaps + s.gaps,
+            gap_bytes=c.gap_bytes + s.gap_bytes,
+            conflicting_overlaps=c.conflicts + s.conflicts,
+            rtt_s=self.rtt,
+            syn_ttl=self.syn_ttl,
+            syn_window=self.syn_window,
+            syn_mss=self.syn_mss,
+            syn_wscale=self.syn_wscale,
+            end_reason=str(self.end_reason),
+        )

@@ -1,0 +1,385 @@
+"""TCP reassembly for all connections: lookup, fast path, lifecycle, timeouts, caps and records."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import count
+from typing import Protocol
+
+from sensor.decode.packet import Segment
+from sensor.records import ConnRecord, TcpStats
+from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase
+from sensor.tcp.stream import SEQ_MASK, Budget, EndpointState, Half, seq_diff
+
+_FAST_FLAGS_MASK = SYN | FIN | RST | ACK  # the fast path takes ACK set, SYN/FIN/RST clear
+_OPEN, _CLOSING, _CLOSED = tuple(Phase)  # module constants: cheaper than enum attribute lookups
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_UID_CHARS = 16  # plus the leading "C": 17 characters, like Zeek's uids
+_UID_TABLE = bytes(ord(_BASE62[b % 62]) for b in range(256))  # one hash byte -> one character
+
+
+class StreamHandler(Protocol):
+    """Receives one connection's in-order bytes per direction, its gaps, and its end."""
+
+    def data(self, to_server: bool, ts: float, payload: bytes) -> None: ...
+
+    def gap(self, to_server: bool, ts: float, n: int) -> None: ...
+
+    def close(self, ts: float, record: ConnRecord) -> None: ...
+
+
+HandlerFactory = Callable[[str, float, str, int, str, int], StreamHandler | None]
+"""factory(uid, ts, client_ip, client_port, server_ip, server_port), once per connection."""
+
+
+@dataclass(slots=True)
+class TcpLimits:
+    """Every bound of the reassembly stage; memory stays bounded whatever the input."""
+
+    max_connections: int = 262144  # table entries, closed ones lingering included (LRU beyond)
+    max_ooo_bytes_per_dir: int = 1 << 20  # bytes buffered out of order per direction
+    max_ooo_chunks_per_dir: int = 4096  # separate out-of-order chunks per direction
+    max_total_bytes: int = 256 << 20  # bytes buffered across all connections
+    idle_timeout_s: float = 300.0  # packet time without a packet before a connection ends
+    closed_linger_s: float = 5.0  # after FIN/RST: time to wait for stragglers before the record
+    expire_interval_s: float = 1.0  # packet time between two expiry passes
+    max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
+
+
+def make_uid(ts: float, cip: str, cport: int, sip: str, sport: int) -> str:
+    """Deterministic Zeek-like uid: "C" and 16 base62 characters of a hash of ts and 4-tuple."""
+    digest = hashlib.blake2b(f"{ts!r}|{cip}|{cport}|{sip}|{sport}".encode(), digest_size=_UID_CHARS)
+    return "C" + digest.digest().translate(_UID_TABLE).decode()
+
+
+def _ip(addr: bytes) -> str:
+    if len(addr) == 4:
+        return socket.inet_ntop(socket.AF_INET, addr)
+    if len(addr) == 16:
+        return socket.inet_ntop(socket.AF_INET6, addr)
+    return addr.hex()
+
+
+class Reassembler:
+    """One connection per 4-tuple; feeds handlers in-order data and gaps, emits ConnRecords.
+
+    The client is the sender of a SYN without ACK (the receiver of a SYN-ACK); without a SYN,
+    the side not on a server port; when both or neither are, the side with the higher port
+    (the lower port is taken as the service); on equal ports, the sender of the first packet.
+    """
+
+    __slots__ = (
+        "_budget",
+        "_count",
+        "_factory",
+        "_flows",
+        "_heap",
+        "_limits",
+        "_next_check",
+        "_on_record",
+        "_server_ports",
+        "_stats",
+        "_tick",
+    )
+
+    def __init__(
+        self,
+        factory: HandlerFactory | None,
+        stats: TcpStats,
+        limits: TcpLimits | None = None,
+        server_ports: frozenset[int] = frozenset({25}),
+        on_record: Callable[[ConnRecord], None] | None = None,
+    ) -> None:
+        self._factory = factory
+        self._stats = stats
+        self._limits = limits if limits is not None else TcpLimits()
+        self._server_ports = server_ports
+        self._on_record = on_record
+        lim = self._limits
+        self._budget = Budget(
+            stats, lim.max_ooo_bytes_per_dir, lim.max_ooo_chunks_per_dir, lim.max_total_bytes
+        )
+        self._flows: dict[tuple[bytes, int, bytes, int], Half] = {}  # sender 4-tuple -> its Half
+        self._count = 0
+        self._heap: list[tuple[float, int, Connection]] = []  # (deadline, tick, conn), lazy
+        self._tick = count()
+        self._next_check = float("-inf")
+
+    # ------------------------------------------------------------------------------------
+    # public API
+
+    def segment(self, ts: float, seg: Segment) -> None:
+        """Process one decoded TCP segment (the per-packet hot path)."""
+        try:
+            src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload = seg
+        except (TypeError, ValueError):
+            self._stats.bad_segments += 1
+            return
+        h = self._flows.get((src, sport, dst, dport))
+        if h is not None and (flags & _FAST_FLAGS_MASK) == ACK and window:
+            if payload:
+                if h.fast_d and seq == h.next_seq:
+                    h.conn.last_ts = ts
+                    h.pkts += 1
+                    h.last_ack = ack
+                    n = len(payload)
+                    h.next_seq = (seq + n) & 0xFFFFFFFF
+                    h.delivered += n
+                    if h.on_data is not None:
+                        h.on_data(h.to_server, ts, payload)
+                    if ts >= self._next_check:
+                        self.expire(ts)
+                    return
+            elif h.fast_a:
+                h.conn.last_ts = ts
+                h.pkts += 1
+                h.last_ack = ack
+                if ts >= self._next_check:
+                    self.expire(ts)
+                return
+        self._slow(ts, h, src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload)
+
+    def expire(self, now: float) -> None:
+        """End connections idle for idle_timeout_s and emit closed ones whose linger passed."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            dl, _, c = heapq.heappop(heap)
+            if c.removed or dl != c.heap_deadline:
+                continue  # superseded entry
+            real = self._deadline(c)
+            if real > now:
+                self._schedule(c, real)
+            elif c.phase == _CLOSED:
+                self._emit(c, c.end_ts)
+            elif c.phase == _CLOSING:
+                self._finish(c, now, EndReason.FIN)
+            else:
+                self._stats.timed_out += 1
+                self._finish(c, now, EndReason.TIMEOUT)
+        self._next_check = now + self._limits.expire_interval_s
+
+    def flush(self) -> None:
+        """End of input: deliver everything buffered (with gaps) and emit every record."""
+        for c in list(dict.fromkeys(h.conn for h in self._flows.values())):
+            if c.removed:
+                continue
+            if c.phase == _CLOSED:
+                self._emit(c, c.end_ts)
+            else:
+                self._stats.flushed_at_end += 1
+                self._finish(c, c.last_ts, EndReason.EOF)
+        self._heap.clear()
+
+    def buffered_bytes(self) -> int:
+        """Bytes currently held out of order, all connections together."""
+        return self._budget.total
+
+    def largest_buffer(self) -> int:
+        """Bytes held out of order by the fullest single direction."""
+        return max((h.ooo_bytes for h in self._flows.values()), default=0)
+
+    def __len__(self) -> int:
+        """Connections in the table (closed ones still lingering included)."""
+        return self._count
+
+    # ------------------------------------------------------------------------------------
+    # everything off the fast path
+
+    def _slow(
+        self,
+        ts: float,
+        h: Half | None,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        ttl: int,
+        options: bytes,
+        payload: bytes,
+    ) -> None:
+        seq &= SEQ_MASK
+        if h is None:
+            h = self._create(ts, src, dst, sport, dport, flags)
+        elif flags & SYN and not flags & ACK and self._is_reuse(h, seq):
+            old = h.conn
+            if old.phase == _CLOSED:
+                self._emit(old, old.end_ts)
+            else:
+                fin_seen = old.client.fin_rel >= 0 or old.server.fin_rel >= 0
+                self._finish(old, ts, EndReason.FIN if fin_seen else EndReason.TIMEOUT)
+            h = self._create(ts, src, dst, sport, dport, flags)
+        c = h.conn
+        c.last_ts = ts
+        h.pkts += 1
+        n = len(payload)
+        c.control(h, ts, seq, flags, window, ttl, options, n)
+        if flags & ACK:
+            h.last_ack = ack & SEQ_MASK
+        if c.phase == _CLOSED:
+            return  # a straggler: counted in the record, its bytes are not delivered
+        if flags & SYN:
+            h.start_syn(seq)
+            seq = (seq + 1) & SEQ_MASK
+        if flags & RST:
+            self._close(c, ts, EndReason.RST)
+            return
+        if n:
+            h.accept(ts, seq, payload)
+        if flags & FIN:
+            h.set_fin(seq, n)
+        if c.phase == _OPEN and c.client.fin_rel >= 0 and c.server.fin_rel >= 0:
+            c.phase = _CLOSING
+            c.closing_ts = ts
+            self._schedule(c, ts + self._limits.closed_linger_s)
+        if (
+            c.phase == _CLOSING
+            and c.removed is False
+            and c.client.fin_done()
+            and c.server.fin_done()
+            and _fin_acked(c.client, c.server)
+            and _fin_acked(c.server, c.client)
+        ):
+            self._close(c, ts, EndReason.FIN)
+        c.refresh_fast()
+        if ts >= self._next_check:
+            self.expire(ts)
+
+    def _is_reuse(self, h: Half, seq: int) -> bool:
+        """A SYN (no ACK) that starts a new connection on this 4-tuple rather than repeats one."""
+        c = h.conn
+        new_isn = not h.syn_seen or h.isn != seq
+        if c.phase != _OPEN or c.client.fin_rel >= 0 or c.server.fin_rel >= 0:
+            return new_isn
+        # a fresh attempt after a SYN nobody answered
+        return h is c.client and h.syn_seen and new_isn and c.server.state == EndpointState.INACTIVE
+
+    def _create(
+        self, ts: float, src: bytes, dst: bytes, sport: int, dport: int, flags: int
+    ) -> Half:
+        if self._count >= self._limits.max_connections:
+            self._evict_one(ts)
+        ports = self._server_ports
+        if flags & SYN:
+            sender_is_client = not flags & ACK
+        elif (dport in ports) != (sport in ports):
+            sender_is_client = dport in ports
+        else:
+            sender_is_client = sport >= dport
+        if sender_is_client:
+            cip, cport, sip, sport_ = _ip(src), sport, _ip(dst), dport
+        else:
+            cip, cport, sip, sport_ = _ip(dst), dport, _ip(src), sport
+        uid = make_uid(ts, cip, cport, sip, sport_)
+        c = Connection(uid, ts, (cip, cport), (sip, sport_), self._budget)
+        handler = self._factory(uid, ts, cip, cport, sip, sport_) if self._factory else None
+        if handler is not None:
+            c.handler = handler
+            for half in (c.client, c.server):
+                half.on_data = handler.data
+                half.on_gap = handler.gap
+        sender = c.client if sender_is_client else c.server
+        key_s = (src, sport, dst, dport)
+        key_r = (dst, dport, src, sport)
+        self._flows[key_r] = c.peer(sender)
+        self._flows[key_s] = sender  # on a 4-tuple equal to its reverse, the sender wins
+        c.keys = (key_s, key_r)
+        self._count += 1
+        stats = self._stats
+        stats.connections += 1
+        if self._count > stats.active_peak:
+            stats.active_peak = self._count
+        self._schedule(c, ts + self._limits.idle_timeout_s)
+        return sender
+
+    def _close(self, c: Connection, ts: float, reason: EndReason) -> None:
+        """FIN exchange done or RST: deliver what is buffered now; the record waits the linger."""
+        c.phase = _CLOSED
+        c.end_reason = reason
+        c.end_ts = ts
+        self._close_gaps(c, ts)
+        c.refresh_fast()
+        self._schedule(c, ts + self._limits.closed_linger_s)
+
+    def _finish(self, c: Connection, ts: float, reason: EndReason) -> None:
+        """End a connection that did not close: flush with gaps, then emit its record."""
+        c.end_reason = reason
+        self._close_gaps(c, ts)
+        self._emit(c, ts)
+
+    def _close_gaps(self, c: Connection, ts: float) -> None:
+        gap = self._limits.max_ack_gap
+        c.client.close_gaps(ts, c.server.last_ack, gap)
+        c.server.close_gaps(ts, c.client.last_ack, gap)
+
+    def _emit(self, c: Connection, ts: float) -> None:
+        rec = c.record()
+        self._remove(c)
+        if self._on_record is not None:
+            self._on_record(rec)
+        if c.handler is not None:
+            c.handler.close(ts, rec)
+            c.handler = None
+
+    def _remove(self, c: Connection) -> None:
+        c.removed = True
+        for key in c.keys:
+            self._flows.pop(key, None)
+        self._count -= 1
+        budget = self._budget
+        for h in (c.client, c.server):
+            if h.starts:  # only if a handler raised mid-flush; keep the accounting right
+                budget.total -= h.ooo_bytes
+                budget.holders.pop(h, None)
+                h.starts.clear()
+                h.chunks.clear()
+                h.ooo_bytes = 0
+            h.on_data = h.on_gap = None
+
+    def _deadline(self, c: Connection) -> float:
+        lim = self._limits
+        if c.phase == _CLOSED:
+            return c.end_ts + lim.closed_linger_s
+        idle = c.last_ts + lim.idle_timeout_s
+        if c.phase == _CLOSING:
+            return min(c.closing_ts + lim.closed_linger_s, idle)
+        return idle
+
+    def _schedule(self, c: Connection, deadline: float) -> None:
+        c.heap_deadline = deadline
+        heap = self._heap
+        heapq.heappush(heap, (deadline, next(self._tick), c))
+        if len(heap) > 2 * self._count + 1024:  # drop superseded entries: heap stays O(table)
+            live = dict.fromkeys(h.conn for h in self._flows.values())
+            heap[:] = [(x.heap_deadline, next(self._tick), x) for x in live]
+            heapq.heapify(heap)
+
+    def _evict_one(self, ts: float) -> None:
+        """Make room: the connection whose deadline comes first (lingering ones, then LRU)."""
+        heap = self._heap
+        while heap:
+            dl, _, c = heapq.heappop(heap)
+            if c.removed or dl != c.heap_deadline:
+                continue
+            real = self._deadline(c)
+            if real > dl:
+                self._schedule(c, real)
+                continue
+            if c.phase == _CLOSED:
+                self._emit(c, c.end_ts)
+            else:
+                self._stats.evicted_lru += 1
+                self._finish(c, ts, EndReason.EVICTED)
+            return
+
+
+def _fin_acked(h: Half, peer: Half) -> bool:
+    """The peer acknowledged h's FIN (one past the FIN's sequence number)."""
+    return peer.last_ack >= 0 and seq_diff(peer.last_ack & SEQ_MASK, h.next_seq) >= 1

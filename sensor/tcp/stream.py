@@ -1,0 +1,340 @@
+"""One direction of a TCP connection: sequence tracking, out-of-order buffer, data and gaps."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from sensor.records import TcpStats
+
+if TYPE_CHECKING:
+    from sensor.tcp.conn import Connection
+
+SEQ_MASK = 0xFFFFFFFF  # RFC 9293 §3.4: sequence numbers are taken modulo 2**32
+SEQ_HALF = 1 << 31  # RFC 1982 §3.2: serial-number comparison window (half the space)
+
+DataCallback = Callable[[bool, float, bytes], None]
+GapCallback = Callable[[bool, float, int], None]
+
+
+class EndpointState(IntEnum):
+    """Zeek's per-endpoint TCP state, from which the conn.log state is derived."""
+
+    INACTIVE = 0
+    """Nothing sent by this endpoint yet."""
+    SYN_SENT = 1
+    """Sent a SYN (without ACK) and no SYN-ACK came back yet."""
+    SYN_ACK_SENT = 2
+    """The originator itself sent a SYN-ACK (odd, but seen)."""
+    PARTIAL = 3
+    """Sent traffic without a handshake we saw (mid-stream pick-up)."""
+    ESTABLISHED = 4
+    """The handshake completed from this endpoint's point of view."""
+    CLOSED = 5
+    """Sent a FIN."""
+    RESET = 6
+    """Sent a RST."""
+
+
+def seq_diff(a: int, b: int) -> int:
+    """Signed distance a - b in sequence space, in [-2**31, 2**31)."""
+    return ((a - b + SEQ_HALF) & SEQ_MASK) - SEQ_HALF
+
+
+def _is_pow10(n: int) -> bool:
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
+
+
+class Budget:
+    """Reassembly memory shared by every direction: the per-direction and global caps."""
+
+    __slots__ = ("holders", "max_chunks", "max_dir", "max_total", "stats", "total")
+
+    def __init__(self, stats: TcpStats, max_dir: int, max_chunks: int, max_total: int) -> None:
+        self.stats = stats
+        self.max_dir = max_dir
+        self.max_chunks = max_chunks
+        self.max_total = max_total
+        self.total = 0
+        self.holders: dict[Half, None] = {}  # directions holding buffered data, oldest first
+
+    def enforce_total(self, ts: float) -> None:
+        """Flush the oldest buffers, with gaps, until the global cap holds again."""
+        if self.total <= self.max_total:
+            return
+        self.stats.total_cap_hits += 1
+        while self.total > self.max_total and self.holders:
+            next(iter(self.holders)).flush(ts)
+
+
+class Half:
+    """The bytes one endpoint sends: next expected sequence number, buffered chunks, counters."""
+
+    __slots__ = (
+        "budget",
+        "chunks",
+        "conflicts",
+        "conn",
+        "delivered",
+        "fast_a",
+        "fast_d",
+        "fin_rel",
+        "gap_bytes",
+        "gaps",
+        "hist",
+        "isn",
+        "last_ack",
+        "letter_counts",
+        "letter_seqs",
+        "next_seq",
+        "on_data",
+        "on_gap",
+        "once",
+        "ooo_bytes",
+        "ooo_segs",
+        "pkts",
+        "prev_state",
+        "retrans",
+        "starts",
+        "state",
+        "syn_seen",
+        "to_server",
+    )
+
+    def __init__(self, conn: Connection, to_server: bool, budget: Budget) -> None:
+        self.conn = conn
+        self.to_server = to_server  # True for the client's direction
+        self.budget = budget
+        self.on_data: DataCallback | None = None
+        self.on_gap: GapCallback | None = None
+        self.next_seq = -1  # absolute sequence number of the next byte to deliver; -1 unknown
+        self.delivered = 0  # stream offset of the next byte to deliver (data + gaps so far)
+        self.isn = -1
+        self.syn_seen = False
+        self.starts: list[int] = []  # stream offsets of buffered chunks, sorted, disjoint
+        self.chunks: list[bytes] = []
+        self.ooo_bytes = 0
+        self.fin_rel = -1  # stream offset of the FIN, -1 before one is seen
+        self.last_ack = -1  # last acknowledgment number this endpoint sent, -1 none
+        self.pkts = 0
+        self.retrans = 0
+        self.ooo_segs = 0
+        self.conflicts = 0
+        self.gaps = 0
+        self.gap_bytes = 0
+        self.state = EndpointState.INACTIVE
+        self.prev_state = EndpointState.INACTIVE
+        self.hist: list[str] = conn.hist
+        self.once = ""  # history letters recorded once per direction
+        self.letter_seqs: dict[str, int] | None = None  # s/h/f/r: seq when last recorded
+        self.letter_counts: dict[str, int] | None = None  # g/t/w: counts, recorded at 1, 10...
+        self.fast_a = False  # pure ACKs of this direction may take the fast path
+        self.fast_d = False  # in-order data of this direction may take the fast path
+
+    # ------------------------------------------------------------------------------------
+    # history (Zeek conn.log letters; uppercase for the client)
+
+    def letter(self, c: str) -> None:
+        """Record a letter that appears once per direction (a, d, i, q)."""
+        if c not in self.once:
+            self.once += c
+            self.hist.append(c.upper() if self.to_server else c)
+
+    def flag_letter(self, c: str, seq: int) -> None:
+        """Record s/h/f/r again only when the sequence number differs from the last one."""
+        seqs = self.letter_seqs
+        if seqs is None:
+            seqs = self.letter_seqs = {}
+        if seqs.get(c) != seq:
+            seqs[c] = seq
+            self.hist.append(c.upper() if self.to_server else c)
+
+    def count_letter(self, c: str) -> None:
+        """Record g/t/w on a logarithmic scale: at the 1st, 10th, 100th... occurrence."""
+        counts = self.letter_counts
+        if counts is None:
+            counts = self.letter_counts = {}
+        n = counts[c] = counts.get(c, 0) + 1
+        if _is_pow10(n):
+            self.hist.append(c.upper() if self.to_server else c)
+
+    # ------------------------------------------------------------------------------------
+    # data path
+
+    def set_state(self, state: EndpointState) -> None:
+        """Change the endpoint state, remembering the previous one (Zeek's prev_state)."""
+        self.prev_state = self.state
+        self.state = state
+
+    def start_syn(self, isn: int) -> None:
+        """A SYN was seen: the stream starts one after the ISN unless it already started."""
+        if self.next_seq < 0:
+            self.next_seq = (isn + 1) & SEQ_MASK
+            self.isn = isn
+            self.syn_seen = True
+
+    def accept(self, ts: float, seq: int, payload: bytes) -> None:
+        """Place a segment's payload (first byte at seq): deliver, buffer or drop as old data."""
+        if self.next_seq < 0:
+            self.next_seq = seq  # mid-stream pick-up: the first seen sequence number is the start
+        start = self.delivered + seq_diff(seq, self.next_seq)
+        d = self.delivered
+        end = start + len(payload)
+        if end <= d:
+            self._retransmitted()
+            return
+        if start < d:
+            self._retransmitted()
+            payload = payload[d - start :]
+            start = d
+        if not self.starts:
+            if start == d:
+                self._deliver(ts, payload)
+                return
+            self.ooo_segs += 1
+            self.budget.stats.ooo_segments += 1
+            self._insert(start, payload)
+        else:
+            if start > d:
+                self.ooo_segs += 1
+                self.budget.stats.ooo_segments += 1
+            self._add_pieces(start, payload)
+            self._drain(ts)
+        self._enforce_caps(ts)
+
+    def set_fin(self, seq: int, n: int) -> None:
+        """Remember where the FIN sits (after the segment's n payload bytes starting at seq)."""
+        if self.next_seq < 0:
+            self.next_seq = seq
+        if self.fin_rel < 0:
+            self.fin_rel = max(self.delivered + seq_diff(seq, self.next_seq) + n, self.delivered)
+
+    def fin_done(self) -> bool:
+        """The FIN was seen and every byte before it was delivered."""
+        return 0 <= self.fin_rel <= self.delivered
+
+    def flush(self, ts: float) -> None:
+        """Deliver everything buffered, announcing each hole before it as a gap."""
+        while self.starts:
+            self._skip_hole(ts)
+
+    def close_gaps(self, ts: float, peer_ack: int, max_ack_gap: int) -> None:
+        """At the end: flush, then report a gap for bytes before the FIN or acked by the peer."""
+        self.flush(ts)
+        if self.next_seq < 0:
+            return
+        if self.fin_rel > self.delivered:
+            self._gap(ts, self.fin_rel - self.delivered)
+        elif self.fin_rel < 0 and peer_ack >= 0:
+            missing = seq_diff(peer_ack & SEQ_MASK, self.next_seq)
+            if 0 < missing <= max_ack_gap:
+                self._gap(ts, missing)
+
+    # ------------------------------------------------------------------------------------
+    # internals
+
+    def _retransmitted(self) -> None:
+        self.retrans += 1
+        self.budget.stats.retransmissions += 1
+        self.count_letter("t")
+
+    def _deliver(self, ts: float, payload: bytes) -> None:
+        n = len(payload)
+        self.delivered += n
+        self.next_seq = (self.next_seq + n) & SEQ_MASK
+        if self.on_data is not None:
+            self.on_data(self.to_server, ts, payload)
+
+    def _gap(self, ts: float, n: int) -> None:
+        self.delivered += n
+        self.next_seq = (self.next_seq + n) & SEQ_MASK
+        self.gaps += 1
+        self.gap_bytes += n
+        stats = self.budget.stats
+        stats.gaps += 1
+        stats.gap_bytes += n
+        self.count_letter("g")
+        if self.on_gap is not None:
+            self.on_gap(self.to_server, ts, n)
+
+    def _insert(self, start: int, data: bytes) -> None:
+        i = bisect_left(self.starts, start)
+        self.starts.insert(i, start)
+        self.chunks.insert(i, data)
+        n = len(data)
+        self.ooo_bytes += n
+        budget = self.budget
+        budget.total += n
+        if self not in budget.holders:
+            budget.holders[self] = None
+            self.fast_a = self.fast_d = False
+
+    def _add_pieces(self, start: int, payload: bytes) -> None:
+        """Buffer the parts of payload no chunk covers yet; compare the parts one does."""
+        end = start + len(payload)
+        starts = self.starts
+        chunks = self.chunks
+        i = max(bisect_right(starts, start) - 1, 0)
+        pos = start
+        pieces: list[tuple[int, bytes]] = []
+        overlapped = conflict = False
+        while i < len(starts):
+            cs = starts[i]
+            if cs >= end:
+                break
+            cd = chunks[i]
+            ce = cs + len(cd)
+            if ce > start:
+                lo = max(start, cs)
+                hi = min(end, ce)
+                overlapped = True
+                if payload[lo - start : hi - start] != cd[lo - cs : hi - cs]:
+                    conflict = True
+                if pos < cs:
+                    pieces.append((pos, payload[pos - start : cs - start]))
+                pos = max(pos, ce)
+            i += 1
+        if pos < end:
+            pieces.append((pos, payload[pos - start :] if pos > start else payload))
+        if overlapped:
+            self._retransmitted()
+        if conflict:
+            self.conflicts += 1
+            self.budget.stats.conflicting_overlaps += 1
+        for s, data in pieces:
+            self._insert(s, data)
+
+    def _drain(self, ts: float) -> None:
+        starts = self.starts
+        while starts and starts[0] <= self.delivered:
+            s = starts.pop(0)
+            data = self.chunks.pop(0)
+            self.ooo_bytes -= len(data)
+            self.budget.total -= len(data)
+            if s < self.delivered:  # never after _add_pieces, kept as a guard against duplication
+                data = data[self.delivered - s :]
+            if data:
+                self._deliver(ts, data)
+        if not starts:
+            self.budget.holders.pop(self, None)
+            self.conn.refresh_fast()
+
+    def _skip_hole(self, ts: float) -> None:
+        hole = self.starts[0] - self.delivered
+        if hole > 0:
+            self._gap(ts, hole)
+        self._drain(ts)
+
+    def _enforce_caps(self, ts: float) -> None:
+        budget = self.budget
+        if self.ooo_bytes > budget.max_dir or len(self.starts) > budget.max_chunks:
+            budget.stats.ooo_cap_hits += 1
+            while self.starts and (
+                self.ooo_bytes > budget.max_dir or len(self.starts) > budget.max_chunks
+            ):
+                self._skip_hole(ts)
+        budget.enforce_total(ts)
