@@ -101,8 +101,10 @@ class Attachment:
 
     filename: str | None
     content_type: str
-    size: int
+    disposition: str | None  # attachment | inline | None (no Content-Disposition)
+    size: int  # decoded bytes seen (of the size-capped copy when truncated)
     sha256: str
+    truncated: bool  # the part was cut by SmtpLimits.max_mime_bytes or a gap
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,16 +128,20 @@ class MailTransaction:
     mail_params: dict[str, str]
     mail_code: int
     rcpt_to: tuple[Recipient, ...]
+    rcpts_dropped: int  # RCPT commands beyond SmtpLimits.max_rcpts_per_txn (not in rcpt_to)
     data_mode: str | None  # "data" | "bdat" | None when no content was sent
-    size: int
+    size: int  # message bytes after dot-unstuffing (DATA) or sum of BDAT chunks
     headers: dict[str, str | None]
     received_count: int
+    received_ips: tuple[str, ...]  # one IP per Received header that names one, in header order
+    mime_parts: int  # leaf MIME entities (bodies and attachments) in the walked copy
     attachments: tuple[Attachment, ...]
-    last_reply: str | None
+    last_reply: str | None  # Zeek form "250 2.0.0 Ok: queued" (code and last reply line)
     last_code: int
     accepted: bool
-    complete: bool
-    tls: bool
+    complete: bool  # False after a gap, a missing terminator or a cut BDAT chunk
+    truncated: bool  # message longer than SmtpLimits.max_mime_bytes: walk covers the prefix
+    tls: bool  # STARTTLS was accepted while this transaction was open (Zeek's tls)
 
 
 @dataclass(slots=True, frozen=True)
@@ -159,6 +165,7 @@ class SmtpSession:
     tls_attempted: bool
     tls_established: bool
     tls_bytes: int
+    tls_reply: str | None  # reply to STARTTLS in last_reply form, None if never answered
     auth: tuple[AuthAttempt, ...]
     reply_codes: dict[int, int]
     anomalies: dict[str, int]

@@ -1,0 +1,296 @@
+"""The client half of the SMTP parser: command lines, message content, SASL responses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sensor.smtp.anomalies import Anomaly
+from sensor.smtp.auth import AuthExchange, looks_like_response
+from sensor.smtp.body import MessageBody
+from sensor.smtp.commands import (
+    HTTP_METHODS,
+    SMTP_VERBS,
+    is_non_smtp,
+    parse_auth,
+    parse_bdat,
+    parse_path_ex,
+    split_command,
+    text,
+)
+from sensor.smtp.core import ParserCore
+from sensor.smtp.limits import RFC_COMMAND_LINE
+from sensor.smtp.session import RcptState
+from sensor.smtp.state import ClientState, Cmd, Pending
+
+
+class ClientSide(ParserCore):
+    """Parses what the client sends; replies are matched by the server half."""
+
+    def client_run(self, ts: float) -> None:
+        """Consume buffered client bytes as far as the state allows."""
+        buf = self.cbuf
+        while True:
+            st = self.cstate
+            if st is ClientState.DATA:
+                chunk, ended = buf.take_data(self.data_at_start)
+                if chunk:
+                    self.data_at_start = False
+                    if self.body is not None:
+                        self.body.add(chunk)
+                if not ended:
+                    return
+                self.end_data(ts)
+            elif st is ClientState.BDAT:
+                chunk = buf.take(self.bdat_left)
+                self.bdat_left -= len(chunk)
+                if self.body is not None:
+                    self.body.add(chunk)
+                if self.bdat_left:
+                    return
+                self.end_chunk()
+            elif st is ClientState.STARTTLS_WAIT or st is ClientState.TLS:
+                return
+            else:
+                line = buf.pop_line()
+                if line is None:
+                    return
+                self.client_line(line, ts)
+
+    def client_tls(self, n: int) -> None:
+        """Client bytes are TLS from here on."""
+        self.cstate = ClientState.TLS
+        self.tls_bytes += n + self.cbuf.drain()
+
+    def client_gap(self, ts: float, n: int) -> None:
+        """``n`` client bytes were lost."""
+        self.count(Anomaly.GAP_CLIENT)
+        st = self.cstate
+        if st is ClientState.TLS:
+            self.tls_bytes += n
+            return
+        if self.txns:
+            self.txns[-1].complete = False
+        if st is ClientState.DATA:
+            if self.body is not None:
+                self.body.gap()
+            self.cbuf.drain()
+            self.data_at_start = False
+            return
+        if st is ClientState.BDAT:
+            if self.body is not None:
+                self.body.gap()
+            if n < self.bdat_left:
+                self.bdat_left -= n
+                return
+            self.end_chunk()
+        self.cbuf.drain()  # what follows may start mid-line: RESYNC waits for a verb
+        self.cstate = ClientState.RESYNC
+        self.queue.append(Pending(Cmd.GAP, ts))
+
+    def client_line(self, line: bytes, ts: float) -> None:
+        """One client line in COMMAND, AUTH or RESYNC state."""
+        st = self.cstate
+        if st is ClientState.AUTH:
+            ex = self.auth
+            if ex is not None and ex.wants_response and looks_like_response(line):
+                ex.response(line)
+                self.enqueue(Pending(Cmd.AUTH_RESPONSE, ts, self.current_txn(), auth=ex))
+                if not ex.wants_response:
+                    self.cstate = ClientState.COMMAND
+                return
+            self.cstate = ClientState.COMMAND
+        elif st is ClientState.HTTP_HEADERS:
+            if not line:
+                self.cstate = ClientState.COMMAND
+            return
+        verb, arg = split_command(line)
+        if st is ClientState.RESYNC:
+            if verb not in SMTP_VERBS:
+                return
+            self.cstate = ClientState.COMMAND
+        if self.first_client_ts is None:
+            self.first_client_ts = ts
+            self.check_pregreet()
+        if len(self.commands) < self.limits.max_commands:
+            self.commands.append(verb)
+        else:
+            self.count(Anomaly.TOO_MANY_COMMANDS)
+        if RFC_COMMAND_LINE < len(line) + 2 <= self.limits.max_line:
+            self.count(Anomaly.OVERLONG_LINE)
+        if self.closing_ts is not None and ts > self.closing_ts:
+            self.count(Anomaly.COMMAND_AFTER_421)
+        handler = _HANDLERS.get(verb)
+        if handler is not None:
+            handler(self, arg, ts)
+            return
+        if verb in HTTP_METHODS and b" HTTP/" in arg:  # answered by HTTP, not by an SMTP reply
+            self.count(Anomaly.NON_SMTP_VERB)
+            self.cstate = ClientState.HTTP_HEADERS
+            if self.pregreet:  # a proxy request precedes the banner by nature: judge the next line
+                self.pregreet = False
+                self.anomalies[Anomaly.PREGREET] -= 1
+            self.first_client_ts = None
+            return
+        if is_non_smtp(line, verb):
+            self.count(Anomaly.NON_SMTP_VERB)
+        elif verb not in SMTP_VERBS:
+            self.count(Anomaly.UNKNOWN_COMMAND)
+        self.enqueue(Pending(Cmd.OTHER, ts, self.current_txn()))
+
+    def cmd_helo(self, arg: bytes, ts: float) -> None:
+        """HELO/EHLO (RFC 5321 4.1.1.1): it also resets an open transaction."""
+        cur = self.current_txn()
+        if cur is not None:
+            cur.reset = True
+        self.helo = text(arg).strip()
+        self.enqueue(Pending(Cmd.EHLO if self.helo_verb == "EHLO" else Cmd.HELO, ts, cur))
+
+    def cmd_mail(self, arg: bytes, ts: float) -> None:
+        """MAIL FROM (RFC 5321 4.1.1.2): always starts a new transaction (Zeek's new row)."""
+        cur = self.current_txn()
+        if self.helo is None or (cur is not None and cur.mail_from is not None and not cur.reset):
+            self.count(Anomaly.OUT_OF_SEQUENCE)
+        txn = self.open_txn(ts)
+        parsed = parse_path_ex(arg)
+        if parsed is None:
+            self.count(Anomaly.BAD_PATH)
+        else:
+            txn.mail_from, txn.mail_params, sloppy = parsed
+            if sloppy:
+                self.count(Anomaly.SLOPPY_PATH)
+        self.enqueue(Pending(Cmd.MAIL, ts, txn))
+
+    def cmd_rcpt(self, arg: bytes, ts: float) -> None:
+        """RCPT TO (RFC 5321 4.1.1.3); without MAIL it opens an invalid transaction."""
+        txn = self.current_txn()
+        if txn is None or txn.mail_from is None:
+            self.count(Anomaly.OUT_OF_SEQUENCE)
+        if txn is None:
+            self.count(Anomaly.INVALID_TRANSACTION)
+            txn = self.open_txn(ts)
+        parsed = parse_path_ex(arg)
+        rcpt = None
+        if parsed is None:
+            self.count(Anomaly.BAD_PATH)
+        elif len(txn.rcpts) >= self.limits.max_rcpts_per_txn:
+            self.count(Anomaly.TOO_MANY_RCPTS)
+            txn.rcpts_dropped += 1
+        else:
+            if parsed[2]:
+                self.count(Anomaly.SLOPPY_PATH)
+            rcpt = RcptState(parsed[0], parsed[1])
+            txn.rcpts.append(rcpt)
+        self.enqueue(Pending(Cmd.RCPT, ts, txn, rcpt=rcpt))
+
+    def cmd_data(self, arg: bytes, ts: float) -> None:
+        """DATA (RFC 5321 4.1.1.4): content follows unless no recipient can have been accepted."""
+        txn = self.current_txn()
+        if txn is None or not txn.rcpts:
+            self.count(Anomaly.OUT_OF_SEQUENCE)
+        self.enqueue(Pending(Cmd.DATA, ts, txn))
+        if txn is not None and txn.has_live_rcpt():  # the 354 may come later: assume it
+            txn.data_mode = "data"
+            cap = self.limits.max_mime_bytes if txn.recorded else 0
+            self.body = txn.body = MessageBody(cap, dot_stuffed=True)
+            self.data_at_start = True
+            self.cstate = ClientState.DATA
+
+    def end_data(self, ts: float) -> None:
+        """The end-of-data marker arrived."""
+        self.cstate = ClientState.COMMAND
+        if self.body is not None:
+            self.count(Anomaly.BARE_LF, self.body.bare_lf)
+        self.body = None
+        txn = self.current_txn()
+        if txn is None:
+            return
+        txn.content_ended = True
+        self.messages_sent += 1
+        self.enqueue(Pending(Cmd.DATA_END, ts, txn))
+        txn.closed = True
+
+    def cmd_bdat(self, arg: bytes, ts: float) -> None:
+        """BDAT size [LAST] (RFC 3030 2): exactly ``size`` octets follow the command line."""
+        parsed = parse_bdat(arg)
+        txn = self.current_txn()
+        if parsed is None or parsed[0] > self.limits.max_bdat_chunk:
+            self.count(Anomaly.BDAT_INVALID_SIZE)
+            self.enqueue(Pending(Cmd.BDAT, ts, txn))
+            return
+        size, last = parsed
+        if txn is None or not txn.rcpts:
+            self.count(Anomaly.OUT_OF_SEQUENCE)
+        self.bdat_left, self.bdat_last, self.bdat_txn = size, last, txn
+        self.body = None
+        if txn is not None:
+            if txn.body is None or txn.data_mode != "bdat":
+                cap = self.limits.max_mime_bytes if txn.recorded else 0
+                txn.body = MessageBody(cap, dot_stuffed=False)
+                txn.data_mode = "bdat"
+            self.body = txn.body
+        self.enqueue(Pending(Cmd.BDAT_LAST if last else Cmd.BDAT, ts, txn))
+        self.cstate = ClientState.BDAT
+        if size == 0:
+            self.end_chunk()
+
+    def end_chunk(self) -> None:
+        """A BDAT chunk was fully received (or cut by a gap)."""
+        self.cstate = ClientState.COMMAND
+        self.bdat_left = 0
+        txn = self.bdat_txn
+        self.body = self.bdat_txn = None
+        if self.bdat_last and txn is not None:
+            txn.content_ended = True
+            txn.closed = True
+            self.messages_sent += 1
+
+    def cmd_rset(self, arg: bytes, ts: float) -> None:
+        """RSET (RFC 5321 4.1.1.5): the transaction stays the current row until the next MAIL."""
+        cur = self.current_txn()
+        if cur is not None:
+            cur.reset = True
+        self.enqueue(Pending(Cmd.OTHER, ts, cur))
+
+    def cmd_starttls(self, arg: bytes, ts: float) -> None:
+        """STARTTLS (RFC 3207 4): client bytes wait for the reply."""
+        self.tls_attempted = True
+        self.enqueue(Pending(Cmd.STARTTLS, ts, self.current_txn()))
+        self.cstate = ClientState.STARTTLS_WAIT
+
+    def cmd_auth(self, arg: bytes, ts: float) -> None:
+        """AUTH (RFC 4954 4): SASL responses may follow."""
+        self.count(Anomaly.AUTH_WITHOUT_TLS)
+        mech, initial = parse_auth(arg)
+        ex = AuthExchange.start(ts, mech, initial)
+        if len(self.auths) < self.limits.max_auth_attempts:
+            self.auths.append(ex)
+        else:
+            self.count(Anomaly.AUTH_TOO_MANY)
+        self.auth = ex
+        self.enqueue(Pending(Cmd.AUTH, ts, self.current_txn(), auth=ex))
+        if ex.wants_response:
+            self.cstate = ClientState.AUTH
+
+
+def _helo(p: ClientSide, arg: bytes, ts: float) -> None:
+    p.helo_verb = "HELO"
+    p.cmd_helo(arg, ts)
+
+
+def _ehlo(p: ClientSide, arg: bytes, ts: float) -> None:
+    p.helo_verb = "EHLO"
+    p.cmd_helo(arg, ts)
+
+
+_HANDLERS: dict[str, Callable[[ClientSide, bytes, float], None]] = {
+    "HELO": _helo,
+    "EHLO": _ehlo,
+    "LHLO": _ehlo,
+    "MAIL": ClientSide.cmd_mail,
+    "RCPT": ClientSide.cmd_rcpt,
+    "DATA": ClientSide.cmd_data,
+    "BDAT": ClientSide.cmd_bdat,
+    "RSET": ClientSide.cmd_rset,
+    "STARTTLS": ClientSide.cmd_starttls,
+    "AUTH": ClientSide.cmd_auth,
+}

@@ -1,0 +1,170 @@
+"""Pure parsers of SMTP command lines and arguments (RFC 5321 4.1, RFC 3030 BDAT, RFC 4954 AUTH)."""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+
+# Verbs of RFC 5321 4.1 and the common extensions (RFC 3030, 3207, 4954, 1985, 4468, Postfix X*).
+SMTP_VERBS = frozenset(
+    {
+        "HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "VRFY", "EXPN",
+        "HELP", "QUIT", "STARTTLS", "AUTH", "XCLIENT", "XFORWARD", "ETRN", "ATRN", "TURN",
+        "BURL", "SEND", "SOML", "SAML", "VERB", "ONEX", "XEXCH50", "X-EXPS", "X-LINK2STATE",
+    }
+)  # fmt: skip
+# Verbs of other protocols seen on port 25: HTTP (RFC 9110 9.3), proxy CONNECT, POP3/IMAP probes.
+NON_SMTP_VERBS = frozenset(
+    {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT", "USER",
+     "PASS", "CAPA", "STAT", "LOGIN", "SELECT", "LOGOUT"}
+)  # fmt: skip
+# HTTP methods (RFC 9110 9.3): a request line is followed by header lines up to an empty line.
+HTTP_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH",
+                          "CONNECT"})  # fmt: skip
+_TLS_RECORD_HANDSHAKE = b"\x16\x03"  # RFC 8446 5.1: ContentType handshake(22), legacy version 3.x
+_SSH_BANNER = b"SSH-"  # RFC 4253 4.2
+_MAX_PARAMS = 32  # ESMTP parameters kept per MAIL/RCPT (RFC 5321 4.1.2 esmtp-param list)
+_MAX_VERB = 32  # characters of an unknown verb kept in SmtpSession.commands
+_MAX_BDAT_DIGITS = 20  # beyond this the size argument is junk (Zeek: "BDAT argument bad length")
+
+
+class HeloKind(StrEnum):
+    """Shape of the HELO/EHLO argument (RFC 5321 4.1.1.1 Domain / address-literal)."""
+
+    FQDN = "fqdn"
+    IP_LITERAL = "ip_literal"
+    BARE_WORD = "bare_word"
+    INVALID = "invalid"
+
+
+def split_command(line: bytes) -> tuple[str, bytes]:
+    """Split a command line into its upper-cased verb and the argument after one space."""
+    sp = line.find(b" ")
+    if sp < 0:
+        verb_b, arg = line, b""
+    else:
+        verb_b, arg = line[:sp], line[sp + 1 :]
+    if len(verb_b) > _MAX_VERB:
+        verb_b = verb_b[:_MAX_VERB]
+    return verb_b.decode("latin-1").upper(), arg
+
+
+def is_non_smtp(line: bytes, verb: str) -> bool:
+    """True if the line is another protocol's opening: HTTP, proxy, POP3/IMAP, TLS, SSH."""
+    return (
+        verb in NON_SMTP_VERBS
+        or line.startswith(_TLS_RECORD_HANDSHAKE)
+        or line.startswith(_SSH_BANNER)
+        or line.startswith(b"\x80")  # SSLv2-compatible ClientHello
+    )
+
+
+def text(raw: bytes) -> str:
+    """Decode protocol text as UTF-8 (RFC 6531 allows it), replacing anything undecodable."""
+    return raw.decode("utf-8", "replace")
+
+
+def parse_path_ex(arg: bytes) -> tuple[str, dict[str, str], bool] | None:
+    """Parse ``FROM:<addr> params`` / ``TO:<addr> params``; return (addr, params, sloppy) or None.
+
+    ``sloppy`` is True for forms RFC 5321 4.1.2 does not allow but servers accept:
+    a space after the colon, a missing angle bracket pair.  A source route
+    (``<@a,@b:u@c>``) is dropped; the null path ``<>`` gives the empty address.
+    """
+    colon = arg.find(b":")
+    if colon < 0:
+        return None
+    rest = arg[colon + 1 :]
+    sloppy = False
+    if rest[:1] in (b" ", b"\t"):
+        rest = rest.lstrip(b" \t")
+        sloppy = True
+    if rest[:1] == b"<":
+        close = rest.find(b">")
+        if close < 0:
+            return None
+        addr_b = rest[1:close]
+        tail = rest[close + 1 :]
+        if tail and tail[:1] != b" ":
+            sloppy = True
+    else:
+        sp = rest.find(b" ")
+        addr_b, tail = (rest, b"") if sp < 0 else (rest[:sp], rest[sp:])
+        if not addr_b:
+            return None
+        sloppy = True
+    if addr_b[:1] == b"@":  # RFC 5321 4.1.2 obsolete source route: "@a,@b:user@c"
+        route_end = addr_b.find(b":")
+        addr_b = addr_b[route_end + 1 :] if route_end >= 0 else b""
+    if b" " in addr_b or b"<" in addr_b:
+        return None
+    params: dict[str, str] = {}
+    for word in tail.split()[:_MAX_PARAMS]:
+        key, _eq, value = word.partition(b"=")
+        params[key.decode("latin-1").upper()] = text(value)
+    return text(addr_b), params, sloppy
+
+
+def parse_path(arg: bytes) -> tuple[str, dict[str, str]] | None:
+    """Parse a MAIL/RCPT argument (``FROM:<a@b> SIZE=10``) into (address, ESMTP params) or None."""
+    parsed = parse_path_ex(arg)
+    if parsed is None:
+        return None
+    return parsed[0], parsed[1]
+
+
+def _is_ldh_label(label: str) -> bool:
+    """RFC 5321 4.1.2 sub-domain: letters, digits, hyphens, not starting or ending with a hyphen."""
+    if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
+        return False
+    return all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+
+
+def parse_helo_kind(name: str) -> HeloKind:
+    """Classify a HELO/EHLO argument as FQDN, address literal, bare word or invalid."""
+    if name.startswith("[") and name.endswith("]"):
+        inner = name[1:-1]
+        try:
+            if inner[:5].upper() == "IPV6:":
+                ipaddress.IPv6Address(inner[5:])
+            else:
+                ipaddress.IPv4Address(inner)
+        except ValueError:  # the documented signal of a malformed address literal
+            return HeloKind.INVALID
+        return HeloKind.IP_LITERAL
+    host = name[:-1] if name.endswith(".") else name
+    if not host or len(host) > 255:
+        return HeloKind.INVALID
+    labels = host.split(".")
+    if not all(_is_ldh_label(label) for label in labels):
+        return HeloKind.INVALID
+    if len(labels) == 1:
+        return HeloKind.BARE_WORD
+    if labels[-1].isdigit():  # a bare dotted IP address is not a domain (RFC 5321 2.3.5)
+        return HeloKind.INVALID
+    return HeloKind.FQDN
+
+
+def parse_bdat(arg: bytes) -> tuple[int, bool] | None:
+    """Parse ``BDAT size [LAST]`` (RFC 3030 2) into (size, last), or None when invalid."""
+    words = arg.split()
+    if not words or len(words) > 2:
+        return None
+    size_b = words[0]
+    if not size_b.isdigit() or len(size_b) > _MAX_BDAT_DIGITS:
+        return None
+    last = False
+    if len(words) == 2:
+        if words[1].upper() != b"LAST":
+            return None
+        last = True
+    return int(size_b), last
+
+
+def parse_auth(arg: bytes) -> tuple[str, bytes | None]:
+    """Parse ``AUTH mechanism [initial-response]`` (RFC 4954 4) into (MECHANISM, response)."""
+    words = arg.split()
+    if not words:
+        return "", None
+    mech = words[0][:_MAX_VERB].decode("latin-1").upper()
+    return mech, (words[1] if len(words) > 1 else None)

@@ -1,0 +1,141 @@
+"""State shared by the client and server halves of the SMTP parser, and transaction bookkeeping."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter, deque
+from collections.abc import Callable
+
+from sensor.records import MailTransaction, SmtpSession
+from sensor.smtp.anomalies import Anomaly
+from sensor.smtp.auth import AuthExchange
+from sensor.smtp.body import MessageBody
+from sensor.smtp.limits import SmtpLimits
+from sensor.smtp.lines import LineBuffer
+from sensor.smtp.replies import ReplyAssembler
+from sensor.smtp.session import TxnState, build_transaction
+from sensor.smtp.state import ClientState, Pending, ServerState
+
+
+class ParserCore(ABC):
+    """Everything one SMTP session's parser knows; the halves add behaviour, not state."""
+
+    def __init__(
+        self,
+        uid: str,
+        ts: float,
+        endpoints: tuple[str, int, str, int],
+        emit: Callable[[SmtpSession], None],
+        limits: SmtpLimits,
+    ) -> None:
+        self.limits = limits
+        self.uid, self.ts = uid, ts
+        self.client_ip, self.client_port, self.server_ip, self.server_port = endpoints
+        self.emit = emit
+        self.cbuf = LineBuffer(limits.max_line)
+        self.sbuf = LineBuffer(limits.max_line)
+        self.assembler = ReplyAssembler(limits.max_reply_lines)
+        self.cstate = ClientState.COMMAND
+        self.sstate = ServerState.BANNER
+        self.http_resume = ServerState.BANNER  # server state after a skipped HTTP response
+        self.server_ts = ts  # time of the latest server payload
+        self.queue: deque[Pending] = deque()
+        self.anomalies: Counter[str] = Counter()
+        self.reply_codes: Counter[int] = Counter()
+        self.commands: list[str] = []
+        self.txns: deque[TxnState] = deque()  # open or awaiting replies, oldest first
+        self.done: list[MailTransaction] = []
+        self.auths: list[AuthExchange] = []
+        self.auth: AuthExchange | None = None  # the exchange reading client responses
+        self.txn_count = 0
+        self.messages_sent = 0  # transactions whose content was completely sent
+        self.body: MessageBody | None = None  # content being received
+        self.data_at_start = False
+        self.bdat_left = 0
+        self.bdat_last = False
+        self.bdat_txn: TxnState | None = None
+        self.helo: str | None = None
+        self.helo_verb: str | None = None
+        self.banner: str | None = None
+        self.banner_code = 0
+        self.banner_ts: float | None = None
+        self.first_client_ts: float | None = None
+        self.pregreet = False
+        self.closing_ts: float | None = None  # time of a 421 reply
+        self.extensions: list[str] = []
+        self.pipelining = False
+        self.tls_offered = self.tls_attempted = self.tls_established = False
+        self.tls_reply: str | None = None
+        self.tls_bytes = 0
+        self.bytes_from_client = self.bytes_from_server = 0
+        self.closed = False
+
+    @abstractmethod
+    def client_run(self, ts: float) -> None:
+        """Consume buffered client bytes as far as the client state allows."""
+
+    @abstractmethod
+    def client_tls(self, n: int) -> None:
+        """Client bytes are TLS from here on (``n`` more bytes not buffered)."""
+
+    def count(self, anomaly: Anomaly, n: int = 1) -> None:
+        """Add ``n`` occurrences of an anomaly."""
+        if n:
+            self.anomalies[anomaly] += n
+
+    def check_pregreet(self) -> None:
+        """Count pregreet once the times of the banner and of the first client byte are known."""
+        first, banner = self.first_client_ts, self.banner_ts
+        if not self.pregreet and first is not None and banner is not None and first < banner:
+            self.pregreet = True
+            self.count(Anomaly.PREGREET)
+
+    def current_txn(self) -> TxnState | None:
+        """The transaction new commands belong to (None if none is open)."""
+        if self.txns and not self.txns[-1].closed:
+            return self.txns[-1]
+        return None
+
+    def enqueue(self, p: Pending) -> None:
+        """Queue a line for its reply, counting it against its transaction."""
+        if len(self.queue) >= self.limits.max_pending_cmds:
+            self.count(Anomaly.PENDING_OVERFLOW)
+            return
+        if p.txn is not None:
+            p.txn.pending += 1
+        self.queue.append(p)
+
+    def answered(self, p: Pending) -> None:
+        """A queued line got its reply (or lost it): release its transaction."""
+        if p.txn is not None:
+            p.txn.pending -= 1
+            self.settle()
+
+    def open_txn(self, ts: float) -> TxnState:
+        """Close the current transaction and open a new one."""
+        cur = self.current_txn()
+        if cur is not None:
+            cur.closed = True
+            self.settle()
+        self.txn_count += 1
+        recorded = self.txn_count <= self.limits.max_txns_per_session
+        if not recorded:
+            self.count(Anomaly.TOO_MANY_TXNS)
+        txn = TxnState(ts, self.messages_sent + 1, recorded)
+        self.txns.append(txn)
+        return txn
+
+    def settle(self) -> None:
+        """Emit the oldest transactions that are closed and answered."""
+        txns = self.txns
+        while txns and txns[0].closed and txns[0].pending <= 0:
+            self.finish_txn(txns.popleft())
+
+    def finish_txn(self, txn: TxnState) -> None:
+        """Build a finished transaction's record."""
+        if not txn.recorded:
+            return
+        record, info = build_transaction(txn, self.limits)
+        if info.header_too_large:
+            self.count(Anomaly.HEADER_TOO_LARGE)
+        self.done.append(record)

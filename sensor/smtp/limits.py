@@ -1,0 +1,30 @@
+"""Bounds of the SMTP parser, each with its default and the anomaly raised when it is hit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# RFC 5321 4.5.3.1.4: command line limit, 512 octets including CRLF.
+RFC_COMMAND_LINE = 512
+# RFC 5321 4.5.3.1.5: reply line limit, 512 octets including CRLF.
+RFC_REPLY_LINE = 512
+# RFC 5321 4.5.3.1.6: text line limit, 1000 octets including CRLF.
+RFC_TEXT_LINE = 1000
+
+
+@dataclass(slots=True)
+class SmtpLimits:
+    """Every bound of one SmtpParser; hitting one is counted as the anomaly named beside it."""
+
+    max_line: int = 4096  # line_truncated: longest command/reply line buffered
+    max_rcpts_per_txn: int = 1000  # too_many_rcpts
+    max_pending_cmds: int = 100  # pending_overflow: commands awaiting a reply
+    max_txns_per_session: int = 1000  # too_many_txns
+    max_header_bytes: int = 65536  # header_too_large: header block handed to the email package
+    max_mime_bytes: int = 4 << 20  # message copy walked for attachments; beyond it: truncated
+    max_auth_attempts: int = 100  # auth_too_many
+    max_commands: int = 10000  # too_many_commands: verbs kept in SmtpSession.commands
+    max_reply_lines: int = 200  # lines of one multi-line reply kept (EHLO extensions)
+    max_bdat_chunk: int = 1 << 31  # bdat_invalid_size: larger chunk sizes are not trusted
+    max_mime_parts: int = 1000  # MIME entities walked per message
+    max_mime_depth: int = 20  # MIME nesting followed by the walk

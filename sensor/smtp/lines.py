@@ -1,0 +1,119 @@
+"""Bounded line framing of one direction of an SMTP stream, plus raw DATA/BDAT content takes."""
+
+from __future__ import annotations
+
+_CRLF_DOT_CRLF = b"\r\n.\r\n"  # RFC 5321 4.1.1.4: end of mail data
+_DOT_CRLF = b".\r\n"  # the terminator when the message is empty (it follows DATA's 354 directly)
+_TERMINATOR_TAIL = 4  # bytes kept back while scanning content: a split terminator's longest prefix
+
+
+class LineBuffer:
+    """Buffers one direction's bytes and hands out lines (CRLF or bare LF) and raw content.
+
+    The buffer holds at most ``max_line`` bytes of an unfinished line plus the payload of the
+    current ``feed`` call: a longer line is cut at ``max_line`` (counted in ``truncated``) and the
+    rest of it is discarded up to the next LF.  ``bare_lf`` and ``bare_cr`` count lines ended by
+    LF alone and lines containing a CR that is not part of CRLF.
+    """
+
+    __slots__ = ("_buf", "_discard", "_pos", "_scan", "bare_cr", "bare_lf", "max_line", "truncated")
+
+    def __init__(self, max_line: int) -> None:
+        self._buf = bytearray()
+        self._pos = 0  # start of the unread bytes in _buf
+        self._scan = 0  # bytes before this offset are known to hold no LF
+        self._discard = False  # dropping the tail of a truncated line up to its LF
+        self.max_line = max_line
+        self.bare_lf = 0
+        self.bare_cr = 0
+        self.truncated = 0
+
+    def __len__(self) -> int:
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes received in order."""
+        if self._discard:
+            i = data.find(b"\n")
+            if i < 0:
+                return
+            self._discard = False
+            data = data[i + 1 :]
+        buf = self._buf
+        if self._pos:
+            del buf[: self._pos]
+            self._scan = max(0, self._scan - self._pos)
+            self._pos = 0
+        buf += data
+
+    def pop_line(self) -> bytes | None:
+        """Return the next complete line without its terminator, or None if none is buffered."""
+        buf = self._buf
+        pos = self._pos
+        i = buf.find(b"\n", max(pos, self._scan))
+        if i < 0:
+            if len(buf) - pos > self.max_line:
+                line = bytes(buf[pos : pos + self.max_line])
+                self.truncated += 1
+                self._discard = True
+                buf.clear()
+                self._pos = self._scan = 0
+                return line
+            self._scan = len(buf)
+            return None
+        self._pos = self._scan = i + 1
+        if i > pos and buf[i - 1] == 13:  # CR LF
+            end = i - 1
+        else:
+            end = i
+            self.bare_lf += 1
+        if end - pos > self.max_line:
+            self.truncated += 1
+            end = pos + self.max_line
+        line = bytes(buf[pos:end])
+        if b"\r" in line:
+            self.bare_cr += 1
+        return line
+
+    def take(self, n: int) -> bytes:
+        """Remove and return up to ``n`` raw bytes (BDAT chunk content)."""
+        pos = self._pos
+        chunk = bytes(self._buf[pos : pos + n])
+        self._pos = pos + len(chunk)
+        return chunk
+
+    def take_data(self, at_start: bool) -> tuple[bytes, bool]:
+        """Remove DATA content up to the end-of-data marker; return (content, marker_seen).
+
+        Content includes the CRLF before the final dot and is still dot-stuffed.  Until the
+        marker is seen, the last four bytes stay buffered in case they begin it.  ``at_start``
+        says no content byte was taken yet, where a bare ``.CRLF`` ends an empty message.
+        """
+        buf = self._buf
+        pos = self._pos
+        if at_start:
+            head = bytes(buf[pos : pos + 3])
+            if head == _DOT_CRLF:
+                self._pos = pos + 3
+                return b"", True
+            if _DOT_CRLF.startswith(head):
+                return b"", False
+        i = buf.find(_CRLF_DOT_CRLF, pos)
+        if i >= 0:
+            chunk = bytes(buf[pos : i + 2])
+            self._pos = i + 5
+            return chunk, True
+        end = len(buf) - _TERMINATOR_TAIL
+        if end <= pos:
+            return b"", False
+        chunk = bytes(buf[pos:end])
+        self._pos = end
+        return chunk, False
+
+    def drain(self) -> int:
+        """Drop everything buffered (TLS took over, or a gap broke the line); return its size."""
+        n = len(self._buf) - self._pos
+        self._buf.clear()
+        self._pos = self._scan = 0
+        self._discard = False
+        return n

@@ -1,0 +1,161 @@
+"""Headers and MIME attachments of a message copy, read with the standard library's email."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from email.errors import HeaderParseError
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
+
+from sensor.records import Attachment
+from sensor.smtp.limits import SmtpLimits
+
+# Header name (lower case) -> key in MailTransaction.headers; Zeek smtp.log names where it has them.
+HEADER_KEYS: dict[str, str] = {
+    "date": "date",
+    "from": "from",
+    "to": "to",
+    "cc": "cc",
+    "reply-to": "reply_to",
+    "subject": "subject",
+    "message-id": "msg_id",
+    "in-reply-to": "in_reply_to",
+    "x-originating-ip": "x_originating_ip",
+    "x-mailer": "user_agent",
+    "user-agent": "user_agent",
+    "x-user-agent": "user_agent",
+}
+_LIST_HEADERS = frozenset({"to", "cc"})  # repeated headers are joined, others: the last one wins
+_IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
+_IPV6 = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(slots=True)
+class MessageInfo:
+    """What the walk of one message found."""
+
+    headers: dict[str, str | None] = field(default_factory=dict)
+    received_count: int = 0
+    received_ips: list[str] = field(default_factory=list)
+    mime_parts: int = 0
+    attachments: list[Attachment] = field(default_factory=list)
+    header_too_large: bool = False
+
+
+def clean(value: str) -> str:
+    """Header text: undo surrogate escapes, unfold (drop line breaks), decode RFC 2047 words."""
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    value = value.replace("\r", "").replace("\n", "").strip()
+    if "=?" not in value:
+        return value
+    try:
+        parts = decode_header(value)
+    except HeaderParseError:  # malformed encoded word: keep the raw text
+        return value
+    out: list[str] = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        try:
+            out.append(chunk.decode(charset or "ascii", "replace"))
+        except LookupError:  # unknown charset name
+            out.append(chunk.decode("latin-1"))
+    return "".join(out)
+
+
+def received_ip(value: str) -> str | None:
+    """The sending hop's IP in a Received header: the second address if several, else the first."""
+    found: list[str] = []
+    for m in _IPV4.finditer(value):
+        try:
+            found.append(str(ipaddress.IPv4Address(m.group(1))))
+        except ValueError:  # 999.1.1.1 and friends
+            continue
+    for m in _IPV6.finditer(value):
+        try:
+            found.append(str(ipaddress.IPv6Address(m.group(1).rstrip(":."))))
+        except ValueError:  # not an address after all
+            continue
+    if not found:
+        return None
+    return found[1] if len(found) > 1 else found[0]
+
+
+def _headers(msg: Message, info: MessageInfo) -> None:
+    received: list[str] = []
+    for name, raw in msg.items():
+        lname = name.lower()
+        if lname == "received":
+            value = clean(str(raw))
+            received.append(value)
+            ip = received_ip(value)
+            if ip is not None:
+                info.received_ips.append(ip)
+            continue
+        key = HEADER_KEYS.get(lname)
+        if key is None:
+            continue
+        value = clean(str(raw))
+        prev = info.headers.get(key)
+        if lname in _LIST_HEADERS and prev:
+            value = f"{prev}, {value}"
+        info.headers[key] = value
+    info.received_count = len(received)
+    # Zeek's first_received is the last Received header (the earliest hop), then the one above it.
+    info.headers["first_received"] = received[-1] if received else None
+    info.headers["second_received"] = received[-2] if len(received) > 1 else None
+
+
+def _leaf(part: Message, cut: bool) -> Attachment | None:
+    """An attachment record for a leaf part carrying a file (named, attached or not text)."""
+    filename = part.get_filename()
+    disposition = part.get_content_disposition()
+    ctype = part.get_content_type()
+    if filename is None and disposition != "attachment" and ctype.startswith("text/"):
+        return None
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    return Attachment(
+        filename=clean(filename) if filename is not None else None,
+        content_type=ctype,
+        disposition=disposition,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        truncated=cut,
+    )
+
+
+def analyze_message(copy: bytes, cut: bool, limits: SmtpLimits) -> MessageInfo:
+    """Headers, Received chain and attachments of a message copy (``cut``: only a prefix)."""
+    info = MessageInfo()
+    m = _HEADER_END.search(copy, 0, limits.max_header_bytes + 4)
+    if m is None and len(copy) > limits.max_header_bytes:
+        info.header_too_large = True
+        head = copy[: limits.max_header_bytes]
+        _headers(BytesHeaderParser(policy=compat32).parsebytes(head), info)
+        return info
+    msg = BytesParser(policy=compat32).parsebytes(copy)
+    _headers(msg, info)
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    leaves: list[Message] = []
+    while stack and len(leaves) < limits.max_mime_parts:
+        part, depth = stack.pop()
+        if part.is_multipart():
+            children = part.get_payload()
+            if depth < limits.max_mime_depth and isinstance(children, list):
+                stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
+            continue
+        leaves.append(part)
+    info.mime_parts = len(leaves)
+    for i, part in enumerate(leaves):
+        att = _leaf(part, cut and i == len(leaves) - 1)
+        if att is not None:
+            info.attachments.append(att)
+    return info

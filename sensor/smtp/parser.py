@@ -1,0 +1,115 @@
+"""Incremental, sans-IO SMTP parser of one TCP connection, fed both directions and gaps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sensor.records import ConnRecord, SmtpSession
+from sensor.smtp.anomalies import Anomaly
+from sensor.smtp.client import ClientSide
+from sensor.smtp.commands import parse_helo_kind
+from sensor.smtp.limits import SmtpLimits
+from sensor.smtp.server import ServerSide
+from sensor.smtp.state import ClientState
+
+__all__ = ["SmtpLimits", "SmtpParser"]  # SmtpLimits re-exported for callers wiring the parser
+
+_TLS_HANDSHAKE = 0x16  # RFC 8446 5.1: first byte of a TLS handshake record
+
+
+class SmtpParser(ClientSide, ServerSide):
+    """One SMTP session: feed ``data``/``gap`` per direction, then ``close``; emits SmtpSession.
+
+    Never raises on any bytes; memory is bounded by SmtpLimits plus one ``data`` payload.
+    """
+
+    def __init__(
+        self,
+        uid: str,
+        ts: float,
+        client_ip: str,
+        client_port: int,
+        server_ip: str,
+        server_port: int,
+        emit: Callable[[SmtpSession], None],
+        limits: SmtpLimits | None = None,
+    ) -> None:
+        endpoints = (client_ip, client_port, server_ip, server_port)
+        super().__init__(uid, ts, endpoints, emit, limits if limits is not None else SmtpLimits())
+
+    def data(self, to_server: bool, ts: float, payload: bytes) -> None:
+        """In-order bytes of one direction (any split of the stream)."""
+        if not payload or self.closed:
+            return
+        if not to_server:
+            self.server_data(ts, payload)
+            return
+        self.bytes_from_client += len(payload)
+        if self.first_client_ts is None:
+            self.first_client_ts = ts
+            self.check_pregreet()
+        st = self.cstate
+        if st is ClientState.TLS:
+            self.tls_bytes += len(payload)
+            return
+        if st is ClientState.STARTTLS_WAIT and not len(self.cbuf) and payload[0] == _TLS_HANDSHAKE:
+            self.client_tls(len(payload))
+            return
+        self.cbuf.feed(payload)
+        self.client_run(ts)
+        if self.server_waiting():
+            self.server_run(force=False)
+        if self.cstate is ClientState.STARTTLS_WAIT and len(self.cbuf) > self.limits.max_line:
+            self.client_tls(0)
+
+    def gap(self, to_server: bool, ts: float, n: int) -> None:
+        """``n`` bytes of one direction were lost; the parser resynchronises."""
+        if n <= 0 or self.closed:
+            return
+        if to_server:
+            self.client_gap(ts, n)
+        else:
+            self.server_gap(ts, n)
+
+    def close(self, ts: float, record: ConnRecord) -> None:
+        """The connection ended: flush everything open and emit the SmtpSession."""
+        if self.closed:
+            return
+        self.server_run(force=True)
+        self.closed = True
+        if self.cstate is ClientState.DATA or self.cstate is ClientState.BDAT:
+            self.count(Anomaly.MISSING_DATA_TERMINATOR)
+            if self.txns:
+                self.txns[-1].complete = False
+        if self.banner_ts is None and self.bytes_from_client and not self.anomalies[
+            Anomaly.GAP_SERVER
+        ]:
+            self.count(Anomaly.NO_BANNER)
+        for buf in (self.cbuf, self.sbuf):
+            self.count(Anomaly.BARE_LF, buf.bare_lf)
+            self.count(Anomaly.BARE_CR, buf.bare_cr)
+            self.count(Anomaly.LINE_TRUNCATED, buf.truncated)
+        while self.txns:
+            self.finish_txn(self.txns.popleft())
+        self.emit(self.session(record))
+
+    def session(self, record: ConnRecord) -> SmtpSession:
+        """The emitted session record."""
+        return SmtpSession(
+            uid=self.uid, ts=self.ts,
+            client_ip=self.client_ip, client_port=self.client_port,
+            server_ip=self.server_ip, server_port=self.server_port,
+            duration_s=record.duration_s,
+            banner=self.banner, banner_code=self.banner_code,
+            helo=self.helo, helo_verb=self.helo_verb,
+            helo_kind=parse_helo_kind(self.helo).value if self.helo is not None else None,
+            extensions=tuple(self.extensions),
+            tls_offered=self.tls_offered, tls_attempted=self.tls_attempted,
+            tls_established=self.tls_established, tls_bytes=self.tls_bytes,
+            tls_reply=self.tls_reply, auth=tuple(ex.record() for ex in self.auths),
+            reply_codes=dict(sorted(self.reply_codes.items())),
+            anomalies={k: v for k, v in sorted(self.anomalies.items()) if v},
+            commands=tuple(self.commands),
+            bytes_from_client=self.bytes_from_client, bytes_from_server=self.bytes_from_server,
+            transactions=tuple(self.done),
+        )  # fmt: skip

@@ -1,0 +1,109 @@
+"""Server reply assembly (RFC 5321 4.2), enhanced status codes (RFC 3463) and EHLO extensions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# RFC 5321 4.1.1.1: "250-keyword params" lines after the greeting line of an EHLO reply.
+STARTTLS_KEYWORD = "STARTTLS"  # RFC 3207 4
+_MASK_CHAR = "X"  # middleboxes overwrite STARTTLS with X's (Cisco PIX/ASA "XXXXXXXA")
+
+
+@dataclass(slots=True)
+class Reply:
+    """One complete (possibly multi-line) server reply."""
+
+    code: int
+    lines: list[str] = field(default_factory=list)  # text after "ddd[ -]", at most max_reply_lines
+    enhanced: str | None = None
+    malformed: bool = False
+
+    @property
+    def last_text(self) -> str:
+        """Text of the last line, as Zeek's last_reply shows it."""
+        return self.lines[-1] if self.lines else ""
+
+    def zeek_form(self) -> str:
+        """``"250 2.0.0 Ok"``: the code and the last line's text."""
+        return f"{self.code} {self.last_text}"
+
+
+def parse_reply_line(line: bytes) -> tuple[int, bool, bytes] | None:
+    """Split ``ddd[ -]text`` into (code, is_last_line, text); None if it is not a reply line."""
+    if len(line) < 3 or not line[:3].isdigit():
+        return None
+    sep = line[3:4]
+    if sep == b"-":
+        return int(line[:3]), False, line[4:]
+    if sep in (b" ", b""):
+        return int(line[:3]), True, line[4:]
+    return None
+
+
+def parse_enhanced(code: int, text: str) -> str | None:
+    """The RFC 3463 2 ``class.subject.detail`` code at the start of ``text`` if it fits ``code``."""
+    word = text.split(" ", 1)[0]
+    parts = word.split(".")
+    if len(parts) != 3 or not all(p.isdigit() and 0 < len(p) <= 3 for p in parts):
+        return None
+    if parts[0] != str(code // 100) or parts[0] not in ("2", "4", "5"):
+        return None
+    return word
+
+
+class ReplyAssembler:
+    """Gathers reply lines until the last line (``ddd text``) of a reply arrives."""
+
+    __slots__ = ("_current", "max_lines")
+
+    def __init__(self, max_lines: int) -> None:
+        self._current: Reply | None = None
+        self.max_lines = max_lines
+
+    @property
+    def in_progress(self) -> bool:
+        """True while a multi-line reply has started and not ended."""
+        return self._current is not None
+
+    def add(self, code: int, last: bool, raw_text: bytes) -> Reply | None:
+        """Add one parsed reply line; return the reply when this line completes it."""
+        text = raw_text.decode("utf-8", "replace")
+        cur = self._current
+        if cur is None:
+            cur = Reply(code, [], parse_enhanced(code, text))
+        elif cur.code != code:
+            cur.malformed = True
+            cur.code = code
+        if len(cur.lines) < self.max_lines:
+            cur.lines.append(text)
+        if last:
+            self._current = None
+            return cur
+        self._current = cur
+        return None
+
+    def reset(self) -> None:
+        """Drop a partial reply (after a gap)."""
+        self._current = None
+
+
+def ehlo_extensions(reply: Reply) -> tuple[list[str], bool]:
+    """Extensions advertised by an EHLO reply (``"AUTH PLAIN LOGIN"``...) and a stripped flag.
+
+    The first line is the server's greeting, the others keyword lines (RFC 5321 4.1.1.1); the
+    flag is True when a keyword looks like STARTTLS masked by a middlebox.
+    """
+    exts: list[str] = []
+    stripped = False
+    for line in reply.lines[1:]:
+        words = line.split()
+        if not words:
+            continue
+        keyword = words[0].upper()
+        if (
+            len(keyword) == len(STARTTLS_KEYWORD)
+            and keyword.count(_MASK_CHAR) >= len(STARTTLS_KEYWORD) - 1
+        ):
+            stripped = True
+        exts.append(" ".join([keyword, *words[1:]]))
+    return exts, stripped

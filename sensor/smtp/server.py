@@ -1,0 +1,220 @@
+"""The server half of the SMTP parser: replies matched in order to the client's pending lines."""
+
+from __future__ import annotations
+
+from sensor.smtp.anomalies import Anomaly
+from sensor.smtp.core import ParserCore
+from sensor.smtp.limits import RFC_REPLY_LINE
+from sensor.smtp.replies import STARTTLS_KEYWORD, Reply, ehlo_extensions, parse_reply_line
+from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
+
+GREETING_CODES = frozenset({220, 421, 554})  # RFC 5321 3.1 / 4.3.2: connection establishment
+REPLY_CLOSING = 421  # RFC 5321 4.2.3: service not available, closing transmission channel
+REPLY_START_INPUT = 354  # RFC 5321 4.2.3: start mail input
+REPLY_READY_TLS = 220  # RFC 3207 4: ready to start TLS
+PIPELINING_KEYWORD = "PIPELINING"  # RFC 2920 3
+_HTTP_RESPONSE = b"HTTP/"  # RFC 9112 4: status line of a proxy's answer to CONNECT
+_NOT_PIPELINED = frozenset({Cmd.AUTH_RESPONSE, Cmd.DATA_END, Cmd.GAP})
+
+
+class ServerSide(ParserCore):
+    """Parses what the server sends and applies each reply to the line it answers."""
+
+    def server_data(self, ts: float, payload: bytes) -> None:
+        """In-order server bytes."""
+        self.bytes_from_server += len(payload)
+        if self.sstate is ServerState.TLS:
+            self.tls_bytes += len(payload)
+            return
+        self.server_ts = ts
+        self.sbuf.feed(payload)
+        self.server_run(force=False)
+
+    def server_run(self, force: bool) -> None:
+        """Parse buffered server lines (timed at the latest server payload).
+
+        A reply that starts while no command awaits one is held, as the client's bytes may be
+        delivered after the server's, until a command is queued, more than ``max_line`` bytes
+        wait, or ``force`` (end of connection).
+        """
+        buf = self.sbuf
+        while not self.server_encrypted():
+            if (
+                not force
+                and self.sstate is ServerState.REPLIES
+                and not self.queue
+                and not self.assembler.in_progress
+                and len(buf) <= self.limits.max_line
+            ):
+                return
+            line = buf.pop_line()
+            if line is None:
+                return
+            self.server_line(line, self.server_ts)
+        self.tls_bytes += buf.drain()
+
+    def server_waiting(self) -> bool:
+        """True if server bytes are held for a command the client has now sent."""
+        return bool(self.queue) and len(self.sbuf) > 0 and self.sstate is ServerState.REPLIES
+
+    def server_encrypted(self) -> bool:
+        """True once the server direction is TLS (a reply handler may switch it mid-payload)."""
+        return self.sstate is ServerState.TLS
+
+    def server_gap(self, ts: float, n: int) -> None:
+        """``n`` server bytes were lost: replies to lines sent before now are given up."""
+        self.count(Anomaly.GAP_SERVER)
+        if self.sstate is ServerState.TLS:
+            self.tls_bytes += n
+            return
+        self.sbuf.drain()  # what follows may start mid-line: RESYNC waits for a reply line
+        self.assembler.reset()
+        self.sstate = ServerState.RESYNC
+        q = self.queue
+        while q and q[0].ts < ts:
+            p = q.popleft()
+            if p.txn is not None:
+                p.txn.complete = False
+            self.answered(p)
+
+    def server_line(self, line: bytes, ts: float) -> None:
+        """One server line."""
+        st = self.sstate
+        if st is ServerState.HTTP_HEADERS:
+            if not line:
+                self.sstate = self.http_resume
+            return
+        parsed = parse_reply_line(line)
+        if parsed is None:
+            if line.startswith(_HTTP_RESPONSE):
+                self.http_resume = st
+                self.sstate = ServerState.HTTP_HEADERS
+            elif st is not ServerState.RESYNC:
+                self.count(Anomaly.MALFORMED_REPLY)
+            return
+        code, last, rtext = parsed
+        if RFC_REPLY_LINE < len(line) + 2 <= self.limits.max_line:
+            self.count(Anomaly.OVERLONG_LINE)
+        reply = self.assembler.add(code, last, rtext)
+        if reply is None:
+            return
+        if reply.malformed:
+            self.count(Anomaly.MALFORMED_REPLY)
+        code = reply.code
+        self.reply_codes[code] += 1
+        if code == REPLY_CLOSING and self.closing_ts is None:
+            self.closing_ts = ts
+            self.count(
+                Anomaly.COMMAND_AFTER_421,
+                sum(1 for p in self.queue if p.ts > ts and p.kind is not Cmd.GAP),
+            )
+        if st is ServerState.RESYNC:
+            self.sstate = ServerState.REPLIES
+        elif st is ServerState.BANNER:
+            self.sstate = ServerState.REPLIES
+            self.banner_ts = ts
+            self.check_pregreet()
+            if code in GREETING_CODES:
+                self.banner = reply.lines[0] if reply.lines else ""
+                self.banner_code = code
+                return
+            self.count(Anomaly.NO_BANNER)
+        self.on_reply(reply, ts)
+
+    def next_pending(self, ts: float) -> Pending | None:
+        """The line this reply answers; None if it answers nothing or a line lost in a gap."""
+        q = self.queue
+        while q and q[0].kind is Cmd.GAP:
+            if len(q) > 1 and q[1].ts <= ts:  # the reply may answer the first line after the gap
+                q.popleft()
+                continue
+            return None  # a reply to a command lost in the gap (the gap is already counted)
+        if not q:
+            self.count(Anomaly.UNMATCHED_REPLY)
+            return None
+        return q.popleft()
+
+    def on_reply(self, reply: Reply, ts: float) -> None:
+        """Apply a complete reply to the oldest pending line."""
+        p = self.next_pending(ts)
+        if p is None:
+            return
+        code = reply.code
+        txn = p.txn
+        if txn is not None:
+            txn.last_reply = reply.zeek_form()
+            txn.last_code = code
+        kind = p.kind
+        if kind is Cmd.EHLO:
+            self.ehlo_reply(reply)
+        elif kind is Cmd.MAIL:
+            if txn is not None:
+                txn.mail_code = code
+        elif kind is Cmd.RCPT:
+            if p.rcpt is not None:
+                p.rcpt.code, p.rcpt.enhanced, p.rcpt.text = code, reply.enhanced, reply.last_text
+        elif kind is Cmd.DATA:
+            if code != REPLY_START_INPUT:
+                self.data_refused(p, ts)
+        elif kind is Cmd.DATA_END or kind is Cmd.BDAT_LAST:
+            if txn is not None:
+                txn.end_code = code
+        elif kind is Cmd.AUTH or kind is Cmd.AUTH_RESPONSE:
+            ex = p.auth
+            if ex is not None:
+                ex.reply(code)
+                if ex.done and self.auth is ex and self.cstate is ClientState.AUTH:
+                    self.cstate = ClientState.COMMAND
+        elif kind is Cmd.STARTTLS:
+            self.starttls_reply(p, reply, ts)
+        self.answered(p)
+        if self.queue and not self.pipelining:
+            nxt = self.queue[0]
+            if nxt.ts < ts and not nxt.flagged and nxt.kind not in _NOT_PIPELINED:
+                nxt.flagged = True
+                self.count(Anomaly.PIPELINING_NOT_ADVERTISED)
+
+    def ehlo_reply(self, reply: Reply) -> None:
+        """Record the extensions an EHLO reply advertises (RFC 5321 4.1.1.1)."""
+        if reply.code // 100 != 2:
+            return
+        exts, stripped = ehlo_extensions(reply)
+        self.extensions = exts
+        keywords = {e.split(" ", 1)[0] for e in exts}
+        self.tls_offered = STARTTLS_KEYWORD in keywords
+        self.pipelining = PIPELINING_KEYWORD in keywords
+        if stripped:
+            self.count(Anomaly.STRIPPED_STARTTLS)
+
+    def starttls_reply(self, p: Pending, reply: Reply, ts: float) -> None:
+        """220: both directions are TLS from here on; anything else: parsing goes on."""
+        self.tls_reply = reply.zeek_form()
+        if reply.code == REPLY_READY_TLS:
+            self.tls_established = True
+            if p.txn is not None:
+                p.txn.tls = True
+            self.sstate = ServerState.TLS
+            if self.cstate is ClientState.STARTTLS_WAIT:
+                self.client_tls(0)
+            return
+        self.count(Anomaly.STARTTLS_REFUSED)
+        if self.cstate is ClientState.STARTTLS_WAIT:
+            self.cstate = ClientState.COMMAND
+            self.client_run(ts)
+
+    def data_refused(self, p: Pending, ts: float) -> None:
+        """DATA got no 354: content assumed to follow it was in fact more commands."""
+        txn = p.txn
+        if txn is None or txn.data_mode != "data":
+            return
+        body = txn.body
+        txn.data_mode = None
+        txn.body = None
+        if self.cstate is ClientState.DATA and self.body is body:
+            self.cstate = ClientState.COMMAND
+            self.body = None
+            if body is not None and body.raw:
+                self.count(Anomaly.DATA_AFTER_REFUSAL)
+            self.client_run(ts)
+        elif txn.content_ended:
+            self.count(Anomaly.DATA_AFTER_REFUSAL)

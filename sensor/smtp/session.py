@@ -1,0 +1,95 @@
+"""Mutable per-transaction state and the builder of the emitted MailTransaction record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sensor.records import MailTransaction, Recipient
+from sensor.smtp.body import MessageBody
+from sensor.smtp.limits import SmtpLimits
+from sensor.smtp.message import MessageInfo, analyze_message
+
+# Keys always present in MailTransaction.headers (None when the header was absent or no message).
+HEADER_FIELDS = (
+    "date", "from", "to", "cc", "reply_to", "subject", "msg_id", "in_reply_to",
+    "x_originating_ip", "user_agent", "first_received", "second_received",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class RcptState:
+    """A RCPT TO awaiting (or holding) its reply."""
+
+    addr: str
+    params: dict[str, str]
+    code: int = 0
+    enhanced: str | None = None
+    text: str = ""
+
+
+@dataclass(slots=True)
+class TxnState:
+    """A mail transaction being parsed: opened by MAIL (or a stray RCPT), ended by the next MAIL,
+    the reply to end-of-data, or the end of the connection (Zeek's row boundaries)."""
+
+    ts: float
+    trans_depth: int
+    recorded: bool  # False beyond SmtpLimits.max_txns_per_session
+    mail_from: str | None = None
+    mail_params: dict[str, str] = field(default_factory=dict)
+    mail_code: int = 0
+    rcpts: list[RcptState] = field(default_factory=list)
+    rcpts_dropped: int = 0
+    data_mode: str | None = None
+    body: MessageBody | None = None
+    content_ended: bool = False  # the client finished sending the content
+    last_reply: str | None = None
+    last_code: int = 0
+    end_code: int = 0  # reply to end-of-data (DATA dot or BDAT LAST)
+    reset: bool = False  # RSET/HELO/EHLO since MAIL
+    complete: bool = True
+    tls: bool = False
+    closed: bool = False  # no further command joins it
+    pending: int = 0  # commands of this transaction awaiting a reply
+
+    def has_live_rcpt(self) -> bool:
+        """True if a recipient was accepted or is still awaiting its reply."""
+        return any(r.code == 0 or r.code // 100 == 2 for r in self.rcpts)
+
+
+def build_transaction(txn: TxnState, limits: SmtpLimits) -> tuple[MailTransaction, MessageInfo]:
+    """The emitted record of a finished transaction, and what its message walk found."""
+    info = MessageInfo()
+    body = txn.body
+    size = 0
+    truncated = False
+    if body is not None:
+        size = body.size
+        truncated = body.truncated
+        if body.raw:
+            info = analyze_message(body.message(), body.truncated or body.broken, limits)
+    headers: dict[str, str | None] = dict.fromkeys(HEADER_FIELDS)
+    headers.update(info.headers)
+    record = MailTransaction(
+        ts=txn.ts,
+        trans_depth=txn.trans_depth,
+        mail_from=txn.mail_from,
+        mail_params=txn.mail_params,
+        mail_code=txn.mail_code,
+        rcpt_to=tuple(Recipient(r.addr, r.params, r.code, r.enhanced, r.text) for r in txn.rcpts),
+        rcpts_dropped=txn.rcpts_dropped,
+        data_mode=txn.data_mode,
+        size=size,
+        headers=headers,
+        received_count=info.received_count,
+        received_ips=tuple(info.received_ips),
+        mime_parts=info.mime_parts,
+        attachments=tuple(info.attachments),
+        last_reply=txn.last_reply,
+        last_code=txn.last_code,
+        accepted=txn.end_code // 100 == 2,
+        complete=txn.complete,
+        truncated=truncated,
+        tls=txn.tls,
+    )
+    return record, info

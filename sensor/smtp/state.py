@@ -1,0 +1,78 @@
+"""States of the two directions of an SMTP parser and the kinds of commands awaiting a reply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from sensor.smtp.auth import AuthExchange
+from sensor.smtp.session import RcptState, TxnState
+
+
+class ClientState(Enum):
+    """What the next client bytes are."""
+
+    COMMAND = auto()
+    """Command lines (RFC 5321 4.1)."""
+    DATA = auto()
+    """DATA content, still dot-stuffed, up to CRLF.CRLF (RFC 5321 4.1.1.4)."""
+    BDAT = auto()
+    """A BDAT chunk: exactly the announced number of octets (RFC 3030 2)."""
+    AUTH = auto()
+    """SASL response lines of an AUTH exchange (RFC 4954 4); a command-looking line ends it."""
+    STARTTLS_WAIT = auto()
+    """STARTTLS sent: bytes held unparsed until the reply says whether TLS starts."""
+    TLS = auto()
+    """Encrypted after an accepted STARTTLS: counted, never parsed."""
+    RESYNC = auto()
+    """After a gap: lines skipped until one starts with an SMTP verb."""
+    HTTP_HEADERS = auto()
+    """After an HTTP request line (proxy CONNECT, GET...): header lines up to the empty line."""
+
+
+class ServerState(Enum):
+    """What the next server bytes are."""
+
+    BANNER = auto()
+    """Nothing seen yet: the first reply is the greeting (RFC 5321 3.1)."""
+    REPLIES = auto()
+    """Replies matched in order to the pending commands."""
+    TLS = auto()
+    """Encrypted after the 220 to STARTTLS: counted, never parsed."""
+    RESYNC = auto()
+    """After a gap: lines skipped until one is a reply line."""
+    HTTP_HEADERS = auto()
+    """An HTTP response (a proxy answering CONNECT): skipped up to its empty line."""
+
+
+class Cmd(Enum):
+    """Kind of a line awaiting its reply."""
+
+    HELO = auto()
+    EHLO = auto()
+    MAIL = auto()
+    RCPT = auto()
+    DATA = auto()
+    DATA_END = auto()
+    """The end-of-data marker (CRLF.CRLF): its reply ends the transaction."""
+    BDAT = auto()
+    BDAT_LAST = auto()
+    """The last BDAT chunk: its reply ends the transaction."""
+    AUTH = auto()
+    AUTH_RESPONSE = auto()
+    STARTTLS = auto()
+    OTHER = auto()
+    GAP = auto()
+    """Barrier for the unknown commands lost in a client gap."""
+
+
+@dataclass(slots=True)
+class Pending:
+    """A client line awaiting its reply, with what the reply updates."""
+
+    kind: Cmd
+    ts: float
+    txn: TxnState | None = None
+    rcpt: RcptState | None = None
+    auth: AuthExchange | None = None
+    flagged: bool = False  # pipelining_not_advertised already counted for this line

@@ -1,0 +1,52 @@
+"""MessageBody: exact unstuffed size and bare-LF count whatever the chunking; the capped copy."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sensor.smtp.body import MessageBody
+
+CONTENT = b"..first\r\nmid\r\n..\r\nbare\nlf\r\n...three\r\n"
+
+
+def feed(chunks: list[bytes], cap: int = 1 << 20) -> MessageBody:
+    body = MessageBody(cap, dot_stuffed=True)
+    for c in chunks:
+        body.add(c)
+    return body
+
+
+def test_unstuffing_and_counts() -> None:
+    body = feed([CONTENT])
+    assert body.message() == b".first\r\nmid\r\n.\r\nbare\nlf\r\n..three\r\n"
+    assert body.size == len(body.message())
+    assert body.bare_lf == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, len(CONTENT)), max_size=6))
+def test_any_chunking_gives_same_size_and_bare_lf(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    chunks = [CONTENT[a:b] for a, b in zip([0, *points], [*points, len(CONTENT)], strict=True)]
+    body = feed(chunks)
+    assert (body.size, body.bare_lf, body.message()) == (
+        len(b".first\r\nmid\r\n.\r\nbare\nlf\r\n..three\r\n"),
+        1,
+        b".first\r\nmid\r\n.\r\nbare\nlf\r\n..three\r\n",
+    )
+
+
+def test_cap_truncates_copy_but_not_size() -> None:
+    body = feed([b"a" * 50, b"b" * 50], cap=60)
+    assert body.truncated
+    assert body.message() == b"a" * 50 + b"b" * 10
+    assert body.size == 100
+
+
+def test_gap_stops_the_copy() -> None:
+    body = MessageBody(1000, dot_stuffed=False)
+    body.add(b"..x")
+    body.gap()
+    body.add(b"more")
+    assert body.broken and body.message() == b"..x" and body.size == 7

@@ -1,0 +1,107 @@
+"""Pure argument parsers: paths, HELO kinds, BDAT sizes, AUTH arguments, verbs."""
+
+from __future__ import annotations
+
+import pytest
+
+from sensor.smtp.commands import (
+    HeloKind,
+    is_non_smtp,
+    parse_auth,
+    parse_bdat,
+    parse_helo_kind,
+    parse_path,
+    parse_path_ex,
+    split_command,
+)
+
+
+def test_parse_path_strict_with_params() -> None:
+    assert parse_path(b"FROM:<a@b.example> SIZE=10 BODY=8BITMIME") == (
+        "a@b.example",
+        {"SIZE": "10", "BODY": "8BITMIME"},
+    )
+    assert parse_path_ex(b"TO:<c@d.example>") == ("c@d.example", {}, False)
+
+
+@pytest.mark.parametrize(
+    ("arg", "addr"),
+    [
+        (b"FROM: <a@b.example>", "a@b.example"),
+        (b"FROM:a@b.example", "a@b.example"),
+        (b"From:a@b.example SIZE=3", "a@b.example"),
+        (b"TO:<x@y.example>NOTIFY=NEVER", "x@y.example"),
+    ],
+)
+def test_parse_path_sloppy_forms_are_flagged(arg: bytes, addr: str) -> None:
+    parsed = parse_path_ex(arg)
+    assert parsed is not None
+    assert parsed[0] == addr
+    assert parsed[2] is True
+
+
+def test_parse_path_null_sender_route_and_utf8() -> None:
+    assert parse_path(b"FROM:<>") == ("", {})
+    assert parse_path(b"TO:<@relay1,@relay2:user@final.example>") == ("user@final.example", {})
+    assert parse_path("FROM:<jörg@exämple.de> SMTPUTF8".encode()) == (
+        "jörg@exämple.de",
+        {"SMTPUTF8": ""},
+    )
+
+
+@pytest.mark.parametrize("arg", [b"", b"FROM", b"FROM:<a@b", b"FROM:", b"FROM:<a b@c>"])
+def test_parse_path_rejects_garbage(arg: bytes) -> None:
+    assert parse_path(arg) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("mail.example.com", HeloKind.FQDN),
+        ("mail.example.com.", HeloKind.FQDN),
+        ("[192.0.2.1]", HeloKind.IP_LITERAL),
+        ("[IPv6:2001:db8::1]", HeloKind.IP_LITERAL),
+        ("Bob-PC", HeloKind.BARE_WORD),
+        ("localhost", HeloKind.BARE_WORD),
+        ("192.0.2.1", HeloKind.INVALID),
+        ("[192.0.2]", HeloKind.INVALID),
+        ("bad_name.example", HeloKind.INVALID),
+        ("-lead.example", HeloKind.INVALID),
+        ("", HeloKind.INVALID),
+    ],
+)
+def test_helo_kinds(name: str, kind: HeloKind) -> None:
+    assert parse_helo_kind(name) is kind
+
+
+@pytest.mark.parametrize(
+    ("arg", "want"),
+    [
+        (b"100", (100, False)),
+        (b"0 LAST", (0, True)),
+        (b"86 last", (86, True)),
+        (b"", None),
+        (b"-1 LAST", None),
+        (b"1234 SCRAMBLE", None),
+        (b"SCRAMBLE", None),
+        (b"155555555577777777777777", None),
+        (b"1 LAST extra", None),
+    ],
+)
+def test_parse_bdat(arg: bytes, want: tuple[int, bool] | None) -> None:
+    assert parse_bdat(arg) == want
+
+
+def test_parse_auth_and_split_command() -> None:
+    assert parse_auth(b"plain AGEAYg==") == ("PLAIN", b"AGEAYg==")
+    assert parse_auth(b"LOGIN") == ("LOGIN", None)
+    assert parse_auth(b"") == ("", None)
+    assert split_command(b"mail FROM:<a@b>") == ("MAIL", b"FROM:<a@b>")
+    assert split_command(b"QUIT") == ("QUIT", b"")
+
+
+def test_non_smtp_detection() -> None:
+    assert is_non_smtp(b"GET / HTTP/1.1", "GET")
+    assert is_non_smtp(b"\x16\x03\x01\x00\xa5\x01", split_command(b"\x16\x03\x01\x00\xa5\x01")[0])
+    assert is_non_smtp(b"SSH-2.0-OpenSSH_9.6", "SSH-2.0-OPENSSH_9.6")
+    assert not is_non_smtp(b"EHLO x", "EHLO")

@@ -1,0 +1,107 @@
+"""LineBuffer: CRLF framing, bare LF/CR, bounds, DATA and BDAT takes across any split."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sensor.smtp.lines import LineBuffer
+
+
+def lines_of(buf: LineBuffer) -> list[bytes]:
+    out = []
+    while (line := buf.pop_line()) is not None:
+        out.append(line)
+    return out
+
+
+def test_crlf_lines_and_partial_line_waits() -> None:
+    buf = LineBuffer(100)
+    buf.feed(b"EHLO a\r\nMAIL FROM:<x@y>\r\nRC")
+    assert lines_of(buf) == [b"EHLO a", b"MAIL FROM:<x@y>"]
+    buf.feed(b"PT TO:<z@y>\r")
+    assert lines_of(buf) == []
+    buf.feed(b"\n")
+    assert lines_of(buf) == [b"RCPT TO:<z@y>"]
+    assert (buf.bare_lf, buf.bare_cr, buf.truncated) == (0, 0, 0)
+
+
+def test_bare_lf_and_bare_cr_are_counted() -> None:
+    buf = LineBuffer(100)
+    buf.feed(b"NOOP\nHELO a\rb\r\n")
+    assert lines_of(buf) == [b"NOOP", b"HELO a\rb"]
+    assert buf.bare_lf == 1
+    assert buf.bare_cr == 1
+
+
+def test_line_beyond_max_is_truncated_and_rest_discarded() -> None:
+    buf = LineBuffer(16)
+    buf.feed(b"X" * 40)
+    assert lines_of(buf) == [b"X" * 16]
+    assert len(buf) == 0
+    buf.feed(b"Y" * 10 + b"\r\nQUIT\r\n")
+    assert lines_of(buf) == [b"QUIT"]
+    assert buf.truncated == 1
+
+
+def test_complete_long_line_is_cut_to_max() -> None:
+    buf = LineBuffer(8)
+    buf.feed(b"0123456789abc\r\nNOOP\r\n")
+    assert lines_of(buf) == [b"01234567", b"NOOP"]
+    assert buf.truncated == 1
+
+
+def test_take_data_empty_message_and_stuffed_lines() -> None:
+    buf = LineBuffer(100)
+    buf.feed(b".\r\nQUIT\r\n")
+    assert buf.take_data(at_start=True) == (b"", True)
+    assert lines_of(buf) == [b"QUIT"]
+    buf.feed(b"..x\r\n..\r\n.\r\nNOOP\r\n")
+    assert buf.take_data(at_start=True) == (b"..x\r\n..\r\n", True)
+    assert lines_of(buf) == [b"NOOP"]
+
+
+def collect_data(chunks: list[bytes]) -> tuple[bytes, bool, bytes]:
+    buf = LineBuffer(100)
+    content = b""
+    ended = False
+    rest = b""
+    for chunk in chunks:
+        buf.feed(chunk)
+        while not ended:
+            part, ended = buf.take_data(at_start=not content)
+            content += part
+            if not part:
+                break
+        if ended:
+            rest += b"".join(lines_of(buf))
+    return content, ended, rest
+
+
+STREAM = b"Subject: x\r\n\r\nline\r\n..dot\r\n\r\n.\r\nQUIT\r\n"
+
+
+def test_terminator_found_at_every_split_point() -> None:
+    want = (b"Subject: x\r\n\r\nline\r\n..dot\r\n\r\n", True, b"QUIT")
+    for i in range(len(STREAM) + 1):
+        assert collect_data([STREAM[:i], STREAM[i:]]) == want, i
+    assert collect_data([STREAM[i : i + 1] for i in range(len(STREAM))]) == want
+
+
+def test_take_returns_exact_byte_counts() -> None:
+    buf = LineBuffer(10)
+    buf.feed(b"\r\n.\r\nabc")
+    assert buf.take(4) == b"\r\n.\r"
+    assert buf.take(10) == b"\nabc"
+    assert buf.take(3) == b""
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=30), st.integers(4, 64))
+def test_random_bytes_keep_buffer_bounded(chunks: list[bytes], max_line: int) -> None:
+    buf = LineBuffer(max_line)
+    for chunk in chunks:
+        buf.feed(chunk)
+        while (line := buf.pop_line()) is not None:
+            assert len(line) <= max_line
+        assert len(buf) <= max_line
