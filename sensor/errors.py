@@ -1,4 +1,4 @@
-"""One error hierarchy for the sensor; the CLI turns each into a one-line message and an exit code."""
+"""One error hierarchy for the sensor; the CLI turns each into a one-line message and exit code."""
 
 
 class SensorError(Exception):

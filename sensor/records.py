@@ -1,4 +1,4 @@
-"""Records passed between the sensor's stages: emitted records are frozen, long-lived state is not."""
+"""Records passed between the sensor's stages: emitted records are frozen, long-lived state not."""
 
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ class ConnRecord:
     bytes_to_client: int
     pkts_to_server: int
     pkts_to_client: int
+    wire_bytes_to_server: int
+    wire_bytes_to_client: int
     retrans_segments: int
     ooo_segments: int
     gaps: int

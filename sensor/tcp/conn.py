@@ -284,6 +284,8 @@ class Connection:
             bytes_to_client=s.delivered - s.gap_bytes,
             pkts_to_server=c.pkts,
             pkts_to_client=s.pkts,
+            wire_bytes_to_server=c.wire,
+            wire_bytes_to_client=s.wire,
             retrans_segments=c.retrans + s.retrans,
             ooo_segments=c.ooo_segs + s.ooo_segs,
             gaps=c.gaps + s.gaps,

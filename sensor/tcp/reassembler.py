@@ -115,7 +115,7 @@ class Reassembler:
     def segment(self, ts: float, seg: Segment) -> None:
         """Process one decoded TCP segment (the per-packet hot path)."""
         try:
-            src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload = seg
+            src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, wire = seg
         except (TypeError, ValueError):
             self._stats.bad_segments += 1
             return
@@ -125,6 +125,7 @@ class Reassembler:
                 if h.fast_d and seq == h.next_seq:
                     h.conn.last_ts = ts
                     h.pkts += 1
+                    h.wire += wire
                     h.last_ack = ack
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
@@ -137,11 +138,14 @@ class Reassembler:
             elif h.fast_a:
                 h.conn.last_ts = ts
                 h.pkts += 1
+                h.wire += wire
                 h.last_ack = ack
                 if ts >= self._next_check:
                     self.expire(ts)
                 return
-        self._slow(ts, h, src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload)
+        self._slow(
+            ts, h, src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, wire
+        )
 
     def expire(self, now: float) -> None:
         """End connections idle for idle_timeout_s and emit closed ones whose linger passed."""
@@ -204,6 +208,7 @@ class Reassembler:
         ttl: int,
         options: bytes,
         payload: bytes,
+        wire: int,
     ) -> None:
         seq &= SEQ_MASK
         if h is None:
@@ -219,6 +224,7 @@ class Reassembler:
         c = h.conn
         c.last_ts = ts
         h.pkts += 1
+        h.wire += wire
         n = len(payload)
         c.control(h, ts, seq, flags, window, ttl, options, n)
         if flags & ACK:

@@ -103,6 +103,7 @@ class Half:
         "state",
         "syn_seen",
         "to_server",
+        "wire",
     )
 
     def __init__(self, conn: Connection, to_server: bool, budget: Budget) -> None:
@@ -121,6 +122,7 @@ class Half:
         self.fin_rel = -1  # stream offset of the FIN, -1 before one is seen
         self.last_ack = -1  # last acknowledgment number this endpoint sent, -1 none
         self.pkts = 0
+        self.wire = 0  # frame bytes, as tshark's conversation table counts them
         self.retrans = 0
         self.ooo_segs = 0
         self.conflicts = 0

@@ -83,7 +83,8 @@ def seg(
     options: bytes = b"",
 ) -> Seg:
     """One decoded segment tuple, in the decoder's field order."""
-    return (src, dst, sport, dport, seq & MASK, ack & MASK, flags, window, ttl, options, payload)
+    return (src, dst, sport, dport, seq & MASK, ack & MASK, flags, window, ttl, options, payload,
+            54 + len(options) + len(payload))  # fmt: skip
 
 
 @dataclass

@@ -1,0 +1,48 @@
+"""Shared definitions of the file readers: the frame tuple, magic numbers and named bounds."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Protocol
+
+Frame = tuple[float, int, bytes]
+"""One captured frame: (packet time in seconds since the epoch, link type, captured bytes)."""
+
+DEFAULT_MAX_CAPLEN = 262144
+"""A record claiming more captured bytes than this is corrupt (libpcap's MAXIMUM_SNAPLEN)."""
+DEFAULT_MAX_BLOCK_BYTES = 4 * 1024 * 1024
+"""A pcapng block longer than this is corrupt (bounds the bytes buffered for one block)."""
+READ_CHUNK_BYTES = 1024 * 1024
+"""Bytes read from a file per read() call by the pure-Python readers."""
+
+# https://www.tcpdump.org/manpages/pcap-savefile.5.html
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAP_HEADER_LEN = 24
+# RFC 1952 section 2.3.1: ID1 ID2
+GZIP_MAGIC = b"\x1f\x8b"
+# draft-ietf-opsawg-pcapng section 4.1: Section Header Block type and byte-order magic
+PCAPNG_SHB_TYPE = 0x0A0D0D0A
+PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+PCAPNG_MIN_SHB_LEN = 28
+
+
+class FileFormat(Enum):
+    """What a capture file's first bytes say it is."""
+
+    PCAP = "pcap"
+    """Classic libpcap savefile (either byte order, µs or ns)."""
+    PCAPNG = "pcapng"
+    """pcapng: a Section Header Block first."""
+
+
+class Readable(Protocol):
+    """A byte stream the pure-Python readers pull from (a file, a gzip stream, a wrapper)."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+class Streamable(Protocol):
+    """A buffered byte stream with read1 (files and gzip streams)."""
+
+    def read1(self, n: int, /) -> bytes: ...

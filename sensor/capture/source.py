@@ -1,0 +1,218 @@
+"""Public entry of the capture stage: validate capture files and read them as one frame stream."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import math
+import os
+import struct
+import zlib
+from collections.abc import Callable, Generator, Iterator, Sequence
+
+from sensor.capture import bpf as bpfmod
+from sensor.capture.common import (
+    GZIP_MAGIC,
+    PCAP_HEADER_LEN,
+    PCAP_MAGIC_NS,
+    PCAP_MAGIC_US,
+    PCAPNG_BYTE_ORDER_MAGIC,
+    PCAPNG_MIN_SHB_LEN,
+    PCAPNG_SHB_TYPE,
+    FileFormat,
+    Frame,
+    Streamable,
+)
+from sensor.capture.fast import LibpcapRefused, open_handle, read_libpcap
+from sensor.capture.linktypes import to_dlt
+from sensor.capture.pcapfile import read_pcap
+from sensor.capture.pcapng import read_pcapng
+from sensor.errors import CaptureError
+from sensor.records import CaptureStats
+
+ErrorHandler = Callable[[str, str], None]
+"""Called with (path, one-line reason) for every file that cannot be read."""
+
+_PCAP_MAGICS = {struct.pack(o + "I", m) for o in "<>" for m in (PCAP_MAGIC_US, PCAP_MAGIC_NS)}
+_SHB_MAGIC = struct.pack("<I", PCAPNG_SHB_TYPE)
+_BOMS = {struct.pack(o + "I", PCAPNG_BYTE_ORDER_MAGIC) for o in "<>"}
+_STREAM_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
+
+
+class _SafeStream:
+    """Wraps a file or gzip stream so that a read error ends the stream instead of raising."""
+
+    __slots__ = ("_fh", "failed")
+
+    def __init__(self, fh: Streamable) -> None:
+        self._fh = fh
+        self.failed = False
+
+    def read(self, n: int, /) -> bytes:
+        """Up to n bytes; what was decoded before an error is still returned."""
+        if self.failed:
+            return b""
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < n:
+                part = self._fh.read1(n - got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        except _STREAM_ERRORS:
+            self.failed = True
+        return b"".join(parts)
+
+
+def _probe(path: str) -> tuple[FileFormat, bool] | str:
+    """(format, gzip-compressed) of a capture file, or a one-line reason why it is not one."""
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "is a directory"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(PCAPNG_MIN_SHB_LEN)
+            compressed = head[:2] == GZIP_MAGIC
+            if compressed:
+                fh.seek(0)
+                with gzip.open(fh, "rb") as gz:
+                    head = gz.read(PCAPNG_MIN_SHB_LEN)
+    except _STREAM_ERRORS as exc:
+        corrupt = isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error))
+        what = "corrupt gzip file" if corrupt else "cannot read"
+        return f"{what}: {getattr(exc, 'strerror', None) or exc}"
+    inside = " (inside gzip)" if compressed else ""
+    if not head:
+        return "empty file" + inside
+    if head[:4] in _PCAP_MAGICS:
+        if len(head) < PCAP_HEADER_LEN:
+            return f"truncated pcap file header ({len(head)} of {PCAP_HEADER_LEN} bytes){inside}"
+        return (FileFormat.PCAP, compressed)
+    if head[:4] == _SHB_MAGIC:
+        if len(head) < PCAPNG_MIN_SHB_LEN:
+            return f"truncated pcapng section header ({len(head)} bytes){inside}"
+        if head[8:12] not in _BOMS:
+            return f"not a pcapng file (byte-order magic 0x{head[8:12].hex()}){inside}"
+        return (FileFormat.PCAPNG, compressed)
+    magic = head[:4].hex() if len(head) >= 4 else head.hex()
+    return f"not a pcap or pcapng file (magic 0x{magic}){inside}"
+
+
+def check_file(path: str) -> str | None:
+    """None when `path` looks like a readable capture file, else a one-line reason."""
+    probed = _probe(path)
+    return probed if isinstance(probed, str) else None
+
+
+def _pure_frames(
+    path: str, fmt: FileFormat, compressed: bool, stats: CaptureStats
+) -> Generator[Frame, None, None]:
+    """Every frame of a file through the pure-Python readers; stream errors count as truncation."""
+    with contextlib.ExitStack() as closing:
+        raw = closing.enter_context(open(path, "rb"))
+        fh: Streamable = closing.enter_context(gzip.open(raw, "rb")) if compressed else raw
+        stream = _SafeStream(fh)
+        before = stats.files_truncated
+        reader = read_pcap if fmt is FileFormat.PCAP else read_pcapng
+        for ts, linktype, data in reader(stream, stats):
+            yield (ts, to_dlt(linktype), data)
+        if stream.failed and stats.files_truncated == before:
+            stats.truncated += 1
+            stats.files_truncated += 1
+
+
+def _first_ts(path: str, fmt: FileFormat, compressed: bool) -> float:
+    """Packet time of the first frame of a file (+inf when it has none)."""
+    frames = _pure_frames(path, fmt, compressed, CaptureStats())
+    try:
+        return next(frames)[0]
+    except StopIteration:
+        return math.inf
+    finally:
+        frames.close()
+
+
+def _filtered(
+    frames: Iterator[Frame], expr: str, stats: CaptureStats, skip: int
+) -> Iterator[Frame]:
+    """Apply `expr` per frame (compiled once per link type); drop the first `skip` matches."""
+    filters: dict[int, bpfmod.FilterFn | None] = {}
+    for frame in frames:
+        linktype = frame[1]
+        try:
+            match = filters[linktype]
+        except KeyError:
+            try:
+                match = bpfmod.compile_filter(linktype, expr)
+            except CaptureError:  # libpcap cannot filter this link type: the decoder counts it
+                match = None
+            filters[linktype] = match
+        if match is not None and not match(frame[2]):
+            stats.filtered_out += 1
+            continue
+        if skip:
+            skip -= 1
+            continue
+        stats.packets += 1
+        stats.bytes += len(frame[2])
+        yield frame
+
+
+def _read_file(
+    path: str, fmt: FileFormat, compressed: bool, expr: str, stats: CaptureStats, use_libpcap: bool
+) -> Iterator[Frame]:
+    """One file: libpcap when it can read it, else (or from where libpcap stopped) pure Python."""
+    skip = 0
+    if use_libpcap and not compressed:
+        try:
+            handle = open_handle(path, expr)
+        except LibpcapRefused:
+            pass
+        else:
+            stopped_after = yield from read_libpcap(handle, stats)
+            if stopped_after is None:
+                return
+            skip = stopped_after
+    yield from _filtered(_pure_frames(path, fmt, compressed, stats), expr, stats, skip)
+
+
+def open_files(
+    paths: Sequence[str],
+    bpf: str,
+    stats: CaptureStats,
+    on_error: ErrorHandler,
+    use_libpcap: bool = True,
+) -> Iterator[Frame]:
+    """Validate `paths` now, then return the frames of the readable ones matching `bpf`.
+
+    Files are read one after the other in the order of their first packet's time. A file that is
+    not a capture is reported through `on_error` and counted in stats.files_failed; an invalid
+    `bpf` raises CaptureError before anything is read. stats.filtered_out only counts frames
+    rejected on the pure-Python path (libpcap does not report what its filter dropped).
+    """
+    bpfmod.validate(bpf)
+    readable: list[tuple[float, int, str, FileFormat, bool]] = []
+    for index, path in enumerate(paths):
+        probed = _probe(path)
+        if isinstance(probed, str):
+            stats.files_failed += 1
+            on_error(path, probed)
+            continue
+        fmt, compressed = probed
+        readable.append((_first_ts(path, fmt, compressed), index, path, fmt, compressed))
+    readable.sort()
+    return _chain(readable, bpf, stats, use_libpcap)
+
+
+def _chain(
+    readable: list[tuple[float, int, str, FileFormat, bool]],
+    expr: str,
+    stats: CaptureStats,
+    use_libpcap: bool,
+) -> Iterator[Frame]:
+    for _ts, _index, path, fmt, compressed in readable:
+        stats.files += 1
+        yield from _read_file(path, fmt, compressed, expr, stats, use_libpcap)

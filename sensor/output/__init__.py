@@ -1,0 +1,1 @@
+"""Sinks: records turned into bytes by pure formatters, written by transports."""

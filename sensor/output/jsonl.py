@@ -1,0 +1,61 @@
+"""JSON-lines formatting of records and a file sink that writes one record per line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, is_dataclass
+from typing import Any, BinaryIO
+
+from sensor.errors import OutputError
+
+
+def record_to_dict(rec: Any) -> Any:
+    """A JSON-ready view of a record: dataclasses become dicts, tuples lists, recursively."""
+    if is_dataclass(rec) and not isinstance(rec, type):
+        return {f.name: record_to_dict(getattr(rec, f.name)) for f in fields(rec)}
+    if isinstance(rec, (list, tuple)):
+        return [record_to_dict(v) for v in rec]
+    if isinstance(rec, dict):
+        return {str(k): record_to_dict(v) for k, v in rec.items()}
+    return rec
+
+
+def to_json_line(obj: Any) -> bytes:
+    """One compact JSON object terminated by a newline (keys kept in record order)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+class JsonlSink:
+    """Writes JSON lines to a file path ('-' is standard output)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        try:
+            if path == "-":
+                import sys
+
+                self._fh: BinaryIO = sys.stdout.buffer
+                self._owned = False
+            else:
+                self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+                self._owned = True
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot open for writing: {exc.strerror}") from None
+
+    def write(self, obj: Any) -> None:
+        """Write one JSON-ready object as a line."""
+        try:
+            self._fh.write(to_json_line(obj))
+        except OSError as exc:
+            raise OutputError(f"{self.path}: write failed: {exc.strerror}") from None
+        self.count += 1
+
+    def close(self) -> None:
+        """Flush and close (standard output is flushed, not closed)."""
+        try:
+            self._fh.flush()
+            if self._owned:
+                self._fh.close()
+        except OSError as exc:
+            raise OutputError(f"{self.path}: write failed: {exc.strerror}") from None

@@ -1,0 +1,70 @@
+"""The closing summary of a run: a table for the terminal and the same counters as a dict."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sensor.records import CaptureStats, TcpStats
+
+
+def stats_dict(cap: CaptureStats, tcp: TcpStats, totals: Any) -> dict[str, Any]:
+    """Every counter of the run, JSON-ready."""
+    return {"capture": asdict(cap), "tcp": asdict(tcp), "totals": asdict(totals)}
+
+
+def render_summary(
+    cap: CaptureStats,
+    tcp: TcpStats,
+    totals: Any,
+    errors: list[tuple[str, str]],
+    to_stderr: bool = False,
+) -> None:
+    """Print the closing summary table (to stderr when stdout carries records)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="port25-sensor run", show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rate = cap.packets / totals.wall_s if totals.wall_s > 0 else 0.0
+    rows: list[tuple[str, object]] = [
+        ("files read", cap.files),
+        ("files failed", cap.files_failed),
+        ("packets", cap.packets),
+        ("tcp segments", cap.tcp_segments),
+        ("connections", totals.connections),
+        ("smtp sessions", totals.sessions),
+        ("mail transactions", totals.transactions),
+        ("messages", totals.messages),
+        ("recipients", totals.recipients),
+        ("auth attempts", totals.auth_attempts),
+        ("wall time (s)", f"{totals.wall_s:.2f}"),
+        ("packets/s", f"{rate:,.0f}"),
+    ]
+    skipped = {
+        "skipped: filtered out": cap.filtered_out,
+        "skipped: not IP": cap.non_ip,
+        "skipped: not TCP": cap.non_tcp,
+        "skipped: IP fragments": cap.ip_fragments,
+        "skipped: truncated": cap.truncated,
+        "skipped: malformed": cap.malformed,
+        "skipped: unknown link type": cap.unknown_linktype,
+        "files truncated": cap.files_truncated,
+        "tcp: retransmissions": tcp.retransmissions,
+        "tcp: out of order": tcp.ooo_segments,
+        "tcp: gaps": tcp.gaps,
+        "tcp: conflicting overlaps": tcp.conflicting_overlaps,
+        "tcp: evicted (connection cap)": tcp.evicted_lru,
+        "tcp: out-of-order cap hits": tcp.ooo_cap_hits,
+        "tcp: total buffer cap hits": tcp.total_cap_hits,
+    }
+    rows.extend((k, v) for k, v in skipped.items() if v)
+    for name, n in sorted(totals.anomalies.items(), key=lambda kv: -kv[1]):
+        rows.append((f"smtp anomaly: {name}", n))
+    for k, v in rows:
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+    console = Console(stderr=to_stderr)
+    console.print(table)
+    for path, reason in errors:
+        console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)

@@ -1,0 +1,56 @@
+"""Tests of LiveSource on the loopback interface (traffic never leaves the host)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from sensor.capture.live import LiveSource
+from sensor.errors import CaptureError
+
+
+def test_frames_from_loopback_and_stop() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    source = LiveSource("lo", bpf=f"tcp port {port}", timeout_ms=20)
+    got: list[tuple[float, int, bytes]] = []
+    reader = threading.Thread(target=lambda: got.extend(source.frames()))
+    reader.start()
+    try:
+        time.sleep(0.1)
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        client.sendall(b"EHLO sensor.test\r\n")
+        assert conn.recv(100) == b"EHLO sensor.test\r\n"
+        client.close()
+        conn.close()
+        deadline = time.monotonic() + 5
+        while len(got) < 6 and time.monotonic() < deadline:  # SYN, SYN-ACK, ACK, data, ACK, FIN
+            time.sleep(0.02)
+    finally:
+        source.stop()
+        reader.join(2)
+        server.close()
+    assert not reader.is_alive()  # stop() ends frames() even while the interface is idle
+    assert len(got) >= 6
+    assert all(lt == source.linktype == 1 for _, lt, _ in got)
+    assert any(b"EHLO sensor.test\r\n" in data for _, _, data in got)
+    assert abs(got[0][0] - time.time()) < 60
+    received, dropped, _ = source.stats()
+    assert received >= len(got) and dropped == 0
+    source.close()
+
+
+def test_unknown_interface_is_a_capture_error() -> None:
+    with pytest.raises(CaptureError, match="no-such-if0"):
+        LiveSource("no-such-if0")
+
+
+def test_invalid_filter_is_a_capture_error() -> None:
+    with pytest.raises(CaptureError, match=r"^--bpf: "):
+        LiveSource("lo", bpf="tcp port banana")
