@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
 from sensor import __version__
 from sensor.errors import SensorError
+from sensor.pipeline import Frame, Pipeline
 
 
 class _Group(click.Group):
@@ -28,7 +32,8 @@ def main() -> None:
     """Passive SMTP (port 25) sensor: sessions, per-host behaviour and mail-abuse alerts."""
 
 
-def _parse_ports(value: str) -> tuple[int, ...]:
+def _parse_ports(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    """Click callback: '25,587' -> (25, 587), or a usage error naming the option."""
     ports: list[int] = []
     for part in value.split(","):
         part = part.strip()
@@ -38,7 +43,7 @@ def _parse_ports(value: str) -> tuple[int, ...]:
     return tuple(ports)
 
 
-def _progress(frames: Iterator[tuple[float, int, bytes]]) -> Iterator[tuple[float, int, bytes]]:
+def _progress(frames: Iterator[Frame]) -> Iterator[Frame]:
     """Pass frames through while showing a packet counter on an interactive terminal."""
     from rich.console import Console
 
@@ -50,56 +55,54 @@ def _progress(frames: Iterator[tuple[float, int, bytes]]) -> Iterator[tuple[floa
             yield fr
 
 
-@main.command()
-@click.argument("pcaps", nargs=-1, required=True, type=click.Path(dir_okay=True))
-@click.option(
-    "--sessions", "sessions_path", metavar="FILE|-", help="Write SMTP sessions as JSON lines."
-)
-@click.option(
-    "--conns", "conns_path", metavar="FILE|-", help="Write TCP connection records as JSON lines."
-)
-@click.option(
-    "--ports", default="25", show_default=True, help="SMTP server ports to analyse (e.g. 25,587)."
-)
-@click.option("--bpf", default=None, help="BPF filter overriding the one built from --ports.")
-@click.option("--quiet", "-q", is_flag=True, help="No summary table.")
-@click.option(
-    "--stats", "stats_path", metavar="FILE|-", help="Write the run's counters as one JSON object."
-)
-def analyze(
-    pcaps: tuple[str, ...],
+def _output_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The options every analysing command shares (outputs, ports, filter, summary)."""
+    opts = [
+        click.option("--sessions", "sessions_path", metavar="FILE|-",
+                     help="Write SMTP sessions as JSON lines."),
+        click.option("--conns", "conns_path", metavar="FILE|-",
+                     help="Write TCP connection records as JSON lines."),
+        click.option("--ports", default="25", show_default=True, callback=_parse_ports,
+                     help="SMTP server ports to analyse (e.g. 25,587)."),
+        click.option("--bpf", default=None,
+                     help="BPF filter replacing the one built from --ports."),
+        click.option("--quiet", "-q", is_flag=True, help="No summary table."),
+        click.option("--stats", "stats_path", metavar="FILE|-",
+                     help="Write the run's counters as one JSON object."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _execute(
+    frames_for: Callable[[Pipeline, str], Iterator[Frame]],
+    *,
     sessions_path: str | None,
     conns_path: str | None,
-    ports: str,
+    ports: tuple[int, ...],
     bpf: str | None,
     quiet: bool,
     stats_path: str | None,
+    errors: list[tuple[str, str]],
+    progress: bool,
 ) -> None:
-    """Analyse capture files (pcap, pcapng, optionally gzip-compressed)."""
+    """Run the pipeline over the frames a source gives, writing every requested output."""
     from sensor.capture.bpf import build_filter
-    from sensor.capture.source import open_files
     from sensor.output.jsonl import JsonlSink, record_to_dict
     from sensor.output.summary import render_summary, stats_dict
-    from sensor.pipeline import Pipeline
     from sensor.smtp.schema import session_to_dict
 
-    port_list = _parse_ports(ports)
-    expr = bpf if bpf is not None else build_filter(port_list)
+    expr = bpf if bpf is not None else build_filter(ports)
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
-    errors: list[tuple[str, str]] = []
-
-    def on_error(path: str, reason: str) -> None:
-        errors.append((path, reason))
-        click.echo(f"sensor: error: {path}: {reason}", err=True)
-
     pipe = Pipeline(
-        ports=port_list,
+        ports=ports,
         on_conn=(lambda r: conn_sink.write(record_to_dict(r))) if conn_sink else None,
         on_session=(lambda s: sess_sink.write(session_to_dict(s))) if sess_sink else None,
     )
-    frames = open_files(pcaps, expr, pipe.capture_stats, on_error)
-    if sys.stderr.isatty() and not quiet:
+    frames = frames_for(pipe, expr)
+    if progress and sys.stderr.isatty() and not quiet:
         frames = _progress(frames)
     try:
         pipe.run(frames)
@@ -115,8 +118,65 @@ def analyze(
     if not quiet:
         to_stderr = "-" in (sessions_path, conns_path, stats_path)
         render_summary(pipe.capture_stats, pipe.tcp_stats, totals, errors, to_stderr)
+
+
+@main.command()
+@click.argument("pcaps", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@_output_options
+def analyze(pcaps: tuple[str, ...], **opts: Any) -> None:
+    """Analyse capture files (pcap, pcapng, optionally gzip-compressed)."""
+    from sensor.capture.source import open_files
+
+    errors: list[tuple[str, str]] = []
+
+    def on_error(path: str, reason: str) -> None:
+        errors.append((path, reason))
+        click.echo(f"sensor: error: {path}: {reason}", err=True)
+
+    _execute(
+        lambda pipe, expr: open_files(pcaps, expr, pipe.capture_stats, on_error),
+        errors=errors,
+        progress=True,
+        **opts,
+    )
     if errors:
         sys.exit(2)
+
+
+@main.command()
+@click.option("-i", "--interface", "iface", required=True, help="Interface to capture on.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")  # fmt: skip
+@_output_options
+def live(iface: str, duration: float | None, **opts: Any) -> None:
+    """Analyse live traffic on an interface (libpcap, BPF filter in the kernel)."""
+    from sensor.capture.live import LiveSource
+
+    holder: list[LiveSource] = []
+
+    def frames_for(pipe: Pipeline, expr: str) -> Iterator[Frame]:
+        source = LiveSource(iface, bpf=expr)
+        holder.append(source)
+        stop = lambda *_: source.stop()  # noqa: E731 - a signal handler is a one-liner
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if duration is not None:
+            timer = threading.Timer(duration, source.stop)
+            timer.daemon = True
+            timer.start()
+        return source.frames()
+
+    try:
+        _execute(frames_for, errors=[], progress=False, **opts)
+    finally:
+        for source in holder:
+            received, dropped, if_dropped = source.stats()
+            click.echo(
+                f"sensor: {iface}: {received} packets received by the filter, "
+                f"{dropped} dropped by the kernel, {if_dropped} by the interface",
+                err=True,
+            )
+            source.close()
 
 
 def _register() -> None:

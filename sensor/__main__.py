@@ -1,0 +1,5 @@
+"""`python -m sensor` runs the command line."""
+
+from sensor.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""`sensor live` on the loopback interface: a real SMTP dialogue captured and parsed live."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def _scripted_smtp_server(sock: socket.socket) -> None:
+    """Answer one SMTP client with fixed, valid replies (enough for smtplib)."""
+    conn, _ = sock.accept()
+    with conn:
+        f = conn.makefile("rb")
+        conn.sendall(b"220 mx.test ESMTP\r\n")
+        in_data = False
+        for line in f:
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    conn.sendall(b"250 2.0.0 Ok: queued as 42\r\n")
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                conn.sendall(b"250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                in_data = True
+                conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            elif verb == b"QUIT":
+                conn.sendall(b"221 2.0.0 Bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 2.1.0 Ok\r\n")
+
+
+def test_live_capture_on_loopback(tmp_path: Path) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    sessions = tmp_path / "sessions.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensor", "live", "-i", "lo", "--ports", str(port),
+         "--duration", "4", "--quiet", "--sessions", str(sessions)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # let libpcap open the interface
+        t = threading.Thread(target=_scripted_smtp_server, args=(server,))
+        t.start()
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=5) as c:
+            c.sendmail("alice@client.test", ["bob@mx.test"], b"Subject: live\r\n\r\nhello\r\n")
+        t.join(5)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        server.close()
+    assert proc.returncode == 0, err
+    assert "packets received" in err
+    rows = [json.loads(line) for line in sessions.read_text().splitlines()]
+    assert len(rows) == 1
+    s = rows[0]
+    assert s["helo"] == "client.test"
+    tx = s["transactions"][0]
+    assert tx["mail_from"] == "alice@client.test"
+    assert [r["addr"] for r in tx["rcpt_to"]] == ["bob@mx.test"]
+    assert tx["headers"]["subject"] == "live"
