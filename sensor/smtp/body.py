@@ -4,28 +4,26 @@ from __future__ import annotations
 
 _STUFFED = b"\r\n.."  # RFC 5321 4.5.2: a line starting with "." is sent with an extra "."
 _CRLF = b"\r\n"
+_CR = b"\r"
+_LF = 0x0A  # "\n" as an int, the type of an indexed byte
 _LINE_START = b"\r\n"  # content begins at a line start, as if preceded by CRLF
-
-
-def _count_across(tail: bytes, chunk: bytes, pattern: bytes) -> int:
-    """Occurrences of ``pattern`` in ``chunk`` or straddling ``tail`` (< len(pattern)) + chunk."""
-    head = chunk[: len(pattern) - 1]
-    return chunk.count(pattern) + (tail + head).count(pattern) - tail.count(pattern)
 
 
 class MessageBody:
     """The content of one DATA (dot-stuffed) or BDAT (raw) transfer, seen chunk by chunk.
 
-    ``size`` counts every byte seen after unstuffing; only the first ``cap`` bytes are copied for
-    the MIME walk (``truncated`` then), and a gap stops the copy (``broken``).
+    ``size`` counts every byte seen after unstuffing; only the first ``cap`` bytes are kept for
+    the MIME walk (``truncated`` then), and a gap stops the copy (``broken``).  Chunks are kept
+    as received and joined once, when the message is asked for.
     """
 
-    __slots__ = ("_copy", "_tail", "bare_lf", "broken", "cap", "dot_stuffed", "raw", "stuffed",
-                 "truncated")  # fmt: skip
+    __slots__ = ("_chunks", "_kept", "_tail", "bare_lf", "broken", "cap", "dot_stuffed", "raw",
+                 "stuffed", "truncated")  # fmt: skip
 
     def __init__(self, cap: int, dot_stuffed: bool) -> None:
-        self._copy = bytearray()
-        self._tail = _LINE_START
+        self._chunks: list[bytes] = []
+        self._kept = 0  # bytes in _chunks
+        self._tail = _LINE_START  # last bytes of the content (at most 3): a split pattern's start
         self.cap = cap
         self.dot_stuffed = dot_stuffed
         self.raw = 0
@@ -41,22 +39,31 @@ class MessageBody:
 
     def add(self, chunk: bytes) -> None:
         """Content bytes in order (DATA still dot-stuffed, BDAT as sent)."""
-        if not chunk:
+        n = len(chunk)
+        if not n:
             return
-        self.raw += len(chunk)
+        self.raw += n
         if self.dot_stuffed:
             tail = self._tail
-            self.stuffed += _count_across(tail, chunk, _STUFFED)
-            self.bare_lf += chunk.count(b"\n") - _count_across(tail, chunk, _CRLF)
-            self._tail = (tail + chunk[-3:])[-3:]
+            # Patterns straddling the previous chunk: the tail is shorter than _STUFFED, so
+            # every match in tail + head involves the head; CRLF straddles as "\r" | "\n".
+            self.stuffed += chunk.count(_STUFFED) + (tail + chunk[:3]).count(_STUFFED)
+            crlf = chunk.count(_CRLF)
+            if chunk[0] == _LF and tail[-1:] == _CR:
+                crlf += 1
+            self.bare_lf += chunk.count(b"\n") - crlf
+            self._tail = chunk[-3:] if n >= 3 else (tail + chunk)[-3:]
         if self.broken or self.truncated:
             return
-        room = self.cap - len(self._copy)
-        if len(chunk) > room:
-            self._copy += chunk[:room]
+        room = self.cap - self._kept
+        if n > room:
+            if room:
+                self._chunks.append(chunk[:room])
+                self._kept += room
             self.truncated = True
         else:
-            self._copy += chunk
+            self._chunks.append(chunk)
+            self._kept += n
 
     def gap(self) -> None:
         """Bytes of the content were lost: the copy ends here."""
@@ -65,7 +72,22 @@ class MessageBody:
 
     def message(self) -> bytes:
         """The copied message, dot-unstuffed."""
-        copy = bytes(self._copy)
+        return self._unstuff(b"".join(self._chunks))
+
+    def head(self, n: int) -> tuple[bytes, bool]:
+        """The start of ``message()`` (about ``n`` bytes or more), and whether it is all of it."""
+        chunks = self._chunks
+        got = k = 0
+        while k < len(chunks) and got < n:
+            got += len(chunks[k])
+            k += 1
+        if k == len(chunks):
+            return self.message(), True
+        # Unstuffing a prefix of the copy gives a prefix of the unstuffed copy: a "\r\n.." cut
+        # at the end leaves its first bytes, which unstuffing the whole keeps too.
+        return self._unstuff(b"".join(chunks[:k])), False
+
+    def _unstuff(self, copy: bytes) -> bytes:
         if not self.dot_stuffed:
             return copy
         if copy.startswith(b".."):

@@ -21,6 +21,7 @@ NON_SMTP_VERBS = frozenset(
 # HTTP methods (RFC 9110 9.3): a request line is followed by header lines up to an empty line.
 HTTP_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH",
                           "CONNECT"})  # fmt: skip
+_VERB_STR = {v.encode(): v for v in SMTP_VERBS | NON_SMTP_VERBS}  # bytes form -> verb
 _TLS_RECORD_HANDSHAKE = b"\x16\x03"  # RFC 8446 5.1: ContentType handshake(22), legacy version 3.x
 _SSH_BANNER = b"SSH-"  # RFC 4253 4.2
 _MAX_PARAMS = 32  # ESMTP parameters kept per MAIL/RCPT (RFC 5321 4.1.2 esmtp-param list)
@@ -44,6 +45,9 @@ def split_command(line: bytes) -> tuple[str, bytes]:
         verb_b, arg = line, b""
     else:
         verb_b, arg = line[:sp], line[sp + 1 :]
+    verb = _VERB_STR.get(verb_b)  # the common case: a known verb in capitals
+    if verb is not None:
+        return verb, arg
     if len(verb_b) > _MAX_VERB:
         verb_b = verb_b[:_MAX_VERB]
     return verb_b.decode("latin-1").upper(), arg

@@ -50,7 +50,8 @@ class LineBuffer:
         """Return the next complete line without its terminator, or None if none is buffered."""
         buf = self._buf
         pos = self._pos
-        i = buf.find(b"\n", max(pos, self._scan))
+        scan = self._scan
+        i = buf.find(b"\n", scan if scan > pos else pos)
         if i < 0:
             if len(buf) - pos > self.max_line:
                 line = bytes(buf[pos : pos + self.max_line])
@@ -109,6 +110,44 @@ class LineBuffer:
         chunk = bytes(buf[pos:end])
         self._pos = end
         return chunk, False
+
+    def feed_content(self, data: bytes) -> tuple[bytes, bool]:
+        """``feed(data)`` then ``take_data(False)``, without copying ``data`` through the buffer.
+
+        The common case inside DATA content: at most the held-back tail is buffered, so the
+        marker is searched in that tail joined to the start of ``data``, then in ``data``.
+        """
+        buf = self._buf
+        held_n = len(buf) - self._pos
+        if held_n > _TERMINATOR_TAIL or self._discard:
+            self.feed(data)
+            return self.take_data(False)
+        held = bytes(buf[self._pos :]) if held_n else b""
+        if held:
+            j = (held + data[:_TERMINATOR_TAIL]).find(_CRLF_DOT_CRLF)
+            if j >= 0:  # the marker starts in the held bytes (it cannot end past data[:4])
+                end = j + 2
+                chunk = held[:end] if end <= held_n else held + data[: end - held_n]
+                self._keep(data, j + 5 - held_n)
+                return chunk, True
+        i = data.find(_CRLF_DOT_CRLF)
+        if i >= 0:
+            self._keep(data, i + 5)
+            return (held + data[: i + 2] if held else data[: i + 2]), True
+        if len(data) >= _TERMINATOR_TAIL:
+            self._keep(data, len(data) - _TERMINATOR_TAIL)
+            if len(data) == _TERMINATOR_TAIL:
+                return held, False
+            return (held + data[:-_TERMINATOR_TAIL] if held else data[:-_TERMINATOR_TAIL]), False
+        joined = held + data
+        cut = max(0, len(joined) - _TERMINATOR_TAIL)
+        self._keep(joined, cut)
+        return joined[:cut], False
+
+    def _keep(self, data: bytes, start: int) -> None:
+        """Make ``data[start:]`` the whole buffer."""
+        self._buf[:] = data[start:]
+        self._pos = self._scan = 0
 
     def drain(self) -> int:
         """Drop everything buffered (TLS took over, or a gap broke the line); return its size."""

@@ -33,7 +33,6 @@ HEADER_KEYS: dict[str, str] = {
 _LIST_HEADERS = frozenset({"to", "cc"})  # repeated headers are joined, others: the last one wins
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 _IPV6 = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(slots=True)
@@ -50,7 +49,8 @@ class MessageInfo:
 
 def clean(value: str) -> str:
     """Header text: undo surrogate escapes, unfold (drop line breaks), decode RFC 2047 words."""
-    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if not value.isascii():  # undecodable bytes arrive as surrogate escapes
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     value = value.replace("\r", "").replace("\n", "").strip()
     if "=?" not in value:
         return value
@@ -132,15 +132,70 @@ def _leaf(part: Message, cut: bool) -> Attachment | None:
     )
 
 
+def header_end(copy: bytes, endpos: int) -> int:
+    """End of the first blank line (``LF [CR] LF``) lying within ``copy[:endpos]``, or -1.
+
+    Same answer as searching ``\\r?\\n\\r?\\n``: the blank line is found after the first LF
+    followed by ``LF`` or ``CRLF``; ``bytes.find`` does it without the regex engine's cost.
+    """
+    crlf = copy.find(b"\n\r\n", 0, endpos)
+    lf = copy.find(b"\n\n", 0, endpos if crlf < 0 else crlf + 2)
+    if lf >= 0:
+        return lf + 2
+    return crlf + 3 if crlf >= 0 else -1
+
+
+def _single_text_part(head: Message, limits: SmtpLimits) -> bool:
+    """True if the message, judged on its headers alone, is one text leaf carrying no file.
+
+    Such a message walks to exactly one leaf and no attachment record whatever its body, so
+    the body need not be parsed.  Multipart and message/* types have children; a file name,
+    an attachment disposition or a non-text type make the leaf an attachment.
+    """
+    if limits.max_mime_parts < 1:
+        return False
+    ctype = head.get_content_type()
+    return (
+        ctype.startswith("text/")  # never a container type, and no attachment by type
+        and head.get_content_disposition() != "attachment"
+        and head.get_filename() is None
+    )
+
+
+def analyze_head(prefix: bytes, whole: bool, limits: SmtpLimits) -> MessageInfo | None:
+    """What ``analyze_message`` finds, from a prefix of the message when that suffices.
+
+    It suffices for a header block over the limit and for a single text part whose header
+    block ends within ``prefix`` (``whole``: the prefix is the entire message); otherwise None:
+    the whole message must be walked.
+    """
+    end = header_end(prefix, limits.max_header_bytes + 4)
+    if end < 0:
+        if whole and len(prefix) > limits.max_header_bytes:
+            info = MessageInfo(header_too_large=True)
+            head = prefix[: limits.max_header_bytes]
+            _headers(BytesHeaderParser(policy=compat32).parsebytes(head), info)
+            return info
+        return None
+    # The email parser ends the header block at this blank line or before it, so parsing the
+    # block gives the same headers as parsing the whole message.
+    top = BytesHeaderParser(policy=compat32).parsebytes(prefix[:end])
+    if not _single_text_part(top, limits):
+        return None
+    info = MessageInfo(mime_parts=1)
+    _headers(top, info)
+    return info
+
+
 def analyze_message(copy: bytes, cut: bool, limits: SmtpLimits) -> MessageInfo:
     """Headers, Received chain and attachments of a message copy (``cut``: only a prefix)."""
+    info = analyze_head(copy, True, limits)
+    return info if info is not None else walk_message(copy, cut, limits)
+
+
+def walk_message(copy: bytes, cut: bool, limits: SmtpLimits) -> MessageInfo:
+    """Headers and attachments of a message copy parsed whole by the email package."""
     info = MessageInfo()
-    m = _HEADER_END.search(copy, 0, limits.max_header_bytes + 4)
-    if m is None and len(copy) > limits.max_header_bytes:
-        info.header_too_large = True
-        head = copy[: limits.max_header_bytes]
-        _headers(BytesHeaderParser(policy=compat32).parsebytes(head), info)
-        return info
     msg = BytesParser(policy=compat32).parsebytes(copy)
     _headers(msg, info)
     stack: list[tuple[Message, int]] = [(msg, 0)]

@@ -10,11 +10,14 @@ from sensor.smtp.client import ClientSide
 from sensor.smtp.commands import parse_helo_kind
 from sensor.smtp.limits import SmtpLimits
 from sensor.smtp.server import ServerSide
-from sensor.smtp.state import ClientState
+from sensor.smtp.state import ClientState, ServerState
 
 __all__ = ["SmtpLimits", "SmtpParser"]  # SmtpLimits re-exported for callers wiring the parser
 
 _TLS_HANDSHAKE = 0x16  # RFC 8446 5.1: first byte of a TLS handshake record
+# Enum members as module constants: a class attribute lookup costs ~5x more per payload.
+_C_DATA, _C_TLS, _C_STARTTLS_WAIT = ClientState.DATA, ClientState.TLS, ClientState.STARTTLS_WAIT
+_S_REPLIES = ServerState.REPLIES
 
 
 class SmtpParser(ClientSide, ServerSide):
@@ -49,17 +52,30 @@ class SmtpParser(ClientSide, ServerSide):
             self.first_client_ts = ts
             self.check_pregreet()
         st = self.cstate
-        if st is ClientState.TLS:
+        if st is _C_DATA and not self.data_at_start:  # message content: the bulk of the bytes
+            chunk, ended = self.cbuf.feed_content(payload)
+            if chunk and self.body is not None:
+                self.body.add(chunk)
+            if not ended:
+                if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
+                    self.server_run(force=False)
+                return
+            self.end_data(ts)
+        elif st is _C_TLS:
             self.tls_bytes += len(payload)
             return
-        if st is ClientState.STARTTLS_WAIT and not len(self.cbuf) and payload[0] == _TLS_HANDSHAKE:
+        elif st is _C_STARTTLS_WAIT and not len(self.cbuf) and payload[0] == _TLS_HANDSHAKE:
             self.client_tls(len(payload))
             return
-        self.cbuf.feed(payload)
+        else:
+            self.cbuf.feed(payload)
+            if not self.queue and self.server_ts < ts and len(self.sbuf):
+                # Held server bytes that arrived before these client bytes cannot answer them.
+                self.server_run(force=True)
         self.client_run(ts)
-        if self.server_waiting():
-            self.server_run(force=False)
-        if self.cstate is ClientState.STARTTLS_WAIT and len(self.cbuf) > self.limits.max_line:
+        if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
+            self.server_run(force=False)  # server bytes were held for a command sent now
+        if self.cstate is _C_STARTTLS_WAIT and len(self.cbuf) > self.limits.max_line:
             self.client_tls(0)
 
     def gap(self, to_server: bool, ts: float, n: int) -> None:
@@ -81,9 +97,11 @@ class SmtpParser(ClientSide, ServerSide):
             self.count(Anomaly.MISSING_DATA_TERMINATOR)
             if self.txns:
                 self.txns[-1].complete = False
-        if self.banner_ts is None and self.bytes_from_client and not self.anomalies[
-            Anomaly.GAP_SERVER
-        ]:
+        if (
+            self.banner_ts is None
+            and self.bytes_from_client
+            and not self.anomalies[Anomaly.GAP_SERVER]
+        ):
             self.count(Anomaly.NO_BANNER)
         for buf in (self.cbuf, self.sbuf):
             self.count(Anomaly.BARE_LF, buf.bare_lf)

@@ -30,25 +30,34 @@ class Reply:
 
 def parse_reply_line(line: bytes) -> tuple[int, bool, bytes] | None:
     """Split ``ddd[ -]text`` into (code, is_last_line, text); None if it is not a reply line."""
-    if len(line) < 3 or not line[:3].isdigit():
+    digits = line[:3]
+    if len(digits) < 3 or not digits.isdigit():
         return None
     sep = line[3:4]
+    if sep == b" " or not sep:
+        return int(digits), True, line[4:]
     if sep == b"-":
-        return int(line[:3]), False, line[4:]
-    if sep in (b" ", b""):
-        return int(line[:3]), True, line[4:]
+        return int(digits), False, line[4:]
     return None
+
+
+# RFC 3463 2: the class digit of an enhanced code, and the reply classes that may carry one.
+_ENHANCED_CLASS = {2: "2.", 4: "4.", 5: "5."}
 
 
 def parse_enhanced(code: int, text: str) -> str | None:
     """The RFC 3463 2 ``class.subject.detail`` code at the start of ``text`` if it fits ``code``."""
-    word = text.split(" ", 1)[0]
+    prefix = _ENHANCED_CLASS.get(code // 100)
+    if prefix is None or not text.startswith(prefix):
+        return None
+    word = text.partition(" ")[0]
     parts = word.split(".")
-    if len(parts) != 3 or not all(p.isdigit() and 0 < len(p) <= 3 for p in parts):
+    if len(parts) != 3:
         return None
-    if parts[0] != str(code // 100) or parts[0] not in ("2", "4", "5"):
-        return None
-    return word
+    subject, detail = parts[1], parts[2]
+    if 0 < len(subject) <= 3 and subject.isdigit() and 0 < len(detail) <= 3 and detail.isdigit():
+        return word
+    return None
 
 
 class ReplyAssembler:

@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from sensor.records import MailTransaction, Recipient
 from sensor.smtp.body import MessageBody
 from sensor.smtp.limits import SmtpLimits
-from sensor.smtp.message import MessageInfo, analyze_message
+from sensor.smtp.message import MessageInfo, analyze_head, analyze_message, walk_message
 
 # Keys always present in MailTransaction.headers (None when the header was absent or no message).
 HEADER_FIELDS = (
     "date", "from", "to", "cc", "reply_to", "subject", "msg_id", "in_reply_to",
     "x_originating_ip", "user_agent", "first_received", "second_received",
 )  # fmt: skip
+
+
+HEAD_PREFIX = 2048  # message bytes first tried for the header block (most end well before)
 
 
 @dataclass(slots=True)
@@ -67,7 +70,15 @@ def build_transaction(txn: TxnState, limits: SmtpLimits) -> tuple[MailTransactio
         size = body.size
         truncated = body.truncated
         if body.raw:
-            info = analyze_message(body.message(), body.truncated or body.broken, limits)
+            head, whole = body.head(HEAD_PREFIX)
+            quick = analyze_head(head, whole, limits)
+            cut = body.truncated or body.broken
+            if quick is not None:
+                info = quick
+            elif whole:  # the whole message was seen: it needs the walk
+                info = walk_message(head, cut, limits)
+            else:
+                info = analyze_message(body.message(), cut, limits)
     headers: dict[str, str | None] = dict.fromkeys(HEADER_FIELDS)
     headers.update(info.headers)
     record = MailTransaction(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp import SmtpLimits, SmtpParser
@@ -13,11 +14,16 @@ Event = tuple[bool, bytes | int]  # an int is a gap of that many bytes
 
 
 def conn_record(duration: float = 3.5) -> ConnRecord:
-    """A ConnRecord for the fabricated connection."""
-    return ConnRecord(
-        "CtEst1", 100.0, "192.0.2.10", 40000, "198.51.100.25", 25, duration, "SF", "ShADadFf",
-        0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, "fin",
-    )  # fmt: skip
+    """A ConnRecord for the fabricated connection (fields the parser ignores: zero or None)."""
+    known: dict[str, object] = {
+        "uid": "CtEst1", "ts": 100.0, "client_ip": "192.0.2.10", "client_port": 40000,
+        "server_ip": "198.51.100.25", "server_port": 25, "duration_s": duration, "state": "SF",
+        "history": "ShADadFf", "end_reason": "fin",
+    }  # fmt: skip
+    kwargs = {
+        f.name: known.get(f.name, None if "None" in str(f.type) else 0) for f in fields(ConnRecord)
+    }
+    return ConnRecord(**kwargs)  # type: ignore[arg-type]
 
 
 def new_parser(out: list[SmtpSession], limits: SmtpLimits | None = None) -> SmtpParser:

@@ -50,3 +50,16 @@ def test_gap_stops_the_copy() -> None:
     body.gap()
     body.add(b"more")
     assert body.broken and body.message() == b"..x" and body.size == 7
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, len(CONTENT)), max_size=6), st.integers(0, 60))
+def test_head_is_a_prefix_of_the_message(cuts: list[int], n: int) -> None:
+    points = sorted(set(cuts))
+    chunks = [CONTENT[a:b] for a, b in zip([0, *points], [*points, len(CONTENT)], strict=True)]
+    body = feed(chunks)
+    head, whole = body.head(n)
+    message = body.message()
+    assert message.startswith(head)
+    assert whole == (head == message)
+    assert len(head) >= min(n, len(message)) * 3 // 4  # unstuffing drops at most 1 byte in 4

@@ -105,3 +105,29 @@ def test_random_bytes_keep_buffer_bounded(chunks: list[bytes], max_line: int) ->
         while (line := buf.pop_line()) is not None:
             assert len(line) <= max_line
         assert len(buf) <= max_line
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"\r\n", b".", b"\r\n.\r\n", b"x", b"\n", b"\r", b"ab\r\n.."]),
+             max_size=40),
+    st.lists(st.integers(0, 200), max_size=8),
+    st.binary(max_size=3),
+)  # fmt: skip
+def test_feed_content_equals_feed_then_take_data(
+    parts: list[bytes], cuts: list[int], held: bytes
+) -> None:
+    stream = b"".join(parts)
+    points = sorted({min(c, len(stream)) for c in cuts})
+    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    fast, slow = LineBuffer(100), LineBuffer(100)
+    for buf in (fast, slow):
+        buf.feed(held)  # bytes already held back when content continues
+    for chunk in chunks:
+        slow.feed(chunk)
+        want = slow.take_data(False)
+        assert fast.feed_content(chunk) == want
+        assert len(fast) == len(slow)
+        if want[1]:
+            assert lines_of(fast) == lines_of(slow)
+            break

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.smtp.limits import SmtpLimits
-from sensor.smtp.message import analyze_message, clean, received_ip
+from sensor.smtp.message import (
+    analyze_head,
+    analyze_message,
+    clean,
+    header_end,
+    received_ip,
+    walk_message,
+)
 
 from .dialogues import ATTACHMENT_BYTES, MESSAGE
 
@@ -94,3 +102,47 @@ def test_random_bytes_never_raise(data: bytes) -> None:
 ]), max_size=40))  # fmt: skip
 def test_hostile_mime_structures_never_raise(lines: list[bytes]) -> None:
     analyze_message(b"".join(lines), True, SmtpLimits(max_mime_parts=20, max_mime_depth=5))
+
+
+BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # the header/body separator as a regular expression
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b": "]), max_size=30), st.integers(0, 40))
+def test_header_end_agrees_with_the_regex(parts: list[bytes], endpos: int) -> None:
+    data = b"".join(parts)
+    m = BLANK_LINE.search(data, 0, endpos)
+    assert header_end(data, endpos) == (m.end() if m else -1)
+
+
+MIME_LINES = [
+    b"Content-Type: text/plain\r\n", b"Content-Type: text/html; name=a.html\r\n",
+    b"Content-Type: multipart/mixed; boundary=q\r\n", b"Content-Type: message/rfc822\r\n",
+    b"Content-Type: application/pdf\r\n", b"Content-Type: multipart/alternative\r\n",
+    b"Content-Type: text\r\n", b"Content-Disposition: attachment\r\n",
+    b"Content-Disposition: inline; filename=x.txt\r\n", b"Subject: =?utf-8?q?r=C3=A9?=\r\n",
+    b"From: a@b\r\n", b"To: c@d\r\n", b"Received: from x ([192.0.2.7]) by y\r\n",
+    b" folded\r\n", b"\r\n", b"\n", b"\r", b"--q\r\n", b"--q--\r\n", b"body line\r\n",
+    b"not a header\r\n", b"From nobody\r\n", b"Content-Transfer-Encoding: base64\r\n",
+    b"QUJD\r\n", b"\xe9t\xe9: x\r\n", b"X-Name: \xff\r\n",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(MIME_LINES), max_size=30), st.booleans())
+def test_header_only_analysis_equals_the_full_walk(lines: list[bytes], cut: bool) -> None:
+    data = b"".join(lines)
+    limits = SmtpLimits(max_header_bytes=200)
+    quick = analyze_head(data, True, limits)
+    if quick is not None and not quick.header_too_large:
+        assert quick == walk_message(data, cut, limits)
+    assert analyze_message(data, cut, limits) == (quick or walk_message(data, cut, limits))
+
+
+def test_single_text_message_skips_the_walk_but_attachments_do_not() -> None:
+    plain = b"Subject: s\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+    assert analyze_head(plain, True, SmtpLimits()) == walk_message(plain, False, SmtpLimits())
+    assert analyze_head(UNSTUFFED, True, SmtpLimits()) is None  # multipart: walked
+    named = b"Content-Type: text/plain; name=notes.txt\r\n\r\nhello\r\n"
+    assert analyze_head(named, True, SmtpLimits()) is None  # a named text part is a file
+    assert analyze_head(plain[:20], False, SmtpLimits()) is None  # no blank line seen yet
