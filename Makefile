@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 ## Analyse the bundled sample capture and print the summary.
 demo: $(STAMP)
-	$(BIN)/sensor analyze pcaps/demo.pcap --sessions /tmp/port25-demo-sessions.jsonl
+	$(BIN)/sensor analyze pcaps/demo.pcap --config pcaps/demo.toml --alerts -
 
 ## Install what the tests need (tshark, tcpdump when root and missing), lint, type-check, run the tests.
 test: $(STAMP)

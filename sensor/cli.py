@@ -58,6 +58,12 @@ def _progress(frames: Iterator[Frame]) -> Iterator[Frame]:
 def _output_options(fn: Callable[..., None]) -> Callable[..., None]:
     """The options every analysing command shares (outputs, ports, filter, summary)."""
     opts = [
+        click.option("--alerts", "alerts_path", metavar="FILE|-",
+                     help="Run the detection rules and write alerts as JSON lines."),
+        click.option("--config", "config_path", metavar="FILE", type=click.Path(),
+                     help="Site configuration (TOML); see `sensor config --dump`."),
+        click.option("--fail-on-alert", is_flag=True,
+                     help="Exit with status 1 when any alert was raised (implies detection)."),
         click.option("--sessions", "sessions_path", metavar="FILE|-",
                      help="Write SMTP sessions as JSON lines."),
         click.option("--conns", "conns_path", metavar="FILE|-",
@@ -78,6 +84,9 @@ def _output_options(fn: Callable[..., None]) -> Callable[..., None]:
 def _execute(
     frames_for: Callable[[Pipeline, str], Iterator[Frame]],
     *,
+    alerts_path: str | None,
+    config_path: str | None,
+    fail_on_alert: bool,
     sessions_path: str | None,
     conns_path: str | None,
     ports: tuple[int, ...],
@@ -86,21 +95,43 @@ def _execute(
     stats_path: str | None,
     errors: list[tuple[str, str]],
     progress: bool,
-) -> None:
-    """Run the pipeline over the frames a source gives, writing every requested output."""
+) -> int:
+    """Run the pipeline over the frames a source gives, writing every requested output.
+
+    Returns the number of alerts raised (0 when detection was not asked for).
+    """
     from sensor.capture.bpf import build_filter
+    from sensor.config import load_config
+    from sensor.detect.alerts import alert_to_dict
+    from sensor.detect.detector import Detector
     from sensor.output.jsonl import JsonlSink, record_to_dict
     from sensor.output.summary import render_summary, stats_dict
     from sensor.smtp.schema import session_to_dict
 
+    detect = bool(alerts_path) or fail_on_alert
+    cfg = load_config(config_path)
+    if detect and not quiet:
+        for line in cfg.assumed:
+            click.echo(f"sensor: assumed {line}", err=True)
     expr = bpf if bpf is not None else build_filter(ports)
+    alert_sink = JsonlSink(alerts_path) if alerts_path else None
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
-    pipe = Pipeline(
-        ports=ports,
-        on_conn=(lambda r: conn_sink.write(record_to_dict(r))) if conn_sink else None,
-        on_session=(lambda s: sess_sink.write(session_to_dict(s))) if sess_sink else None,
+    detector = (
+        Detector(cfg, (lambda a: alert_sink.write(alert_to_dict(a))) if alert_sink else _ignore)
+        if detect
+        else None
     )
+    conn_outs: list[Callable[[Any], None]] = []
+    sess_outs: list[Callable[[Any], None]] = []
+    if conn_sink is not None:
+        conn_outs.append(lambda r: conn_sink.write(record_to_dict(r)))
+    if sess_sink is not None:
+        sess_outs.append(lambda s: sess_sink.write(session_to_dict(s)))
+    if detector is not None:
+        conn_outs.append(detector.on_conn)
+        sess_outs.append(detector.on_session)
+    pipe = Pipeline(ports=ports, on_conn=_fan_out(conn_outs), on_session=_fan_out(sess_outs))
     frames = frames_for(pipe, expr)
     if progress and sys.stderr.isatty() and not quiet:
         frames = _progress(frames)
@@ -108,16 +139,36 @@ def _execute(
         pipe.run(frames)
     finally:
         totals = pipe.finish()
-        for sink in (conn_sink, sess_sink):
+        det_stats = detector.finish() if detector is not None else None
+        for sink in (conn_sink, sess_sink, alert_sink):
             if sink is not None:
                 sink.close()
     if stats_path:
         stats_sink = JsonlSink(stats_path)
-        stats_sink.write(stats_dict(pipe.capture_stats, pipe.tcp_stats, totals))
+        stats_sink.write(stats_dict(pipe.capture_stats, pipe.tcp_stats, totals, det_stats))
         stats_sink.close()
     if not quiet:
-        to_stderr = "-" in (sessions_path, conns_path, stats_path)
-        render_summary(pipe.capture_stats, pipe.tcp_stats, totals, errors, to_stderr)
+        to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path)
+        render_summary(pipe.capture_stats, pipe.tcp_stats, totals, errors, to_stderr, det_stats)
+    return det_stats.alerts if det_stats is not None else 0
+
+
+def _ignore(_: object) -> None:
+    """A sink for alerts nobody asked to see (detection run only for --fail-on-alert)."""
+
+
+def _fan_out(outs: list[Callable[[Any], None]]) -> Callable[[Any], None] | None:
+    """One callback calling each of `outs` in turn (None when there is nothing to call)."""
+    if not outs:
+        return None
+    if len(outs) == 1:
+        return outs[0]
+
+    def call_all(rec: Any) -> None:
+        for out in outs:
+            out(rec)
+
+    return call_all
 
 
 @main.command()
@@ -133,7 +184,7 @@ def analyze(pcaps: tuple[str, ...], **opts: Any) -> None:
         errors.append((path, reason))
         click.echo(f"sensor: error: {path}: {reason}", err=True)
 
-    _execute(
+    alerts = _execute(
         lambda pipe, expr: open_files(pcaps, expr, pipe.capture_stats, on_error),
         errors=errors,
         progress=True,
@@ -141,6 +192,8 @@ def analyze(pcaps: tuple[str, ...], **opts: Any) -> None:
     )
     if errors:
         sys.exit(2)
+    if alerts and opts["fail_on_alert"]:
+        sys.exit(1)
 
 
 @main.command()
@@ -167,7 +220,7 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
         return source.frames()
 
     try:
-        _execute(frames_for, errors=[], progress=False, **opts)
+        alerts = _execute(frames_for, errors=[], progress=False, **opts)
     finally:
         for source in holder:
             received, dropped, if_dropped = source.stats()
@@ -177,13 +230,18 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
                 err=True,
             )
             source.close()
+    if alerts and opts["fail_on_alert"]:
+        sys.exit(1)
 
 
 def _register() -> None:
     """Attach the subcommands that live beside their stage."""
+    from sensor.detect.cli import config_cmd, evaluate_cmd
     from sensor.simulate.cli import simulate
 
     main.add_command(simulate)
+    main.add_command(config_cmd)
+    main.add_command(evaluate_cmd)
 
 
 _register()

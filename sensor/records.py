@@ -175,3 +175,112 @@ class SmtpSession:
     bytes_from_client: int
     bytes_from_server: int
     transactions: tuple[MailTransaction, ...] = field(default_factory=tuple)
+
+
+# --------------------------------------------------------------------------------------------
+# features / detect (feature order and version: sensor/features/schema.py)
+
+
+@dataclass(slots=True, frozen=True)
+class WindowFeatures:
+    """One host's behaviour over one sliding window of packet time (field order: feature schema)."""
+
+    # connections the host opened as client (from ConnRecords)
+    conns: float
+    failed_conns: float  # refused + unanswered + reset before the banner
+    refused_conns: float  # REJ
+    unanswered_conns: float  # S0, SH, RSTOS0, OTH without a reply
+    reset_conns: float  # reset by the server before any payload (RSTR/RSTRH)
+    ext_conns: float  # to servers outside home_net
+    ext_failed_conns: float
+    # SMTP sessions the host opened as client
+    sessions: float
+    no_banner_sessions: float
+    tls_sessions: float
+    helo_bad: float  # HELO/EHLO bare word, invalid, or an address literal not of the client
+    helo_forged: float  # an outside client claiming one of our local domains in HELO
+    pregreet: float
+    blocked: float  # sessions refused with a blocklist-like 554/521 reply
+    abuse_anomalies: float  # protocol violations (sensor.features.extract.ABUSE_ANOMALIES)
+    non_smtp: float  # another protocol spoken on the SMTP port
+    stripped_starttls: float
+    mail_from: float  # MAIL FROM commands (ET 2000328 counts these)
+    ext_mail_from: float  # MAIL FROM to servers outside home_net
+    msgs: float  # transactions that sent content
+    msg_bytes: float
+    bytes_out: float  # client payload bytes
+    rcpts: float
+    rcpt_accepted: float
+    rcpt_4xx: float
+    rcpt_5xx: float
+    rcpt_unknown: float  # 5.1.1 / 550 "user unknown"
+    rcpt_foreign: float  # recipients outside local_domains
+    relay_rcpts: float  # foreign recipients accepted without AUTH by our server, host outside
+    auth_attempts: float
+    auth_failures: float
+    auth_successes: float
+    auth_clear_ext_success: float  # successful AUTH in clear text across the home_net boundary
+    # the host as a server in home_net
+    srv_sessions: float
+    srv_relay_rcpts: float  # foreign recipients it accepted without AUTH from outside clients
+    srv_auth_failures: float
+    # distinct counts
+    dst_ips: float
+    dst_24s: float  # distinct /24 (IPv4) or /48 (IPv6) destination networks
+    ext_dst_ips: float
+    helo_names: float
+    rcpt_domains: float
+    auth_users: float
+    srv_relay_clients: float
+    # derived
+    failed_ratio: float
+    reject_ratio: float  # (4xx + 5xx) / recipients
+    unknown_ratio: float
+    tls_share: float
+    foreign_share: float
+    mean_msg_size: float
+    interarrival_cv: float  # stdev / mean of the gaps between session starts; 0 when < 3 sessions
+    helo_bad_share: float
+
+
+@dataclass(slots=True, frozen=True)
+class HostFeatures:
+    """A host's features at one moment of packet time, over the short, medium and long windows."""
+
+    host: str
+    ts: float  # packet time of the update
+    in_home_net: bool
+    mail_server: bool  # an authorised MTA (site.mail_servers)
+    first_seen: float  # first event of the host still remembered
+    short: WindowFeatures
+    medium: WindowFeatures
+    long: WindowFeatures
+    short_start: float  # ts of the oldest event in each window (ts when empty)
+    medium_start: float
+    long_start: float
+    auth_fails_before_success: float  # AUTH failures (client or user) before the last success
+    rcpts_after_auth_success: float  # recipients sent in authenticated sessions since then
+    msgs_after_auth_success: float
+    auth_success_ts: float  # 0.0 when no success after failures is remembered
+    sessions: tuple[str, ...]  # uids of the host's most recent sessions
+
+
+@dataclass(slots=True, frozen=True)
+class Alert:
+    """One alert (DESIGN.md's alert record); ts is packet time."""
+
+    ts: float
+    time: str
+    sensor: str
+    host: str
+    kind: str
+    severity: int
+    sid: int
+    rule: str
+    score: float
+    source: str  # rule | model | both
+    window_s: float
+    summary: str
+    evidence: dict[str, object]
+    first_seen: float
+    last_seen: float

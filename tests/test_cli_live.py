@@ -56,7 +56,7 @@ def test_live_capture_on_loopback(tmp_path: Path) -> None:
         with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=5) as c:
             c.sendmail("alice@client.test", ["bob@mx.test"], b"Subject: live\r\n\r\nhello\r\n")
         t.join(5)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
         server.close()

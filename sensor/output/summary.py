@@ -8,9 +8,14 @@ from typing import Any
 from sensor.records import CaptureStats, TcpStats
 
 
-def stats_dict(cap: CaptureStats, tcp: TcpStats, totals: Any) -> dict[str, Any]:
+def stats_dict(
+    cap: CaptureStats, tcp: TcpStats, totals: Any, detect: Any | None = None
+) -> dict[str, Any]:
     """Every counter of the run, JSON-ready."""
-    return {"capture": asdict(cap), "tcp": asdict(tcp), "totals": asdict(totals)}
+    out = {"capture": asdict(cap), "tcp": asdict(tcp), "totals": asdict(totals)}
+    if detect is not None:
+        out["detect"] = asdict(detect)
+    return out
 
 
 def render_summary(
@@ -19,6 +24,7 @@ def render_summary(
     totals: Any,
     errors: list[tuple[str, str]],
     to_stderr: bool = False,
+    detect: Any | None = None,
 ) -> None:
     """Print the closing summary table (to stderr when stdout carries records)."""
     from rich.console import Console
@@ -60,6 +66,14 @@ def render_summary(
         "tcp: total buffer cap hits": tcp.total_cap_hits,
     }
     rows.extend((k, v) for k, v in skipped.items() if v)
+    if detect is not None:
+        rows.append(("hosts tracked", detect.hosts))
+        rows.append(("alerts", detect.alerts))
+        rows.extend((f"alerts: {kind}", n) for kind, n in sorted(detect.alerts_by_kind.items()))
+        if detect.updates:
+            rows.append(("alert updates (escalations)", detect.updates))
+        if detect.evicted:
+            rows.append(("hosts evicted (host table cap)", detect.evicted))
     for name, n in sorted(totals.anomalies.items(), key=lambda kv: -kv[1]):
         rows.append((f"smtp anomaly: {name}", n))
     for k, v in rows:

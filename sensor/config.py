@@ -1,0 +1,259 @@
+"""The sensor's TOML configuration: packaged defaults, a user file merged over them, validated."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from sensor.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Param = int | float | str | bool
+WINDOW_NAMES = ("short", "medium", "long")
+DEFAULT_NAME = "default_config.toml"
+
+
+@dataclass(slots=True, frozen=True)
+class SiteConfig:
+    """Who is ours: protected networks, authorised MTAs and the mail domains we receive for."""
+
+    sensor: str
+    home_net: tuple[IPNetwork, ...]
+    mail_servers: tuple[IPNetwork, ...]
+    local_domains: frozenset[str]
+
+
+@dataclass(slots=True, frozen=True)
+class WindowsConfig:
+    """Lengths of the three sliding windows, in seconds of packet time."""
+
+    short_s: int
+    medium_s: int
+    long_s: int
+
+    def length(self, name: str) -> int:
+        """The length of the window called `name` (short, medium or long)."""
+        return {"short": self.short_s, "medium": self.medium_s, "long": self.long_s}[name]
+
+
+@dataclass(slots=True, frozen=True)
+class BoundsConfig:
+    """Memory bounds of the feature stage."""
+
+    max_hosts: int
+    max_events_per_host: int
+    max_users: int
+    sample_sessions: int
+
+
+@dataclass(slots=True, frozen=True)
+class SuppressionConfig:
+    """One alert per (host, kind) per interval, plus updates on escalation."""
+
+    interval_s: int
+    escalate_factor: float
+
+
+@dataclass(slots=True, frozen=True)
+class RuleConfig:
+    """One rule's switch, severity, signature id and thresholds (validated against the defaults)."""
+
+    name: str
+    enabled: bool
+    severity: int
+    sid: int
+    params: dict[str, Param]
+    nums: dict[str, float]  # the numeric params as floats
+
+    def num(self, key: str) -> float:
+        """A numeric threshold."""
+        return self.nums[key]
+
+    def word(self, key: str) -> str:
+        """A string parameter (a window name)."""
+        value = self.params[key]
+        assert isinstance(value, str)
+        return value
+
+
+@dataclass(slots=True, frozen=True)
+class Config:
+    """The whole validated configuration, plus what was assumed for keys the user left out."""
+
+    source: str
+    site: SiteConfig
+    windows: WindowsConfig
+    bounds: BoundsConfig
+    suppression: SuppressionConfig
+    rules: dict[str, RuleConfig]
+    assumed: tuple[str, ...]
+
+
+def default_text() -> str:
+    """The documented default configuration file, as shipped in the package."""
+    return resources.files("sensor").joinpath(DEFAULT_NAME).read_text(encoding="utf-8")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+class _Checker:
+    """Merges a user table over the defaults, rejecting unknown keys and wrong types."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, expected: str, got: object) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: expected {expected}, got {_show(got)}")
+
+    def merge(self, user: dict[str, Any], default: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out = dict(default)
+        for key, value in user.items():
+            path = f"{prefix}{key}"
+            if key not in default:
+                known = ", ".join(sorted(default))
+                raise ConfigError(f"{self.source}: {path}: unknown key (known: {known})")
+            want = default[key]
+            if isinstance(want, dict):
+                if not isinstance(value, dict):
+                    raise self.fail(path, "a table", value)
+                out[key] = self.merge(value, want, path + ".")
+            else:
+                out[key] = self.check_type(path, want, value)
+        return out
+
+    def check_type(self, path: str, want: object, value: object) -> object:
+        if isinstance(want, bool):
+            if not isinstance(value, bool):
+                raise self.fail(path, "true or false", value)
+        elif isinstance(want, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(path, "an integer", value)
+        elif isinstance(want, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.fail(path, "a number", value)
+            return float(value)
+        elif isinstance(want, str):
+            if not isinstance(value, str):
+                raise self.fail(path, "a string", value)
+        elif isinstance(want, list):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise self.fail(path, "a list of strings", value)
+        return value
+
+
+def _range(chk: _Checker, path: str, value: object) -> None:
+    """Out-of-range values: every number is > 0 unless its name says otherwise."""
+    key = path.rpartition(".")[2]
+    if isinstance(value, bool):
+        return
+    if key in ("severity", "slow_severity"):
+        assert isinstance(value, int)
+        if not 1 <= value <= 10:
+            raise chk.fail(path, "an integer from 1 to 10", value)
+    elif key == "window" or key.endswith("_window"):
+        if value not in WINDOW_NAMES:
+            raise chk.fail(path, 'one of "short", "medium", "long"', value)
+    elif key.endswith(("_ratio", "_share")):
+        assert isinstance(value, float)
+        if not 0.0 < value <= 1.0:
+            raise chk.fail(path, "a number > 0 and <= 1", value)
+    elif key == "escalate_factor":
+        assert isinstance(value, float)
+        if not value > 1.0:
+            raise chk.fail(path, "a number > 1", value)
+    elif isinstance(value, int) and value <= 0:
+        raise chk.fail(path, "an integer > 0", value)
+    elif isinstance(value, float) and value <= 0:
+        raise chk.fail(path, "a number > 0", value)
+
+
+def _networks(chk: _Checker, path: str, items: list[str]) -> tuple[IPNetwork, ...]:
+    out: list[IPNetwork] = []
+    for item in items:
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise chk.fail(path, "IP networks in CIDR form like \"10.0.0.0/8\"", item) from None
+    return tuple(out)
+
+
+def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Config:
+    site_t, win_t = merged["site"], merged["windows"]
+    for section in ("windows", "bounds", "suppression"):
+        for key, value in merged[section].items():
+            _range(chk, f"{section}.{key}", value)
+    rules: dict[str, RuleConfig] = {}
+    for name, table in merged["rules"].items():
+        for key, value in table.items():
+            _range(chk, f"rules.{name}.{key}", value)
+        params = {k: v for k, v in table.items() if k not in ("enabled", "severity", "sid")}
+        nums = {k: float(v) for k, v in params.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        rules[name] = RuleConfig(name, table["enabled"], table["severity"], table["sid"], params,
+                                 nums)
+    if not win_t["short_s"] <= win_t["medium_s"] <= win_t["long_s"]:
+        raise chk.fail("windows", "short_s <= medium_s <= long_s", list(win_t.values()))
+    if not site_t["sensor"].strip():
+        raise chk.fail("site.sensor", "a non-empty name", site_t["sensor"])
+    domains = []
+    for dom in site_t["local_domains"]:
+        if not dom or " " in dom or "@" in dom:
+            raise chk.fail("site.local_domains", "domain names like \"example.org\"", dom)
+        domains.append(dom.lower().rstrip("."))
+    site = SiteConfig(site_t["sensor"], _networks(chk, "site.home_net", site_t["home_net"]),
+                      _networks(chk, "site.mail_servers", site_t["mail_servers"]),
+                      frozenset(domains))
+    return Config(chk.source, site, WindowsConfig(**win_t), BoundsConfig(**merged["bounds"]),
+                  SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site))
+
+
+def _assumed(user: dict[str, Any], site: SiteConfig) -> tuple[str, ...]:
+    given = user.get("site", {})
+    out: list[str] = []
+    if "home_net" not in given:
+        out.append("home_net: assumed RFC 1918 private networks and IPv6 ULA "
+                   "(10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7)")
+    if "mail_servers" not in given:
+        out.append("mail_servers: none given, so every home_net host delivering to the internet "
+                   "on port 25 is a spambot candidate")
+    if not site.local_domains:
+        out.append("local_domains: none given, so open_relay and relay_abuse cannot be detected")
+    return tuple(out)
+
+
+def parse_config(text: str, source: str) -> Config:
+    """Validate TOML text against the defaults; ConfigError names source, key and expectation."""
+    chk = _Checker(source)
+    try:
+        user = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    default = tomllib.loads(default_text())
+    return _build(chk, chk.merge(user, default, ""), user)
+
+
+def load_config(path: str | None) -> Config:
+    """The configuration from a TOML file, or the defaults (with `assumed` filled) when None."""
+    if path is None:
+        return parse_config("", "defaults")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return parse_config(text, path)

@@ -1,0 +1,195 @@
+"""The bounded per-host table: updates windows once per record and snapshots HostFeatures."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from sensor.config import Config
+from sensor.features.extract import SiteView, conn_event, session_events, spoke
+from sensor.features.schema import AUTH_STATE_BIT, SUM_INDEX
+from sensor.features.window import Adds, HostWindows, Keys
+from sensor.records import ConnRecord, HostFeatures, SmtpSession
+
+MAX_USER_FAILURES = 64  # AUTH failure times remembered per user name
+
+
+@dataclass(slots=True)
+class HostState:
+    """Long-lived state of one host."""
+
+    windows: HostWindows
+    in_home_net: bool
+    mail_server: bool
+    first_seen: float
+    now: float
+    sessions: deque[str]
+    last_start: float = 0.0  # start of the host's previous session, for inter-arrival times
+    success_ts: float = 0.0  # last AUTH success that followed failures
+    fails_before: float = 0.0
+    rcpts_after: float = 0.0
+    msgs_after: float = 0.0
+
+
+@dataclass(slots=True)
+class TableStats:
+    """Counters of the feature stage."""
+
+    hosts: int = 0
+    evicted: int = 0
+    events_dropped: int = 0
+    users_evicted: int = 0
+    records: int = 0
+    ignored_sessions: int = 0  # sessions without any SMTP byte (their ConnRecord counts)
+
+
+@dataclass(slots=True)
+class _Users:
+    """AUTH failure times per user name, across clients (LRU-bounded)."""
+
+    max_users: int
+    times: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    evicted: int = 0
+
+    def fail(self, user: str, ts: float) -> None:
+        q = self.times.get(user)
+        if q is None:
+            if len(self.times) >= self.max_users:
+                self.times.popitem(last=False)
+                self.evicted += 1
+            q = self.times[user] = deque(maxlen=MAX_USER_FAILURES)
+        else:
+            self.times.move_to_end(user)
+        q.append(ts)
+
+    def failures_since(self, user: str, since: float) -> int:
+        q = self.times.get(user)
+        return sum(1 for t in q if t >= since) if q else 0
+
+
+def _mask(adds: Adds) -> int:
+    mask = 0
+    for idx, _ in adds:
+        mask |= 1 << idx
+    return mask
+
+
+class HostTable:
+    """Per-host sliding-window features, bounded by an LRU of hosts (evictions counted)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.view = SiteView.of(config.site)
+        w = config.windows
+        self._lengths = (float(w.short_s), float(w.medium_s), float(w.long_s))
+        self._bounds = config.bounds
+        self._hosts: OrderedDict[str, HostState] = OrderedDict()
+        self._users = _Users(config.bounds.max_users)
+        self.stats = TableStats()
+
+    def _host(self, ip: str, now: float) -> HostState:
+        st = self._hosts.get(ip)
+        if st is not None:
+            self._hosts.move_to_end(ip)
+            st.now = max(st.now, now)
+            return st
+        if len(self._hosts) >= self._bounds.max_hosts:
+            _, old = self._hosts.popitem(last=False)
+            self.stats.evicted += 1
+            self.stats.events_dropped += old.windows.dropped
+        home, mta = self.view.roles(ip)
+        st = HostState(HostWindows(self._lengths, self._bounds.max_events_per_host), home, mta,
+                       now, now, deque(maxlen=self._bounds.sample_sessions))
+        self._hosts[ip] = st
+        self.stats.hosts += 1
+        return st
+
+    def _add(self, st: HostState, event: tuple[Adds, Keys]) -> int:
+        st.windows.advance(st.now)
+        st.windows.add((st.now, event[0], event[1]))
+        return _mask(event[0])
+
+    def on_conn(self, rec: ConnRecord) -> list[tuple[str, int]]:
+        """Account one connection; returns (host, change mask) of the hosts it changed."""
+        self.stats.records += 1
+        now = rec.ts + rec.duration_s
+        st = self._host(rec.client_ip, now)
+        return [(rec.client_ip, self._add(st, conn_event(rec, self.view.roles(rec.server_ip)[0])))]
+
+    def on_session(self, s: SmtpSession) -> list[tuple[str, int]]:
+        """Account one SMTP session; returns (host, change mask) of the hosts it changed.
+
+        A bit of the mask is set for every running sum the session added to
+        (sensor.features.schema.change_mask), and AUTH_STATE_BIT when the
+        failures-then-success state moved: rules re-run only when their inputs grew."""
+        self.stats.records += 1
+        if not spoke(s):
+            self.stats.ignored_sessions += 1
+            return []
+        now = s.ts + s.duration_s
+        ev = session_events(s, self.view)
+        st = self._host(s.client_ip, now)
+        st.windows.advance(st.now)
+        adds = ev.client[0]
+        if st.last_start and s.ts > st.last_start:
+            gap = s.ts - st.last_start
+            adds += ((SUM_INDEX["ia_n"], 1), (SUM_INDEX["ia_sum"], gap),
+                     (SUM_INDEX["ia_sumsq"], gap * gap))
+        st.last_start = max(st.last_start, s.ts)
+        moved = self._auth_state(st, s, ev.authenticated)
+        st.windows.add((st.now, adds, ev.client[1]))
+        st.sessions.append(s.uid)
+        changed = [(s.client_ip, _mask(adds) | (AUTH_STATE_BIT if moved else 0))]
+        if ev.server is not None:
+            srv = self._host(s.server_ip, now)
+            changed.append((s.server_ip, self._add(srv, ev.server)))
+            srv.sessions.append(s.uid)
+        return changed
+
+    def _auth_state(self, st: HostState, s: SmtpSession, authed: bool) -> bool:
+        """Failures (by this client or for the user) then a success, then what was sent after."""
+        long_s = self._lengths[-1]
+        if st.success_ts and st.now - st.success_ts > long_s:
+            st.success_ts = st.fails_before = st.rcpts_after = st.msgs_after = 0.0
+        fails = st.windows.total(2, "auth_failures")
+        for att in s.auth:
+            if att.outcome == "failure":
+                fails += 1
+                if att.user:
+                    self._users.fail(att.user.lower(), att.ts)
+            elif att.outcome == "success":
+                before = fails
+                if att.user:
+                    before = max(before, self._users.failures_since(att.user.lower(),
+                                                                    att.ts - long_s))
+                if before > 0:
+                    st.success_ts, st.fails_before = att.ts, before
+                    st.rcpts_after = st.msgs_after = 0.0
+        moved = False
+        if authed and st.success_ts:
+            for tx in s.transactions:
+                if tx.ts >= st.success_ts:
+                    st.rcpts_after += len(tx.rcpt_to)
+                    st.msgs_after += tx.data_mode is not None
+                    moved = True
+        self.stats.users_evicted = self._users.evicted
+        return moved
+
+    def features(self, ip: str) -> HostFeatures | None:
+        """A snapshot of a host's features, or None when it is not (or no longer) in the table."""
+        st = self._hosts.get(ip)
+        if st is None:
+            return None
+        w, now = st.windows, st.now
+        return HostFeatures(
+            ip, now, st.in_home_net, st.mail_server, st.first_seen,
+            w.snapshot(0), w.snapshot(1), w.snapshot(2),
+            w.start(0, now), w.start(1, now), w.start(2, now),
+            st.fails_before, st.rcpts_after, st.msgs_after, st.success_ts, tuple(st.sessions))
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+    def dropped_events(self) -> int:
+        """Window events dropped by max_events_per_host, evicted hosts included."""
+        return self.stats.events_dropped + sum(h.windows.dropped for h in self._hosts.values())

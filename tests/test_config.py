@@ -1,0 +1,110 @@
+"""Configuration: packaged defaults, merging, and one-line errors naming file, key, expectation."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sensor.config import default_text, load_config, parse_config
+from sensor.detect.cli import config_cmd
+from sensor.errors import ConfigError
+
+
+def test_defaults_load_and_say_what_they_assumed() -> None:
+    cfg = load_config(None)
+    assert [str(n) for n in cfg.site.home_net] == [
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+    assert cfg.site.mail_servers == () and cfg.site.local_domains == frozenset()
+    assert any(a.startswith("home_net: assumed RFC 1918") for a in cfg.assumed)
+    assert any(a.startswith("local_domains:") for a in cfg.assumed)
+    assert cfg.rules["spambot"].num("burst_mail_from") == 5.0
+    assert cfg.rules["spambot"].word("burst_window") == "short"
+
+
+def test_user_file_overrides_only_what_it_names(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text('[site]\nhome_net = ["10.20.0.0/16"]\nlocal_domains = ["Campus.Example."]\n'
+                    "[rules.spambot]\nburst_mail_from = 10\nrefusal_ratio = 1\n")
+    cfg = load_config(str(path))
+    assert [str(n) for n in cfg.site.home_net] == ["10.20.0.0/16"]
+    assert cfg.site.local_domains == frozenset({"campus.example"})
+    assert cfg.rules["spambot"].num("burst_mail_from") == 10.0
+    assert cfg.rules["spambot"].num("refusal_ratio") == 1.0  # an int where a float is expected
+    assert cfg.rules["auth_bruteforce"].num("failures") == 10.0  # untouched default
+    assert not any(a.startswith("home_net") for a in cfg.assumed)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[rules.spambot]\nburst_mail_from = -1\n",
+     "site.toml: rules.spambot.burst_mail_from: expected an integer > 0, got -1"),
+    ("[rules.spambot]\nmsgs = 3\n", "site.toml: rules.spambot.msgs: unknown key (known: "),
+    ("[nonsense]\nx = 1\n", "site.toml: nonsense: unknown key"),
+    ("[rules.spambot]\nburst_mail_from = \"ten\"\n",
+     'site.toml: rules.spambot.burst_mail_from: expected an integer, got "ten"'),
+    ("[rules.spambot]\nenabled = 1\n",
+     "site.toml: rules.spambot.enabled: expected true or false, got 1"),
+    ("[rules.spambot]\nseverity = 11\n",
+     "site.toml: rules.spambot.severity: expected an integer from 1 to 10, got 11"),
+    ("[rules.spambot]\nburst_window = \"day\"\n",
+     'site.toml: rules.spambot.burst_window: expected one of "short", "medium", "long", got "day"'),
+    ("[rules.dictionary_harvest]\nunknown_ratio = 1.5\n",
+     "site.toml: rules.dictionary_harvest.unknown_ratio: expected a number > 0 and <= 1, got 1.5"),
+    ("[suppression]\nescalate_factor = 1\n",
+     "site.toml: suppression.escalate_factor: expected a number > 1, got 1.0"),
+    ("[site]\nhome_net = [\"10.0.0.0/33\"]\n",
+     'site.toml: site.home_net: expected IP networks in CIDR form like "10.0.0.0/8", got '
+     '"10.0.0.0/33"'),
+    ("[site]\nmail_servers = \"10.0.0.1\"\n",
+     'site.toml: site.mail_servers: expected a list of strings, got "10.0.0.1"'),
+    ("[site]\nlocal_domains = [\"a b\"]\n",
+     'site.toml: site.local_domains: expected domain names like "example.org", got "a b"'),
+    ("[windows]\nshort_s = 900\n", "site.toml: windows: expected short_s <= medium_s <= long_s"),
+    ("rules = 3\n", "site.toml: rules: expected a table, got 3"),
+    ("[site\n", "site.toml: not valid TOML: "),
+])
+def test_invalid_values_name_file_key_and_expectation(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "site.toml")
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "absent.toml"))
+
+
+def test_every_default_key_is_documented_by_a_comment_block() -> None:
+    text = default_text()
+    parsed = tomllib.loads(text)
+    assert set(parsed) == {"site", "windows", "bounds", "suppression", "rules"}
+    for name in parsed["rules"]:
+        header = f"[rules.{name}]\n#"
+        assert header in text, f"rules.{name} has no comment"
+
+
+def test_config_dump_prints_the_packaged_defaults() -> None:
+    result = CliRunner().invoke(config_cmd, ["--dump"])
+    assert result.exit_code == 0
+    assert result.output == default_text()
+    assert parse_config(result.output, "dump").rules.keys() == load_config(None).rules.keys()
+
+
+def test_config_check_validates_a_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[site]\nhome_net = ["192.0.2.0/24"]\n')
+    result = CliRunner().invoke(config_cmd, ["--check", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "ok (10 rules enabled, home_net 192.0.2.0/24)" in result.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[bounds]\nmax_hosts = 0\n")
+    result = CliRunner().invoke(config_cmd, ["--check", str(bad)])
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception).endswith("bounds.max_hosts: expected an integer > 0, got 0")
+
+
+def test_config_without_an_option_is_a_usage_error() -> None:
+    assert CliRunner().invoke(config_cmd, []).exit_code == 2
