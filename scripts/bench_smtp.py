@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Benchmark of SMTP session analysis (and detection) against tshark and tcpdump, one invocation.
+
+Times whole processes on the shared generator's workloads: `tshark -r F -Y smtp`, `tcpdump -r F
+-w /dev/null FILTER`, `sensor analyze --sessions S F` and, with --alerts, the same run with
+`--alerts /dev/null`. Checks that the session log counts exactly the generator's MAIL / RCPT /
+DATA totals from FILE.json. Targets: issue 3 — SMTP-only 500k file >= 4x faster than tshark,
+mixed 2M file within 4x of tcpdump, peak RSS < 150 MB; issue 5 — --alerts within 10% of the run
+without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from benchlib import (
+    FILTER,
+    WORKLOADS,
+    ensure_workload,
+    median_run,
+    print_table,
+    require,
+    run_timed,
+    sensor_exe,
+)
+
+
+def count_sessions(path: Path) -> dict[str, int]:
+    """MAIL / RCPT / DATA(+BDAT) totals in a session log."""
+    mail = rcpt = data = sessions = 0
+    with path.open() as fh:
+        for line in fh:
+            s = json.loads(line)
+            sessions += 1
+            for t in s["transactions"]:
+                mail += t["mail_from"] is not None
+                rcpt += len(t["rcpt_to"])
+                data += t["data_mode"] is not None
+    return {"sessions": sessions, "mail_cmds": mail, "rcpt_cmds": rcpt, "data_cmds": data}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default="/tmp/port25-bench", help="where workloads are kept")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per fast tool (median taken)")
+    ap.add_argument("--skip-tshark", action="store_true", help="do not time tshark (slow)")
+    ap.add_argument("--alerts", action="store_true", help="also time the run with --alerts")
+    ap.add_argument("--only", choices=sorted(WORKLOADS), help="one workload only")
+    args = ap.parse_args()
+    require("tcpdump", "tshark")
+    ok = True
+    for name in [args.only] if args.only else list(WORKLOADS):
+        pcap = ensure_workload(name, Path(args.workdir))
+        truth = json.loads(Path(str(pcap) + ".json").read_text())
+        packets = int(truth["packets"])
+        print(f"\n== {name}: {pcap} ({pcap.stat().st_size / 1e6:.0f} MB, {packets:,} packets)")
+        with tempfile.TemporaryDirectory() as tmp:
+            sess = Path(tmp) / "sessions.jsonl"
+            base = [sensor_exe(), "analyze", "--quiet", "--sessions", str(sess), str(pcap)]
+            rows = {
+                "tcpdump": median_run(["tcpdump", "-r", str(pcap), "-w", "/dev/null", FILTER],
+                                      args.repeat),
+                "sensor --sessions": median_run(base, args.repeat),
+            }  # fmt: skip
+            got = count_sessions(sess)
+        if args.alerts:
+            rows["sensor --alerts"] = median_run([*base[:-1], "--alerts", "/dev/null", str(pcap)],
+                                                 args.repeat)  # fmt: skip
+        if not args.skip_tshark:
+            rows["tshark -Y smtp"] = run_timed(["tshark", "-r", str(pcap), "-Y", "smtp", "-T",
+                                                "fields", "-e", "frame.number", "-e",
+                                                "smtp.req.command"])  # fmt: skip
+        print_table(rows, packets, "tcpdump")
+        sensor = rows["sensor --sessions"]
+        if "tshark -Y smtp" in rows:
+            print(f"tshark/sensor = {rows['tshark -Y smtp'][0] / sensor[0]:.1f}x")
+        print(f"sensor/tcpdump = {sensor[0] / rows['tcpdump'][0]:.2f}x, "
+              f"peak RSS {sensor[1]:.0f} MB")  # fmt: skip
+        if "sensor --alerts" in rows:
+            print(f"--alerts / without = {rows['sensor --alerts'][0] / sensor[0]:.3f}")
+        for key in ("mail_cmds", "rcpt_cmds", "data_cmds"):
+            match = got[key] == truth[key]
+            ok &= match
+            print(f"{key}: session log {got[key]:,}, generator {truth[key]:,} "
+                  f"{'ok' if match else 'MISMATCH'}")  # fmt: skip
+    if not ok:
+        raise SystemExit("bench: session counts differ from the generator's ground truth")
+
+
+if __name__ == "__main__":
+    main()

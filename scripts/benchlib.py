@@ -1,0 +1,72 @@
+"""Shared pieces of the benchmark scripts: reference workloads and whole-process timing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GEN = ROOT.parent / "shared" / "bench" / "gen_mixed_pcap.py"
+FILTER = "tcp port 25 or (vlan and tcp port 25)"
+
+WORKLOADS = {
+    "mixed_2m": ["--packets", "2000000", "--smtp-share", "0.10", "--seed", "1"],
+    "smtp_only_500k": ["--packets", "500000", "--smtp-share", "1.0", "--seed", "1"],
+}
+
+
+def ensure_workload(name: str, workdir: Path) -> Path:
+    """Path of the workload capture, generated once with the shared generator."""
+    out = workdir / f"{name}.pcap"
+    if not out.exists() or not Path(str(out) + ".json").exists():
+        if not GEN.exists():
+            sys.exit(f"bench: generator not found at {GEN}")
+        workdir.mkdir(parents=True, exist_ok=True)
+        print(f"generating {out} ...", flush=True)
+        subprocess.run([sys.executable, str(GEN), *WORKLOADS[name], "-o", str(out)], check=True)
+    return out
+
+
+def sensor_exe() -> str:
+    """The `sensor` entry point of the interpreter running the benchmark."""
+    return shutil.which("sensor", path=str(Path(sys.executable).parent)) or "sensor"
+
+
+def require(*tools: str) -> None:
+    """Exit with a one-line message when a reference tool is missing."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"bench: {tool} not found (make test installs it)")
+
+
+def run_timed(cmd: list[str]) -> tuple[float, float]:
+    """Run a command to completion; return (wall seconds, peak RSS in MB) of that process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"bench: {' '.join(cmd)} exited {code}: {err.strip()[:400]}")
+    return wall, usage.ru_maxrss / 1024.0
+
+
+def median_run(cmd: list[str], repeat: int) -> tuple[float, float]:
+    """Median wall time and max peak RSS over `repeat` runs."""
+    runs = [run_timed(cmd) for _ in range(repeat)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def print_table(rows: dict[str, tuple[float, float]], packets: int, ref: str) -> None:
+    """Wall time, packets/s, peak RSS and ratio to the reference row."""
+    base = rows[ref][0]
+    print(f"{'run':<22}{'wall s':>9}{'pkts/s':>13}{'peak RSS MB':>13}{'x ' + ref:>14}")
+    for name, (wall, rss) in rows.items():
+        pps = packets / wall if wall and packets else 0
+        print(f"{name:<22}{wall:>9.2f}{pps:>13,.0f}{rss:>13.1f}{wall / base:>14.2f}")
