@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 
 # Verbs of RFC 5321 4.1 and the common extensions (RFC 3030, 3207, 4954, 1985, 4468, Postfix X*).
@@ -117,11 +118,10 @@ def parse_path(arg: bytes) -> tuple[str, dict[str, str]] | None:
     return parsed[0], parsed[1]
 
 
-def _is_ldh_label(label: str) -> bool:
-    """RFC 5321 4.1.2 sub-domain: letters, digits, hyphens, not starting or ending with a hyphen."""
-    if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
-        return False
-    return all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+# RFC 5321 4.1.2 sub-domain: ASCII letters, digits, hyphens, not starting or ending with a
+# hyphen, at most 63 characters (RFC 1035 2.3.4); a domain is such labels joined by dots.
+_LDH_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LDH_DOMAIN = re.compile(rf"{_LDH_LABEL}(?:\.{_LDH_LABEL})*")
 
 
 def parse_helo_kind(name: str) -> HeloKind:
@@ -139,9 +139,9 @@ def parse_helo_kind(name: str) -> HeloKind:
     host = name[:-1] if name.endswith(".") else name
     if not host or len(host) > 255:
         return HeloKind.INVALID
-    labels = host.split(".")
-    if not all(_is_ldh_label(label) for label in labels):
+    if _LDH_DOMAIN.fullmatch(host) is None:
         return HeloKind.INVALID
+    labels = host.split(".")
     if len(labels) == 1:
         return HeloKind.BARE_WORD
     if labels[-1].isdigit():  # a bare dotted IP address is not a domain (RFC 5321 2.3.5)

@@ -41,7 +41,7 @@ class ParserCore(ABC):
         self.server_ts = ts  # time of the latest server payload
         self.queue: deque[Pending] = deque()
         self.anomalies: Counter[str] = Counter()
-        self.reply_codes: Counter[int] = Counter()
+        self.reply_codes: dict[int, int] = {}
         self.commands: list[str] = []
         self.txns: deque[TxnState] = deque()  # open or awaiting replies, oldest first
         self.done: list[MailTransaction] = []

@@ -19,7 +19,7 @@ class LineBuffer:
     __slots__ = ("_buf", "_discard", "_pos", "_scan", "bare_cr", "bare_lf", "max_line", "truncated")
 
     def __init__(self, max_line: int) -> None:
-        self._buf = bytearray()
+        self._buf = b""  # immutable: a payload is kept as is while its lines are read
         self._pos = 0  # start of the unread bytes in _buf
         self._scan = 0  # bytes before this offset are known to hold no LF
         self._discard = False  # dropping the tail of a truncated line up to its LF
@@ -39,12 +39,17 @@ class LineBuffer:
                 return
             self._discard = False
             data = data[i + 1 :]
+        if type(data) is not bytes:  # a mutable buffer must not be kept by reference
+            data = bytes(data)
+        pos = self._pos
         buf = self._buf
-        if self._pos:
-            del buf[: self._pos]
-            self._scan = max(0, self._scan - self._pos)
-            self._pos = 0
-        buf += data
+        if pos >= len(buf):  # nothing unread: the payload becomes the buffer, uncopied
+            self._buf = data
+            self._pos = self._scan = 0
+            return
+        self._buf = buf[pos:] + data
+        self._scan = max(0, self._scan - pos)
+        self._pos = 0
 
     def pop_line(self) -> bytes | None:
         """Return the next complete line without its terminator, or None if none is buffered."""
@@ -54,10 +59,10 @@ class LineBuffer:
         i = buf.find(b"\n", scan if scan > pos else pos)
         if i < 0:
             if len(buf) - pos > self.max_line:
-                line = bytes(buf[pos : pos + self.max_line])
+                line = buf[pos : pos + self.max_line]
                 self.truncated += 1
                 self._discard = True
-                buf.clear()
+                self._buf = b""
                 self._pos = self._scan = 0
                 return line
             self._scan = len(buf)
@@ -71,7 +76,7 @@ class LineBuffer:
         if end - pos > self.max_line:
             self.truncated += 1
             end = pos + self.max_line
-        line = bytes(buf[pos:end])
+        line = buf[pos:end]
         if b"\r" in line:
             self.bare_cr += 1
         return line
@@ -79,7 +84,7 @@ class LineBuffer:
     def take(self, n: int) -> bytes:
         """Remove and return up to ``n`` raw bytes (BDAT chunk content)."""
         pos = self._pos
-        chunk = bytes(self._buf[pos : pos + n])
+        chunk = self._buf[pos : pos + n]
         self._pos = pos + len(chunk)
         return chunk
 
@@ -93,7 +98,7 @@ class LineBuffer:
         buf = self._buf
         pos = self._pos
         if at_start:
-            head = bytes(buf[pos : pos + 3])
+            head = buf[pos : pos + 3]
             if head == _DOT_CRLF:
                 self._pos = pos + 3
                 return b"", True
@@ -101,13 +106,13 @@ class LineBuffer:
                 return b"", False
         i = buf.find(_CRLF_DOT_CRLF, pos)
         if i >= 0:
-            chunk = bytes(buf[pos : i + 2])
+            chunk = buf[pos : i + 2]
             self._pos = i + 5
             return chunk, True
         end = len(buf) - _TERMINATOR_TAIL
         if end <= pos:
             return b"", False
-        chunk = bytes(buf[pos:end])
+        chunk = buf[pos:end]
         self._pos = end
         return chunk, False
 
@@ -122,7 +127,7 @@ class LineBuffer:
         if held_n > _TERMINATOR_TAIL or self._discard:
             self.feed(data)
             return self.take_data(False)
-        held = bytes(buf[self._pos :]) if held_n else b""
+        held = buf[self._pos :] if held_n else b""
         if held:
             j = (held + data[:_TERMINATOR_TAIL]).find(_CRLF_DOT_CRLF)
             if j >= 0:  # the marker starts in the held bytes (it cannot end past data[:4])
@@ -146,13 +151,13 @@ class LineBuffer:
 
     def _keep(self, data: bytes, start: int) -> None:
         """Make ``data[start:]`` the whole buffer."""
-        self._buf[:] = data[start:]
+        self._buf = data[start:]
         self._pos = self._scan = 0
 
     def drain(self) -> int:
         """Drop everything buffered (TLS took over, or a gap broke the line); return its size."""
         n = len(self._buf) - self._pos
-        self._buf.clear()
+        self._buf = b""
         self._pos = self._scan = 0
         self._discard = False
         return n

@@ -32,6 +32,7 @@ HEADER_KEYS: dict[str, str] = {
 }
 _LIST_HEADERS = frozenset({"to", "cc"})  # repeated headers are joined, others: the last one wins
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)  # stateless: a FeedParser per parsebytes call
 _IPV6 = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
 
 
@@ -74,10 +75,12 @@ def received_ip(value: str) -> str | None:
     """The sending hop's IP in a Received header: the second address if several, else the first."""
     found: list[str] = []
     for m in _IPV4.finditer(value):
-        try:
-            found.append(str(ipaddress.IPv4Address(m.group(1))))
-        except ValueError:  # 999.1.1.1 and friends
-            continue
+        addr = m.group(1)
+        # What ipaddress.IPv4Address accepts (ASCII octets <= 255, no leading zero) is already
+        # in its canonical text form.
+        octets = addr.split(".")
+        if addr.isascii() and all(int(o) <= 255 and (o[0] != "0" or len(o) == 1) for o in octets):
+            found.append(addr)
     for m in _IPV6.finditer(value):
         try:
             found.append(str(ipaddress.IPv6Address(m.group(1).rstrip(":."))))
@@ -88,12 +91,25 @@ def received_ip(value: str) -> str | None:
     return found[1] if len(found) > 1 else found[0]
 
 
-def _headers(msg: Message, info: MessageInfo) -> None:
+def _str_items(msg: Message) -> list[tuple[str, str]]:
+    """``msg.items()`` with values as text: what ``str(value)`` of each item gives.
+
+    compat32 hands back a stored value unchanged unless it carries undecodable bytes (then a
+    Header object), so only non-ASCII values go through the policy's fetch.
+    """
+    fetch = msg.policy.header_fetch_parse
+    return [
+        (name, raw if raw.isascii() else str(fetch(name, raw))) for name, raw in msg.raw_items()
+    ]
+
+
+def _headers(items: list[tuple[str, str]], info: MessageInfo) -> None:
     received: list[str] = []
-    for name, raw in msg.items():
+    headers = info.headers
+    for name, raw in items:
         lname = name.lower()
         if lname == "received":
-            value = clean(str(raw))
+            value = clean(raw)
             received.append(value)
             ip = received_ip(value)
             if ip is not None:
@@ -102,15 +118,16 @@ def _headers(msg: Message, info: MessageInfo) -> None:
         key = HEADER_KEYS.get(lname)
         if key is None:
             continue
-        value = clean(str(raw))
-        prev = info.headers.get(key)
-        if lname in _LIST_HEADERS and prev:
-            value = f"{prev}, {value}"
-        info.headers[key] = value
+        value = clean(raw)
+        if lname in _LIST_HEADERS:
+            prev = headers.get(key)
+            if prev:
+                value = f"{prev}, {value}"
+        headers[key] = value
     info.received_count = len(received)
     # Zeek's first_received is the last Received header (the earliest hop), then the one above it.
-    info.headers["first_received"] = received[-1] if received else None
-    info.headers["second_received"] = received[-2] if len(received) > 1 else None
+    headers["first_received"] = received[-1] if received else None
+    headers["second_received"] = received[-2] if len(received) > 1 else None
 
 
 def _leaf(part: Message, cut: bool) -> Attachment | None:
@@ -145,7 +162,15 @@ def header_end(copy: bytes, endpos: int) -> int:
     return crlf + 3 if crlf >= 0 else -1
 
 
-def _single_text_part(head: Message, limits: SmtpLimits) -> bool:
+def _first(items: list[tuple[str, str]], lname: str) -> str | None:
+    """The first value of a header, as ``Message.get`` picks it."""
+    for name, value in items:
+        if len(name) == len(lname) and name.lower() == lname:
+            return value
+    return None
+
+
+def _single_text_part(head: Message, items: list[tuple[str, str]], limits: SmtpLimits) -> bool:
     """True if the message, judged on its headers alone, is one text leaf carrying no file.
 
     Such a message walks to exactly one leaf and no attachment record whatever its body, so
@@ -154,6 +179,17 @@ def _single_text_part(head: Message, limits: SmtpLimits) -> bool:
     """
     if limits.max_mime_parts < 1:
         return False
+    ctype_raw = _first(items, "content-type")
+    if _first(items, "content-disposition") is None and (
+        ctype_raw is None or "name" not in ctype_raw.lower()
+    ):
+        # The common shape, decided without the email package's per-call header scans: no
+        # disposition and no name parameter mean no file name; the type is read as
+        # Message.get_content_type reads it (text/plain when absent or not "type/subtype").
+        if ctype_raw is None:
+            return True
+        ctype = ctype_raw.partition(";")[0].strip().lower()
+        return ctype.count("/") != 1 or ctype.startswith("text/")
     ctype = head.get_content_type()
     return (
         ctype.startswith("text/")  # never a container type, and no attachment by type
@@ -174,16 +210,17 @@ def analyze_head(prefix: bytes, whole: bool, limits: SmtpLimits) -> MessageInfo 
         if whole and len(prefix) > limits.max_header_bytes:
             info = MessageInfo(header_too_large=True)
             head = prefix[: limits.max_header_bytes]
-            _headers(BytesHeaderParser(policy=compat32).parsebytes(head), info)
+            _headers(_str_items(_HEADER_PARSER.parsebytes(head)), info)
             return info
         return None
     # The email parser ends the header block at this blank line or before it, so parsing the
     # block gives the same headers as parsing the whole message.
-    top = BytesHeaderParser(policy=compat32).parsebytes(prefix[:end])
-    if not _single_text_part(top, limits):
+    top = _HEADER_PARSER.parsebytes(prefix[:end])
+    items = _str_items(top)
+    if not _single_text_part(top, items, limits):
         return None
     info = MessageInfo(mime_parts=1)
-    _headers(top, info)
+    _headers(items, info)
     return info
 
 
@@ -197,7 +234,7 @@ def walk_message(copy: bytes, cut: bool, limits: SmtpLimits) -> MessageInfo:
     """Headers and attachments of a message copy parsed whole by the email package."""
     info = MessageInfo()
     msg = BytesParser(policy=compat32).parsebytes(copy)
-    _headers(msg, info)
+    _headers(_str_items(msg), info)
     stack: list[tuple[Message, int]] = [(msg, 0)]
     leaves: list[Message] = []
     while stack and len(leaves) < limits.max_mime_parts:

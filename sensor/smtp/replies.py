@@ -63,21 +63,21 @@ def parse_enhanced(code: int, text: str) -> str | None:
 class ReplyAssembler:
     """Gathers reply lines until the last line (``ddd text``) of a reply arrives."""
 
-    __slots__ = ("_current", "max_lines")
+    __slots__ = ("current", "max_lines")
 
     def __init__(self, max_lines: int) -> None:
-        self._current: Reply | None = None
+        self.current: Reply | None = None  # the multi-line reply being gathered
         self.max_lines = max_lines
 
     @property
     def in_progress(self) -> bool:
         """True while a multi-line reply has started and not ended."""
-        return self._current is not None
+        return self.current is not None
 
     def add(self, code: int, last: bool, raw_text: bytes) -> Reply | None:
         """Add one parsed reply line; return the reply when this line completes it."""
         text = raw_text.decode("utf-8", "replace")
-        cur = self._current
+        cur = self.current
         if cur is None:
             cur = Reply(code, [], parse_enhanced(code, text))
         elif cur.code != code:
@@ -86,14 +86,14 @@ class ReplyAssembler:
         if len(cur.lines) < self.max_lines:
             cur.lines.append(text)
         if last:
-            self._current = None
+            self.current = None
             return cur
-        self._current = cur
+        self.current = cur
         return None
 
     def reset(self) -> None:
         """Drop a partial reply (after a gap)."""
-        self._current = None
+        self.current = None
 
 
 def ehlo_extensions(reply: Reply) -> tuple[list[str], bool]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from sensor.smtp.anomalies import Anomaly
 from sensor.smtp.core import ParserCore
 from sensor.smtp.limits import RFC_REPLY_LINE
-from sensor.smtp.replies import STARTTLS_KEYWORD, Reply, ehlo_extensions, parse_reply_line
+from sensor.smtp.replies import (
+    STARTTLS_KEYWORD,
+    Reply,
+    ehlo_extensions,
+    parse_enhanced,
+    parse_reply_line,
+)
 from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
 
 GREETING_CODES = frozenset({220, 421, 554})  # RFC 5321 3.1 / 4.3.2: connection establishment
@@ -44,20 +50,47 @@ class ServerSide(ParserCore):
         wait, or ``force`` (end of connection).
         """
         buf = self.sbuf
-        while self.sstate is not _S_TLS:
+        queue = self.queue
+        asm = self.assembler
+        max_line = self.limits.max_line
+        keep_first = asm.max_lines > 0
+        while True:
+            st = self.sstate
+            if st is _S_TLS:
+                self.tls_bytes += buf.drain()
+                return
             if (
-                not self.queue
+                not queue
                 and not force
-                and self.sstate is _S_REPLIES
-                and not self.assembler.in_progress
-                and len(buf) <= self.limits.max_line
+                and st is _S_REPLIES
+                and asm.current is None
+                and len(buf) <= max_line
             ):
                 return
             line = buf.pop_line()
             if line is None:
                 return
-            self.server_line(line, self.server_ts)
-        self.tls_bytes += buf.drain()
+            digits = line[:3]
+            sep = line[3:4]
+            if (
+                st is _S_HTTP_HEADERS
+                or len(digits) != 3
+                or not digits.isdigit()
+                or (sep != b" " and sep != b"-" and sep)
+            ):
+                self.server_line(line, self.server_ts)
+                continue
+            if RFC_REPLY_LINE < len(line) + 2 <= max_line:
+                self.count(Anomaly.OVERLONG_LINE)
+            if sep == b"-" or asm.current is not None:  # part of a multi-line reply
+                reply = asm.add(int(digits), sep != b"-", line[4:])
+                if reply is not None:
+                    self.server_reply(reply, st, self.server_ts)
+                continue
+            code = int(digits)
+            text = line[4:].decode("utf-8", "replace")
+            reply = Reply(code, [text] if keep_first else [], parse_enhanced(code, text))
+            self.server_reply(reply, st, self.server_ts)
 
     def server_gap(self, ts: float, n: int) -> None:
         """``n`` server bytes were lost: replies to lines sent before now are given up."""
@@ -94,12 +127,16 @@ class ServerSide(ParserCore):
         if RFC_REPLY_LINE < len(line) + 2 <= self.limits.max_line:
             self.count(Anomaly.OVERLONG_LINE)
         reply = self.assembler.add(code, last, rtext)
-        if reply is None:
-            return
+        if reply is not None:
+            self.server_reply(reply, st, ts)
+
+    def server_reply(self, reply: Reply, st: ServerState, ts: float) -> None:
+        """A complete reply, received in server state ``st``."""
         if reply.malformed:
             self.count(Anomaly.MALFORMED_REPLY)
         code = reply.code
-        self.reply_codes[code] += 1
+        codes = self.reply_codes
+        codes[code] = codes.get(code, 0) + 1
         if code == REPLY_CLOSING and self.closing_ts is None:
             self.closing_ts = ts
             self.count(
@@ -134,13 +171,15 @@ class ServerSide(ParserCore):
 
     def on_reply(self, reply: Reply, ts: float) -> None:
         """Apply a complete reply to the oldest pending line."""
-        p = self.next_pending(ts)
+        q = self.queue
+        p = q.popleft() if q and q[0].kind is not _K_GAP else self.next_pending(ts)
         if p is None:
             return
         code = reply.code
         txn = p.txn
         if txn is not None:
-            txn.last_reply = reply.zeek_form()
+            lines = reply.lines
+            txn.last_reply = f"{code} {lines[-1] if lines else ''}"
             txn.last_code = code
         kind = p.kind
         if kind is _K_RCPT:
@@ -165,9 +204,11 @@ class ServerSide(ParserCore):
                     self.cstate = ClientState.COMMAND
         elif kind is _K_STARTTLS:
             self.starttls_reply(p, reply, ts)
-        self.answered(p)
-        if self.queue and not self.pipelining:
-            nxt = self.queue[0]
+        if txn is not None:  # answered: release the transaction
+            txn.pending -= 1
+            self.settle()
+        if q and not self.pipelining:
+            nxt = q[0]
             if nxt.ts < ts and not nxt.flagged and nxt.kind not in _NOT_PIPELINED:
                 nxt.flagged = True
                 self.count(Anomaly.PIPELINING_NOT_ADVERTISED)
