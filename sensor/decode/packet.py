@@ -65,6 +65,12 @@ _P_TCP = int(IpProto.TCP)
 _P_AH = int(IpProto.AH)
 _P_FRAGMENT = int(IpProto.FRAGMENT)
 _LT_ETHERNET = int(LinkType.ETHERNET)
+_OPT_EOL = int(TcpOption.EOL)
+_OPT_NOP = int(TcpOption.NOP)
+_OPT_MSS = int(TcpOption.MSS)
+_OPT_WSCALE = int(TcpOption.WSCALE)
+_OPT_SACK_PERMITTED = int(TcpOption.SACK_PERMITTED)
+_OPT_TIMESTAMPS = int(TcpOption.TIMESTAMPS)
 _ETH_LEN = 14
 _IP4_MIN = 20  # RFC 791 section 3.1: IHL >= 5
 _IP6_LEN = 40  # RFC 8200 section 3
@@ -80,6 +86,9 @@ _IP6_WALK = frozenset(
 _FAST = struct.Struct("!12xHBxHxxHBB2x4s4sHHIIBBH")
 _FAST_LEN = _FAST.size  # 50
 _fast_unpack = _FAST.unpack_from
+# IPv4 (IHL 5) + TCP up to the window, and IPv6 + TCP (no extension header): one unpack each.
+_IP4_TCP = struct.Struct("!BxHxxHBB2x4s4sHHIIBBH")
+_IP6_TCP = struct.Struct("!IHBB16s16sHHIIBBH")
 _IP4 = struct.Struct("!BxHxxHBB2x4s4s")
 _IP6 = struct.Struct("!4xHBB16s16s")
 _TCP = struct.Struct("!HHIIBBH")
@@ -95,26 +104,38 @@ class Decoder:
         self.stats = stats if stats is not None else CaptureStats()
 
     def decode(self, linktype: int, data: bytes) -> Segment | None:
-        """Decode one frame; common case Ethernet + IPv4 without options or fragmentation."""
-        # Literals on purpose: LinkType.ETHERNET, EtherType.IPV4, IHL 5, IpProto.TCP, _FRAG_MASK,
-        # header ends 14 (Ethernet), 34 (IPv4), 54 (TCP without options). Any miss: slow path.
+        """Decode one frame; Ethernet, untagged or with one 802.1Q tag, takes the quickest way."""
+        # Literals on purpose: LinkType.ETHERNET, EtherType.IPV4/IPV6/VLAN, IHL 5, IpProto.TCP,
+        # _FRAG_MASK, header ends 14 (Ethernet), 34 (IPv4), 54 (TCP without options). _ip4 and
+        # _ip6 try their own one-unpack case first; anything unusual ends in the general code.
         if linktype == 1 and len(data) >= _FAST_LEN:
             (etype, vihl, totlen, frag, ttl, proto, src, dst,
              sport, dport, seq, ack, offb, flags, win) = _fast_unpack(data)  # fmt: skip
-            if etype == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
-                tcp_end = 34 + ((offb >> 4) << 2)
-                end = 14 + totlen
-                if 54 <= tcp_end <= end <= len(data):
-                    self.stats.tcp_segments += 1
-                    return (src, dst, sport, dport, seq, ack, flags, win, ttl,
-                            data[54:tcp_end], data[tcp_end:end], len(data))  # fmt: skip
+            if etype == 0x0800:
+                if vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
+                    tcp_end = 34 + ((offb >> 4) << 2)
+                    end = 14 + totlen
+                    if 54 <= tcp_end <= end <= len(data):
+                        self.stats.tcp_segments += 1
+                        return (src, dst, sport, dport, seq, ack, flags, win, ttl,
+                                data[54:tcp_end], data[tcp_end:end], len(data))  # fmt: skip
+                return self._ip4_any(data, 14)
+            if etype == 0x86DD:
+                return self._ip6(data, 14)
+            if etype == 0x8100:  # one 802.1Q tag: the inner EtherType at 16, the header at 18
+                inner = data[16] << 8 | data[17]
+                if inner == 0x0800:
+                    return self._ip4(data, 18)
+                if inner == 0x86DD:
+                    return self._ip6(data, 18)
+            return self._ether(data, 12)
         return self._decode_slow(linktype, data)
 
     # ----------------------------------------------------------------------------------------
-    # rare cases
+    # other link types, stacked tags, IP options, extension headers, every error case
 
     def _decode_slow(self, linktype: int, data: bytes) -> Segment | None:
-        """Any link type, tags, IPv4 options, IPv6, and every error case."""
+        """Any link type, tags, IPv4 options, IPv6 extension headers, and every error case."""
         if linktype == _LT_ETHERNET:
             if len(data) < _ETH_LEN:
                 return self._count_truncated()
@@ -202,6 +223,20 @@ class Decoder:
 
     def _ip4(self, data: bytes, off: int) -> Segment | None:
         """RFC 791 section 3.1 header with options; payload bounded by the total length."""
+        if len(data) >= off + 40:  # IHL 5, unfragmented TCP, all in the frame: one unpack
+            (vihl, totlen, frag, ttl, proto, src, dst, sport, dport,
+             seq, ack, offb, flags, win) = _IP4_TCP.unpack_from(data, off)  # fmt: skip
+            if vihl == 0x45 and proto == _P_TCP and not frag & _FRAG_MASK:
+                tcp_end = off + 20 + ((offb >> 4) << 2)
+                end = off + totlen
+                if off + 40 <= tcp_end <= end <= len(data):
+                    self.stats.tcp_segments += 1
+                    return (src, dst, sport, dport, seq, ack, flags, win, ttl,
+                            data[off + 40 : tcp_end], data[tcp_end:end], len(data))  # fmt: skip
+        return self._ip4_any(data, off)
+
+    def _ip4_any(self, data: bytes, off: int) -> Segment | None:
+        """Any IPv4 header, every error case included."""
         stats = self.stats
         if len(data) < off + _IP4_MIN:
             return self._count_truncated()
@@ -229,6 +264,20 @@ class Decoder:
 
     def _ip6(self, data: bytes, off: int) -> Segment | None:
         """RFC 8200 section 3 header, extension headers walked up to TCP."""
+        if len(data) >= off + 60:  # TCP right after the fixed header, all in the frame
+            (vtf, plen, nxt, hlim, src, dst, sport, dport,
+             seq, ack, offb, flags, win) = _IP6_TCP.unpack_from(data, off)  # fmt: skip
+            if vtf >> 28 == 6 and nxt == _P_TCP:  # plen 0 (jumbogram) fails the bounds below
+                tcp_end = off + 40 + ((offb >> 4) << 2)
+                end = off + 40 + plen
+                if off + 60 <= tcp_end <= end <= len(data):
+                    self.stats.tcp_segments += 1
+                    return (src, dst, sport, dport, seq, ack, flags, win, hlim,
+                            data[off + 60 : tcp_end], data[tcp_end:end], len(data))  # fmt: skip
+        return self._ip6_any(data, off)
+
+    def _ip6_any(self, data: bytes, off: int) -> Segment | None:
+        """Any IPv6 header: extension headers walked, every error case included."""
         stats = self.stats
         if len(data) < off + _IP6_LEN:
             return self._count_truncated()
@@ -312,9 +361,9 @@ def tcp_options(options: bytes) -> tuple[int | None, int | None, bool, int | Non
     end = len(options)
     while pos < end:
         kind = options[pos]
-        if kind == TcpOption.EOL:
+        if kind == _OPT_EOL:
             break
-        if kind == TcpOption.NOP:
+        if kind == _OPT_NOP:
             pos += 1
             continue
         if pos + 1 >= end:
@@ -322,13 +371,13 @@ def tcp_options(options: bytes) -> tuple[int | None, int | None, bool, int | Non
         length = options[pos + 1]
         if length < 2 or pos + length > end:
             break
-        if kind == TcpOption.MSS and length == 4:
+        if kind == _OPT_MSS and length == 4:
             mss = (options[pos + 2] << 8) | options[pos + 3]
-        elif kind == TcpOption.WSCALE and length == 3:
+        elif kind == _OPT_WSCALE and length == 3:
             wscale = options[pos + 2]
-        elif kind == TcpOption.SACK_PERMITTED and length == 2:
+        elif kind == _OPT_SACK_PERMITTED and length == 2:
             sack_ok = True
-        elif kind == TcpOption.TIMESTAMPS and length == 10:
+        elif kind == _OPT_TIMESTAMPS and length == 10:
             tsval = int.from_bytes(options[pos + 2 : pos + 6], "big")
         pos += length
     return mss, wscale, sack_ok, tsval

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from sensor.tcp.reassembler import StreamHandler
 
 
-
 class TcpFlag(IntFlag):
     """TCP header flag bits (RFC 9293 §3.1; ECE/CWR RFC 3168 §6.1)."""
 
@@ -132,17 +131,38 @@ class Connection:
         return self.server if h is self.client else self.client
 
     def refresh_fast(self) -> None:
-        """Recompute which packets of each direction may take the reassembler's fast path."""
+        """Recompute which packets of each direction may take the reassembler's fast path.
+
+        A fast packet (ACK set, SYN/FIN/RST clear, window open, in order, nothing buffered)
+        changes no endpoint state: its sender already sent a SYN, data or a FIN, so it left
+        INACTIVE. When its history letter or the handshake RTT is still to be noted, the fast
+        path calls `first_fast` first.
+        """
         c, s = self.client, self.server
         if self.phase != _OPEN:
-            c.fast_a = c.fast_d = s.fast_a = s.fast_d = False
+            c.fast = s.fast = False
             return
-        ok = not c.starts and c.next_seq >= 0 and not self.rtt_pending
-        c.fast_a = ok and "a" in c.once
-        c.fast_d = ok and "d" in c.once
-        ok = not s.starts and s.next_seq >= 0
-        s.fast_a = ok and "a" in s.once
-        s.fast_d = ok and "d" in s.once
+        c.fast = not c.starts and c.next_seq >= 0
+        s.fast = not s.starts and s.next_seq >= 0
+        rtt = self.rtt_pending  # ends at the client's first ACK
+        c.note_a = rtt or "a" not in c.once
+        c.note_d = rtt or "d" not in c.once
+        s.note_a = "a" not in s.once
+        s.note_d = "d" not in s.once
+
+    def first_fast(self, h: Half, ts: float, letter: str) -> None:
+        """Note what a fast-path packet of `h` adds to the history ("a" or "d") and the RTT."""
+        h.letter(letter)
+        if h is self.client:
+            self._client_acked(ts)
+        self.refresh_fast()
+
+    def _client_acked(self, ts: float) -> None:
+        """The client's first ACK after its SYN ends the handshake: the RTT, if a SYN-ACK came."""
+        if self.rtt_pending:
+            self.rtt_pending = False
+            if self.synack_seen and self.syn_ts is not None:
+                self.rtt = ts - self.syn_ts
 
     # ------------------------------------------------------------------------------------
     # per-packet bookkeeping outside the fast path
@@ -176,10 +196,8 @@ class Connection:
                 self.syn_mss, self.syn_wscale, _, _ = tcp_options(options)
             elif ack and not is_client:
                 self.synack_seen = True
-        elif ack and is_client and self.rtt_pending:
-            self.rtt_pending = False
-            if self.synack_seen and self.syn_ts is not None:
-                self.rtt = ts - self.syn_ts
+        elif ack and is_client:
+            self._client_acked(ts)
         if n:
             h.letter("d")
         elif ack and not (syn or fin or rst):

@@ -122,7 +122,9 @@ class Reassembler:
         h = self._flows.get((src, sport, dst, dport))
         if h is not None and (flags & _FAST_FLAGS_MASK) == ACK and window:
             if payload:
-                if h.fast_d and seq == h.next_seq:
+                if h.fast and seq == h.next_seq:
+                    if h.note_d:
+                        h.conn.first_fast(h, ts, "d")
                     h.conn.last_ts = ts
                     h.pkts += 1
                     h.wire += wire
@@ -130,12 +132,15 @@ class Reassembler:
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
                     h.delivered += n
-                    if h.on_data is not None:
-                        h.on_data(h.to_server, ts, payload)
+                    on_data = h.on_data
+                    if on_data is not None:
+                        on_data(h.to_server, ts, payload)
                     if ts >= self._next_check:
                         self.expire(ts)
                     return
-            elif h.fast_a:
+            elif h.fast:
+                if h.note_a:
+                    h.conn.first_fast(h, ts, "a")
                 h.conn.last_ts = ts
                 h.pkts += 1
                 h.wire += wire

@@ -80,8 +80,7 @@ class Half:
         "conflicts",
         "conn",
         "delivered",
-        "fast_a",
-        "fast_d",
+        "fast",
         "fin_rel",
         "gap_bytes",
         "gaps",
@@ -91,6 +90,8 @@ class Half:
         "letter_counts",
         "letter_seqs",
         "next_seq",
+        "note_a",
+        "note_d",
         "on_data",
         "on_gap",
         "once",
@@ -134,8 +135,9 @@ class Half:
         self.once = ""  # history letters recorded once per direction
         self.letter_seqs: dict[str, int] | None = None  # s/h/f/r: seq when last recorded
         self.letter_counts: dict[str, int] | None = None  # g/t/w: counts, recorded at 1, 10...
-        self.fast_a = False  # pure ACKs of this direction may take the fast path
-        self.fast_d = False  # in-order data of this direction may take the fast path
+        self.fast = False  # in-order data and pure ACKs of this direction may take the fast path
+        self.note_a = True  # a fast pure ACK must first call Connection.first_fast
+        self.note_d = True  # fast data must first call Connection.first_fast
 
     # ------------------------------------------------------------------------------------
     # history (Zeek conn.log letters; uppercase for the client)
@@ -273,7 +275,7 @@ class Half:
         budget.total += n
         if self not in budget.holders:
             budget.holders[self] = None
-            self.fast_a = self.fast_d = False
+            self.fast = False
 
     def _add_pieces(self, start: int, payload: bytes) -> None:
         """Buffer the parts of payload no chunk covers yet; compare the parts one does."""

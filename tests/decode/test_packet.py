@@ -7,7 +7,7 @@ import struct
 from dataclasses import astuple
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
@@ -330,3 +330,42 @@ def test_public_trace_decodes_agree_with_scapy(zeek_traces: object) -> None:
         assert seg[10] == bytes(tcp.payload)[: len(seg[10])]
         assert len(seg[10]) == pkt[IP].len - pkt[IP].ihl * 4 - tcp.dataofs * 4
     assert stats.tcp_segments > 100
+
+
+_FAST_CASES = [
+    bytes(_eth() / V4 / TCP_SEG / PAYLOAD),
+    bytes(_eth() / V4 / TCP(flags="S", options=SYN_OPTS)) + bytes(6),
+    bytes(_eth() / V6 / TCP_SEG / PAYLOAD),
+    bytes(_eth() / V6 / TCP(flags="S", options=SYN_OPTS)) + bytes(8),
+    bytes(_eth() / V6 / IPv6ExtHdrHopByHop() / TCP_SEG / PAYLOAD),
+    bytes(_eth() / Dot1Q(vlan=7) / V4 / TCP_SEG / PAYLOAD),
+    bytes(_eth() / Dot1Q(vlan=7) / V6 / TCP_SEG / PAYLOAD),
+    bytes(_eth() / Dot1Q(vlan=7) / IP(dst="198.51.100.2", options=b"\x01" * 4) / TCP_SEG),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(_FAST_CASES),
+    st.lists(st.tuples(st.integers(12, 60), st.integers(0, 255)), max_size=2),
+    st.integers(0, 50),
+)
+@example(_FAST_CASES[2], [(14, 0x46)], 0)  # IPv6 header with version 4
+@example(_FAST_CASES[6], [(18, 0x56)], 0)  # tagged, version 5
+@example(_FAST_CASES[0], [(20, 0x20)], 0)  # IPv4 more-fragments flag
+def test_one_unpack_cases_agree_with_the_general_code(
+    frame: bytes, changes: list[tuple[int, int]], cut: int
+) -> None:
+    """decode() and _ip4/_ip6 take shortcuts; on any header bytes they agree with the long way."""
+    mutable = bytearray(frame)
+    for at, value in changes:
+        mutable[at % len(mutable)] = value
+    data = bytes(mutable[: len(mutable) - cut])
+    quick, general = Decoder(), Decoder()
+    assert quick.decode(1, data) == general._decode_slow(1, data)
+    assert quick.stats == general.stats
+    for off in (14, 18):
+        for short, long in ((Decoder._ip4, Decoder._ip4_any), (Decoder._ip6, Decoder._ip6_any)):
+            quick, general = Decoder(), Decoder()
+            assert short(quick, data, off) == long(general, data, off)
+            assert quick.stats == general.stats

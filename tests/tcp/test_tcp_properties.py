@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from tcp_helpers import ACK, CLIENT, FIN, SERVER, Conv, Harness, seg
+from tcp_helpers import ACK, CLIENT, FIN, RST, SERVER, Conv, Harness, Seg, seg
 
+from sensor.tcp.conn import Connection
 from sensor.tcp.reassembler import TcpLimits
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -127,3 +129,70 @@ def test_garbage_never_raises_and_stays_bounded(pkts: list[tuple]) -> None:  # t
     assert len(h.records) == h.stats.connections
     for rh in h.handlers:
         assert rh.record is not None
+
+
+LATE = 99  # this segment arrives after the next one (reordering)
+KINDS = ["syn", "synack", "c", "s", "c", "s", "cd", "sd", "cd", "sd", "cf", "sf", "cr", "sr"]
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from([*KINDS, "cw", "sw"]),  # c/s: pure ACK, d: data, f/r: FIN/RST, w: window 0
+        st.sampled_from([0, 0, 0, 0, 1, -3, 5, LATE]),  # offset error: mostly in order
+        st.sampled_from([0.001, 0.01, 0.5, 3.0]),
+    ),
+    max_size=40,
+)
+
+
+def _conversation(steps: list[tuple[str, int, float]]) -> list[tuple[float, Seg]]:
+    """A plausible dialogue from steps: each side's offsets advance with what it sent."""
+    cv = Conv()
+    sent = {"c": 0, "s": 0}
+    ts = 1.0
+    out: list[tuple[float, Seg]] = []
+    held: list[Seg] = []  # a LATE segment, sent after the next one
+    for kind, err, dt in steps:
+        ts += dt
+        if kind in ("syn", "synack"):
+            segment = cv.syn() if kind == "syn" else cv.synack()
+        else:
+            side, what = kind[0], kind[1:]
+            off = max(sent[side] + (0 if err == LATE else err), 0)
+            payload = b"x" * 7 if what == "d" else b""
+            flags = {"": ACK, "d": ACK, "f": ACK | FIN, "r": RST | ACK, "w": ACK}[what]
+            make = cv.c if side == "c" else cv.s
+            segment = make(off, payload, flags, ack=sent["s" if side == "c" else "c"])
+            if what == "w":  # a zero window
+                segment = (*segment[:7], 0, *segment[8:])
+            sent[side] = max(sent[side], off + len(payload) + (what == "f"))
+            if err == LATE and not held:
+                held.append(segment)
+                continue
+        out.append((ts, segment))
+        out.extend((ts, s) for s in held)
+        held.clear()
+    out.extend((ts, s) for s in held)
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(STEPS)
+@example([("c", 0, 0.01), ("syn", 0, 0.01), ("synack", 0, 0.01), ("c", 0, 0.01)])  # RTT after "A"
+@example([("cd", 0, 0.01), ("syn", 0, 0.01), ("synack", 0, 0.01), ("cd", 0, 0.01)])  # and "D"
+def test_fast_path_changes_nothing(steps: list[tuple[str, int, float]]) -> None:
+    """Records and delivered events are the same when every packet takes the slow path."""
+    segs = _conversation(steps)
+    lim = TcpLimits(idle_timeout_s=20.0, closed_linger_s=1.0)
+    fast = Harness(lim)
+    fast.feed(segs)
+    fast.r.flush()
+
+    def never_fast(self: Connection) -> None:
+        self.client.fast = self.server.fast = False
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Connection, "refresh_fast", never_fast)
+        slow = Harness(lim)
+        slow.feed(segs)
+        slow.r.flush()
+    assert fast.records == slow.records
+    assert [h.events for h in fast.handlers] == [h.events for h in slow.handlers]
