@@ -48,45 +48,32 @@ def conv_tcp(path: str) -> list[ConvRow]:
     return rows
 
 
-def exact_frame_bytes(path: str) -> dict[tuple[str, int, str, int], tuple[int, int]]:
-    """Per direction (src, sport, dst, dport): (frames, sum of frame.len), exactly."""
-    out: dict[tuple[str, int, str, int], tuple[int, int]] = {}
-    text = _run(
-        [
-            "-r",
-            path,
-            "-Y",
-            "tcp and not icmp and not icmpv6",
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-e",
-            "ip.src",
-            "-e",
-            "ipv6.src",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "ip.dst",
-            "-e",
-            "ipv6.dst",
-            "-e",
-            "tcp.dstport",
-            "-e",
-            "frame.len",
-        ]
-    )
+def _fields(
+    path: str, display_filter: str, extra: list[str]
+) -> list[tuple[tuple[str, int, str, int], list[str]]]:
+    """Per TCP packet matching the filter: its innermost 4-tuple and the `extra` fields."""
+    cols = ["ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport", *extra]
+    args = ["-r", path, "-Y", display_filter, "-T", "fields", "-E", "separator=|"]
+    text = _run(args + [a for c in cols for a in ("-e", c)])
+    out = []
     for line in text.splitlines():
         f = line.split("|")
-        if len(f) < 7 or not f[2] or not f[5]:
+        if len(f) < len(cols) or not f[2] or not f[5]:
             continue
         # Tunnelled packets list several addresses; the innermost is the last one.
         src = (f[0] or f[1]).split(",")[-1]
         dst = (f[3] or f[4]).split(",")[-1]
         key = (src, int(f[2].split(",")[-1]), dst, int(f[5].split(",")[-1]))
+        out.append((key, f[6:]))
+    return out
+
+
+def exact_frame_bytes(path: str) -> dict[tuple[str, int, str, int], tuple[int, int]]:
+    """Per direction (src, sport, dst, dport): (frames, sum of frame.len), exactly."""
+    out: dict[tuple[str, int, str, int], tuple[int, int]] = {}
+    for key, (flen,) in _fields(path, "tcp and not icmp and not icmpv6", ["frame.len"]):
         frames, nbytes = out.get(key, (0, 0))
-        out[key] = (frames + 1, nbytes + int(f[6]))
+        out[key] = (frames + 1, nbytes + int(flen))
     return out
 
 
@@ -117,41 +104,9 @@ def follow_raw(path: str, stream: int) -> tuple[tuple[str, int], bytes, bytes]:
 
 def stream_ids(path: str, port: int = 25) -> dict[tuple[str, int, str, int], int]:
     """tshark's tcp.stream index of each connection touching `port`, keyed by first-seen 4-tuple."""
-    text = _run(
-        [
-            "-r",
-            path,
-            "-Y",
-            f"tcp.port == {port}",
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-e",
-            "tcp.stream",
-            "-e",
-            "ip.src",
-            "-e",
-            "ipv6.src",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "ip.dst",
-            "-e",
-            "ipv6.dst",
-            "-e",
-            "tcp.dstport",
-        ]
-    )
     out: dict[tuple[str, int, str, int], int] = {}
-    for line in text.splitlines():
-        f = line.split("|")
-        if len(f) < 7 or not f[0]:
-            continue
-        src = (f[1] or f[2]).split(",")[-1]
-        dst = (f[4] or f[5]).split(",")[-1]
-        key = (src, int(f[3].split(",")[-1]), dst, int(f[6].split(",")[-1]))
+    for key, (stream,) in _fields(path, f"tcp.port == {port}", ["tcp.stream"]):
         rev = (key[2], key[3], key[0], key[1])
-        if key not in out and rev not in out:
-            out[key] = int(f[0].split(",")[-1])
+        if stream and key not in out and rev not in out:
+            out[key] = int(stream.split(",")[-1])
     return out

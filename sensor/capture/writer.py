@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 PCAP_MAGIC_US = 0xA1B2C3D4  # classic pcap, microsecond timestamps
 PCAP_MAGIC_NS = 0xA1B23C4D  # classic pcap, nanosecond timestamps
@@ -13,7 +13,36 @@ LINKTYPE_ETHERNET = 1
 _REC = struct.Struct("<IIII")
 
 
-class PcapWriter:
+class _OutputFile:
+    """A binary output opened from a path (and closed by us) or handed over open (left open)."""
+
+    def __init__(self, out: str | BinaryIO) -> None:
+        if isinstance(out, str):
+            self._fh: BinaryIO = open(out, "wb")  # noqa: SIM115 - closed by close()
+            self._owned = True
+        else:
+            self._fh = out
+            self._owned = False
+
+    def close(self) -> None:
+        """Flush, and close the file if this writer opened it."""
+        self._fh.flush()
+        if self._owned:
+            self._fh.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PcapWriter(_OutputFile):
     """Append frames to a classic little-endian pcap file (µs or ns timestamps)."""
 
     def __init__(
@@ -23,12 +52,7 @@ class PcapWriter:
         snaplen: int = 262144,
         nanosecond: bool = False,
     ) -> None:
-        if isinstance(out, str):
-            self._fh: BinaryIO = open(out, "wb")  # noqa: SIM115 - closed by close()
-            self._owned = True
-        else:
-            self._fh = out
-            self._owned = False
+        super().__init__(out)
         self._nano = nanosecond
         self._snaplen = snaplen
         magic = PCAP_MAGIC_NS if nanosecond else PCAP_MAGIC_US
@@ -56,23 +80,6 @@ class PcapWriter:
         self._fh.write(_REC.pack(sec, frac, len(frame), len(frame)))
         self._fh.write(frame)
 
-    def close(self) -> None:
-        """Flush, and close the file if this writer opened it."""
-        self._fh.flush()
-        if self._owned:
-            self._fh.close()
-
-    def __enter__(self) -> PcapWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 _PCAPNG_SHB = 0x0A0D0D0A  # draft-ietf-opsawg-pcapng section 4.1
 _PCAPNG_BOM = 0x1A2B3C4D
@@ -82,16 +89,11 @@ _PCAPNG_EPB = 0x00000006  # section 4.3
 _PCAPNG_OPT_IF_TSRESOL = 9
 
 
-class PcapngWriter:
+class PcapngWriter(_OutputFile):
     """Write pcapng: one section, one IDB per interface (own link type and resolution), EPBs."""
 
     def __init__(self, out: str | BinaryIO, big_endian: bool = False) -> None:
-        if isinstance(out, str):
-            self._fh: BinaryIO = open(out, "wb")  # noqa: SIM115 - closed by close()
-            self._owned = True
-        else:
-            self._fh = out
-            self._owned = False
+        super().__init__(out)
         self._order = ">" if big_endian else "<"
         self._divisors: list[int] = []
         self._snaplens: list[int] = []
@@ -136,20 +138,3 @@ class PcapngWriter:
         self._fh.write(struct.pack(self._order + "II", block_type, total))
         self._fh.write(padded)
         self._fh.write(struct.pack(self._order + "I", total))
-
-    def close(self) -> None:
-        """Flush, and close the file if this writer opened it."""
-        self._fh.flush()
-        if self._owned:
-            self._fh.close()
-
-    def __enter__(self) -> PcapngWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
