@@ -142,8 +142,9 @@ class Connection:
         if self.phase != _OPEN:
             c.fast = s.fast = False
             return
-        c.fast = not c.starts and c.next_seq >= 0
-        s.fast = not s.starts and s.next_seq >= 0
+        buffered = bool(c.starts or s.starts)  # then ACKs may reveal capture loss: slow path
+        c.fast = not buffered and c.next_seq >= 0
+        s.fast = not buffered and s.next_seq >= 0
         rtt = self.rtt_pending  # ends at the client's first ACK
         c.note_a = rtt or "a" not in c.once
         c.note_d = rtt or "d" not in c.once

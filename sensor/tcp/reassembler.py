@@ -234,6 +234,9 @@ class Reassembler:
         c.control(h, ts, seq, flags, window, ttl, options, n)
         if flags & ACK:
             h.last_ack = ack & SEQ_MASK
+            peer = c.peer(h)
+            if peer.starts:
+                peer.acked(ts, ack, self._limits.max_ack_gap)
         if c.phase == _CLOSED:
             return  # a straggler: counted in the record, its bytes are not delivered
         if flags & SYN:

@@ -226,6 +226,24 @@ class Half:
         while self.starts:
             self._skip_hole(ts)
 
+    def acked(self, ts: float, ack: int, max_ack_gap: int) -> None:
+        """The peer acknowledged up to `ack` while we hold data after a hole.
+
+        The peer can only acknowledge bytes it received, so the acknowledged part of a hole was
+        sent but not captured: it becomes a gap now, and the data buffered after it is delivered
+        in time, not at the end of the connection (Zeek's "content gap" on ACK).
+        """
+        if self.next_seq < 0:
+            return
+        acked_to = self.delivered + seq_diff(ack & SEQ_MASK, self.next_seq)
+        if not 0 < acked_to - self.delivered <= max_ack_gap:
+            return
+        while self.starts and acked_to > self.delivered:
+            if self.starts[0] <= acked_to:
+                self._skip_hole(ts)
+            else:
+                self._gap(ts, acked_to - self.delivered)
+
     def close_gaps(self, ts: float, peer_ack: int, max_ack_gap: int) -> None:
         """At the end: flush, then report a gap for bytes before the FIN or acked by the peer."""
         self.flush(ts)
@@ -275,7 +293,9 @@ class Half:
         budget.total += n
         if self not in budget.holders:
             budget.holders[self] = None
+            # While a direction holds data, the peer's ACKs are checked on the slow path.
             self.fast = False
+            self.conn.peer(self).fast = False
 
     def _add_pieces(self, start: int, payload: bytes) -> None:
         """Buffer the parts of payload no chunk covers yet; compare the parts one does."""

@@ -402,3 +402,21 @@ def test_syn_flood_stays_within_connection_cap() -> None:
         assert len(h.r) <= 50
     assert h.stats.evicted_lru == 450
     assert SYN  # the flag constant used by the builders
+
+
+def test_peer_ack_over_a_hole_delivers_gap_and_data_in_time() -> None:
+    # The server acknowledges client bytes the capture never saw: the hole is a capture loss,
+    # reported at once so the client's later bytes are not held back until the connection ends.
+    h = Harness()
+    cv = Conv()
+    h.feed([(1.0, s) for s in cv.handshake()])
+    h.feed([(2.0, cv.c(0, b"MAIL FROM:<a@b>\r\n"))])
+    h.feed([(3.0, cv.c(100, b"DATA\r\n"))])  # bytes 17..99 were lost before the tap
+    events = h.handlers[0].events
+    assert [e[0] for e in events] == ["data"]
+    h.feed([(4.0, cv.s(0, b"", ack=106))])  # the server acked everything up to DATA\r\n
+    assert events[1:] == [("gap", True, 4.0, 83), ("data", True, 4.0, b"DATA\r\n")]
+    h.feed([(5.0, cv.c(106, b"QUIT\r\n"))])  # and the stream goes on in order
+    assert events[-1] == ("data", True, 5.0, b"QUIT\r\n")
+    h.r.flush()
+    assert h.records[0].gap_bytes == 83 and h.records[0].gaps == 1
