@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 
 from sensor.capture.linktypes import LinkType
 from sensor.records import CaptureStats
@@ -36,6 +36,19 @@ class IpProto(IntEnum):
     AH = 51  # RFC 4302 section 2.2: length in 4-octet units minus 2
     NONE = 59  # RFC 8200 section 4.7
     DSTOPTS = 60  # RFC 8200 section 4.6
+
+
+class TcpFlag(IntFlag):
+    """TCP header flag bits (RFC 9293 §3.1; ECE/CWR RFC 3168 §6.1)."""
+
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
 
 
 class TcpOption(IntEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from enum import Enum, IntFlag, StrEnum
+from enum import Enum, StrEnum
 
 ETHERTYPE_IPV4 = 0x0800  # IEEE 802.3 EtherType registry
 ETHERTYPE_IPV6 = 0x86DD
@@ -19,16 +19,6 @@ _VLAN = struct.Struct("!6s6sHHH")
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 _TCP = struct.Struct("!HHIIBBHHH")
-
-
-class TcpFlag(IntFlag):
-    """TCP header control bits (RFC 9293 section 3.1)."""
-
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
 
 
 class TcpOpt(bytes, Enum):

@@ -6,12 +6,12 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sensor.decode.packet import TcpFlag
 from sensor.simulate.frames import (
     OS_TRAITS,
     SMTP_PORT,
     Direction,
     OsProfile,
-    TcpFlag,
     make_direction,
     syn_options,
     ts_option,

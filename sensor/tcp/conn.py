@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import re
-from enum import IntEnum, IntFlag, StrEnum
+from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING
 
-from sensor.decode.packet import tcp_options
+from sensor.decode.packet import TcpFlag, tcp_options
 from sensor.records import ConnRecord
 from sensor.tcp.stream import Budget, EndpointState, Half
 
 if TYPE_CHECKING:
     from sensor.tcp.reassembler import StreamHandler
-
-
-class TcpFlag(IntFlag):
-    """TCP header flag bits (RFC 9293 §3.1; ECE/CWR RFC 3168 §6.1)."""
-
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
-    URG = 0x20
-    ECE = 0x40
-    CWR = 0x80
 
 
 FIN = int(TcpFlag.FIN)
