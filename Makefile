@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 ## Analyse the bundled sample capture and print the summary.
 demo: $(STAMP)
-	$(BIN)/sensor analyze pcaps/demo.pcap --config pcaps/demo.toml --alerts -
+	$(BIN)/sensor analyze pcaps/demo.pcap --config pcaps/demo.toml --alerts demo-alerts.jsonl --sessions demo-sessions.jsonl
+	@echo "alerts (JSON lines, as a SIEM receives them): demo-alerts.jsonl; SMTP sessions: demo-sessions.jsonl"
 
 ## Install what the tests need (tshark, tcpdump when root and missing), lint, type-check, run the tests.
 test: $(STAMP)

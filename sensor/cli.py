@@ -13,6 +13,9 @@ import click
 from sensor import __version__
 from sensor.errors import SensorError
 from sensor.pipeline import Frame, Pipeline
+from sensor.records import Alert
+
+_SUMMARY_ALERTS = 50  # (host, kind) pairs listed in the closing alert table, at most
 
 
 class _Group(click.Group):
@@ -105,7 +108,7 @@ def _execute(
     from sensor.detect.alerts import alert_to_dict
     from sensor.detect.detector import Detector
     from sensor.output.jsonl import JsonlSink, record_to_dict
-    from sensor.output.summary import render_summary, stats_dict
+    from sensor.output.summary import render_alerts, render_summary, stats_dict
     from sensor.smtp.schema import session_to_dict
 
     detect = bool(alerts_path) or fail_on_alert
@@ -117,11 +120,15 @@ def _execute(
     alert_sink = JsonlSink(alerts_path) if alerts_path else None
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
-    detector = (
-        Detector(cfg, (lambda a: alert_sink.write(alert_to_dict(a))) if alert_sink else _ignore)
-        if detect
-        else None
-    )
+    latest: dict[tuple[str, str], Alert] = {}  # newest alert per (host, kind), for the summary
+
+    def on_alert(a: Alert) -> None:
+        if alert_sink is not None:
+            alert_sink.write(alert_to_dict(a))
+        if (a.host, a.kind) in latest or len(latest) < _SUMMARY_ALERTS:
+            latest[(a.host, a.kind)] = a
+
+    detector = Detector(cfg, on_alert) if detect else None
     conn_outs: list[Callable[[Any], None]] = []
     sess_outs: list[Callable[[Any], None]] = []
     if conn_sink is not None:
@@ -150,11 +157,9 @@ def _execute(
     if not quiet:
         to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path)
         render_summary(pipe.capture_stats, pipe.tcp_stats, totals, errors, to_stderr, det_stats)
+        if latest:
+            render_alerts(list(latest.values()), to_stderr)
     return det_stats.alerts if det_stats is not None else 0
-
-
-def _ignore(_: object) -> None:
-    """A sink for alerts nobody asked to see (detection run only for --fail-on-alert)."""
 
 
 def _fan_out(outs: list[Callable[[Any], None]]) -> Callable[[Any], None] | None:

@@ -7,6 +7,8 @@ from typing import Any
 
 from sensor.records import CaptureStats, TcpStats
 
+_PIPE_WIDTH = 160  # columns used when the table goes to a file or pipe, not a terminal
+
 
 def stats_dict(
     cap: CaptureStats, tcp: TcpStats, totals: Any, detect: Any | None = None
@@ -82,3 +84,20 @@ def render_summary(
     console.print(table)
     for path, reason in errors:
         console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)
+
+
+def render_alerts(alerts: list[Any], to_stderr: bool = False) -> None:
+    """Print one row per (host, kind): the newest alert's severity, time and summary."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="alerts (newest per host and kind)", show_header=True, header_style="bold")
+    for col in ("host", "kind", "sev", "last seen (UTC)"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary", overflow="fold", min_width=40)
+    for a in sorted(alerts, key=lambda a: (-a.severity, a.first_seen)):
+        table.add_row(a.host, a.kind, str(a.severity), a.time[:19].replace("T", " "), a.summary)
+    console = Console(stderr=to_stderr)
+    if not console.is_terminal:
+        console.width = _PIPE_WIDTH
+    console.print(table)
