@@ -37,8 +37,11 @@ class MessageBody:
         """Message bytes after dot-unstuffing."""
         return self.raw - self.stuffed
 
-    def add(self, chunk: bytes) -> None:
-        """Content bytes in order (DATA still dot-stuffed, BDAT as sent)."""
+    def add(self, chunk: bytes, plain_from: int = -1) -> None:
+        """Content bytes in order (DATA still dot-stuffed, BDAT as sent).
+
+        ``plain_from`` >= 0 promises that no ``CRLF "."`` starts at or after that offset.
+        """
         n = len(chunk)
         if not n:
             return
@@ -47,7 +50,10 @@ class MessageBody:
             tail = self._tail
             # Patterns straddling the previous chunk: the tail is shorter than _STUFFED, so
             # every match in tail + head involves the head; CRLF straddles as "\r" | "\n".
-            self.stuffed += chunk.count(_STUFFED) + (tail + chunk[:3]).count(_STUFFED)
+            if plain_from < 0:
+                self.stuffed += chunk.count(_STUFFED) + (tail + chunk[:3]).count(_STUFFED)
+            else:
+                self.stuffed += (tail + chunk[: plain_from + 3]).count(_STUFFED)
             crlf = chunk.count(_CRLF)
             if chunk[0] == _LF and tail[-1:] == _CR:
                 crlf += 1
@@ -88,7 +94,7 @@ class MessageBody:
         return self._unstuff(b"".join(chunks[:k])), False
 
     def _unstuff(self, copy: bytes) -> bytes:
-        if not self.dot_stuffed:
+        if not self.dot_stuffed or not self.stuffed:  # none in the content, so none in the copy
             return copy
         if copy.startswith(b".."):
             copy = copy[1:]

@@ -20,12 +20,15 @@ from sensor.smtp.commands import (
 from sensor.smtp.core import ParserCore
 from sensor.smtp.limits import RFC_COMMAND_LINE
 from sensor.smtp.session import RcptState
-from sensor.smtp.state import ClientState, Cmd, Pending
+from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
 
 # Enum members as module constants: a class attribute lookup costs ~5x more per line.
 _C_COMMAND, _C_DATA, _C_BDAT = ClientState.COMMAND, ClientState.DATA, ClientState.BDAT
 _C_AUTH, _C_RESYNC, _C_HTTP_HEADERS = ClientState.AUTH, ClientState.RESYNC, ClientState.HTTP_HEADERS
 _C_STARTTLS_WAIT, _C_TLS = ClientState.STARTTLS_WAIT, ClientState.TLS
+_S_REPLIES = ServerState.REPLIES
+_K_HELO, _K_EHLO, _K_MAIL, _K_RCPT = Cmd.HELO, Cmd.EHLO, Cmd.MAIL, Cmd.RCPT
+_K_DATA, _K_DATA_END, _K_OTHER = Cmd.DATA, Cmd.DATA_END, Cmd.OTHER
 
 
 class ClientSide(ParserCore):
@@ -65,6 +68,28 @@ class ClientSide(ParserCore):
                 if line is None:
                     return
                 self.client_line(line, ts)
+
+    def client_lines(self, lines: list[bytes], ts: float) -> None:
+        """``client_run`` after ``data`` for a payload that was exactly these whole lines.
+
+        Lines are parsed while the state reads lines; the rest (content after DATA, bytes after
+        STARTTLS) goes to the buffer and takes the general path.
+        """
+        for k, line in enumerate(lines):
+            st = self.cstate  # the states that do not read lines:
+            if st is _C_DATA or st is _C_BDAT or st is _C_STARTTLS_WAIT or st is _C_TLS:
+                self.cbuf.feed(b"\r\n".join(lines[k:]) + b"\r\n")
+                break
+            self.client_line(line, ts)
+        else:
+            if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
+                self.server_run(force=False)  # server bytes were held for a command sent now
+            return
+        self.client_run(ts)
+        if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
+            self.server_run(force=False)
+        if self.cstate is _C_STARTTLS_WAIT and len(self.cbuf) > self.limits.max_line:
+            self.client_tls(0)
 
     def client_tls(self, n: int) -> None:
         """Client bytes are TLS from here on."""
@@ -143,11 +168,13 @@ class ClientSide(ParserCore):
                 self.anomalies[Anomaly.PREGREET] -= 1
             self.first_client_ts = None
             return
-        if is_non_smtp(line, verb):
+        if verb in SMTP_VERBS:  # never a non-SMTP opening: the sets and the prefixes are apart
+            pass
+        elif is_non_smtp(line, verb):
             self.count(Anomaly.NON_SMTP_VERB)
-        elif verb not in SMTP_VERBS:
+        else:
             self.count(Anomaly.UNKNOWN_COMMAND)
-        self.enqueue(Pending(Cmd.OTHER, ts, self.current_txn()))
+        self.enqueue(Pending(_K_OTHER, ts, self.current_txn()))
 
     def cmd_helo(self, arg: bytes, ts: float) -> None:
         """HELO/EHLO (RFC 5321 4.1.1.1): it also resets an open transaction."""
@@ -155,7 +182,7 @@ class ClientSide(ParserCore):
         if cur is not None:
             cur.reset = True
         self.helo = text(arg).strip()
-        self.enqueue(Pending(Cmd.EHLO if self.helo_verb == "EHLO" else Cmd.HELO, ts, cur))
+        self.enqueue(Pending(_K_EHLO if self.helo_verb == "EHLO" else _K_HELO, ts, cur))
 
     def cmd_mail(self, arg: bytes, ts: float) -> None:
         """MAIL FROM (RFC 5321 4.1.1.2): always starts a new transaction (Zeek's new row)."""
@@ -170,7 +197,7 @@ class ClientSide(ParserCore):
             txn.mail_from, txn.mail_params, sloppy = parsed
             if sloppy:
                 self.count(Anomaly.SLOPPY_PATH)
-        self.enqueue(Pending(Cmd.MAIL, ts, txn))
+        self.enqueue(Pending(_K_MAIL, ts, txn))
 
     def cmd_rcpt(self, arg: bytes, ts: float) -> None:
         """RCPT TO (RFC 5321 4.1.1.3); without MAIL it opens an invalid transaction."""
@@ -192,25 +219,25 @@ class ClientSide(ParserCore):
                 self.count(Anomaly.SLOPPY_PATH)
             rcpt = RcptState(parsed[0], parsed[1])
             txn.rcpts.append(rcpt)
-        self.enqueue(Pending(Cmd.RCPT, ts, txn, rcpt=rcpt))
+        self.enqueue(Pending(_K_RCPT, ts, txn, rcpt))
 
     def cmd_data(self, arg: bytes, ts: float) -> None:
         """DATA (RFC 5321 4.1.1.4): content follows unless no recipient can have been accepted."""
         txn = self.current_txn()
         if txn is None or not txn.rcpts:
             self.count(Anomaly.OUT_OF_SEQUENCE)
-        self.enqueue(Pending(Cmd.DATA, ts, txn))
+        self.enqueue(Pending(_K_DATA, ts, txn))
         if txn is not None and txn.has_live_rcpt():  # the 354 may come later: assume it
             txn.data_mode = "data"
             cap = self.limits.max_mime_bytes if txn.recorded else 0
             self.body = txn.body = MessageBody(cap, dot_stuffed=True)
             self.data_at_start = True
-            self.cstate = ClientState.DATA
+            self.cstate = _C_DATA
 
     def end_data(self, ts: float) -> None:
         """The end-of-data marker arrived."""
-        self.cstate = ClientState.COMMAND
-        if self.body is not None:
+        self.cstate = _C_COMMAND
+        if self.body is not None and self.body.bare_lf:
             self.count(Anomaly.BARE_LF, self.body.bare_lf)
         self.body = None
         txn = self.current_txn()
@@ -218,7 +245,7 @@ class ClientSide(ParserCore):
             return
         txn.content_ended = True
         self.messages_sent += 1
-        self.enqueue(Pending(Cmd.DATA_END, ts, txn))
+        self.enqueue(Pending(_K_DATA_END, ts, txn))
         txn.closed = True
 
     def cmd_bdat(self, arg: bytes, ts: float) -> None:
@@ -247,7 +274,7 @@ class ClientSide(ParserCore):
 
     def end_chunk(self) -> None:
         """A BDAT chunk was fully received (or cut by a gap)."""
-        self.cstate = ClientState.COMMAND
+        self.cstate = _C_COMMAND
         self.bdat_left = 0
         txn = self.bdat_txn
         self.body = self.bdat_txn = None
@@ -261,7 +288,7 @@ class ClientSide(ParserCore):
         cur = self.current_txn()
         if cur is not None:
             cur.reset = True
-        self.enqueue(Pending(Cmd.OTHER, ts, cur))
+        self.enqueue(Pending(_K_OTHER, ts, cur))
 
     def cmd_starttls(self, arg: bytes, ts: float) -> None:
         """STARTTLS (RFC 3207 4): client bytes wait for the reply."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 
 from sensor.records import MailTransaction, SmtpSession
@@ -40,7 +40,7 @@ class ParserCore(ABC):
         self.http_resume = ServerState.BANNER  # server state after a skipped HTTP response
         self.server_ts = ts  # time of the latest server payload
         self.queue: deque[Pending] = deque()
-        self.anomalies: Counter[str] = Counter()
+        self.anomalies: dict[Anomaly, int] = {}
         self.reply_codes: dict[int, int] = {}
         self.commands: list[str] = []
         self.txns: deque[TxnState] = deque()  # open or awaiting replies, oldest first
@@ -62,7 +62,7 @@ class ParserCore(ABC):
         self.first_client_ts: float | None = None
         self.pregreet = False
         self.closing_ts: float | None = None  # time of a 421 reply
-        self.extensions: list[str] = []
+        self.extensions: tuple[str, ...] = ()
         self.pipelining = False
         self.tls_offered = self.tls_attempted = self.tls_established = False
         self.tls_reply: str | None = None
@@ -78,10 +78,15 @@ class ParserCore(ABC):
     def client_tls(self, n: int) -> None:
         """Client bytes are TLS from here on (``n`` more bytes not buffered)."""
 
+    @abstractmethod
+    def server_run(self, force: bool) -> None:
+        """Parse buffered server lines as far as the pending commands allow."""
+
     def count(self, anomaly: Anomaly, n: int = 1) -> None:
         """Add ``n`` occurrences of an anomaly."""
         if n:
-            self.anomalies[anomaly] += n
+            anomalies = self.anomalies
+            anomalies[anomaly] = anomalies.get(anomaly, 0) + n
 
     def check_pregreet(self) -> None:
         """Count pregreet once the times of the banner and of the first client byte are known."""

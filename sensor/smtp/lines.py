@@ -4,6 +4,7 @@ from __future__ import annotations
 
 _CRLF_DOT_CRLF = b"\r\n.\r\n"  # RFC 5321 4.1.1.4: end of mail data
 _DOT_CRLF = b".\r\n"  # the terminator when the message is empty (it follows DATA's 354 directly)
+_CRLF_DOT = b"\r\n."  # a line starting with ".": the marker or a dot-stuffed one (RFC 5321 4.5.2)
 _TERMINATOR_TAIL = 4  # bytes kept back while scanning content: a split terminator's longest prefix
 
 
@@ -50,6 +51,24 @@ class LineBuffer:
         self._buf = buf[pos:] + data
         self._scan = max(0, self._scan - pos)
         self._pos = 0
+
+    def whole_lines(self, data: bytes) -> list[bytes] | None:
+        """The lines of ``data`` if nothing is buffered and ``data`` is only whole CRLF lines.
+
+        Otherwise None and nothing is consumed.  The lines are what ``feed(data)`` then
+        ``pop_line`` until None would return, with no bare CR or LF and none truncated.
+        """
+        if self._pos < len(self._buf) or self._discard or type(data) is not bytes:
+            return None
+        if data[-2:] != b"\r\n":
+            return None
+        lines = data[:-2].split(b"\r\n")
+        n = len(lines)
+        if data.count(b"\n") != n or data.count(b"\r") != n:  # a bare LF or CR somewhere
+            return None
+        if (len(lines[0]) if n == 1 else max(map(len, lines))) > self.max_line:
+            return None
+        return lines
 
     def pop_line(self) -> bytes | None:
         """Return the next complete line without its terminator, or None if none is buffered."""
@@ -116,38 +135,52 @@ class LineBuffer:
         self._pos = end
         return chunk, False
 
-    def feed_content(self, data: bytes) -> tuple[bytes, bool]:
+    def feed_content(self, data: bytes) -> tuple[bytes, bool, int]:
         """``feed(data)`` then ``take_data(False)``, without copying ``data`` through the buffer.
 
+        Returns (content, marker_seen, plain_from): when ``plain_from`` >= 0 the content holds
+        no ``CRLF "."`` starting at or after that offset (no dot-stuffing to look for there).
         The common case inside DATA content: at most the held-back tail is buffered, so the
         marker is searched in that tail joined to the start of ``data``, then in ``data``.
         """
         buf = self._buf
-        held_n = len(buf) - self._pos
+        pos = self._pos
+        held_n = len(buf) - pos
         if held_n > _TERMINATOR_TAIL or self._discard:
             self.feed(data)
-            return self.take_data(False)
-        held = buf[self._pos :] if held_n else b""
+            chunk, ended = self.take_data(False)
+            return chunk, ended, -1
+        held = buf[pos:] if held_n else b""
         if held:
             j = (held + data[:_TERMINATOR_TAIL]).find(_CRLF_DOT_CRLF)
             if j >= 0:  # the marker starts in the held bytes (it cannot end past data[:4])
                 end = j + 2
                 chunk = held[:end] if end <= held_n else held + data[: end - held_n]
-                self._keep(data, j + 5 - held_n)
-                return chunk, True
-        i = data.find(_CRLF_DOT_CRLF)
+                self._buf = data[j + 5 - held_n :]
+                self._pos = self._scan = 0
+                return chunk, True, -1
+        i = data.find(_CRLF_DOT)  # one scan rules out both the marker and dot-stuffing
         if i >= 0:
-            self._keep(data, i + 5)
-            return (held + data[: i + 2] if held else data[: i + 2]), True
-        if len(data) >= _TERMINATOR_TAIL:
-            self._keep(data, len(data) - _TERMINATOR_TAIL)
-            if len(data) == _TERMINATOR_TAIL:
-                return held, False
-            return (held + data[:-_TERMINATOR_TAIL] if held else data[:-_TERMINATOR_TAIL]), False
+            i = data.find(_CRLF_DOT_CRLF, i)
+            if i >= 0:
+                self._buf = data[i + 5 :]
+                self._pos = self._scan = 0
+                return (held + data[: i + 2] if held else data[: i + 2]), True, -1
+            plain = -1
+        else:
+            plain = held_n
+        n = len(data)
+        if n >= _TERMINATOR_TAIL:
+            self._buf = data[n - _TERMINATOR_TAIL :]
+            self._pos = self._scan = 0
+            if n == _TERMINATOR_TAIL:
+                return held, False, plain
+            chunk = held + data[:-_TERMINATOR_TAIL] if held else data[:-_TERMINATOR_TAIL]
+            return chunk, False, plain
         joined = held + data
         cut = max(0, len(joined) - _TERMINATOR_TAIL)
         self._keep(joined, cut)
-        return joined[:cut], False
+        return joined[:cut], False, -1
 
     def _keep(self, data: bytes, start: int) -> None:
         """Make ``data[start:]`` the whole buffer."""

@@ -17,6 +17,7 @@ __all__ = ["SmtpLimits", "SmtpParser"]  # SmtpLimits re-exported for callers wir
 _TLS_HANDSHAKE = 0x16  # RFC 8446 5.1: first byte of a TLS handshake record
 # Enum members as module constants: a class attribute lookup costs ~5x more per payload.
 _C_DATA, _C_TLS, _C_STARTTLS_WAIT = ClientState.DATA, ClientState.TLS, ClientState.STARTTLS_WAIT
+_C_COMMAND = ClientState.COMMAND
 _S_REPLIES = ServerState.REPLIES
 
 
@@ -53,9 +54,9 @@ class SmtpParser(ClientSide, ServerSide):
             self.check_pregreet()
         st = self.cstate
         if st is _C_DATA and not self.data_at_start:  # message content: the bulk of the bytes
-            chunk, ended = self.cbuf.feed_content(payload)
+            chunk, ended, plain_from = self.cbuf.feed_content(payload)
             if chunk and self.body is not None:
-                self.body.add(chunk)
+                self.body.add(chunk, plain_from)
             if not ended:
                 if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
                     self.server_run(force=False)
@@ -68,10 +69,22 @@ class SmtpParser(ClientSide, ServerSide):
             self.client_tls(len(payload))
             return
         else:
-            self.cbuf.feed(payload)
+            lines = self.cbuf.whole_lines(payload) if st is _C_COMMAND else None
+            if lines is None:
+                self.cbuf.feed(payload)
             if not self.queue and self.server_ts < ts and len(self.sbuf):
                 # Held server bytes that arrived before these client bytes cannot answer them.
                 self.server_run(force=True)
+            if lines is None:
+                pass
+            elif len(lines) == 1:  # one command: the common case
+                self.client_line(lines[0], ts)
+                if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
+                    self.server_run(force=False)  # server bytes were held for this command
+                return
+            else:
+                self.client_lines(lines, ts)
+                return
         self.client_run(ts)
         if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
             self.server_run(force=False)  # server bytes were held for a command sent now
@@ -100,13 +113,14 @@ class SmtpParser(ClientSide, ServerSide):
         if (
             self.banner_ts is None
             and self.bytes_from_client
-            and not self.anomalies[Anomaly.GAP_SERVER]
+            and not self.anomalies.get(Anomaly.GAP_SERVER)
         ):
             self.count(Anomaly.NO_BANNER)
         for buf in (self.cbuf, self.sbuf):
-            self.count(Anomaly.BARE_LF, buf.bare_lf)
-            self.count(Anomaly.BARE_CR, buf.bare_cr)
-            self.count(Anomaly.LINE_TRUNCATED, buf.truncated)
+            if buf.bare_lf or buf.bare_cr or buf.truncated:
+                self.count(Anomaly.BARE_LF, buf.bare_lf)
+                self.count(Anomaly.BARE_CR, buf.bare_cr)
+                self.count(Anomaly.LINE_TRUNCATED, buf.truncated)
         while self.txns:
             self.finish_txn(self.txns.popleft())
         self.emit(self.session(record))
@@ -124,7 +138,8 @@ class SmtpParser(ClientSide, ServerSide):
             extensions=tuple(self.extensions),
             tls_offered=self.tls_offered, tls_attempted=self.tls_attempted,
             tls_established=self.tls_established, tls_bytes=self.tls_bytes,
-            tls_reply=self.tls_reply, auth=tuple(ex.record() for ex in self.auths),
+            tls_reply=self.tls_reply,
+            auth=tuple([ex.record() for ex in self.auths]) if self.auths else (),
             reply_codes=dict(sorted(self.reply_codes.items())),
             anomalies={k: v for k, v in sorted(self.anomalies.items()) if v},
             commands=tuple(self.commands),

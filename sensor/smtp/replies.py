@@ -60,6 +60,26 @@ def parse_enhanced(code: int, text: str) -> str | None:
     return None
 
 
+REPLY_MEMO_ENTRIES = 4096  # distinct one-line replies remembered ("250 2.1.5 Ok" repeats)
+REPLY_MEMO_LINE = 128  # longer reply lines are parsed every time
+_reply_memo: dict[bytes, tuple[int, str, str | None]] = {}
+
+
+def parse_single(line: bytes) -> tuple[int, str, str | None]:
+    """(code, text, enhanced code) of a line known to be a reply line (``ddd`` then " " or -)."""
+    hit = _reply_memo.get(line)
+    if hit is not None:
+        return hit
+    code = int(line[:3])
+    text = line[4:].decode("utf-8", "replace")
+    parsed = (code, text, parse_enhanced(code, text))
+    if len(line) <= REPLY_MEMO_LINE:
+        if len(_reply_memo) >= REPLY_MEMO_ENTRIES:
+            _reply_memo.clear()
+        _reply_memo[line] = parsed
+    return parsed
+
+
 class ReplyAssembler:
     """Gathers reply lines until the last line (``ddd text``) of a reply arrives."""
 
@@ -96,6 +116,26 @@ class ReplyAssembler:
         self.current = None
 
 
+EHLO_MEMO_ENTRIES = 1024  # distinct EHLO keyword lists remembered (one per server, mostly)
+EHLO_MEMO_CHARS = 2048  # longer keyword lists are parsed every time
+_ehlo_memo: dict[tuple[str, ...], tuple[tuple[str, ...], bool, frozenset[str]]] = {}
+
+
+def ehlo_keywords(reply: Reply) -> tuple[tuple[str, ...], bool, frozenset[str]]:
+    """``ehlo_extensions`` as a tuple, plus the set of keywords; remembered for frequent replies."""
+    key = tuple(reply.lines[1:])
+    hit = _ehlo_memo.get(key)
+    if hit is not None:
+        return hit
+    exts, stripped = ehlo_extensions(reply)
+    found = (tuple(exts), stripped, frozenset(e.partition(" ")[0] for e in exts))
+    if sum(map(len, key)) <= EHLO_MEMO_CHARS:
+        if len(_ehlo_memo) >= EHLO_MEMO_ENTRIES:
+            _ehlo_memo.clear()
+        _ehlo_memo[key] = found
+    return found
+
+
 def ehlo_extensions(reply: Reply) -> tuple[list[str], bool]:
     """Extensions advertised by an EHLO reply (``"AUTH PLAIN LOGIN"``...) and a stripped flag.
 
@@ -114,5 +154,6 @@ def ehlo_extensions(reply: Reply) -> tuple[list[str], bool]:
             and keyword.count(_MASK_CHAR) >= len(STARTTLS_KEYWORD) - 1
         ):
             stripped = True
-        exts.append(" ".join([keyword, *words[1:]]))
+        words[0] = keyword
+        exts.append(" ".join(words))
     return exts, stripped

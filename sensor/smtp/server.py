@@ -8,9 +8,10 @@ from sensor.smtp.limits import RFC_REPLY_LINE
 from sensor.smtp.replies import (
     STARTTLS_KEYWORD,
     Reply,
-    ehlo_extensions,
+    ehlo_keywords,
     parse_enhanced,
     parse_reply_line,
+    parse_single,
 )
 from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
 
@@ -35,12 +36,40 @@ class ServerSide(ParserCore):
     def server_data(self, ts: float, payload: bytes) -> None:
         """In-order server bytes."""
         self.bytes_from_server += len(payload)
-        if self.sstate is _S_TLS:
+        st = self.sstate
+        if st is _S_TLS:
             self.tls_bytes += len(payload)
             return
         self.server_ts = ts
-        self.sbuf.feed(payload)
-        self.server_run(force=False)
+        lines = self.sbuf.whole_lines(payload) if st is _S_REPLIES or st is _S_BANNER else None
+        if lines is None:
+            self.sbuf.feed(payload)
+            self.server_run(force=False)
+            return
+        if len(lines) > 1 or self.assembler.current is not None:
+            self.server_lines(lines)
+            return
+        line = lines[0]
+        if st is _S_BANNER:
+            self.reply_line(line, st)
+            return
+        if (
+            not self.queue  # perhaps held
+            or line[3:4] != b" "
+            or not line[:3].isdigit()
+            or len(line) + 2 > RFC_REPLY_LINE
+        ):
+            self.server_lines(lines)
+            return
+        # The common case, an ordinary one-line reply: reply_line then server_reply in short.
+        code, text, enhanced = parse_single(line)
+        reply = Reply(code, [text] if self.assembler.max_lines > 0 else [], enhanced)
+        if code == REPLY_CLOSING:
+            self.server_reply(reply, st, ts)
+            return
+        codes = self.reply_codes
+        codes[code] = codes.get(code, 0) + 1
+        self.on_reply(reply, ts)
 
     def server_run(self, force: bool) -> None:
         """Parse buffered server lines (timed at the latest server payload).
@@ -53,7 +82,6 @@ class ServerSide(ParserCore):
         queue = self.queue
         asm = self.assembler
         max_line = self.limits.max_line
-        keep_first = asm.max_lines > 0
         while True:
             st = self.sstate
             if st is _S_TLS:
@@ -70,27 +98,90 @@ class ServerSide(ParserCore):
             line = buf.pop_line()
             if line is None:
                 return
-            digits = line[:3]
-            sep = line[3:4]
-            if (
-                st is _S_HTTP_HEADERS
-                or len(digits) != 3
-                or not digits.isdigit()
-                or (sep != b" " and sep != b"-" and sep)
-            ):
-                self.server_line(line, self.server_ts)
+            self.reply_line(line, st)
+
+    def server_lines(self, lines: list[bytes]) -> None:
+        """``server_run`` over a payload that was exactly these whole lines (none buffered)."""
+        queue = self.queue
+        asm = self.assembler
+        i, n = 0, len(lines)
+        while i < n:
+            st = self.sstate
+            if st is _S_TLS:
+                self.tls_bytes += sum(map(len, lines[i:])) + 2 * (n - i)
+                return
+            if not queue and st is _S_REPLIES and asm.current is None:  # perhaps held
+                self.sbuf.feed(b"\r\n".join(lines[i:]) + b"\r\n")
+                self.server_run(force=False)
+                return
+            line = lines[i]
+            if line[3:4] == b"-" and asm.current is None and st is not _S_HTTP_HEADERS:
+                end = self.reply_block(lines, i)
+                if end:
+                    i = end
+                    continue
+            self.reply_line(line, st)
+            i += 1
+
+    def reply_block(self, lines: list[bytes], start: int) -> int:
+        """Apply the well-formed multi-line reply starting at ``lines[start]`` in one go.
+
+        Returns the index after its last line, or 0 (nothing done) if the lines there are not
+        one complete reply of a single code, which the line-by-line path then handles.
+        """
+        head = lines[start][:4]
+        digits = head[:3]
+        if not digits.isdigit():
+            return 0
+        code_sp = digits + b" "
+        end = start + 1
+        n = len(lines)
+        while end < n:
+            line = lines[end]
+            end += 1
+            if line.startswith(head):
                 continue
-            if RFC_REPLY_LINE < len(line) + 2 <= max_line:
-                self.count(Anomaly.OVERLONG_LINE)
-            if sep == b"-" or asm.current is not None:  # part of a multi-line reply
-                reply = asm.add(int(digits), sep != b"-", line[4:])
-                if reply is not None:
-                    self.server_reply(reply, st, self.server_ts)
-                continue
-            code = int(digits)
-            text = line[4:].decode("utf-8", "replace")
-            reply = Reply(code, [text] if keep_first else [], parse_enhanced(code, text))
-            self.server_reply(reply, st, self.server_ts)
+            if line.startswith(code_sp) or line == digits:
+                break
+            return 0
+        else:
+            return 0
+        block = lines[start:end]
+        if max(map(len, block)) + 2 > RFC_REPLY_LINE:
+            max_line = self.limits.max_line
+            overlong = sum(1 for line in block if RFC_REPLY_LINE < len(line) + 2 <= max_line)
+            self.count(Anomaly.OVERLONG_LINE, overlong)
+        code = int(digits)
+        keep = self.assembler.max_lines
+        texts = [line[4:].decode("utf-8", "replace") for line in block[:keep]]
+        first = texts[0] if texts else block[0][4:].decode("utf-8", "replace")
+        reply = Reply(code, texts, parse_enhanced(code, first))
+        self.server_reply(reply, self.sstate, self.server_ts)
+        return end
+
+    def reply_line(self, line: bytes, st: ServerState) -> None:
+        """One framed server line received in state ``st``."""
+        digits = line[:3]
+        sep = line[3:4]
+        if (
+            st is _S_HTTP_HEADERS
+            or len(digits) != 3
+            or not digits.isdigit()
+            or (sep != b" " and sep != b"-" and sep)
+        ):
+            self.server_line(line, self.server_ts)
+            return
+        if RFC_REPLY_LINE < len(line) + 2 <= self.limits.max_line:
+            self.count(Anomaly.OVERLONG_LINE)
+        asm = self.assembler
+        if sep == b"-" or asm.current is not None:  # part of a multi-line reply
+            reply = asm.add(int(digits), sep != b"-", line[4:])
+            if reply is not None:
+                self.server_reply(reply, st, self.server_ts)
+            return
+        code, text, enhanced = parse_single(line)
+        reply = Reply(code, [text] if asm.max_lines > 0 else [], enhanced)
+        self.server_reply(reply, st, self.server_ts)
 
     def server_gap(self, ts: float, n: int) -> None:
         """``n`` server bytes were lost: replies to lines sent before now are given up."""
@@ -206,7 +297,9 @@ class ServerSide(ParserCore):
             self.starttls_reply(p, reply, ts)
         if txn is not None:  # answered: release the transaction
             txn.pending -= 1
-            self.settle()
+            txns = self.txns
+            if txns and txns[0].closed and txns[0].pending <= 0:
+                self.settle()
         if q and not self.pipelining:
             nxt = q[0]
             if nxt.ts < ts and not nxt.flagged and nxt.kind not in _NOT_PIPELINED:
@@ -217,9 +310,8 @@ class ServerSide(ParserCore):
         """Record the extensions an EHLO reply advertises (RFC 5321 4.1.1.1)."""
         if reply.code // 100 != 2:
             return
-        exts, stripped = ehlo_extensions(reply)
+        exts, stripped, keywords = ehlo_keywords(reply)
         self.extensions = exts
-        keywords = {e.split(" ", 1)[0] for e in exts}
         self.tls_offered = STARTTLS_KEYWORD in keywords
         self.pipelining = PIPELINING_KEYWORD in keywords
         if stripped:

@@ -16,6 +16,7 @@ HEADER_FIELDS = (
 )  # fmt: skip
 
 
+_NO_MESSAGE = MessageInfo()  # what a transaction without content shows (never mutated)
 HEAD_PREFIX = 2048  # message bytes first tried for the header block (most end well before)
 
 
@@ -62,7 +63,7 @@ class TxnState:
 
 def build_transaction(txn: TxnState, limits: SmtpLimits) -> tuple[MailTransaction, MessageInfo]:
     """The emitted record of a finished transaction, and what its message walk found."""
-    info = MessageInfo()
+    info = _NO_MESSAGE
     body = txn.body
     size = 0
     truncated = False
@@ -80,7 +81,8 @@ def build_transaction(txn: TxnState, limits: SmtpLimits) -> tuple[MailTransactio
             else:
                 info = analyze_message(body.message(), cut, limits)
     headers: dict[str, str | None] = dict.fromkeys(HEADER_FIELDS)
-    headers.update(info.headers)
+    if info.headers:
+        headers.update(info.headers)
     record = MailTransaction(
         ts=txn.ts,
         trans_depth=txn.trans_depth,

@@ -63,3 +63,24 @@ def test_head_is_a_prefix_of_the_message(cuts: list[int], n: int) -> None:
     assert message.startswith(head)
     assert whole == (head == message)
     assert len(head) >= min(n, len(message)) * 3 // 4  # unstuffing drops at most 1 byte in 4
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, len(CONTENT)), max_size=6))
+def test_plain_from_promise_gives_the_same_counts(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    chunks = [CONTENT[a:b] for a, b in zip([0, *points], [*points, len(CONTENT)], strict=True)]
+    want = feed(chunks)
+    body = MessageBody(1 << 20, dot_stuffed=True)
+    for c in chunks:
+        # the largest offset the promise holds from: after the last CRLF "." in the chunk
+        last = c.rfind(b"\r\n.")
+        body.add(c, last + 1 if last >= 0 else 0)
+    assert (body.size, body.bare_lf, body.message()) == (want.size, want.bare_lf, want.message())
+
+
+def test_unstuffed_copy_when_nothing_was_stuffed() -> None:
+    body = feed([b"a\r\n.b\r\n", b"c\r\n"])
+    assert body.stuffed == 0 and body.message() == b"a\r\n.b\r\nc\r\n"
+    body = feed([b"..a\r\n"])  # a leading stuffed dot counts: content starts at a line start
+    assert body.stuffed == 1 and body.message() == b".a\r\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sensor.smtp.commands import (
+    NON_SMTP_VERBS,
+    SMTP_VERBS,
     HeloKind,
     is_non_smtp,
     parse_auth,
@@ -105,3 +107,12 @@ def test_non_smtp_detection() -> None:
     assert is_non_smtp(b"\x16\x03\x01\x00\xa5\x01", split_command(b"\x16\x03\x01\x00\xa5\x01")[0])
     assert is_non_smtp(b"SSH-2.0-OpenSSH_9.6", "SSH-2.0-OPENSSH_9.6")
     assert not is_non_smtp(b"EHLO x", "EHLO")
+
+
+def test_an_smtp_verb_is_never_a_non_smtp_opening() -> None:
+    """The client half skips is_non_smtp for SMTP verbs: this is why it may."""
+    assert SMTP_VERBS.isdisjoint(NON_SMTP_VERBS)
+    for verb in SMTP_VERBS:
+        for line in (verb.encode(), verb.encode() + b" x", verb.lower().encode() + b" x"):
+            got = split_command(line)[0]
+            assert got == verb and not is_non_smtp(line, got)

@@ -126,8 +126,39 @@ def test_feed_content_equals_feed_then_take_data(
     for chunk in chunks:
         slow.feed(chunk)
         want = slow.take_data(False)
-        assert fast.feed_content(chunk) == want
+        got = fast.feed_content(chunk)
+        assert got[:2] == want
+        if got[2] >= 0:  # the promise: no CRLF "." starts there
+            assert b"\r\n." not in got[0][got[2] :]
         assert len(fast) == len(slow)
         if want[1]:
             assert lines_of(fast) == lines_of(slow)
             break
+
+
+def test_whole_lines_only_for_clean_complete_lines() -> None:
+    buf = LineBuffer(10)
+    assert buf.whole_lines(b"EHLO a\r\nMAIL b\r\n") == [b"EHLO a", b"MAIL b"]
+    assert buf.whole_lines(b"\r\n") == [b""]
+    for refused in (b"EHLO a", b"a\nb\r\n", b"a\rb\r\n", b"x" * 11 + b"\r\n", b"a\r\n\n"):
+        assert buf.whole_lines(refused) is None
+    buf.feed(b"partial")
+    assert buf.whole_lines(b"line\r\n") is None  # bytes are buffered: the general path
+    assert buf.pop_line() is None and len(buf) == len(b"partial")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b"ab", b"250-x", b"250 y"]), max_size=12),
+    st.integers(1, 12),
+)
+def test_whole_lines_equals_feed_then_pop_line(parts: list[bytes], max_line: int) -> None:
+    data = b"".join(parts)
+    fast, slow = LineBuffer(max_line), LineBuffer(max_line)
+    got = fast.whole_lines(data)
+    if got is None:
+        return
+    slow.feed(data)
+    assert got == lines_of(slow)
+    assert (slow.bare_lf, slow.bare_cr, slow.truncated, len(slow)) == (0, 0, 0, 0)
+    assert len(fast) == 0

@@ -204,3 +204,18 @@ def test_limits_rcpts_and_transactions() -> None:
     [t] = s.transactions
     assert len(t.rcpt_to) == 2 and t.rcpts_dropped == 3
     assert s.anomalies["too_many_rcpts"] == 3 and s.anomalies["too_many_txns"] == 1
+
+
+def test_multiline_reply_in_one_payload_equals_line_by_line() -> None:
+    ehlo_reply = b"250-mx Hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 STARTTLS\r\n"
+    mixed = b"250-mx Hello\r\n251-odd\r\n250 8BITMIME\r\n"  # codes differ: malformed
+    for reply in (ehlo_reply, mixed):
+        whole = [(C, b"EHLO c.example\r\n"), (S, reply), (C, b"QUIT\r\n"), (S, b"221 bye\r\n")]
+        lines = [(S, line + b"\n") for line in reply.split(b"\n")[:-1]]
+        split = [(C, b"EHLO c.example\r\n"), *lines, (C, b"QUIT\r\n"), (S, b"221 bye\r\n")]
+        a, b = run([(S, BANNER), *whole]), run([(S, BANNER), *split])
+        assert a == b
+    assert a.anomalies == {"malformed_reply": 1}
+    assert run([(S, BANNER), (C, b"EHLO c\r\n"), (S, ehlo_reply)]).extensions == (
+        "PIPELINING", "SIZE 1000", "STARTTLS",
+    )  # fmt: skip

@@ -6,8 +6,10 @@ from sensor.smtp.replies import (
     Reply,
     ReplyAssembler,
     ehlo_extensions,
+    ehlo_keywords,
     parse_enhanced,
     parse_reply_line,
+    parse_single,
 )
 
 
@@ -55,3 +57,20 @@ def test_ehlo_extensions_and_stripped_starttls() -> None:
     assert ehlo_extensions(masked)[1] is True
     masked2 = Reply(250, ["mx Hello", "XXXXXXXX"])
     assert ehlo_extensions(masked2)[1] is True
+
+
+def test_parse_single_matches_the_line_parsers_and_repeats() -> None:
+    for line in (b"250 2.1.5 Ok", b"250", b"550 5.7.1 \xff denied", b"421 4.3.2 bye " * 20):
+        code, _last, raw = parse_reply_line(line) or (0, True, b"")
+        text = raw.decode("utf-8", "replace")
+        want = (code, text, parse_enhanced(code, text))
+        assert parse_single(line) == want
+        assert parse_single(line) == want  # a remembered answer is the same
+
+
+def test_ehlo_keywords_is_ehlo_extensions_remembered() -> None:
+    reply = Reply(250, ["mx Hello", "size 1000", "AUTH PLAIN LOGIN", "XXXXXXXA"])
+    exts, stripped = ehlo_extensions(reply)
+    for _ in range(2):
+        want = (tuple(exts), stripped, frozenset({"SIZE", "AUTH", "XXXXXXXA"}))
+        assert ehlo_keywords(reply) == want
