@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from sensor.errors import SensorError
 from sensor.pipeline import Frame, Pipeline
 from sensor.records import Alert
 
+_GC_YOUNG_THRESHOLD = 100_000  # allocations between young-generation collections (default 700)
 _SUMMARY_ALERTS = 50  # (host, kind) pairs listed in the closing alert table, at most
 
 
@@ -111,6 +113,7 @@ def _execute(
     from sensor.output.summary import render_alerts, render_summary, stats_dict
     from sensor.smtp.schema import session_to_dict
 
+    _tune_gc()
     detect = bool(alerts_path) or fail_on_alert
     cfg = load_config(config_path)
     if detect and not quiet:
@@ -160,6 +163,17 @@ def _execute(
         if latest:
             render_alerts(list(latest.values()), to_stderr)
     return det_stats.alerts if det_stats is not None else 0
+
+
+def _tune_gc() -> None:
+    """Collect cyclic garbage less often during a run.
+
+    The packet loop allocates millions of short-lived, acyclic tuples and bytes; with the default
+    young-generation threshold (700) about a fifth of the run went to collections that found
+    nothing. Objects alive at start-up are frozen out of the collector's sight.
+    """
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, 50, 100)
 
 
 def _fan_out(outs: list[Callable[[Any], None]]) -> Callable[[Any], None] | None:
