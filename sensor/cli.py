@@ -7,14 +7,19 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sensor import __version__
 from sensor.errors import SensorError
-from sensor.pipeline import Frame, Pipeline
-from sensor.records import Alert
+from sensor.pipeline import Frame, Pipeline, RunTotals
+from sensor.records import Alert, CaptureStats, TcpStats
+
+if TYPE_CHECKING:
+    from sensor.detect.detector import Detector, DetectorStats
+    from sensor.output.jsonl import JsonlSink
+    from sensor.parallel import ParallelInput
 
 _GC_YOUNG_THRESHOLD = 100_000  # allocations between young-generation collections (default 700)
 _SUMMARY_ALERTS = 50  # (host, kind) pairs listed in the closing alert table, at most
@@ -100,18 +105,20 @@ def _execute(
     stats_path: str | None,
     errors: list[tuple[str, str]],
     progress: bool,
+    parallel: ParallelInput | None = None,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
-    Returns the number of alerts raised (0 when detection was not asked for).
+    With `parallel`, forked workers analyse shares of the flows of its files instead (`frames_for`
+    is not used) and this process merges their records. Returns the number of alerts raised (0
+    when detection was not asked for).
     """
     from sensor.capture.bpf import build_filter
     from sensor.config import load_config
     from sensor.detect.alerts import alert_to_dict
     from sensor.detect.detector import Detector
-    from sensor.output.jsonl import JsonlSink, record_to_dict
+    from sensor.output.jsonl import JsonlSink
     from sensor.output.summary import render_alerts, render_summary, stats_dict
-    from sensor.smtp.schema import session_to_dict
 
     _tune_gc()
     detect = bool(alerts_path) or fail_on_alert
@@ -132,6 +139,62 @@ def _execute(
             latest[(a.host, a.kind)] = a
 
     detector = Detector(cfg, on_alert) if detect else None
+    if parallel is not None:
+        from sensor.parallel import Outputs, run_parallel
+
+        outs = Outputs(
+            conn_line=conn_sink.write_line if conn_sink is not None else None,
+            session_line=sess_sink.write_line if sess_sink is not None else None,
+            conn=detector.on_conn if detector is not None else None,
+            session=detector.on_session if detector is not None else None,
+        )
+        sys.stdout.flush()  # forked workers must not inherit (and repeat) buffered output
+        sys.stderr.flush()
+        try:
+            result = run_parallel(parallel, expr, ports, outs)
+        finally:
+            det_stats = detector.finish() if detector is not None else None
+            for sink in (conn_sink, sess_sink, alert_sink):
+                if sink is not None:
+                    sink.close()
+        cap, tcp, totals = result.capture_stats, result.tcp_stats, result.totals
+    else:
+        cap, tcp, totals, det_stats = _run_in_process(
+            frames_for,
+            expr,
+            ports,
+            conn_sink,
+            sess_sink,
+            alert_sink,
+            detector,
+            progress and not quiet,
+        )
+    if stats_path:
+        stats_sink = JsonlSink(stats_path)
+        stats_sink.write(stats_dict(cap, tcp, totals, det_stats))
+        stats_sink.close()
+    if not quiet:
+        to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path)
+        render_summary(cap, tcp, totals, errors, to_stderr, det_stats)
+        if latest:
+            render_alerts(list(latest.values()), to_stderr)
+    return det_stats.alerts if det_stats is not None else 0
+
+
+def _run_in_process(
+    frames_for: Callable[[Pipeline, str], Iterator[Frame]],
+    expr: str,
+    ports: tuple[int, ...],
+    conn_sink: JsonlSink | None,
+    sess_sink: JsonlSink | None,
+    alert_sink: JsonlSink | None,
+    detector: Detector | None,
+    progress: bool,
+) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
+    """One Pipeline in this process: the single-core path."""
+    from sensor.output.jsonl import record_to_dict
+    from sensor.smtp.schema import session_to_dict
+
     conn_outs: list[Callable[[Any], None]] = []
     sess_outs: list[Callable[[Any], None]] = []
     if conn_sink is not None:
@@ -143,7 +206,7 @@ def _execute(
         sess_outs.append(detector.on_session)
     pipe = Pipeline(ports=ports, on_conn=_fan_out(conn_outs), on_session=_fan_out(sess_outs))
     frames = frames_for(pipe, expr)
-    if progress and sys.stderr.isatty() and not quiet:
+    if progress and sys.stderr.isatty():
         frames = _progress(frames)
     try:
         pipe.run(frames)
@@ -153,16 +216,7 @@ def _execute(
         for sink in (conn_sink, sess_sink, alert_sink):
             if sink is not None:
                 sink.close()
-    if stats_path:
-        stats_sink = JsonlSink(stats_path)
-        stats_sink.write(stats_dict(pipe.capture_stats, pipe.tcp_stats, totals, det_stats))
-        stats_sink.close()
-    if not quiet:
-        to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path)
-        render_summary(pipe.capture_stats, pipe.tcp_stats, totals, errors, to_stderr, det_stats)
-        if latest:
-            render_alerts(list(latest.values()), to_stderr)
-    return det_stats.alerts if det_stats is not None else 0
+    return pipe.capture_stats, pipe.tcp_stats, totals, det_stats
 
 
 def _tune_gc() -> None:
@@ -190,10 +244,23 @@ def _fan_out(outs: list[Callable[[Any], None]]) -> Callable[[Any], None] | None:
     return call_all
 
 
+def _parse_workers(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """Click callback: 'auto' -> one per core (capped), 'N' -> N, else a usage error."""
+    from sensor.parallel import resolve_workers
+
+    try:
+        return resolve_workers(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.argument("pcaps", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--workers", default="1", show_default=True, callback=_parse_workers,
+              metavar="N|auto",
+              help="Processes sharing the flows (auto: one per core, at most 8).")  # fmt: skip
 @_output_options
-def analyze(pcaps: tuple[str, ...], **opts: Any) -> None:
+def analyze(pcaps: tuple[str, ...], workers: int, **opts: Any) -> None:
     """Analyse capture files (pcap, pcapng, optionally gzip-compressed)."""
     from sensor.capture.source import open_files
 
@@ -203,10 +270,16 @@ def analyze(pcaps: tuple[str, ...], **opts: Any) -> None:
         errors.append((path, reason))
         click.echo(f"sensor: error: {path}: {reason}", err=True)
 
+    parallel = None
+    if workers > 1:  # else the single-process path, unchanged
+        from sensor.parallel import ParallelInput
+
+        parallel = ParallelInput(pcaps, workers, on_error)
     alerts = _execute(
         lambda pipe, expr: open_files(pcaps, expr, pipe.capture_stats, on_error),
         errors=errors,
         progress=True,
+        parallel=parallel,
         **opts,
     )
     if errors:

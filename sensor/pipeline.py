@@ -13,6 +13,20 @@ from sensor.tcp.reassembler import Reassembler, StreamHandler, TcpLimits
 
 Frame = tuple[float, int, bytes]
 
+FLOW_MIX = 0x9E3779B1
+"""Fibonacci-hashing multiplier (2**32 / golden ratio): spreads the flow key's low bits (Linux
+clients pick even ephemeral ports, so a plain port sum modulo 2 would send every flow to one
+worker)."""
+FLOW_MIX_SHIFT = 16
+
+
+def flow_share(src: bytes, dst: bytes, sport: int, dport: int, workers: int) -> int:
+    """Index of the worker that owns this flow; the same for both directions of a connection.
+
+    `src` and `dst` are packed addresses as the decoder gives them (never empty).
+    """
+    return ((sport + dport + src[-1] + dst[-1]) * FLOW_MIX >> FLOW_MIX_SHIFT) % workers
+
 
 @dataclass(slots=True)
 class RunTotals:
@@ -58,6 +72,8 @@ class Pipeline:
             on_record=self._conn_done,
         )
         self._t0 = time.perf_counter()
+        self.frame_index = 0
+        """Frames read when `run_share` emitted the current record (the workers' merge order)."""
 
     def _new_handler(
         self, uid: str, ts: float, cip: str, cport: int, sip: str, sport: int
@@ -97,6 +113,38 @@ class Pipeline:
                 segment(ts, seg)
                 if first is None:
                     first = self.totals.first_ts = ts
+        if first is not None and (self.totals.last_ts is None or ts > self.totals.last_ts):
+            self.totals.last_ts = ts
+
+    def run_share(self, frames: Iterable[Frame], workers: int, index: int) -> None:
+        """Like `run`, but only the flows `flow_share` gives to worker `index` of `workers`.
+
+        Frames of other flows still advance the packet clock, so idle connections expire at the
+        same packet times as in a single-process run.
+        """
+        decode = self._decoder.decode
+        reasm = self._reasm
+        segment = reasm.segment
+        expire = reasm.expire
+        mix, shift = FLOW_MIX, FLOW_MIX_SHIFT
+        first = self.totals.first_ts
+        ts = 0.0
+        n = self.frame_index
+        for ts, linktype, data in frames:
+            n += 1
+            seg = decode(linktype, data)
+            if seg is None:
+                continue
+            if first is None:
+                first = self.totals.first_ts = ts
+            # flow_share(), inlined: decoded addresses are never empty (4 or 16 bytes)
+            if ((seg[2] + seg[3] + seg[0][-1] + seg[1][-1]) * mix >> shift) % workers == index:
+                self.frame_index = n
+                segment(ts, seg)
+            elif ts >= reasm.next_expiry_check:  # keep the single-process expiry clock
+                self.frame_index = n
+                expire(ts)
+        self.frame_index = n + 1  # records flushed by finish() come after every frame
         if first is not None and (self.totals.last_ts is None or ts > self.totals.last_ts):
             self.totals.last_ts = ts
 

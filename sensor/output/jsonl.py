@@ -51,6 +51,14 @@ class JsonlSink:
             raise OutputError(f"{self.path}: write failed: {exc.strerror}") from None
         self.count += 1
 
+    def write_line(self, line: bytes) -> None:
+        """Write one line already formatted by `to_json_line` (e.g. by a worker process)."""
+        try:
+            self._fh.write(line)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: write failed: {exc.strerror}") from None
+        self.count += 1
+
     def close(self) -> None:
         """Flush and close (standard output is flushed, not closed)."""
         try:

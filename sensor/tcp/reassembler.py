@@ -183,6 +183,11 @@ class Reassembler:
                 self._finish(c, c.last_ts, EndReason.EOF)
         self._heap.clear()
 
+    @property
+    def next_expiry_check(self) -> float:
+        """Packet time from which the next segment() runs expire() (flow-split workers read it)."""
+        return self._next_check
+
     def buffered_bytes(self) -> int:
         """Bytes currently held out of order, all connections together."""
         return self._budget.total

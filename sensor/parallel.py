@@ -1,0 +1,320 @@
+"""Flow-split analysis: forked workers each reassemble a share of the flows; the parent merges."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import heapq
+import itertools
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+from sensor.capture.source import ErrorHandler
+from sensor.errors import SensorError
+from sensor.pipeline import Pipeline, RunTotals
+from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
+
+START_METHOD: Final = "fork"
+"""Workers are forked: they inherit the validated configuration and the parent's frozen heap
+without pickling, and start in milliseconds (Linux; the sensor is not run on Windows/macOS)."""
+MAX_WORKERS_AUTO = 8
+"""`--workers auto` uses one worker per core, at most this many."""
+BATCH_RECORDS = 128
+"""Records a worker sends to the parent in one message (one pickle, one pipe write)."""
+PIPE_BUFFER_BYTES = 1 << 20
+"""Kernel buffer asked for each worker's pipe (Linux caps it at /proc/sys/fs/pipe-max-size):
+how far a worker may run ahead of the merge before it blocks (backpressure)."""
+
+LineSink = Callable[[bytes], None]
+Item = tuple[int, float, int, int, int, bytes | None, Any]
+"""(frame index at emission, connection end time, worker, sequence, RecordKind, JSON line or
+None, record or None): the first four order the merge. Records emitted at the same frame (one
+expiry pass) come in order of their end time, as the reassembler's deadline heap mostly does;
+those flushed at the end of input in order of their start time, as its table is."""
+
+
+class RecordKind(IntEnum):
+    """What an item a worker sends carries."""
+
+    CONN = 0
+    """A ConnRecord (and/or its JSON line)."""
+    SESSION = 1
+    """An SmtpSession (and/or its JSON line)."""
+
+
+class _Msg(IntEnum):
+    """Tags of the last message of a worker's stream."""
+
+    DONE = 0
+    """Normal end: the worker's CaptureStats, TcpStats and RunTotals follow."""
+    FAILED = 1
+    """A SensorError was raised in the worker: the error object follows."""
+    CRASHED = 2
+    """Any other exception: its formatted traceback follows."""
+
+
+# Plain ints of RecordKind travel in every item: an enum member pickles as a call to its class.
+_CONN = int(RecordKind.CONN)
+_SESSION = int(RecordKind.SESSION)
+
+
+@dataclass(slots=True, frozen=True)
+class ParallelInput:
+    """Capture files to analyse with `workers` processes (workers >= 2)."""
+
+    paths: tuple[str, ...]
+    workers: int
+    on_error: ErrorHandler
+
+
+@dataclass(slots=True, frozen=True)
+class Outputs:
+    """What the parent does with merged records; a None callback is not produced by workers."""
+
+    conn_line: LineSink | None = None
+    session_line: LineSink | None = None
+    conn: Callable[[ConnRecord], None] | None = None
+    session: Callable[[SmtpSession], None] | None = None
+
+
+@dataclass(slots=True)
+class ParallelResult:
+    """The merged counters of every worker (capture counters are counted once)."""
+
+    capture_stats: CaptureStats
+    tcp_stats: TcpStats
+    totals: RunTotals
+
+
+def resolve_workers(value: str) -> int:
+    """'auto' -> one per core (at most MAX_WORKERS_AUTO); a positive integer -> itself."""
+    if value == "auto":
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS_AUTO))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"expected a positive integer or 'auto', got {value!r}")
+    return int(value)
+
+
+def run_parallel(
+    src: ParallelInput, bpf: str, ports: Sequence[int], out: Outputs
+) -> ParallelResult:
+    """Analyse `src` with forked workers, delivering records to `out` in a deterministic order.
+
+    Unreadable files are reported once through src.on_error; an invalid `bpf` raises
+    CaptureError before any worker starts.
+    """
+    from sensor.capture.source import open_files
+
+    t0 = time.perf_counter()
+    open_files(src.paths, bpf, CaptureStats(), src.on_error)  # validate once, report once
+    ctx = multiprocessing.get_context(START_METHOD)
+    conns: list[Connection] = []
+    procs: list[multiprocessing.process.BaseProcess] = []
+    try:
+        for k in range(src.workers):
+            recv_end, send_end = ctx.Pipe(duplex=False)
+            _grow_pipe(send_end)
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(src.paths, bpf, tuple(ports), src.workers, k, out_wants(out), send_end),
+                name=f"sensor-worker-{k}",
+                daemon=True,
+            )
+            proc.start()
+            send_end.close()
+            conns.append(recv_end)
+            procs.append(proc)
+        finals: list[tuple[CaptureStats, TcpStats, RunTotals] | None] = [None] * src.workers
+        streams = [_stream(k, c, procs[k], finals) for k, c in enumerate(conns)]
+        _deliver(heapq.merge(*streams), out)
+        for done in procs:
+            done.join()
+    finally:
+        for left in procs:
+            if left.is_alive():
+                left.terminate()
+                left.join()
+        for c in conns:
+            c.close()
+    result = _merge_results([f for f in finals if f is not None])
+    result.totals.wall_s = time.perf_counter() - t0
+    return result
+
+
+def out_wants(out: Outputs) -> tuple[bool, bool, bool, bool]:
+    """Which of (conn lines, session lines, conn records, session records) workers must send."""
+    return (
+        out.conn_line is not None,
+        out.session_line is not None,
+        out.conn is not None,
+        out.session is not None,
+    )
+
+
+def _grow_pipe(conn: Connection) -> None:
+    """Ask the kernel for a larger pipe buffer; the default (64 KiB) still works, only slower."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
+
+
+def _deliver(items: Iterator[Item], out: Outputs) -> None:
+    conn_line, session_line, on_conn, on_session = (
+        out.conn_line,
+        out.session_line,
+        out.conn,
+        out.session,
+    )
+    for _idx, _end, _k, _seq, kind, line, rec in items:
+        if kind == _CONN:
+            if conn_line is not None and line is not None:
+                conn_line(line)
+            if on_conn is not None:
+                on_conn(rec)
+        else:
+            if session_line is not None and line is not None:
+                session_line(line)
+            if on_session is not None:
+                on_session(rec)
+
+
+def _stream(
+    k: int,
+    conn: Connection,
+    proc: multiprocessing.process.BaseProcess,
+    finals: list[tuple[CaptureStats, TcpStats, RunTotals] | None],
+) -> Iterator[Item]:
+    """Worker k's items in its emission order; stores its counters in finals[k] at the end."""
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            proc.join()
+            raise SensorError(
+                f"worker {k} ended without its results (exit code {proc.exitcode})"
+            ) from None
+        if isinstance(msg, list):
+            yield from msg
+            continue
+        tag, payload = msg
+        if tag == _Msg.DONE:
+            finals[k] = payload
+            return
+        if tag == _Msg.FAILED:
+            raise payload
+        raise RuntimeError(f"worker {k} failed:\n{payload}")
+
+
+def _merge_results(finals: list[tuple[CaptureStats, TcpStats, RunTotals]]) -> ParallelResult:
+    """Capture counters from worker 0 (every worker reads every frame); the rest summed."""
+    cap = finals[0][0]
+    tcp = TcpStats()
+    totals = RunTotals()
+    for _cap, t, r in finals:
+        for f in fields(TcpStats):
+            setattr(tcp, f.name, getattr(tcp, f.name) + getattr(t, f.name))
+        for name in ("connections", "sessions", "transactions", "messages", "recipients"):
+            setattr(totals, name, getattr(totals, name) + getattr(r, name))
+        totals.auth_attempts += r.auth_attempts
+        if r.first_ts is not None and (totals.first_ts is None or r.first_ts < totals.first_ts):
+            totals.first_ts = r.first_ts
+        if r.last_ts is not None and (totals.last_ts is None or r.last_ts > totals.last_ts):
+            totals.last_ts = r.last_ts
+        for name, n in r.anomalies.items():
+            totals.anomalies[name] = totals.anomalies.get(name, 0) + n
+    totals.anomalies = dict(sorted(totals.anomalies.items()))
+    return ParallelResult(cap, tcp, totals)
+
+
+def _worker_main(
+    paths: tuple[str, ...],
+    bpf: str,
+    ports: tuple[int, ...],
+    workers: int,
+    index: int,
+    wants: tuple[bool, bool, bool, bool],
+    conn: Connection,
+) -> None:
+    """Process entry: analyse this worker's share and send everything; never returns."""
+    code = 0
+    try:
+        try:
+            result = _work(paths, bpf, ports, workers, index, wants, conn)
+        except SensorError as exc:
+            conn.send((_Msg.FAILED, exc))
+        except Exception:
+            conn.send((_Msg.CRASHED, traceback.format_exc()))
+        else:
+            conn.send((_Msg.DONE, result))
+        conn.close()
+    except KeyboardInterrupt:  # the terminal's SIGINT reaches the whole group; the parent reports
+        code = 130
+    except BrokenPipeError:  # the parent went away
+        code = 1
+    finally:
+        os._exit(code)  # skip inherited buffers and atexit hooks: the parent owns every output
+
+
+def _work(
+    paths: tuple[str, ...],
+    bpf: str,
+    ports: tuple[int, ...],
+    workers: int,
+    index: int,
+    wants: tuple[bool, bool, bool, bool],
+    conn: Connection,
+) -> tuple[CaptureStats, TcpStats, RunTotals]:
+    from sensor.capture.source import open_files
+    from sensor.output.jsonl import record_to_dict, to_json_line
+    from sensor.smtp.schema import session_to_dict
+
+    conn_lines, session_lines, conn_recs, session_recs = wants
+    batch: list[Item] = []
+    seq = itertools.count()
+    send = conn.send
+    pipe: Pipeline | None = None
+    at_end = False  # finish() flushes in table order, i.e. by start time
+
+    def on_conn(rec: ConnRecord) -> None:
+        line = to_json_line(record_to_dict(rec)) if conn_lines else None
+        end = rec.ts if at_end else rec.ts + rec.duration_s
+        batch.append((_frame(pipe), end, index, next(seq), _CONN, line, rec if conn_recs else None))
+        if len(batch) >= BATCH_RECORDS:
+            send(batch)
+            batch.clear()
+
+    def on_session(s: SmtpSession) -> None:
+        line = to_json_line(session_to_dict(s)) if session_lines else None
+        end = s.ts if at_end else s.ts + s.duration_s
+        batch.append(
+            (_frame(pipe), end, index, next(seq), _SESSION, line, s if session_recs else None)
+        )
+        if len(batch) >= BATCH_RECORDS:
+            send(batch)
+            batch.clear()
+
+    pipe = Pipeline(
+        ports=ports,
+        on_conn=on_conn if conn_lines or conn_recs else None,
+        on_session=on_session if session_lines or session_recs else None,
+    )
+    pipe.run_share(open_files(paths, bpf, pipe.capture_stats, _ignore_error), workers, index)
+    at_end = True
+    totals = pipe.finish()
+    if batch:
+        send(batch)
+    return pipe.capture_stats, pipe.tcp_stats, totals
+
+
+def _frame(pipe: Pipeline | None) -> int:
+    return pipe.frame_index if pipe is not None else 0
+
+
+def _ignore_error(path: str, reason: str) -> None:
+    """Workers stay silent about unreadable files: the parent reported them before forking."""

@@ -1,0 +1,201 @@
+"""`sensor analyze --workers N`: flow-split worker processes give the records of one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sensor import parallel
+from sensor.capture.bpf import build_filter
+from sensor.capture.source import open_files
+from sensor.cli import main
+from sensor.errors import CaptureError
+from sensor.parallel import MAX_WORKERS_AUTO, resolve_workers
+from sensor.pipeline import Pipeline, flow_share
+from sensor.records import ConnRecord, SmtpSession
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "pcaps" / "demo.pcap"
+OUTPUTS = ("conns", "sessions", "alerts")
+
+
+def sensor(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed CLI exactly as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "sensor", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated capture with benign mail and a spambot burst."""
+    out = tmp_path_factory.mktemp("sim") / "sim.pcap"
+    done = sensor(
+        "simulate", "benign", "spambot-burst", "--seed", "3", "--duration", "10m", "-o", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def analyze(capture: Path, out: Path, workers: str, *extra: str) -> dict[str, bytes]:
+    """Run `sensor analyze` writing every output under `out`; their bytes by name."""
+    out.mkdir(parents=True, exist_ok=True)
+    args = [f"--{name}={out / name}" for name in (*OUTPUTS, "stats")]
+    done = sensor("analyze", "-q", "--workers", workers, *args, *extra, str(capture))
+    assert done.returncode == 0, done.stderr
+    return {name: (out / name).read_bytes() for name in (*OUTPUTS, "stats")}
+
+
+def sorted_lines(data: bytes) -> list[bytes]:
+    return sorted(data.splitlines())
+
+
+@pytest.mark.parametrize("which", ["demo", "simulated"])
+def test_two_workers_give_the_records_of_one_process(
+    which: str, simulated: Path, tmp_path: Path
+) -> None:
+    capture = DEMO if which == "demo" else simulated
+    one = analyze(capture, tmp_path / "one", "1")
+    two = analyze(capture, tmp_path / "two", "2")
+    for name in OUTPUTS:
+        assert one[name], f"{name}: the capture must produce records for the test to mean much"
+        assert sorted_lines(two[name]) == sorted_lines(one[name]), name
+    s1, s2 = json.loads(one["stats"]), json.loads(two["stats"])
+    assert s2["capture"] == s1["capture"]  # every worker reads every frame: counted once
+    for stats in (s1, s2):
+        del stats["tcp"]["active_peak"]  # with workers: the sum of each one's peak
+        del stats["totals"]["wall_s"]
+    assert s2["tcp"] == s1["tcp"]
+    assert s2["totals"] == s1["totals"]
+    assert s2["detect"] == s1["detect"]
+
+
+def test_same_input_and_workers_give_the_same_bytes(simulated: Path, tmp_path: Path) -> None:
+    for workers in ("2", "3"):
+        first = analyze(simulated, tmp_path / f"a{workers}", workers)
+        again = analyze(simulated, tmp_path / f"b{workers}", workers)
+        for name in OUTPUTS:
+            assert first[name] == again[name], (workers, name)
+
+
+def test_summary_counts_packets_once(tmp_path: Path) -> None:
+    def packets(workers: str) -> str:
+        done = sensor("analyze", "--workers", workers, str(DEMO))
+        assert done.returncode == 0, done.stderr
+        found = re.search(r"│ packets\s+│\s+([\d,]+) │", done.stdout)
+        assert found is not None, done.stdout
+        return found.group(1)
+
+    assert packets("2") == packets("1") == "7,040"
+
+
+def test_bad_file_beside_good_one_is_reported_once_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture at all")
+    good = analyze(DEMO, tmp_path / "good", "1")
+    out = tmp_path / "mixed"
+    out.mkdir()
+    done = sensor("analyze", "-q", "--workers", "2", f"--sessions={out / 's'}", str(bad), str(DEMO))
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("sensor: error:")]
+    assert errors == [f"sensor: error: {bad}: not a pcap or pcapng file (magic 0x6e6f7420)"]
+    assert done.stderr.count("\n") == 1
+    assert sorted_lines((out / "s").read_bytes()) == sorted_lines(good["sessions"])
+
+
+def test_workers_option_values(tmp_path: Path) -> None:
+    assert resolve_workers("auto") == min(os.cpu_count() or 1, MAX_WORKERS_AUTO)
+    assert resolve_workers("3") == 3
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(ValueError):
+            resolve_workers(bad)
+    done = sensor("analyze", "-q", "--workers", "0", str(DEMO))
+    assert done.returncode == 2
+    assert "Invalid value for '--workers'" in done.stderr
+    auto = sensor("analyze", "-q", "--workers", "auto", "--sessions", "-", str(DEMO))
+    assert auto.returncode == 0, auto.stderr
+    assert len(auto.stdout.splitlines()) == 212
+
+
+def _failing_work(*args: Any) -> Any:
+    raise CaptureError("disk went away")
+
+
+def _crashing_work(*args: Any) -> Any:
+    raise ZeroDivisionError("a bug in a worker")
+
+
+def _dying_work(*args: Any) -> Any:
+    os._exit(3)
+
+
+def test_worker_errors_reach_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers are forked, so a patched worker body runs in every child."""
+    runner = CliRunner()
+    monkeypatch.setattr(parallel, "_work", _failing_work)
+    done = runner.invoke(main, ["analyze", "-q", "--workers", "2", str(DEMO)])
+    assert done.exit_code == 2
+    assert done.output.strip() == "sensor: error: disk went away"
+
+    monkeypatch.setattr(parallel, "_work", _dying_work)
+    done = runner.invoke(main, ["analyze", "-q", "--workers", "2", str(DEMO)])
+    assert done.exit_code == 2
+    assert "worker 0 ended without its results (exit code 3)" in done.output
+
+    monkeypatch.setattr(parallel, "_work", _crashing_work)
+    done = runner.invoke(main, ["analyze", "-q", "--workers", "2", str(DEMO)])
+    assert isinstance(done.exception, RuntimeError)
+    assert "ZeroDivisionError: a bug in a worker" in str(done.exception)
+
+
+def _records(capture: Path, workers: int, index: int | None) -> list[ConnRecord | SmtpSession]:
+    out: list[ConnRecord | SmtpSession] = []
+    pipe = Pipeline(on_conn=out.append, on_session=out.append)
+    frames = open_files([str(capture)], build_filter((25,)), pipe.capture_stats, print)
+    if index is None:
+        pipe.run(frames)
+    else:
+        pipe.run_share(frames, workers, index)
+    pipe.finish()
+    return out
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_shares_partition_the_flows(workers: int, simulated: Path) -> None:
+    whole = _records(simulated, 1, None)
+    shares = [_records(simulated, workers, k) for k in range(workers)]
+    assert all(shares), "every worker got some flows"
+    merged = [r for share in shares for r in share]
+    assert Counter(repr(r) for r in merged) == Counter(repr(r) for r in whole)
+
+
+addresses = st.one_of(st.binary(min_size=4, max_size=4), st.binary(min_size=16, max_size=16))
+ports = st.integers(0, 65535)
+
+
+@settings(max_examples=200)
+@given(addresses, addresses, ports, ports, st.integers(1, 16))
+def test_flow_share_is_symmetric_and_in_range(
+    a: bytes, b: bytes, pa: int, pb: int, workers: int
+) -> None:
+    k = flow_share(a, b, pa, pb, workers)
+    assert k == flow_share(b, a, pb, pa, workers)
+    assert 0 <= k < workers
+
+
+def test_flow_share_balances_even_client_ports() -> None:
+    """Linux clients pick even ephemeral ports: a plain port sum would put them all on one side."""
+    client, server = bytes([10, 0, 0, 7]), bytes([192, 0, 2, 25])
+    counts = Counter(flow_share(client, server, p, 25, 2) for p in range(32768, 61000, 2))
+    assert min(counts.values()) > 0.45 * sum(counts.values())
