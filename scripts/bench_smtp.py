@@ -49,6 +49,12 @@ def main() -> None:
     ap.add_argument("--skip-tshark", action="store_true", help="do not time tshark (slow)")
     ap.add_argument("--alerts", action="store_true", help="also time the run with --alerts")
     ap.add_argument("--only", choices=sorted(WORKLOADS), help="one workload only")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="also time analyze --workers N (1 to skip; default %(default)s)",
+    )
     args = ap.parse_args()
     require("tcpdump", "tshark")
     ok = True
@@ -66,6 +72,10 @@ def main() -> None:
                 "sensor --sessions": median_run(base, args.repeat),
             }  # fmt: skip
             got = count_sessions(sess)
+        if args.workers > 1:
+            rows[f"sensor --workers {args.workers}"] = median_run(
+                [*base[:-1], "--workers", str(args.workers), str(pcap)], args.repeat
+            )
         if args.alerts:
             rows["sensor --alerts"] = median_run([*base[:-1], "--alerts", "/dev/null", str(pcap)],
                                                  args.repeat)  # fmt: skip
@@ -76,7 +86,8 @@ def main() -> None:
         print_table(rows, packets, "tcpdump")
         sensor = rows["sensor --sessions"]
         if "tshark -Y smtp" in rows:
-            print(f"tshark/sensor = {rows['tshark -Y smtp'][0] / sensor[0]:.1f}x")
+            for run in (r for r in rows if r.startswith("sensor --")):
+                print(f"tshark / {run} = {rows['tshark -Y smtp'][0] / rows[run][0]:.1f}x")
         print(f"sensor/tcpdump = {sensor[0] / rows['tcpdump'][0]:.2f}x, "
               f"peak RSS {sensor[1]:.0f} MB")  # fmt: skip
         if "sensor --alerts" in rows:
