@@ -88,6 +88,8 @@ class Pipeline:
             self._on_conn(rec)
 
     def _session_done(self, s: SmtpSession) -> None:
+        if not (s.bytes_from_client or s.bytes_from_server):
+            return  # refused, unanswered or silent: the connection record tells all there is
         t = self.totals
         t.sessions += 1
         t.transactions += len(s.transactions)
