@@ -71,14 +71,15 @@ def main() -> None:
                                       args.repeat),
                 "sensor --sessions": median_run(base, args.repeat),
             }  # fmt: skip
-            got = count_sessions(sess)
-        if args.workers > 1:
-            rows[f"sensor --workers {args.workers}"] = median_run(
-                [*base[:-1], "--workers", str(args.workers), str(pcap)], args.repeat
-            )
-        if args.alerts:
-            rows["sensor --alerts"] = median_run([*base[:-1], "--alerts", "/dev/null", str(pcap)],
-                                                 args.repeat)  # fmt: skip
+            counted = {"sensor --sessions": count_sessions(sess)}
+            if args.workers > 1:
+                run = f"sensor --workers {args.workers}"
+                rows[run] = median_run([*base[:-1], "--workers", str(args.workers), str(pcap)],
+                                       args.repeat)  # fmt: skip
+                counted[run] = count_sessions(sess)
+            if args.alerts:
+                rows["sensor --alerts"] = median_run(
+                    [*base[:-1], "--alerts", "/dev/null", str(pcap)], args.repeat)  # fmt: skip
         if not args.skip_tshark:
             rows["tshark -Y smtp"] = run_timed(["tshark", "-r", str(pcap), "-Y", "smtp", "-T",
                                                 "fields", "-e", "frame.number", "-e",
@@ -92,11 +93,12 @@ def main() -> None:
               f"peak RSS {sensor[1]:.0f} MB")  # fmt: skip
         if "sensor --alerts" in rows:
             print(f"--alerts / without = {rows['sensor --alerts'][0] / sensor[0]:.3f}")
-        for key in ("mail_cmds", "rcpt_cmds", "data_cmds"):
-            match = got[key] == truth[key]
-            ok &= match
-            print(f"{key}: session log {got[key]:,}, generator {truth[key]:,} "
-                  f"{'ok' if match else 'MISMATCH'}")  # fmt: skip
+        for run, got in counted.items():
+            for key in ("mail_cmds", "rcpt_cmds", "data_cmds"):
+                match = got[key] == truth[key]
+                ok &= match
+                print(f"{run}: {key} in the session log {got[key]:,}, generator {truth[key]:,} "
+                      f"{'ok' if match else 'MISMATCH'}")  # fmt: skip
     if not ok:
         raise SystemExit("bench: session counts differ from the generator's ground truth")
 
