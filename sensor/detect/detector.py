@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 
 from sensor.config import Config
 from sensor.detect.alerts import Suppressor, make_alert
+from sensor.detect.gates import GATES, CompiledGate, compile_gate
 from sensor.detect.rules import RULES, TRIGGERS, Rule
-from sensor.features.hosts import HostTable
+from sensor.features.hosts import HostState, HostTable
 from sensor.features.schema import change_mask
 from sensor.records import Alert, ConnRecord, HostFeatures, SmtpSession
+
+MAX_MASKS = 4096  # distinct change masks whose triggered rules are remembered
 
 
 @dataclass(slots=True)
@@ -39,25 +42,27 @@ class Detector:
         self._rules: list[tuple[Rule, str]] = [
             (fn, name) for name, fn in RULES.items() if config.rules[name].enabled]
         self._masks = [change_mask(TRIGGERS[name]) for _, name in self._rules]
+        self._gated: list[tuple[int, CompiledGate, tuple[Rule, str]]] = [
+            (m, compile_gate(GATES[name], config.rules[name]), (fn, name))
+            for m, (fn, name) in zip(self._masks, self._rules, strict=True)]
         self._any_mask = 0
         for m in self._masks:
             self._any_mask |= m
-        self._any_mask = 0
-        for m in self._masks:
-            self._any_mask |= m
+        # change mask -> the gated rules it triggers (masks come in few combinations)
+        self._triggered: dict[int, tuple[tuple[CompiledGate, tuple[Rule, str]], ...]] = {}
         self._suppress = Suppressor(config.suppression, config.bounds.max_hosts)
         self._alerts_by_kind: dict[str, int] = {}
         self._alerts = 0
 
     def on_conn(self, rec: ConnRecord) -> None:
         """One closed TCP connection."""
-        for host, mask in self.table.on_conn(rec):
-            self._evaluate(host, mask)
+        for st, mask in self.table.on_conn(rec):
+            self._evaluate(st, mask)
 
     def on_session(self, s: SmtpSession) -> None:
         """One closed SMTP session."""
-        for host, mask in self.table.on_session(s):
-            self._evaluate(host, mask)
+        for st, mask in self.table.on_session(s):
+            self._evaluate(st, mask)
 
     def evaluate(self, f: HostFeatures) -> list[Alert]:
         """Run every enabled rule on one snapshot; returns (and emits) the alerts it allows."""
@@ -80,21 +85,28 @@ class Detector:
             out.append(alert)
         return out
 
-    def _evaluate(self, host: str, mask: int) -> None:
-        """Run the rules whose trigger counts the record grew (TRIGGERS)."""
+    def _evaluate(self, st: HostState, mask: int) -> None:
+        """Run the rules whose trigger counts the record grew (TRIGGERS) and whose gate passes
+        (GATES), so that a host's features are only snapshot when some rule may fire."""
         if not mask & self._any_mask:
             return
-        if not mask & self._any_mask:
-            return
-        rules = [r for r, m in zip(self._rules, self._masks, strict=True) if m & mask]
+        gated = self._triggered.get(mask)
+        if gated is None:
+            gated = tuple((gate, r) for m, gate, r in self._gated if m & mask)
+            if len(self._triggered) >= MAX_MASKS:
+                self._triggered.clear()
+            self._triggered[mask] = gated
+        counts, home, mta = st.windows.count, st.in_home_net, st.mail_server
+        rules = [r for gate, r in gated if gate.passes(counts, home, mta)]
         if rules:
-            f = self.table.features(host)
-            if f is not None:
-                self._run(f, rules)
+            self._run(self.table.snapshot(st), rules)
 
     def finish(self) -> DetectorStats:
-        """End of input (rules already ran per record); returns the counters."""
-        return self.stats
+        """End of input (rules already ran per record): returns the counters and releases the
+        per-host state at once, rather than leaving a large table to the cyclic collector."""
+        stats = self.stats
+        self.table.release()
+        return stats
 
     @property
     def stats(self) -> DetectorStats:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 
 from sensor.config import IPNetwork, SiteConfig
 from sensor.features.schema import DISTINCT_INDEX, SUM_INDEX
-from sensor.features.window import Adds, Keys
+from sensor.features.window import ONE, TAGS, Adds, Keys
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp.anomalies import Anomaly
 
-MAX_SITE_CACHE = 65536  # IP -> (home, mail server) answers remembered before the cache is reset
+MAX_SITE_CACHE = 65536  # IP roles and domain answers remembered before each cache is reset
 
 ABUSE_ANOMALIES = frozenset({
     Anomaly.UNKNOWN_COMMAND, Anomaly.NON_SMTP_VERB, Anomaly.OUT_OF_SEQUENCE,
@@ -31,27 +32,33 @@ _UNKNOWN_TEXT = re.compile(r"unknown|no such user|does not exist|not found", re.
 USER_UNKNOWN = "5.1.1"  # RFC 3463 3.2: bad destination mailbox address
 
 
+_Ranges = tuple[tuple[int, int, int], ...]  # (IP version, network as int, netmask as int)
+_ROLES = {(h, m): (h, m) for h in (False, True) for m in (False, True)}  # shared cache answers
+
+
 @dataclass(slots=True)
 class SiteView:
-    """Answers "is this ours?" for addresses and domains, with a bounded cache."""
+    """Answers "is this ours?" for addresses and domains, with bounded caches."""
 
     site: SiteConfig
     cache: dict[str, tuple[bool, bool]]
+    home: _Ranges = ()
+    mta: _Ranges = ()
+    domains: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     def of(cls, site: SiteConfig) -> SiteView:
-        return cls(site, {})
+        return cls(site, {}, _ranges(site.home_net), _ranges(site.mail_servers))
 
     def roles(self, ip: str) -> tuple[bool, bool]:
         """(in home_net, authorised mail server) for an address."""
         hit = self.cache.get(ip)
         if hit is None:
-            try:
-                addr = ipaddress.ip_address(ip)
-            except ValueError:
-                hit = (False, False)
+            parsed = _parse_ip(ip)
+            if parsed is None:
+                hit = _ROLES[False, False]
             else:
-                hit = (_inside(addr, self.site.home_net), _inside(addr, self.site.mail_servers))
+                hit = _ROLES[_within(parsed, self.home), _within(parsed, self.mta)]
             if len(self.cache) >= MAX_SITE_CACHE:
                 self.cache.clear()
             self.cache[ip] = hit
@@ -59,15 +66,38 @@ class SiteView:
 
     def local(self, domain: str) -> bool:
         """A domain we receive mail for (one of local_domains or a subdomain of one)."""
-        doms = self.site.local_domains
-        if domain in doms:
-            return True
-        return any(domain.endswith("." + d) for d in doms)
+        hit = self.domains.get(domain)
+        if hit is None:
+            doms = self.site.local_domains
+            hit = domain in doms or any(domain.endswith("." + d) for d in doms)
+            if len(self.domains) >= MAX_SITE_CACHE:
+                self.domains.clear()
+            self.domains[domain] = hit
+        return hit
 
 
-def _inside(addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
-            nets: tuple[IPNetwork, ...]) -> bool:
-    return any(addr.version == n.version and addr in n for n in nets)
+def _ranges(nets: tuple[IPNetwork, ...]) -> _Ranges:
+    return tuple((n.version, int(n.network_address), int(n.netmask)) for n in nets)
+
+
+def _parse_ip(ip: str) -> tuple[int, int] | None:
+    """(version, address as int) of an address in text, or None when it is not one."""
+    try:
+        if ":" in ip:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, ip))
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, ip))
+    except (OSError, ValueError):
+        pass
+    try:  # forms inet_pton refuses but ipaddress reads (an IPv6 scope id)
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    return addr.version, int(addr)
+
+
+def _within(parsed: tuple[int, int], ranges: _Ranges) -> bool:
+    version, n = parsed
+    return any(v == version and n & mask == net for v, net, mask in ranges)
 
 
 def net_of(ip: str) -> str:
@@ -79,31 +109,35 @@ def net_of(ip: str) -> str:
 
 _S = SUM_INDEX
 _D = DISTINCT_INDEX
+_CONNS, _REFUSED, _UNANSWERED = _S["conns"], _S["refused_conns"], _S["unanswered_conns"]
+_RESET, _FAILED, _EXT_CONNS = _S["reset_conns"], _S["failed_conns"], _S["ext_conns"]
+_EXT_FAILED = _S["ext_failed_conns"]
+_T_DST_IPS, _T_DST_24S, _T_EXT_DST_IPS = (
+    TAGS[_D["dst_ips"]], TAGS[_D["dst_24s"]], TAGS[_D["ext_dst_ips"]])
 
 
 def conn_event(rec: ConnRecord, server_home: bool) -> tuple[Adds, Keys]:
     """The client's window event for one TCP connection."""
-    adds: list[tuple[int, float]] = [(_S["conns"], 1)]
+    adds: list[tuple[int, float]] = [ONE[_CONNS]]
     state = rec.state
     failed = True
     if state in REFUSED_STATES:
-        adds.append((_S["refused_conns"], 1))
+        adds.append(ONE[_REFUSED])
     elif state in UNANSWERED_STATES:
-        adds.append((_S["unanswered_conns"], 1))
+        adds.append(ONE[_UNANSWERED])
     elif state in RESET_STATES and rec.bytes_to_client == 0:
-        adds.append((_S["reset_conns"], 1))
+        adds.append(ONE[_RESET])
     else:
         failed = False
     if failed:
-        adds.append((_S["failed_conns"], 1))
-    keys: list[tuple[int, str]] = [(_D["dst_ips"], rec.server_ip),
-                                   (_D["dst_24s"], net_of(rec.server_ip))]
-    if not server_home:
-        adds.append((_S["ext_conns"], 1))
-        if failed:
-            adds.append((_S["ext_failed_conns"], 1))
-        keys.append((_D["ext_dst_ips"], rec.server_ip))
-    return tuple(adds), tuple(keys)
+        adds.append(ONE[_FAILED])
+    ip = rec.server_ip
+    if server_home:
+        return tuple(adds), (_T_DST_IPS + ip, _T_DST_24S + net_of(ip))
+    adds.append(ONE[_EXT_CONNS])
+    if failed:
+        adds.append(ONE[_EXT_FAILED])
+    return tuple(adds), (_T_DST_IPS + ip, _T_DST_24S + net_of(ip), _T_EXT_DST_IPS + ip)
 
 
 def spoke(s: SmtpSession) -> bool:
@@ -148,87 +182,126 @@ class SessionEvents:
     relay_rcpts: int
 
 
+_SESSIONS, _NO_BANNER, _TLS = _S["sessions"], _S["no_banner_sessions"], _S["tls_sessions"]
+_HELO_SESSIONS, _HELO_BAD, _HELO_FORGED = _S["helo_sessions"], _S["helo_bad"], _S["helo_forged"]
+_PREGREET, _BLOCKED, _ABUSE = _S["pregreet"], _S["blocked"], _S["abuse_anomalies"]
+_NON_SMTP, _STRIPPED, _BYTES_OUT = _S["non_smtp"], _S["stripped_starttls"], _S["bytes_out"]
+_AUTH_ATTEMPTS, _AUTH_FAILURES = _S["auth_attempts"], _S["auth_failures"]
+_AUTH_SUCCESSES, _AUTH_CLEAR = _S["auth_successes"], _S["auth_clear_ext_success"]
+_MAIL_FROM, _EXT_MAIL_FROM, _MSGS, _MSG_BYTES = (
+    _S["mail_from"], _S["ext_mail_from"], _S["msgs"], _S["msg_bytes"])
+_RCPTS, _ACCEPTED, _R4XX, _R5XX = _S["rcpts"], _S["rcpt_accepted"], _S["rcpt_4xx"], _S["rcpt_5xx"]
+_UNKNOWN, _FOREIGN, _RELAY = _S["rcpt_unknown"], _S["rcpt_foreign"], _S["relay_rcpts"]
+_T_HELO, _T_USER, _T_DOMAIN = (
+    TAGS[_D["helo_names"]], TAGS[_D["auth_users"]], TAGS[_D["rcpt_domains"]])
+
+
 def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     """The window events of one SMTP session that spoke (see `spoke`)."""
     client_home = view.roles(s.client_ip)[0]
     server_home = view.roles(s.server_ip)[0]
-    a: dict[str, float] = {"sessions": 1}
-    keys: list[tuple[int, str]] = []
+    adds: list[tuple[int, float]] = [ONE[_SESSIONS]]
+    keys: list[str] = []
     if s.banner_code == 0:
-        a["no_banner_sessions"] = 1
+        adds.append(ONE[_NO_BANNER])
     if s.tls_established:
-        a["tls_sessions"] = 1
+        adds.append(ONE[_TLS])
     if s.helo is not None:
         bad, forged = _helo_flags(s, view, client_home)
-        a["helo_sessions"] = 1
-        a["helo_bad"] = float(bad)
-        a["helo_forged"] = float(forged)
-        keys.append((_D["helo_names"], s.helo.lower()))
+        adds.append(ONE[_HELO_SESSIONS])
+        if bad:
+            adds.append(ONE[_HELO_BAD])
+        if forged:
+            adds.append(ONE[_HELO_FORGED])
+        keys.append(_T_HELO + s.helo.lower())
     an = s.anomalies
-    if an.get(Anomaly.PREGREET):
-        a["pregreet"] = 1
+    if an:
+        if an.get(Anomaly.PREGREET):
+            adds.append(ONE[_PREGREET])
+        abuse = sum(n for name, n in an.items() if name in ABUSE_ANOMALIES)
+        if abuse:
+            adds.append((_ABUSE, abuse))
+        if an.get(Anomaly.NON_SMTP_VERB):
+            adds.append(ONE[_NON_SMTP])
+        if an.get(Anomaly.STRIPPED_STARTTLS):
+            adds.append(ONE[_STRIPPED])
     if _blocked(s):
-        a["blocked"] = 1
-    abuse = sum(n for name, n in an.items() if name in ABUSE_ANOMALIES)
-    if abuse:
-        a["abuse_anomalies"] = abuse
-    if an.get(Anomaly.NON_SMTP_VERB):
-        a["non_smtp"] = 1
-    if an.get(Anomaly.STRIPPED_STARTTLS):
-        a["stripped_starttls"] = 1
-    a["bytes_out"] = s.bytes_from_client
+        adds.append(ONE[_BLOCKED])
+    if s.bytes_from_client:
+        adds.append((_BYTES_OUT, s.bytes_from_client))
     authed = False
-    for att in s.auth:
-        a["auth_attempts"] = a.get("auth_attempts", 0) + 1
-        if att.outcome == "failure":
-            a["auth_failures"] = a.get("auth_failures", 0) + 1
-        elif att.outcome == "success":
-            authed = True
-            a["auth_successes"] = a.get("auth_successes", 0) + 1
-            if client_home != server_home:  # the parser stops at TLS: this AUTH was in clear
-                a["auth_clear_ext_success"] = a.get("auth_clear_ext_success", 0) + 1
-        if att.user:
-            keys.append((_D["auth_users"], att.user.lower()))
+    failures = 0
+    if s.auth:
+        attempts = successes = clear = 0
+        for att in s.auth:
+            attempts += 1
+            if att.outcome == "failure":
+                failures += 1
+            elif att.outcome == "success":
+                authed = True
+                successes += 1
+                if client_home != server_home:  # the parser stops at TLS: this AUTH was in clear
+                    clear += 1
+            if att.user:
+                keys.append(_T_USER + att.user.lower())
+        adds.append((_AUTH_ATTEMPTS, attempts))
+        for idx, n in ((_AUTH_FAILURES, failures), (_AUTH_SUCCESSES, successes),
+                       (_AUTH_CLEAR, clear)):
+            if n:
+                adds.append((idx, n))
     relay = 0
-    check_relay = bool(view.site.local_domains) and server_home and not client_home
-    for tx in s.transactions:
-        if tx.mail_from is not None:
-            a["mail_from"] = a.get("mail_from", 0) + 1
-            if not server_home:
-                a["ext_mail_from"] = a.get("ext_mail_from", 0) + 1
-        if tx.data_mode is not None:
-            a["msgs"] = a.get("msgs", 0) + 1
-            a["msg_bytes"] = a.get("msg_bytes", 0) + tx.size
-        for r in tx.rcpt_to:
-            a["rcpts"] = a.get("rcpts", 0) + 1
-            code = r.code
-            if 200 <= code < 300:
-                a["rcpt_accepted"] = a.get("rcpt_accepted", 0) + 1
-            elif 400 <= code < 500:
-                a["rcpt_4xx"] = a.get("rcpt_4xx", 0) + 1
-            elif code >= 500:
-                a["rcpt_5xx"] = a.get("rcpt_5xx", 0) + 1
-                if r.enhanced == USER_UNKNOWN or (code == 550 and r.enhanced is None
-                                                  and _UNKNOWN_TEXT.search(r.text)):
-                    a["rcpt_unknown"] = a.get("rcpt_unknown", 0) + 1
-            domain = r.addr.rpartition("@")[2].lower().rstrip(".")
-            if domain:
-                keys.append((_D["rcpt_domains"], domain))
-                if view.site.local_domains and not view.local(domain):
-                    a["rcpt_foreign"] = a.get("rcpt_foreign", 0) + 1
-                    if check_relay and not authed and 200 <= code < 300:
-                        relay += 1
-    if relay:
-        a["relay_rcpts"] = relay
+    if s.transactions:
+        relay = _transactions(s, view, adds, keys, client_home, server_home, authed)
     server: tuple[Adds, Keys] | None = None
     if server_home:
-        sa: list[tuple[int, float]] = [(_S["srv_sessions"], 1)]
-        sk: tuple[tuple[int, str], ...] = ()
+        sa: list[tuple[int, float]] = [ONE[_S["srv_sessions"]]]
+        sk: Keys = ()
         if relay:
             sa.append((_S["srv_relay_rcpts"], relay))
-            sk = ((_D["srv_relay_clients"], s.client_ip),)
-        if a.get("auth_failures"):
-            sa.append((_S["srv_auth_failures"], a["auth_failures"]))
+            sk = (TAGS[_D["srv_relay_clients"]] + s.client_ip,)
+        if failures:
+            sa.append((_S["srv_auth_failures"], failures))
         server = (tuple(sa), sk)
-    adds = tuple((_S[k], v) for k, v in a.items() if v)
-    return SessionEvents((adds, tuple(keys)), server, authed, relay)
+    return SessionEvents((tuple(adds), tuple(keys)), server, authed, relay)
+
+
+def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
+                  keys: list[str], client_home: bool, server_home: bool,
+                  authed: bool) -> int:
+    """Append the counts of the session's mail transactions; returns the relayed recipients."""
+    mail_from = msgs = rcpts = accepted = r4xx = r5xx = unknown = foreign = relay = 0
+    msg_bytes = 0
+    has_local = bool(view.site.local_domains)
+    check_relay = has_local and server_home and not client_home
+    for tx in s.transactions:
+        if tx.mail_from is not None:
+            mail_from += 1
+        if tx.data_mode is not None:
+            msgs += 1
+            msg_bytes += tx.size
+        for r in tx.rcpt_to:
+            rcpts += 1
+            code = r.code
+            if 200 <= code < 300:
+                accepted += 1
+            elif 400 <= code < 500:
+                r4xx += 1
+            elif code >= 500:
+                r5xx += 1
+                if r.enhanced == USER_UNKNOWN or (code == 550 and r.enhanced is None
+                                                  and _UNKNOWN_TEXT.search(r.text)):
+                    unknown += 1
+            domain = r.addr.rpartition("@")[2].lower().rstrip(".")
+            if domain:
+                keys.append(_T_DOMAIN + domain)
+                if has_local and not view.local(domain):
+                    foreign += 1
+                    if check_relay and not authed and 200 <= code < 300:
+                        relay += 1
+    for idx, n in ((_MAIL_FROM, mail_from), (_EXT_MAIL_FROM, 0 if server_home else mail_from),
+                   (_MSGS, msgs), (_MSG_BYTES, msg_bytes), (_RCPTS, rcpts),
+                   (_ACCEPTED, accepted), (_R4XX, r4xx), (_R5XX, r5xx), (_UNKNOWN, unknown),
+                   (_FOREIGN, foreign), (_RELAY, relay)):
+        if n:
+            adds.append((idx, n))
+    return relay

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sensor.config import Config
 from sensor.features.extract import SiteView, conn_event, session_events, spoke
 from sensor.features.schema import AUTH_STATE_BIT, SUM_INDEX
-from sensor.features.window import Adds, HostWindows, Keys
+from sensor.features.window import ONE, Adds, HostWindows, Keys
 from sensor.records import ConnRecord, HostFeatures, SmtpSession
 
 MAX_USER_FAILURES = 64  # AUTH failure times remembered per user name
@@ -18,12 +18,13 @@ MAX_USER_FAILURES = 64  # AUTH failure times remembered per user name
 class HostState:
     """Long-lived state of one host."""
 
+    ip: str
     windows: HostWindows
     in_home_net: bool
     mail_server: bool
     first_seen: float
     now: float
-    sessions: deque[str]
+    sessions: tuple[str, ...]  # the newest session uids (bounds.sample_sessions)
     last_start: float = 0.0  # start of the host's previous session, for inter-arrival times
     success_ts: float = 0.0  # last AUTH success that followed failures
     fails_before: float = 0.0
@@ -67,10 +68,14 @@ class _Users:
         return sum(1 for t in q if t >= since) if q else 0
 
 
+_BIT = tuple(1 << i for i in range(len(SUM_INDEX)))
+_IA_N, _IA_SUM, _IA_SUMSQ = SUM_INDEX["ia_n"], SUM_INDEX["ia_sum"], SUM_INDEX["ia_sumsq"]
+
+
 def _mask(adds: Adds) -> int:
     mask = 0
     for idx, _ in adds:
-        mask |= 1 << idx
+        mask |= _BIT[idx]
     return mask
 
 
@@ -91,32 +96,33 @@ class HostTable:
         st = self._hosts.get(ip)
         if st is not None:
             self._hosts.move_to_end(ip)
-            st.now = max(st.now, now)
+            if now > st.now:
+                st.now = now
             return st
         if len(self._hosts) >= self._bounds.max_hosts:
             _, old = self._hosts.popitem(last=False)
             self.stats.evicted += 1
             self.stats.events_dropped += old.windows.dropped
         home, mta = self.view.roles(ip)
-        st = HostState(HostWindows(self._lengths, self._bounds.max_events_per_host), home, mta,
-                       now, now, deque(maxlen=self._bounds.sample_sessions))
+        st = HostState(ip, HostWindows(self._lengths, self._bounds.max_events_per_host), home,
+                       mta, now, now, ())
         self._hosts[ip] = st
         self.stats.hosts += 1
         return st
 
     def _add(self, st: HostState, event: tuple[Adds, Keys]) -> int:
         st.windows.advance(st.now)
-        st.windows.add((st.now, event[0], event[1]))
+        st.windows.add(st.now, event[0], event[1])
         return _mask(event[0])
 
-    def on_conn(self, rec: ConnRecord) -> list[tuple[str, int]]:
+    def on_conn(self, rec: ConnRecord) -> list[tuple[HostState, int]]:
         """Account one connection; returns (host, change mask) of the hosts it changed."""
         self.stats.records += 1
         now = rec.ts + rec.duration_s
         st = self._host(rec.client_ip, now)
-        return [(rec.client_ip, self._add(st, conn_event(rec, self.view.roles(rec.server_ip)[0])))]
+        return [(st, self._add(st, conn_event(rec, self.view.roles(rec.server_ip)[0])))]
 
-    def on_session(self, s: SmtpSession) -> list[tuple[str, int]]:
+    def on_session(self, s: SmtpSession) -> list[tuple[HostState, int]]:
         """Account one SMTP session; returns (host, change mask) of the hosts it changed.
 
         A bit of the mask is set for every running sum the session added to
@@ -133,24 +139,29 @@ class HostTable:
         adds = ev.client[0]
         if st.last_start and s.ts > st.last_start:
             gap = s.ts - st.last_start
-            adds += ((SUM_INDEX["ia_n"], 1), (SUM_INDEX["ia_sum"], gap),
-                     (SUM_INDEX["ia_sumsq"], gap * gap))
+            adds += (ONE[_IA_N], (_IA_SUM, gap), (_IA_SUMSQ, gap * gap))
         st.last_start = max(st.last_start, s.ts)
         moved = self._auth_state(st, s, ev.authenticated)
-        st.windows.add((st.now, adds, ev.client[1]))
-        st.sessions.append(s.uid)
-        changed = [(s.client_ip, _mask(adds) | (AUTH_STATE_BIT if moved else 0))]
+        st.windows.add(st.now, adds, ev.client[1])
+        self._sample(st, s.uid)
+        changed = [(st, _mask(adds) | (AUTH_STATE_BIT if moved else 0))]
         if ev.server is not None:
             srv = self._host(s.server_ip, now)
-            changed.append((s.server_ip, self._add(srv, ev.server)))
-            srv.sessions.append(s.uid)
+            changed.append((srv, self._add(srv, ev.server)))
+            self._sample(srv, s.uid)
         return changed
+
+    def _sample(self, st: HostState, uid: str) -> None:
+        keep = self._bounds.sample_sessions
+        st.sessions = (*st.sessions, uid)[-keep:] if keep > 0 else ()
 
     def _auth_state(self, st: HostState, s: SmtpSession, authed: bool) -> bool:
         """Failures (by this client or for the user) then a success, then what was sent after."""
         long_s = self._lengths[-1]
         if st.success_ts and st.now - st.success_ts > long_s:
             st.success_ts = st.fails_before = st.rcpts_after = st.msgs_after = 0.0
+        if not s.auth and not st.success_ts:
+            return False
         fails = st.windows.total(2, "auth_failures")
         for att in s.auth:
             if att.outcome == "failure":
@@ -178,14 +189,24 @@ class HostTable:
     def features(self, ip: str) -> HostFeatures | None:
         """A snapshot of a host's features, or None when it is not (or no longer) in the table."""
         st = self._hosts.get(ip)
-        if st is None:
-            return None
+        return None if st is None else self.snapshot(st)
+
+    @staticmethod
+    def snapshot(st: HostState) -> HostFeatures:
+        """A snapshot of one host's features."""
         w, now = st.windows, st.now
         return HostFeatures(
-            ip, now, st.in_home_net, st.mail_server, st.first_seen,
+            st.ip, now, st.in_home_net, st.mail_server, st.first_seen,
             w.snapshot(0), w.snapshot(1), w.snapshot(2),
             w.start(0, now), w.start(1, now), w.start(2, now),
-            st.fails_before, st.rcpts_after, st.msgs_after, st.success_ts, tuple(st.sessions))
+            st.fails_before, st.rcpts_after, st.msgs_after, st.success_ts, st.sessions)
+
+    def release(self) -> None:
+        """Forget every host and user at once (end of input); the counters stay."""
+        self.stats.events_dropped = self.dropped_events()
+        self._hosts = OrderedDict()
+        self._users = _Users(self._bounds.max_users, evicted=self._users.evicted)
+        self.view = SiteView.of(self.config.site)
 
     def __len__(self) -> int:
         return len(self._hosts)

@@ -1,18 +1,19 @@
-"""Sliding windows of packet time kept incrementally: a bounded event deque, sums per window."""
+"""Sliding windows of packet time kept incrementally: one event list, sums per window."""
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 
 from sensor.features.schema import ADDITIVE, DISTINCT, SUM_INDEX, SUMS
 from sensor.records import WindowFeatures
 
 Adds = tuple[tuple[int, float], ...]  # (index into SUMS, amount)
-Keys = tuple[tuple[int, str], ...]  # (index into DISTINCT, value)
-Event = tuple[float, Adds, Keys]
+Keys = tuple[str, ...]  # distinct values, each tagged with its family (distinct_key)
+_Event = tuple[float, Adds | list[tuple[int, float]], Keys | list[str]]  # lists once merged
 
 EVENT_RESOLUTION_S = 1.0  # events of one host closer than this are merged into one window event
+COMPACT_MIN = 32  # expired events left at the head of a host's event list before it is compacted
 _NS = len(SUMS)
 _ND = len(DISTINCT)
 _NA = len(ADDITIVE)
@@ -23,88 +24,154 @@ _UNKNOWN, _TLS, _SESSIONS = _S["rcpt_unknown"], _S["tls_sessions"], _S["sessions
 _FOREIGN, _MSG_BYTES, _MSGS = _S["rcpt_foreign"], _S["msg_bytes"], _S["msgs"]
 _HELO_BAD, _HELO_SESSIONS = _S["helo_bad"], _S["helo_sessions"]
 
+TAGS: tuple[str, ...] = tuple(chr(i) for i in range(_ND))
+"""The one-character tag of each DISTINCT family; a distinct value is its tag + the value."""
+
+ONE: tuple[tuple[int, float], ...] = tuple((i, 1) for i in range(_NS))
+"""Shared "add one" entries per running sum, so events allocate only what varies."""
+
+
+def distinct_key(family: int, value: str) -> str:
+    """A distinct value of one family (index into DISTINCT) as the string windows count."""
+    return TAGS[family] + value
+
 
 def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else 0.0
 
 
 class HostWindows:
-    """One host's events and, per window length, the sums and distinct counts inside it."""
+    """One host's events and, per window length, the sums and distinct counts inside it.
 
-    __slots__ = ("_base", "_dist", "_events", "_gone", "_heads", "_lengths", "_max_events",
-                 "_total", "dropped")
+    Distinct values are kept once per host, with the sequence number of the newest event that
+    holds them: a value is inside a window exactly while that event is, so each window's distinct
+    count moves by one when a value enters it or that newest event leaves it. Sums and counts are
+    arrays and events are tuples of strings and numbers, which the cyclic garbage collector does
+    not have to track: a table of many quiet hosts costs it little."""
+
+    __slots__ = ("_base", "_events", "_gone", "_heads", "_last", "_lengths", "_max_events",
+                 "_ndist", "_total", "dropped")
 
     def __init__(self, lengths: tuple[float, ...], max_events: int) -> None:
         self._lengths = lengths  # ascending; the last one is the longest
         self._max_events = max_events
-        self._events: deque[Event] = deque()
-        self._base = 0  # sequence number of _events[0]
+        # events from sequence number _base on; those before _heads[-1] expired (not compacted yet)
+        self._events: list[_Event] = []
+        self._base = 0
         self._heads = [0] * len(lengths)  # sequence number of each window's oldest event
-        # window sum = everything added (_total) - what expired from that window (_gone[w])
-        self._total = [0.0] * _NS
-        self._gone: list[list[float]] = [[0.0] * _NS for _ in lengths]
-        self._dist: list[list[dict[str, int]]] = [[{} for _ in range(_ND)] for _ in lengths]
+        # window sum = everything added (_total) - what expired from window w (_gone[w*_NS + i])
+        self._total = array("d", bytes(8 * _NS))
+        self._gone: array[float] | None = None  # allocated at the first expiry
+        self._last: dict[str, int] = {}  # distinct value -> newest event holding it
+        self._ndist = array("q", bytes(8 * _ND * len(lengths)))  # window w's at w*_ND
         self.dropped = 0  # events forced out by max_events
 
-    def _remove(self, w: int, ev: Event) -> None:
-        gone = self._gone[w]
+    def _remove(self, w: int, seq: int, ev: _Event) -> None:
+        gone = self._gone
+        if gone is None:
+            gone = self._gone = array("d", bytes(8 * _NS * len(self._lengths)))
+        off = w * _NS
         for idx, amount in ev[1]:
-            gone[idx] += amount
-        dist = self._dist[w]
-        for fam, key in ev[2]:
-            d = dist[fam]
-            n = d[key] - 1
-            if n:
-                d[key] = n
-            else:
-                del d[key]
+            gone[off + idx] += amount
+        last, nd, doff = self._last, self._ndist, w * _ND
+        if w == len(self._lengths) - 1:  # it leaves every window: forget its newest values
+            for key in ev[2]:
+                if last[key] == seq:
+                    del last[key]
+                    nd[doff + ord(key[0])] -= 1
+        else:
+            for key in ev[2]:
+                if last[key] == seq:
+                    nd[doff + ord(key[0])] -= 1
 
     def advance(self, now: float) -> None:
         """Expire the events that fell out of each window at packet time `now`."""
-        events, base = self._events, self._base
+        events, base, heads = self._events, self._base, self._heads
         end = base + len(events)
         for w, length in enumerate(self._lengths):
             cutoff = now - length
-            head = self._heads[w]
-            while head < end and events[head - base][0] <= cutoff:
-                self._remove(w, events[head - base])
-                head += 1
-            if head == end:  # empty: clear rounding residue of float sums
-                self._gone[w] = self._total.copy()
-            self._heads[w] = head
-        while self._base < self._heads[-1]:
-            events.popleft()
-            self._base += 1
+            head = heads[w]
+            if head < end and events[head - base][0] <= cutoff:
+                while head < end and events[head - base][0] <= cutoff:
+                    self._remove(w, head, events[head - base])
+                    head += 1
+                heads[w] = head
+                if head == end and self._gone is not None:  # emptied: clear rounding residue
+                    self._gone[w * _NS:(w + 1) * _NS] = self._total
+        self._compact()
 
-    def add(self, ev: Event) -> None:
+    def _compact(self) -> None:
+        dead = self._heads[-1] - self._base
+        if dead and (dead == len(self._events) or dead >= max(COMPACT_MIN, len(self._events) // 2)):
+            del self._events[:dead]
+            self._base += dead
+
+    def add(self, ts: float, adds: Adds, keys: Keys) -> None:
         """Add one event (its time is at or after every earlier event's) to every window."""
         total = self._total
-        for idx, amount in ev[1]:
+        for idx, amount in adds:
             total[idx] += amount
-        for dist in self._dist:
-            for fam, key in ev[2]:
-                d = dist[fam]
-                d[key] = d.get(key, 0) + 1
-        events = self._events
-        if events and ev[0] - events[-1][0] < EVENT_RESOLUTION_S:
-            last = events[-1]  # every window holds the newest event, so merging keeps sums exact
-            events[-1] = (last[0], last[1] + ev[1], last[2] + ev[2])
+        events, heads = self._events, self._heads
+        end = self._base + len(events)
+        # every window holds the newest event, so merging into it keeps sums exact
+        merge = end > heads[-1] and ts - events[-1][0] < EVENT_RESOLUTION_S
+        seq = end - 1 if merge else end
+        if keys:
+            keys = self._count_new(seq, keys)
+        if merge:
+            merged = events[-1]
+            if isinstance(merged[1], list) and isinstance(merged[2], list):
+                merged[1].extend(adds)
+                merged[2].extend(keys)
+            else:  # the first merge: lists from now on, so merging stays linear in the adds
+                events[-1] = (merged[0], [*merged[1], *adds], [*merged[2], *keys])
             return
-        events.append(ev)
-        if len(events) > self._max_events:
-            oldest = self._events[0]
-            for w in range(len(self._lengths)):
-                if self._heads[w] == self._base:
-                    self._remove(w, oldest)
-                    self._heads[w] += 1
-            self._events.popleft()
-            self._base += 1
+        events.append((ts, adds, keys))
+        oldest = heads[-1]
+        if end + 1 - oldest > self._max_events:
+            ev = events[oldest - self._base]
+            for w in range(len(heads)):
+                if heads[w] == oldest:
+                    self._remove(w, oldest, ev)
+                    heads[w] += 1
             self.dropped += 1
+            self._compact()
+
+    def _count_new(self, seq: int, keys: Keys) -> Keys:
+        """Count the values entering windows with event `seq`; returns those new to the event."""
+        last, heads, nd = self._last, self._heads, self._ndist
+        head0, oldest = heads[0], heads[-1]
+        kept: list[str] | None = None  # built only when a value is already in the event
+        for i, key in enumerate(keys):
+            prev = last.get(key, -1)
+            if prev == seq:
+                if kept is None:
+                    kept = list(keys[:i])
+                continue
+            if kept is not None:
+                kept.append(key)
+            last[key] = seq
+            if prev < head0:  # outside the shortest window at least
+                fam = ord(key[0])
+                if prev < oldest:  # outside every window
+                    for off in range(fam, len(nd), _ND):
+                        nd[off] += 1
+                else:
+                    for w, head in enumerate(heads):
+                        if prev < head:
+                            nd[w * _ND + fam] += 1
+        return keys if kept is None else tuple(kept)
+
+    def count(self, w: int, i: int) -> float:
+        """Running sum `i` of window `w` (SUMS order), or distinct count `i - len(SUMS)`."""
+        if i < _NS:
+            gone = self._gone
+            return self._total[i] - (gone[w * _NS + i] if gone is not None else 0.0)
+        return self._ndist[w * _ND + i - _NS]
 
     def total(self, w: int, name: str) -> float:
         """One running sum of window `w`."""
-        i = _S[name]
-        return self._total[i] - self._gone[w][i]
+        return self.count(w, _S[name])
 
     def start(self, w: int, now: float) -> float:
         """Packet time of the oldest event in window `w` (`now` when it is empty)."""
@@ -114,18 +181,22 @@ class HostWindows:
     @property
     def empty(self) -> bool:
         """No event is left in any window."""
-        return not self._events
+        return self._heads[-1] == self._base + len(self._events)
 
     def snapshot(self, w: int) -> WindowFeatures:
         """The features of window `w` now."""
-        s = [t - g for t, g in zip(self._total, self._gone[w], strict=True)]
+        gone = self._gone
+        if gone is None:
+            s = list(self._total)
+        else:
+            s = [t - g for t, g in zip(self._total, gone[w * _NS:(w + 1) * _NS], strict=True)]
         rcpts, n_ia, ia_sum = s[_RCPTS], s[_IA_N], s[_IA_SUM]
         cv = 0.0
         if n_ia >= 2 and ia_sum > 0:
             mean = ia_sum / n_ia
             cv = round(math.sqrt(max(0.0, s[_IA_SUMSQ] / n_ia - mean * mean)) / mean, 6)
         values = s[:_NA]  # ADDITIVE precede the HIDDEN sums
-        values.extend([len(d) for d in self._dist[w]])
+        values.extend(self._ndist[w * _ND:(w + 1) * _ND])
         values.extend((
             _ratio(s[_FAILED], s[_CONNS]),
             _ratio(s[_R4] + s[_R5], rcpts),

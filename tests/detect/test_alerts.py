@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from detfactory import config, host
+from detfactory import config, conn, host
 
 from sensor.config import parse_config
 from sensor.detect import Detector, alert_to_dict
@@ -81,3 +81,11 @@ def test_suppressor_table_is_bounded() -> None:
     f = host("10.20.4.0", short=BURST)
     finding = spambot(f, cfg.rules["spambot"], cfg.windows)
     assert finding is not None and sup.decide(f.host, finding, 1.0) == ""  # forgotten: new alert
+
+
+def test_finish_returns_the_counters_and_releases_the_host_table() -> None:
+    det = Detector(config(), lambda a: None)
+    det.on_conn(conn("10.20.4.10", "198.18.0.7", 0.0))
+    stats = det.finish()
+    assert (stats.records, stats.hosts, stats.hosts_active) == (1, 1, 1)
+    assert len(det.table) == 0 and det.stats.records == 1

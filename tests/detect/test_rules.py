@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from detfactory import config, host
 
@@ -93,8 +95,8 @@ def test_compromised_account_needs_failures_success_and_burst() -> None:
     assert "after 3 failed AUTH attempts" in hit.summary and "20 recipients" in hit.summary
     for change in ({"auth_fails_before_success": 2}, {"rcpts_after_auth_success": 19},
                    {"auth_success_ts": 0.0}):
-        kw = dict(auth_fails_before_success=3, auth_success_ts=990.0,
-                  rcpts_after_auth_success=20, msgs_after_auth_success=2)
+        kw: dict[str, Any] = dict(auth_fails_before_success=3, auth_success_ts=990.0,
+                                  rcpts_after_auth_success=20, msgs_after_auth_success=2)
         kw.update(change)
         assert compromised_account(host(home=False, **kw), r("compromised_account"), W) is None
 

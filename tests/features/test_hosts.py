@@ -5,6 +5,7 @@ from __future__ import annotations
 from featfactory import auth, conn, rcpt, session, site_config, tx
 
 from sensor.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, HostTable, vector
+from sensor.features.extract import SiteView
 from sensor.records import HostFeatures
 
 BOT, MX_EXT, OUR_MX, OUTSIDER = "10.20.4.10", "198.18.0.7", "10.20.0.25", "198.19.1.1"
@@ -50,7 +51,7 @@ def test_relay_through_our_server_is_seen_on_both_sides() -> None:
     t = HostTable(site_config())
     rcpts = [rcpt(f"u{i}@far{i}.example") for i in range(4)] + [rcpt("bob@campus.example")]
     changed = t.on_session(session(OUTSIDER, "10.20.0.30", 5.0, (tx(5.1, rcpts),)))
-    assert [h for h, _ in changed] == [OUTSIDER, "10.20.0.30"]
+    assert [h.ip for h, _ in changed] == [OUTSIDER, "10.20.0.30"]
     assert feats(t, OUTSIDER).short.relay_rcpts == 4
     srv = feats(t, "10.20.0.30").short
     assert (srv.srv_sessions, srv.srv_relay_rcpts, srv.srv_relay_clients) == (1, 4, 1)
@@ -114,3 +115,27 @@ def test_vector_follows_the_versioned_schema() -> None:
     assert vec[pos("in_home_net")] == 1.0 and vec[pos("mail_server")] == 0.0
     assert vec[pos("short_ext_conns")] == 1.0 and vec[pos("long_ext_dst_ips")] == 1.0
     assert all(isinstance(v, float) for v in vec)
+
+
+def test_release_forgets_hosts_but_keeps_the_counters() -> None:
+    t = HostTable(site_config("[bounds]\nmax_events_per_host = 1\n"))
+    for i in range(3):
+        t.on_conn(conn(BOT, MX_EXT, float(10 * i)))
+    assert t.dropped_events() == 2
+    t.release()
+    assert len(t) == 0 and t.features(BOT) is None
+    assert t.stats.records == 3 and t.stats.hosts == 1 and t.dropped_events() == 2
+
+
+def test_site_roles_for_ipv4_ipv6_scoped_and_malformed_addresses() -> None:
+    view = SiteView.of(site_config().site)
+    assert view.roles("10.20.0.10") == (True, True)  # home_net and mail_servers
+    assert view.roles("10.20.9.9") == (True, False)
+    assert view.roles("10.21.0.1") == (False, False)
+    assert view.roles("2001:db8:20::5") == (True, False)
+    assert view.roles("fe80::1%eth0") == (False, False)  # read through ipaddress
+    assert view.roles("::ffff:10.20.0.10") == (False, False)  # IPv6, not the IPv4 network
+    for bad in ("010.20.0.1", "10.20.0", "", "10.20.0.1\x00", "not an ip"):
+        assert view.roles(bad) == (False, False)
+    assert view.local("campus.example") and view.local("mx.campus.example")
+    assert not view.local("evilcampus.example") and not view.local("example")

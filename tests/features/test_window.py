@@ -5,23 +5,22 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensor.features.schema import DISTINCT_INDEX, SUM_INDEX
-from sensor.features.window import EVENT_RESOLUTION_S, HostWindows
+from sensor.features.schema import DISTINCT_INDEX, SUM_INDEX, SUMS
+from sensor.features.window import EVENT_RESOLUTION_S, HostWindows, distinct_key
 
 MSGS, DST = SUM_INDEX["msgs"], DISTINCT_INDEX["dst_ips"]
 
 
-def ev(ts: float, n: float = 1, dst: str = "192.0.2.1") -> tuple[float, tuple[tuple[int, float],
-                                                                          ...],
-                                                              tuple[tuple[int, str], ...]]:
-    return ts, ((MSGS, n),), ((DST, dst),)
+def ev(ts: float, n: float = 1,
+       dst: str = "192.0.2.1") -> tuple[float, tuple[tuple[int, float], ...], tuple[str, ...]]:
+    return ts, ((MSGS, n),), (distinct_key(DST, dst),)
 
 
 def test_events_leave_each_window_after_its_length() -> None:
     w = HostWindows((60.0, 600.0, 3600.0), 100)
     for t, dst in ((0.0, "a"), (30.0, "b"), (100.0, "a")):
         w.advance(t)
-        w.add(ev(t, dst=dst))
+        w.add(*ev(t, dst=dst))
     w.advance(100.0)
     short, medium = w.snapshot(0), w.snapshot(1)
     assert (short.msgs, short.dst_ips) == (1, 1)
@@ -35,11 +34,11 @@ def test_events_leave_each_window_after_its_length() -> None:
 
 def test_close_events_merge_and_the_cap_drops_the_oldest() -> None:
     w = HostWindows((60.0, 600.0, 3600.0), 3)
-    w.add(ev(0.0))
-    w.add(ev(0.5))  # within EVENT_RESOLUTION_S: merged
+    w.add(*ev(0.0))
+    w.add(*ev(0.5))  # within EVENT_RESOLUTION_S: merged
     assert w.snapshot(2).msgs == 2 and w.dropped == 0
     for t in (2.0, 3.0, 4.0):
-        w.add(ev(t))
+        w.add(*ev(t))
     assert w.dropped == 1
     assert w.snapshot(2).msgs == 3  # the merged first event was dropped
 
@@ -48,9 +47,9 @@ def test_derived_features_and_interarrival() -> None:
     w = HostWindows((60.0, 600.0, 3600.0), 100)
     ia = SUM_INDEX["ia_n"], SUM_INDEX["ia_sum"], SUM_INDEX["ia_sumsq"]
     for t in (10.0, 20.0, 30.0):
-        w.add((t, ((SUM_INDEX["rcpts"], 4), (SUM_INDEX["rcpt_5xx"], 1),
-                   (SUM_INDEX["rcpt_unknown"], 1), (ia[0], 1), (ia[1], 10.0),
-                   (ia[2], 100.0)), ()))
+        w.add(t, ((SUM_INDEX["rcpts"], 4), (SUM_INDEX["rcpt_5xx"], 1),
+                  (SUM_INDEX["rcpt_unknown"], 1), (ia[0], 1), (ia[1], 10.0),
+                  (ia[2], 100.0)), ())
     f = w.snapshot(0)
     assert f.reject_ratio == 0.25 and f.unknown_ratio == 0.25
     assert f.interarrival_cv == 0.0  # perfectly regular
@@ -67,7 +66,7 @@ def test_window_sums_equal_a_recount(steps: list[tuple[float, int, str]]) -> Non
     for gap, n, dst in steps:
         now += gap
         w.advance(now)
-        w.add(ev(now, n, dst))
+        w.add(*ev(now, n, dst))
         kept.append((now, n, dst))
     for i, length in enumerate(lengths):
         # merged events carry the time of the first of them: they leave up to
@@ -78,3 +77,46 @@ def test_window_sums_equal_a_recount(steps: list[tuple[float, int, str]]) -> Non
         assert f.msgs <= sum(k[1] for k in maybe)
         assert f.msgs >= sum(k[1] for k in inside)
         assert f.dst_ips >= len({k[2] for k in inside})
+
+
+AUTH = SUM_INDEX["auth_failures"]
+USERS = DISTINCT_INDEX["auth_users"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.3, 0.9, 5.0, 40.0, 200.0]),
+                          st.lists(st.sampled_from("abc"), max_size=3),
+                          st.lists(st.sampled_from("xy"), max_size=2)), max_size=50),
+       st.sampled_from([3, 10_000]))
+def test_sums_and_distinct_counts_equal_an_exact_recount(
+        steps: list[tuple[float, list[str], list[str]]], max_events: int) -> None:
+    """Against a model of merged events (first time of each), the drop cap and expiry;
+    values repeated inside one event or across merged events count once."""
+    lengths = (30.0, 120.0, 600.0)
+    w = HostWindows(lengths, max_events)
+    Rec = tuple[list[str], list[str]]
+    groups: list[tuple[float, list[Rec]]] = []  # live merged events of the model
+    now = 0.0
+    for gap, dsts, users in steps:
+        now += gap
+        w.advance(now)
+        keys = tuple(distinct_key(DST, d) for d in dsts) + tuple(
+            distinct_key(USERS, u) for u in users)
+        w.add(now, ((MSGS, 1), (AUTH, len(users))), keys)
+        groups = [g for g in groups if g[0] > now - lengths[-1]]
+        if groups and now - groups[-1][0] < EVENT_RESOLUTION_S:
+            groups[-1][1].append((dsts, users))
+        else:
+            groups.append((now, [(dsts, users)]))
+            groups = groups[-max_events:]
+    for i, length in enumerate(lengths):
+        inside = [r for g in groups if g[0] > now - length for r in g[1]]
+        f = w.snapshot(i)
+        assert f.msgs == len(inside)
+        assert f.auth_failures == sum(len(r[1]) for r in inside)
+        assert f.dst_ips == len({d for r in inside for d in r[0]})
+        assert f.auth_users == len({u for r in inside for u in r[1]})
+        assert w.count(i, len(SUMS) + DST) == f.dst_ips
+        assert w.count(i, len(SUMS) + USERS) == f.auth_users
+        assert w.count(i, MSGS) == f.msgs
+    assert w.empty == (not groups)
