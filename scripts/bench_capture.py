@@ -12,13 +12,13 @@ is then the parent's only).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from benchlib import (
     FILTER,
     WORKLOADS,
+    common_arguments,
     ensure_workload,
     median_run,
     print_table,
@@ -29,17 +29,7 @@ from benchlib import (
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", default="/tmp/port25-bench", help="where workloads are kept")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per fast tool (median taken)")
-    ap.add_argument("--skip-tshark", action="store_true", help="do not time tshark (slow)")
-    ap.add_argument("--only", choices=sorted(WORKLOADS), help="one workload only")
-    ap.add_argument(
-        "--workers",
-        type=int,
-        default=2,
-        help="also time analyze --workers N (1 to skip; default %(default)s)",
-    )
+    ap = common_arguments(__doc__)
     args = ap.parse_args()
     require("tcpdump", "tshark")
     results = {}

@@ -11,7 +11,6 @@ without it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from benchlib import (
     FILTER,
     WORKLOADS,
+    common_arguments,
     ensure_workload,
     median_run,
     print_table,
@@ -43,18 +43,8 @@ def count_sessions(path: Path) -> dict[str, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", default="/tmp/port25-bench", help="where workloads are kept")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per fast tool (median taken)")
-    ap.add_argument("--skip-tshark", action="store_true", help="do not time tshark (slow)")
+    ap = common_arguments(__doc__)
     ap.add_argument("--alerts", action="store_true", help="also time the run with --alerts")
-    ap.add_argument("--only", choices=sorted(WORKLOADS), help="one workload only")
-    ap.add_argument(
-        "--workers",
-        type=int,
-        default=2,
-        help="also time analyze --workers N (1 to skip; default %(default)s)",
-    )
     args = ap.parse_args()
     require("tcpdump", "tshark")
     ok = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import statistics
@@ -70,3 +71,19 @@ def print_table(rows: dict[str, tuple[float, float]], packets: int, ref: str) ->
     for name, (wall, rss) in rows.items():
         pps = packets / wall if wall and packets else 0
         print(f"{name:<22}{wall:>9.2f}{pps:>13,.0f}{rss:>13.1f}{wall / base:>14.2f}")
+
+
+def common_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark script takes."""
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    ap.add_argument("--workdir", default="/tmp/port25-bench", help="where workloads are kept")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per fast tool (median taken)")
+    ap.add_argument("--skip-tshark", action="store_true", help="do not time tshark (slow)")
+    ap.add_argument("--only", choices=sorted(WORKLOADS), help="one workload only")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="also time analyze --workers N (1 to skip; default %(default)s)",
+    )
+    return ap

@@ -24,12 +24,15 @@ def main() -> int:
     for name, scenarios, seed, duration, cap in SAMPLES:
         path = out_dir / name
         began = time.perf_counter()
-        result = simulate([load_scenario(s) for s in scenarios], str(path), seed=seed,
-                          duration_s=duration)
+        result = simulate(
+            [load_scenario(s) for s in scenarios], str(path), seed=seed, duration_s=duration
+        )
         size = path.stat().st_size
         took = time.perf_counter() - began
-        sys.stdout.write(f"{path.relative_to(ROOT)}: {result.sessions} sessions, "
-                         f"{result.packets} packets, {size / 1e6:.2f} MB in {took:.2f} s\n")
+        sys.stdout.write(
+            f"{path.relative_to(ROOT)}: {result.sessions} sessions, "
+            f"{result.packets} packets, {size / 1e6:.2f} MB in {took:.2f} s\n"
+        )
         if size > cap:
             sys.stderr.write(f"{name}: {size} bytes is over the {cap} byte cap\n")
             status = 1

@@ -61,6 +61,11 @@ def check_bounds(p: object) -> None:
 @given(st.lists(st.tuples(st.booleans(), st.one_of(st.binary(max_size=400), st.integers(1, 500))),
                 max_size=40))  # fmt: skip
 def test_random_bytes_and_gaps_never_raise(events: list[tuple[bool, bytes | int]]) -> None:
+    session_to_dict(_feed_checking_bounds(events))
+
+
+def _feed_checking_bounds(events: list[tuple[bool, bytes | int]]) -> SmtpSession:
+    """Feed data and gaps (event i at ts i), checking every bound after each; one session out."""
     out: list[SmtpSession] = []
     p = new_parser(out, LIMITS)
     for i, (to_server, payload) in enumerate(events):
@@ -69,9 +74,9 @@ def test_random_bytes_and_gaps_never_raise(events: list[tuple[bool, bytes | int]
         else:
             p.data(to_server, float(i), payload)
         check_bounds(p)
-    p.close(99.0, conn_record())
+    p.close(999.0, conn_record())
     assert len(out) == 1
-    session_to_dict(out[0])
+    return out[0]
 
 
 @st.composite
@@ -97,16 +102,7 @@ def shuffled_dialogue(draw: st.DrawFn) -> list[tuple[bool, bytes | int]]:
 @settings(max_examples=150, deadline=None)
 @given(shuffled_dialogue())
 def test_interleavings_and_gaps_never_raise(events: list[tuple[bool, bytes | int]]) -> None:
-    out: list[SmtpSession] = []
-    p = new_parser(out, LIMITS)
-    for i, (to_server, payload) in enumerate(events):
-        if isinstance(payload, int):
-            p.gap(to_server, float(i), payload)
-        else:
-            p.data(to_server, float(i), payload)
-        check_bounds(p)
-    p.close(999.0, conn_record())
-    assert len(out) == 1
+    _feed_checking_bounds(events)
 
 
 @settings(max_examples=100, deadline=None)
