@@ -13,6 +13,7 @@ from sensor.features.hosts import HostState, HostTable
 from sensor.features.schema import change_mask
 from sensor.records import Alert, ConnRecord, HostFeatures, SmtpSession
 
+_Gated = tuple[tuple[CompiledGate, tuple[Rule, str]], ...]
 MAX_MASKS = 4096  # distinct change masks whose triggered rules are remembered
 
 
@@ -48,8 +49,8 @@ class Detector:
         self._any_mask = 0
         for m in self._masks:
             self._any_mask |= m
-        # change mask -> the gated rules it triggers (masks come in few combinations)
-        self._triggered: dict[int, tuple[tuple[CompiledGate, tuple[Rule, str]], ...]] = {}
+        # (change mask, roles) -> the triggered rules whose gate admits those roles (few of them)
+        self._triggered: dict[tuple[int, bool, bool], _Gated] = {}
         self._suppress = Suppressor(config.suppression, config.bounds.max_hosts)
         self._alerts_by_kind: dict[str, int] = {}
         self._alerts = 0
@@ -90,14 +91,18 @@ class Detector:
         (GATES), so that a host's features are only snapshot when some rule may fire."""
         if not mask & self._any_mask:
             return
-        gated = self._triggered.get(mask)
+        home, mta = st.in_home_net, st.mail_server
+        key = (mask, home, mta)
+        gated = self._triggered.get(key)
         if gated is None:
-            gated = tuple((gate, r) for m, gate, r in self._gated if m & mask)
+            gated = tuple((gate, r) for m, gate, r in self._gated
+                          if m & mask and gate.admits(home, mta))
             if len(self._triggered) >= MAX_MASKS:
                 self._triggered.clear()
-            self._triggered[mask] = gated
-        counts, home, mta = st.windows.count, st.in_home_net, st.mail_server
-        rules = [r for gate, r in gated if gate.passes(counts, home, mta)]
+            self._triggered[key] = gated
+        if not gated:
+            return
+        rules = [r for gate, r in gated if not gate.needs or st.reaches(gate.needs, gate.min_hits)]
         if rules:
             self._run(self.table.snapshot(st), rules)
 

@@ -76,10 +76,16 @@ class CompiledGate:
 
     def passes(self, counts: Counts, in_home_net: bool, mail_server: bool) -> bool:
         """Whether the rule may fire for a host with these counts and roles."""
+        return self.admits(in_home_net, mail_server) and self.counts_pass(counts)
+
+    def admits(self, in_home_net: bool, mail_server: bool) -> bool:
+        """Whether the rule may fire for a host with these roles, whatever its counts."""
         if self.home is not None and in_home_net != self.home:
             return False
-        if self.not_mta and mail_server:
-            return False
+        return not (self.not_mta and mail_server)
+
+    def counts_pass(self, counts: Counts) -> bool:
+        """Whether the counts meet the gate's needs (its roles checked apart, by `admits`)."""
         if not self.needs:
             return True
         hits = 0

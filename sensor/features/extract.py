@@ -32,8 +32,10 @@ _UNKNOWN_TEXT = re.compile(r"unknown|no such user|does not exist|not found", re.
 USER_UNKNOWN = "5.1.1"  # RFC 3463 3.2: bad destination mailbox address
 
 
-_Ranges = tuple[tuple[int, int, int], ...]  # (IP version, network as int, netmask as int)
+_Ranges = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
+"""(IPv4 ranges, IPv6 ranges), each range a (network as int, netmask as int)."""
 _ROLES = {(h, m): (h, m) for h in (False, True) for m in (False, True)}  # shared cache answers
+_NO_RANGES: _Ranges = ((), ())
 
 
 @dataclass(slots=True)
@@ -42,8 +44,8 @@ class SiteView:
 
     site: SiteConfig
     cache: dict[str, tuple[bool, bool]]
-    home: _Ranges = ()
-    mta: _Ranges = ()
+    home: _Ranges = _NO_RANGES
+    mta: _Ranges = _NO_RANGES
     domains: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
@@ -54,15 +56,28 @@ class SiteView:
         """(in home_net, authorised mail server) for an address."""
         hit = self.cache.get(ip)
         if hit is None:
-            parsed = _parse_ip(ip)
-            if parsed is None:
-                hit = _ROLES[False, False]
-            else:
-                hit = _ROLES[_within(parsed, self.home), _within(parsed, self.mta)]
+            hit = self._roles(ip)
             if len(self.cache) >= MAX_SITE_CACHE:
                 self.cache.clear()
             self.cache[ip] = hit
         return hit
+
+    def _roles(self, ip: str) -> tuple[bool, bool]:
+        parsed = _parse_ip(ip)
+        if parsed is None:
+            return _ROLES[False, False]
+        v6 = parsed[0] == 6
+        n = parsed[1]
+        home = mta = False
+        for net, mask in self.home[v6]:  # loops, not any(): this runs once per new address
+            if n & mask == net:
+                home = True
+                break
+        for net, mask in self.mta[v6]:
+            if n & mask == net:
+                mta = True
+                break
+        return _ROLES[home, mta]
 
     def local(self, domain: str) -> bool:
         """A domain we receive mail for (one of local_domains or a subdomain of one)."""
@@ -77,7 +92,8 @@ class SiteView:
 
 
 def _ranges(nets: tuple[IPNetwork, ...]) -> _Ranges:
-    return tuple((n.version, int(n.network_address), int(n.netmask)) for n in nets)
+    return (tuple((int(n.network_address), int(n.netmask)) for n in nets if n.version == 4),
+            tuple((int(n.network_address), int(n.netmask)) for n in nets if n.version == 6))
 
 
 def _parse_ip(ip: str) -> tuple[int, int] | None:
@@ -93,11 +109,6 @@ def _parse_ip(ip: str) -> tuple[int, int] | None:
     except ValueError:
         return None
     return addr.version, int(addr)
-
-
-def _within(parsed: tuple[int, int], ranges: _Ranges) -> bool:
-    version, n = parsed
-    return any(v == version and n & mask == net for v, net, mask in ranges)
 
 
 def net_of(ip: str) -> str:
@@ -196,6 +207,16 @@ _T_HELO, _T_USER, _T_DOMAIN = (
     TAGS[_D["helo_names"]], TAGS[_D["auth_users"]], TAGS[_D["rcpt_domains"]])
 
 
+SMALL_COUNT = 16  # counts below this share one prebuilt (index, count) pair per running sum
+_SMALL: tuple[tuple[tuple[int, float], ...], ...] = tuple(
+    tuple((idx, n) for n in range(SMALL_COUNT)) for idx in range(len(SUM_INDEX)))
+
+
+def _pair(idx: int, n: int) -> tuple[int, float]:
+    """(idx, n), shared when n is small: a host's events then hold fewer objects of their own."""
+    return _SMALL[idx][n] if n < SMALL_COUNT else (idx, n)
+
+
 def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     """The window events of one SMTP session that spoke (see `spoke`)."""
     client_home = view.roles(s.client_ip)[0]
@@ -220,7 +241,7 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
             adds.append(ONE[_PREGREET])
         abuse = sum(n for name, n in an.items() if name in ABUSE_ANOMALIES)
         if abuse:
-            adds.append((_ABUSE, abuse))
+            adds.append(_pair(_ABUSE, abuse))
         if an.get(Anomaly.NON_SMTP_VERB):
             adds.append(ONE[_NON_SMTP])
         if an.get(Anomaly.STRIPPED_STARTTLS):
@@ -244,11 +265,11 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
                     clear += 1
             if att.user:
                 keys.append(_T_USER + att.user.lower())
-        adds.append((_AUTH_ATTEMPTS, attempts))
+        adds.append(_pair(_AUTH_ATTEMPTS, attempts))
         for idx, n in ((_AUTH_FAILURES, failures), (_AUTH_SUCCESSES, successes),
                        (_AUTH_CLEAR, clear)):
             if n:
-                adds.append((idx, n))
+                adds.append(_pair(idx, n))
     relay = 0
     if s.transactions:
         relay = _transactions(s, view, adds, keys, client_home, server_home, authed)
@@ -298,10 +319,27 @@ def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
                     foreign += 1
                     if check_relay and not authed and 200 <= code < 300:
                         relay += 1
-    for idx, n in ((_MAIL_FROM, mail_from), (_EXT_MAIL_FROM, 0 if server_home else mail_from),
-                   (_MSGS, msgs), (_MSG_BYTES, msg_bytes), (_RCPTS, rcpts),
-                   (_ACCEPTED, accepted), (_R4XX, r4xx), (_R5XX, r5xx), (_UNKNOWN, unknown),
-                   (_FOREIGN, foreign), (_RELAY, relay)):
-        if n:
-            adds.append((idx, n))
+    # plain tests rather than a loop over (index, count) pairs: this runs once per session
+    if mail_from:
+        adds.append(_pair(_MAIL_FROM, mail_from))
+        if not server_home:
+            adds.append(_pair(_EXT_MAIL_FROM, mail_from))
+    if msgs:
+        adds.append(_pair(_MSGS, msgs))
+    if msg_bytes:
+        adds.append(_pair(_MSG_BYTES, msg_bytes))
+    if rcpts:
+        adds.append(_pair(_RCPTS, rcpts))
+    if accepted:
+        adds.append(_pair(_ACCEPTED, accepted))
+    if r4xx:
+        adds.append(_pair(_R4XX, r4xx))
+    if r5xx:
+        adds.append(_pair(_R5XX, r5xx))
+    if unknown:
+        adds.append(_pair(_UNKNOWN, unknown))
+    if foreign:
+        adds.append(_pair(_FOREIGN, foreign))
+    if relay:
+        adds.append(_pair(_RELAY, relay))
     return relay

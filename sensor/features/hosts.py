@@ -14,22 +14,26 @@ from sensor.records import ConnRecord, HostFeatures, SmtpSession
 MAX_USER_FAILURES = 64  # AUTH failure times remembered per user name
 
 
-@dataclass(slots=True)
-class HostState:
-    """Long-lived state of one host."""
+class HostState(HostWindows):
+    """Long-lived state of one host: its windows (inherited, one object per host) and scalars."""
 
-    ip: str
-    windows: HostWindows
-    in_home_net: bool
-    mail_server: bool
-    first_seen: float
-    now: float
-    sessions: tuple[str, ...]  # the newest session uids (bounds.sample_sessions)
-    last_start: float = 0.0  # start of the host's previous session, for inter-arrival times
-    success_ts: float = 0.0  # last AUTH success that followed failures
-    fails_before: float = 0.0
-    rcpts_after: float = 0.0
-    msgs_after: float = 0.0
+    __slots__ = ("fails_before", "first_seen", "in_home_net", "ip", "last_start", "mail_server",
+                 "msgs_after", "now", "rcpts_after", "sessions", "success_ts")
+
+    def __init__(self, ip: str, lengths: tuple[float, ...], max_events: int, in_home_net: bool,
+                 mail_server: bool, now: float) -> None:
+        HostWindows.__init__(self, lengths, max_events)
+        self.ip = ip
+        self.in_home_net = in_home_net
+        self.mail_server = mail_server
+        self.first_seen = now
+        self.now = now
+        self.sessions: tuple[str, ...] = ()  # the newest session uids (bounds.sample_sessions)
+        self.last_start = 0.0  # start of the host's previous session, for inter-arrival times
+        self.success_ts = 0.0  # last AUTH success that followed failures
+        self.fails_before = 0.0
+        self.rcpts_after = 0.0
+        self.msgs_after = 0.0
 
 
 @dataclass(slots=True)
@@ -102,17 +106,16 @@ class HostTable:
         if len(self._hosts) >= self._bounds.max_hosts:
             _, old = self._hosts.popitem(last=False)
             self.stats.evicted += 1
-            self.stats.events_dropped += old.windows.dropped
+            self.stats.events_dropped += old.dropped
         home, mta = self.view.roles(ip)
-        st = HostState(ip, HostWindows(self._lengths, self._bounds.max_events_per_host), home,
-                       mta, now, now, ())
+        st = HostState(ip, self._lengths, self._bounds.max_events_per_host, home, mta, now)
         self._hosts[ip] = st
         self.stats.hosts += 1
         return st
 
     def _add(self, st: HostState, event: tuple[Adds, Keys]) -> int:
-        st.windows.advance(st.now)
-        st.windows.add(st.now, event[0], event[1])
+        st.advance(st.now)
+        st.add(st.now, event[0], event[1])
         return _mask(event[0])
 
     def on_conn(self, rec: ConnRecord) -> list[tuple[HostState, int]]:
@@ -120,7 +123,10 @@ class HostTable:
         self.stats.records += 1
         now = rec.ts + rec.duration_s
         st = self._host(rec.client_ip, now)
-        return [(st, self._add(st, conn_event(rec, self.view.roles(rec.server_ip)[0])))]
+        adds, keys = conn_event(rec, self.view.roles(rec.server_ip)[0])
+        st.advance(st.now)
+        st.add(st.now, adds, keys)
+        return [(st, _mask(adds))]
 
     def on_session(self, s: SmtpSession) -> list[tuple[HostState, int]]:
         """Account one SMTP session; returns (host, change mask) of the hosts it changed.
@@ -135,14 +141,14 @@ class HostTable:
         now = s.ts + s.duration_s
         ev = session_events(s, self.view)
         st = self._host(s.client_ip, now)
-        st.windows.advance(st.now)
+        st.advance(st.now)
         adds = ev.client[0]
         if st.last_start and s.ts > st.last_start:
             gap = s.ts - st.last_start
             adds += (ONE[_IA_N], (_IA_SUM, gap), (_IA_SUMSQ, gap * gap))
         st.last_start = max(st.last_start, s.ts)
         moved = self._auth_state(st, s, ev.authenticated)
-        st.windows.add(st.now, adds, ev.client[1])
+        st.add(st.now, adds, ev.client[1])
         self._sample(st, s.uid)
         changed = [(st, _mask(adds) | (AUTH_STATE_BIT if moved else 0))]
         if ev.server is not None:
@@ -152,8 +158,11 @@ class HostTable:
         return changed
 
     def _sample(self, st: HostState, uid: str) -> None:
-        keep = self._bounds.sample_sessions
-        st.sessions = (*st.sessions, uid)[-keep:] if keep > 0 else ()
+        keep, kept = self._bounds.sample_sessions, st.sessions
+        if len(kept) < keep:  # one tuple per session until the sample is full
+            st.sessions = (*kept, uid)
+        elif keep > 0:
+            st.sessions = (*kept[len(kept) - keep + 1:], uid)
 
     def _auth_state(self, st: HostState, s: SmtpSession, authed: bool) -> bool:
         """Failures (by this client or for the user) then a success, then what was sent after."""
@@ -162,7 +171,7 @@ class HostTable:
             st.success_ts = st.fails_before = st.rcpts_after = st.msgs_after = 0.0
         if not s.auth and not st.success_ts:
             return False
-        fails = st.windows.total(2, "auth_failures")
+        fails = st.total(2, "auth_failures")
         for att in s.auth:
             if att.outcome == "failure":
                 fails += 1
@@ -194,7 +203,7 @@ class HostTable:
     @staticmethod
     def snapshot(st: HostState) -> HostFeatures:
         """A snapshot of one host's features."""
-        w, now = st.windows, st.now
+        w, now = st, st.now
         return HostFeatures(
             st.ip, now, st.in_home_net, st.mail_server, st.first_seen,
             w.snapshot(0), w.snapshot(1), w.snapshot(2),
@@ -213,4 +222,4 @@ class HostTable:
 
     def dropped_events(self) -> int:
         """Window events dropped by max_events_per_host, evicted hosts included."""
-        return self.stats.events_dropped + sum(h.windows.dropped for h in self._hosts.values())
+        return self.stats.events_dropped + sum(h.dropped for h in self._hosts.values())

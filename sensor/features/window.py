@@ -10,9 +10,10 @@ from sensor.records import WindowFeatures
 
 Adds = tuple[tuple[int, float], ...]  # (index into SUMS, amount)
 Keys = tuple[str, ...]  # distinct values, each tagged with its family (distinct_key)
-_Event = tuple[float, Adds | list[tuple[int, float]], Keys | list[str]]  # lists once merged
+_Event = tuple[float, Adds | list[tuple[int, float]], Keys | list[str]]  # lists once merged long
 
 EVENT_RESOLUTION_S = 1.0  # events of one host closer than this are merged into one window event
+MERGE_TUPLE_MAX = 32  # entries a merged event keeps in tuples (untracked by the GC) before lists
 COMPACT_MIN = 32  # expired events left at the head of a host's event list before it is compacted
 _NS = len(SUMS)
 _ND = len(DISTINCT)
@@ -26,6 +27,20 @@ _HELO_BAD, _HELO_SESSIONS = _S["helo_bad"], _S["helo_sessions"]
 
 TAGS: tuple[str, ...] = tuple(chr(i) for i in range(_ND))
 """The one-character tag of each DISTINCT family; a distinct value is its tag + the value."""
+
+
+_ZERO_SUMS = array("d", bytes(8 * _NS))  # copied for each host's running sums
+_ZERO_DISTINCT = array("q", bytes(8 * _ND))  # copied for each host's distinct counts
+_ZERO_HEADS: dict[int, tuple[int, ...]] = {}
+
+
+def _zero_heads(n_windows: int) -> tuple[int, ...]:
+    """The heads of a host without events, one tuple shared by every such host."""
+    heads = _ZERO_HEADS.get(n_windows)
+    if heads is None:
+        heads = _ZERO_HEADS[n_windows] = (0,) * n_windows
+    return heads
+
 
 ONE: tuple[tuple[int, float], ...] = tuple((i, 1) for i in range(_NS))
 """Shared "add one" entries per running sum, so events allocate only what varies."""
@@ -44,13 +59,15 @@ class HostWindows:
     """One host's events and, per window length, the sums and distinct counts inside it.
 
     Distinct values are kept once per host, with the sequence number of the newest event that
-    holds them: a value is inside a window exactly while that event is, so each window's distinct
-    count moves by one when a value enters it or that newest event leaves it. Sums and counts are
-    arrays and events are tuples of strings and numbers, which the cyclic garbage collector does
-    not have to track: a table of many quiet hosts costs it little."""
+    holds them: a value is inside a window exactly while that event is. Like the sums, a window's
+    distinct count is what entered every window (_entered) less what left that one (_left): a value
+    new to the host costs one increment, and _left exists only once some value left or came back
+    while still inside a window. Heads and events are tuples of strings and numbers, which the
+    cyclic garbage collector stops tracking: besides itself, a host leaves it one event list and
+    two small arrays, so a table of many quiet hosts costs it little."""
 
-    __slots__ = ("_base", "_events", "_gone", "_heads", "_last", "_lengths", "_max_events",
-                 "_ndist", "_total", "dropped")
+    __slots__ = ("_base", "_entered", "_events", "_gone", "_heads", "_last", "_left", "_lengths",
+                 "_max_events", "_total", "dropped")
 
     def __init__(self, lengths: tuple[float, ...], max_events: int) -> None:
         self._lengths = lengths  # ascending; the last one is the longest
@@ -58,12 +75,15 @@ class HostWindows:
         # events from sequence number _base on; those before _heads[-1] expired (not compacted yet)
         self._events: list[_Event] = []
         self._base = 0
-        self._heads = [0] * len(lengths)  # sequence number of each window's oldest event
+        # sequence number of each window's oldest event: a tuple, replaced when a head moves (the
+        # GC stops tracking a tuple of ints, and new hosts share one)
+        self._heads: tuple[int, ...] = _zero_heads(len(lengths))
         # window sum = everything added (_total) - what expired from window w (_gone[w*_NS + i])
-        self._total = array("d", bytes(8 * _NS))
+        self._total = _ZERO_SUMS[:]
         self._gone: array[float] | None = None  # allocated at the first expiry
         self._last: dict[str, int] = {}  # distinct value -> newest event holding it
-        self._ndist = array("q", bytes(8 * _ND * len(lengths)))  # window w's at w*_ND
+        self._entered = _ZERO_DISTINCT[:]  # per DISTINCT family, values counted in
+        self._left: array[int] | None = None  # window w's at w*_ND; allocated when first needed
         self.dropped = 0  # events forced out by max_events
 
     def _remove(self, w: int, seq: int, ev: _Event) -> None:
@@ -73,21 +93,32 @@ class HostWindows:
         off = w * _NS
         for idx, amount in ev[1]:
             gone[off + idx] += amount
-        last, nd, doff = self._last, self._ndist, w * _ND
+        last, left, doff = self._last, self._left_counts(), w * _ND
         if w == len(self._lengths) - 1:  # it leaves every window: forget its newest values
             for key in ev[2]:
                 if last[key] == seq:
                     del last[key]
-                    nd[doff + ord(key[0])] -= 1
+                    left[doff + ord(key[0])] += 1
         else:
             for key in ev[2]:
                 if last[key] == seq:
-                    nd[doff + ord(key[0])] -= 1
+                    left[doff + ord(key[0])] += 1
+
+    def _left_counts(self) -> array[int]:
+        left = self._left
+        if left is None:
+            left = self._left = array("q", bytes(8 * _ND * len(self._lengths)))
+        return left
 
     def advance(self, now: float) -> None:
         """Expire the events that fell out of each window at packet time `now`."""
         events, base, heads = self._events, self._base, self._heads
         end = base + len(events)
+        if heads[-1] == end:  # no event in any window
+            if end > base:
+                self._compact()
+            return
+        moved: list[int] | None = None
         for w, length in enumerate(self._lengths):
             cutoff = now - length
             head = heads[w]
@@ -95,9 +126,13 @@ class HostWindows:
                 while head < end and events[head - base][0] <= cutoff:
                     self._remove(w, head, events[head - base])
                     head += 1
-                heads[w] = head
+                if moved is None:
+                    moved = list(heads)
+                moved[w] = head
                 if head == end and self._gone is not None:  # emptied: clear rounding residue
                     self._gone[w * _NS:(w + 1) * _NS] = self._total
+        if moved is not None:
+            self._heads = tuple(moved)
         self._compact()
 
     def _compact(self) -> None:
@@ -123,7 +158,9 @@ class HostWindows:
             if isinstance(merged[1], list) and isinstance(merged[2], list):
                 merged[1].extend(adds)
                 merged[2].extend(keys)
-            else:  # the first merge: lists from now on, so merging stays linear in the adds
+            elif len(merged[1]) + len(merged[2]) < MERGE_TUPLE_MAX:  # few merges: stay tuples
+                events[-1] = (merged[0], (*merged[1], *adds), (*merged[2], *keys))
+            else:  # many merges: lists from now on, so merging stays linear in the adds
                 events[-1] = (merged[0], [*merged[1], *adds], [*merged[2], *keys])
             return
         events.append((ts, adds, keys))
@@ -133,13 +170,13 @@ class HostWindows:
             for w in range(len(heads)):
                 if heads[w] == oldest:
                     self._remove(w, oldest, ev)
-                    heads[w] += 1
+            self._heads = tuple(h + 1 if h == oldest else h for h in heads)
             self.dropped += 1
             self._compact()
 
     def _count_new(self, seq: int, keys: Keys) -> Keys:
         """Count the values entering windows with event `seq`; returns those new to the event."""
-        last, heads, nd = self._last, self._heads, self._ndist
+        last, heads, entered = self._last, self._heads, self._entered
         head0, oldest = heads[0], heads[-1]
         kept: list[str] | None = None  # built only when a value is already in the event
         for i, key in enumerate(keys):
@@ -151,15 +188,14 @@ class HostWindows:
             if kept is not None:
                 kept.append(key)
             last[key] = seq
-            if prev < head0:  # outside the shortest window at least
+            if prev < head0:  # outside the shortest window at least: it enters there
                 fam = ord(key[0])
-                if prev < oldest:  # outside every window
-                    for off in range(fam, len(nd), _ND):
-                        nd[off] += 1
-                else:
+                entered[fam] += 1
+                if prev >= oldest:  # still inside the longer windows: it does not enter those
+                    left = self._left_counts()
                     for w, head in enumerate(heads):
-                        if prev < head:
-                            nd[w * _ND + fam] += 1
+                        if prev >= head:
+                            left[w * _ND + fam] += 1
         return keys if kept is None else tuple(kept)
 
     def count(self, w: int, i: int) -> float:
@@ -167,7 +203,27 @@ class HostWindows:
         if i < _NS:
             gone = self._gone
             return self._total[i] - (gone[w * _NS + i] if gone is not None else 0.0)
-        return self._ndist[w * _ND + i - _NS]
+        fam = i - _NS
+        left = self._left
+        return self._entered[fam] - (left[w * _ND + fam] if left is not None else 0)
+
+    def reaches(self, needs: tuple[tuple[int, int, float, bool], ...], min_hits: float) -> bool:
+        """Whether at least `min_hits` of `needs` hold: (window, count index as in `count`,
+        threshold, strictly above); the arrays are read in place, as this runs once per record."""
+        total, gone, entered, left = self._total, self._gone, self._entered, self._left
+        hits = 0
+        for w, i, threshold, strict in needs:
+            if i < _NS:
+                value = total[i] - gone[w * _NS + i] if gone is not None else total[i]
+            else:
+                value = entered[i - _NS]
+                if left is not None:
+                    value -= left[w * _ND + i - _NS]
+            if value > threshold if strict else value >= threshold:
+                hits += 1
+                if hits >= min_hits:
+                    return True
+        return hits >= min_hits
 
     def total(self, w: int, name: str) -> float:
         """One running sum of window `w`."""
@@ -196,7 +252,12 @@ class HostWindows:
             mean = ia_sum / n_ia
             cv = round(math.sqrt(max(0.0, s[_IA_SUMSQ] / n_ia - mean * mean)) / mean, 6)
         values = s[:_NA]  # ADDITIVE precede the HIDDEN sums
-        values.extend(self._ndist[w * _ND:(w + 1) * _ND])
+        left = self._left
+        if left is None:
+            values.extend(self._entered)
+        else:
+            values.extend(e - g for e, g in zip(self._entered, left[w * _ND:(w + 1) * _ND],
+                                                strict=True))
         values.extend((
             _ratio(s[_FAILED], s[_CONNS]),
             _ratio(s[_R4] + s[_R5], rcpts),

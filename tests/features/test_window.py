@@ -119,4 +119,15 @@ def test_sums_and_distinct_counts_equal_an_exact_recount(
         assert w.count(i, len(SUMS) + DST) == f.dst_ips
         assert w.count(i, len(SUMS) + USERS) == f.auth_users
         assert w.count(i, MSGS) == f.msgs
+        # the gates' in-place reading agrees with count(), one need or two at a time
+        needs = [(i, idx, th, strict) for idx in (MSGS, AUTH, len(SUMS) + DST, len(SUMS) + USERS)
+                 for th in (0.0, 1.0, 2.0, 3.0) for strict in (False, True)]
+        held = [w.count(n[0], n[1]) > n[2] if n[3] else w.count(n[0], n[1]) >= n[2]
+                for n in needs]
+        for need, holds in zip(needs, held, strict=True):
+            assert w.reaches((need,), 1) == holds
+        for a in range(0, len(needs), 7):
+            pair = (needs[a], needs[-1 - a])
+            assert w.reaches(pair, 2) == (held[a] and held[-1 - a])
+            assert w.reaches(pair, 1) == (held[a] or held[-1 - a])
     assert w.empty == (not groups)
