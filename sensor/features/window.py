@@ -14,6 +14,8 @@ _Event = tuple[float, Adds | list[tuple[int, float]], Keys | list[str]]  # lists
 
 EVENT_RESOLUTION_S = 1.0  # events of one host closer than this are merged into one window event
 MERGE_TUPLE_MAX = 32  # entries a merged event keeps in tuples (untracked by the GC) before lists
+MERGE_MAX_ENTRIES = 4096  # a merged event this large starts a new one: with max_events_per_host,
+# this bounds a host's memory whatever its rate (a flood of sessions within 1 s included)
 COMPACT_MIN = 32  # expired events left at the head of a host's event list before it is compacted
 _NS = len(SUMS)
 _ND = len(DISTINCT)
@@ -149,7 +151,11 @@ class HostWindows:
         events, heads = self._events, self._heads
         end = self._base + len(events)
         # every window holds the newest event, so merging into it keeps sums exact
-        merge = end > heads[-1] and ts - events[-1][0] < EVENT_RESOLUTION_S
+        merge = (
+            end > heads[-1]
+            and ts - events[-1][0] < EVENT_RESOLUTION_S
+            and len(events[-1][1]) + len(events[-1][2]) < MERGE_MAX_ENTRIES
+        )
         seq = end - 1 if merge else end
         if keys:
             keys = self._count_new(seq, keys)

@@ -6,7 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.features.schema import DISTINCT_INDEX, SUM_INDEX, SUMS
-from sensor.features.window import EVENT_RESOLUTION_S, HostWindows, distinct_key
+from sensor.features.window import (
+    EVENT_RESOLUTION_S,
+    MERGE_MAX_ENTRIES,
+    HostWindows,
+    distinct_key,
+)
 
 MSGS, DST = SUM_INDEX["msgs"], DISTINCT_INDEX["dst_ips"]
 
@@ -41,6 +46,19 @@ def test_close_events_merge_and_the_cap_drops_the_oldest() -> None:
         w.add(*ev(t))
     assert w.dropped == 1
     assert w.snapshot(2).msgs == 3  # the merged first event was dropped
+
+
+def test_a_flood_within_one_second_stays_bounded_and_exact() -> None:
+    # Every event lands within EVENT_RESOLUTION_S: merging alone would grow one event forever.
+    w = HostWindows((60.0, 600.0, 3600.0), 8)
+    n = 6 * MERGE_MAX_ENTRIES
+    for i in range(n):
+        w.add(*ev(i * 1e-6, dst=f"198.51.100.{i % 200}"))
+    sizes = [len(adds) + len(keys) for _, adds, keys in w._events]
+    assert max(sizes) <= MERGE_MAX_ENTRIES + 2  # one event's own entries past the threshold
+    kept = sum(sum(a for _, a in adds) for _, adds, _ in w._events)
+    assert w.snapshot(2).msgs == kept  # sums stay exact over what the cap kept
+    assert w.snapshot(2).dst_ips == 200
 
 
 def test_derived_features_and_interarrival() -> None:
