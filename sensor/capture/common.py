@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Protocol
 
+from sensor.records import CaptureStats
+
 Frame = tuple[float, int, bytes]
 """One captured frame: (packet time in seconds since the epoch, link type, captured bytes)."""
 
@@ -46,3 +48,16 @@ class Streamable(Protocol):
     """A buffered byte stream with read1 (files and gzip streams)."""
 
     def read1(self, n: int, /) -> bytes: ...
+
+
+def refill(fh: Readable, buf: bytes, pos: int, need: int) -> tuple[bytes, bool]:
+    """The unread tail of `buf` plus up to `need` more bytes, and whether the file has ended."""
+    data = fh.read(need)
+    return buf[pos:] + data, not data
+
+
+def count_truncated_tail(stats: CaptureStats, leftover: int) -> None:
+    """At end of file: bytes left that do not make a whole record mean the file was cut."""
+    if leftover > 0:
+        stats.truncated += 1
+        stats.files_truncated += 1

@@ -13,6 +13,8 @@ from sensor.capture.common import (
     READ_CHUNK_BYTES,
     Frame,
     Readable,
+    count_truncated_tail,
+    refill,
 )
 from sensor.records import CaptureStats
 
@@ -68,15 +70,10 @@ def read_pcap(
             pos = stop
             yield (sec + frac * scale, linktype, buf[start:stop])
         if eof:
-            if pos < end:
-                stats.truncated += 1
-                stats.files_truncated += 1
+            count_truncated_tail(stats, end - pos)
             return
         need = chunk_bytes
         if pos + _REC_LEN <= end:
             need = max(chunk_bytes, _REC_LEN + unpack_rec(buf, pos)[2] - (end - pos))
-        data = fh.read(need)
-        if not data:
-            eof = True
-        buf = buf[pos:] + data
+        buf, eof = refill(fh, buf, pos, need)
         pos = 0

@@ -14,6 +14,8 @@ from sensor.capture.common import (
     READ_CHUNK_BYTES,
     Frame,
     Readable,
+    count_truncated_tail,
+    refill,
 )
 from sensor.records import CaptureStats
 
@@ -134,19 +136,14 @@ def read_pcapng(
                 sect.last_ts = frame[0]
                 yield frame
         if eof:
-            if pos < end:
-                stats.truncated += 1
-                stats.files_truncated += 1
+            count_truncated_tail(stats, end - pos)
             return
         need = chunk_bytes
         if pos + _BLOCK_HDR <= end:
             blen = struct.unpack_from(sect.order + "I", buf, pos + 4)[0]
             if _MIN_BLOCK <= blen <= max_block_bytes:
                 need = max(chunk_bytes, blen - (end - pos))
-        data = fh.read(need)
-        if not data:
-            eof = True
-        buf = buf[pos:] + data
+        buf, eof = refill(fh, buf, pos, need)
         pos = 0
 
 
