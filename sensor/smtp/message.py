@@ -34,6 +34,10 @@ _LIST_HEADERS = frozenset({"to", "cc"})  # repeated headers are joined, others: 
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)  # stateless: a FeedParser per parsebytes call
 _IPV6 = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
+# RFC 5322 2.2: a field is a name (printable ASCII but colon, no space), a colon and a value,
+# continued on lines starting with white space (2.2.3); the header block ends with an empty line.
+_PLAIN_BLOCK = re.compile(r"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)+\r\n")
+_FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+):[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)\r\n", re.M)
 
 
 @dataclass(slots=True)
@@ -170,6 +174,40 @@ def _first(items: list[tuple[str, str]], lname: str) -> str | None:
     return None
 
 
+def split_header_block(block: bytes) -> list[tuple[str, str]] | None:
+    """The (name, value) items the email package's compat32 parse gives for a plain header
+    block; None if the block is not plain.
+
+    Plain: ASCII, every line ended by CRLF, the block ended by an empty line, and each line
+    either ``name: value`` (a name of printable characters without space or colon) or a
+    continuation starting with space or tab after such a line.  Anything else (bare CR or LF,
+    8-bit bytes, an mbox ``From `` line, a line that is no header) goes to the email package,
+    whose defect handling then decides.  As there, a value keeps its folding line breaks.
+    """
+    if not block.isascii():
+        return None
+    text = block.decode("ascii")
+    if _PLAIN_BLOCK.fullmatch(text) is None:
+        return None
+    return _FIELD.findall(text)
+
+
+def _text_shape(items: list[tuple[str, str]]) -> bool | None:
+    """``_single_text_part`` decided from the header items alone, or None if it needs the
+    email package (a disposition or a name parameter to read)."""
+    ctype_raw = _first(items, "content-type")
+    if _first(items, "content-disposition") is not None or (
+        ctype_raw is not None and "name" in ctype_raw.lower()
+    ):
+        return None
+    # No disposition and no name parameter mean no file name; the type is read as
+    # Message.get_content_type reads it (text/plain when absent or not "type/subtype").
+    if ctype_raw is None:
+        return True
+    ctype = ctype_raw.partition(";")[0].strip().lower()
+    return ctype.count("/") != 1 or ctype.startswith("text/")
+
+
 def _single_text_part(head: Message, items: list[tuple[str, str]], limits: SmtpLimits) -> bool:
     """True if the message, judged on its headers alone, is one text leaf carrying no file.
 
@@ -179,17 +217,9 @@ def _single_text_part(head: Message, items: list[tuple[str, str]], limits: SmtpL
     """
     if limits.max_mime_parts < 1:
         return False
-    ctype_raw = _first(items, "content-type")
-    if _first(items, "content-disposition") is None and (
-        ctype_raw is None or "name" not in ctype_raw.lower()
-    ):
-        # The common shape, decided without the email package's per-call header scans: no
-        # disposition and no name parameter mean no file name; the type is read as
-        # Message.get_content_type reads it (text/plain when absent or not "type/subtype").
-        if ctype_raw is None:
-            return True
-        ctype = ctype_raw.partition(";")[0].strip().lower()
-        return ctype.count("/") != 1 or ctype.startswith("text/")
+    shape = _text_shape(items)
+    if shape is not None:
+        return shape
     ctype = head.get_content_type()
     return (
         ctype.startswith("text/")  # never a container type, and no attachment by type
@@ -215,10 +245,15 @@ def analyze_head(prefix: bytes, whole: bool, limits: SmtpLimits) -> MessageInfo 
         return None
     # The email parser ends the header block at this blank line or before it, so parsing the
     # block gives the same headers as parsing the whole message.
-    top = _HEADER_PARSER.parsebytes(prefix[:end])
-    items = _str_items(top)
-    if not _single_text_part(top, items, limits):
-        return None
+    block = prefix[:end]
+    plain = split_header_block(block) if limits.max_mime_parts >= 1 else None
+    if plain is not None and _text_shape(plain):
+        items = plain  # the common message, read without the email package's per-line cost
+    else:
+        top = _HEADER_PARSER.parsebytes(block)
+        items = _str_items(top)
+        if not _single_text_part(top, items, limits):
+            return None
     info = MessageInfo(mime_parts=1)
     _headers(items, info)
     return info

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from sensor.smtp.message import (
     clean,
     header_end,
     received_ip,
+    split_header_block,
     walk_message,
 )
 
@@ -137,6 +140,38 @@ def test_header_only_analysis_equals_the_full_walk(lines: list[bytes], cut: bool
     if quick is not None and not quick.header_too_large:
         assert quick == walk_message(data, cut, limits)
     assert analyze_message(data, cut, limits) == (quick or walk_message(data, cut, limits))
+
+
+# Mostly what a plain block is made of (control characters included: they are no line breaks
+# to the email package), and now and then what makes a block not plain.
+PLAIN_STARTS = [b"Subject:", b"X-a: ", b"To:", b" ", b"\t"]
+PLAIN_PIECES = [b"v", b" ", b"\t", b":", b"=?utf-8?q?x?=", b"\x0b", b"\x0c", b"\x1c", b"\x00"]
+LINE_STARTS = PLAIN_STARTS * 6 + [b"From ", b"", b":", b"\xe9:", b"a b:"]
+VALUE_PIECES = PLAIN_PIECES * 8 + [b"\r", b"\n", b"\xe9"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(LINE_STARTS),
+                          st.lists(st.sampled_from(VALUE_PIECES), max_size=6)), max_size=8))
+def test_plain_header_split_equals_the_email_package(
+    lines: list[tuple[bytes, list[bytes]]],
+) -> None:
+    """Wherever the fast split answers, it answers exactly what compat32's parse gives."""
+    data = b"".join(start + b"".join(value) + b"\r\n" for start, value in lines) + b"\r\n"
+    block = data[: header_end(data, len(data))]
+    fast = split_header_block(block)
+    if fast is not None:
+        parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
+        assert fast == list(parsed.raw_items())
+        assert not parsed.defects
+
+
+def test_plain_header_split_accepts_folding_and_refuses_the_unusual() -> None:
+    folded = b"Subject: a\r\n b\r\n\tc\r\nTo:x\r\n\r\n"
+    assert split_header_block(folded) == [("Subject", "a\r\n b\r\n\tc"), ("To", "x")]
+    for odd in (b"From nobody\r\nTo: x\r\n\r\n", b" lead: x\r\n\r\n", b"To: x\n\n",
+                b"To: \xe9\r\n\r\n", b"To: a\rb\r\n\r\n", b"not a header\r\n\r\n"):
+        assert split_header_block(odd) is None, odd
 
 
 def test_single_text_message_skips_the_walk_but_attachments_do_not() -> None:
