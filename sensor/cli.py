@@ -309,7 +309,7 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
             timer = threading.Timer(duration, source.stop)
             timer.daemon = True
             timer.start()
-        return source.frames()
+        return source.frames(pipe.capture_stats)
 
     try:
         alerts = _execute(frames_for, errors=[], progress=False, **opts)

@@ -13,6 +13,7 @@ from sensor.capture.bpf import build_filter, strip_vlan_clauses
 from sensor.capture.common import Frame
 from sensor.capture.fast import DEFAULT_BATCH
 from sensor.errors import CaptureError
+from sensor.records import CaptureStats
 
 DEFAULT_SNAPLEN = 262144
 """Bytes kept per packet (libpcap's maximum): SMTP payload must not be cut."""
@@ -101,8 +102,11 @@ class LiveSource:
                 raise CaptureError(f"--bpf: {exc}") from exc
             self.bpf = fallback
 
-    def frames(self) -> Iterator[Frame]:
-        """Yield (ts, linktype, data) as packets arrive; returns soon after stop()."""
+    def frames(self, stats: CaptureStats | None = None) -> Iterator[Frame]:
+        """Yield (ts, linktype, data) as packets arrive; returns soon after stop().
+
+        `stats` counts the packets and bytes handed over (what passed the kernel filter).
+        """
         next_batch = self._handle.next_batch
         linktype = self.linktype
         iter_meta = _META.iter_unpack
@@ -117,6 +121,9 @@ class LiveSource:
                 packets, meta = next_batch(batch)
             except pcapy.PcapError as exc:
                 raise CaptureError(f"capture on interface {self.iface!r} failed: {exc}") from exc
+            if stats is not None:
+                stats.packets += len(meta) >> 4
+                stats.bytes += len(packets)
             for sec, usec, off, caplen in iter_meta(meta):
                 yield (sec + usec * 1e-6, linktype, packets[off : off + caplen])
 

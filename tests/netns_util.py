@@ -1,0 +1,126 @@
+"""Two network namespaces joined by a veth pair, for live-capture tests on a real interface."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+IP_TIMEOUT_S = 10.0
+"""Longest one `ip` or `ss` command may run."""
+POLL_INTERVAL_S = 0.05
+"""Pause between two looks at a condition being waited for."""
+
+SRV_IF = "p25srv0"
+"""The server-side veth end (names live inside the namespaces, never on the host)."""
+CLI_IF = "p25cli0"
+"""The client-side veth end."""
+SRV_V4 = "198.51.100.1"  # RFC 5737 3: TEST-NET-2, documentation only
+CLI_V4 = "198.51.100.2"
+V4_PREFIX = 24
+SRV_V6 = "fd00:25::1"  # RFC 4193 3: unique local address
+CLI_V6 = "fd00:25::2"
+V6_PREFIX = 64
+
+_seq = itertools.count()
+_BPF_LINE = re.compile(r"^\s*bpf filter \((\d+)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class VethNet:
+    """The two namespaces; the veth ends and addresses are the module constants."""
+
+    cli_ns: str
+    srv_ns: str
+
+    def in_ns(self, ns: str, argv: Sequence[str]) -> list[str]:
+        """`argv` run inside namespace `ns` (ip netns exec replaces itself with the command)."""
+        return [ip_binary(), "netns", "exec", ns, *argv]
+
+
+def ip_binary() -> str:
+    """Path of iproute2's `ip`; RuntimeError when absent (CI images have it: not a skip)."""
+    path = shutil.which("ip")
+    if path is None:
+        raise RuntimeError("iproute2 `ip` not found: the veth live tests need it (and root)")
+    return path
+
+
+def _ip(*args: str) -> str:
+    """Run `ip args...`; RuntimeError carrying ip's own message when it fails."""
+    done = subprocess.run(
+        [ip_binary(), *args], capture_output=True, text=True, timeout=IP_TIMEOUT_S, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _wait_ipv6_usable(ns: str, iface: str, timeout_s: float = IP_TIMEOUT_S) -> None:
+    """Return once no global IPv6 address on `iface` is tentative (duplicate address detection).
+
+    Added with `nodad` they never are; the link-local address still goes through DAD (about
+    2 s) but is not needed: neighbour solicitations then take the global source address.
+    """
+    deadline = time.monotonic() + timeout_s
+    while _ip("-n", ns, "-6", "addr", "show", "dev", iface, "scope", "global", "tentative").strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{ns}/{iface}: IPv6 address still tentative after {timeout_s} s")
+        time.sleep(POLL_INTERVAL_S)
+
+
+@contextmanager
+def veth_namespaces() -> Iterator[VethNet]:
+    """Create p25-cli-* and p25-srv-* joined by a veth pair, addressed and up; always delete them.
+
+    The veth ends are created directly inside the namespaces, so nothing appears on, or is
+    routed through, the host's own interfaces.
+    """
+    tag = f"{os.getpid()}-{next(_seq)}"
+    net = VethNet(cli_ns=f"p25-cli-{tag}", srv_ns=f"p25-srv-{tag}")
+    created: list[str] = []
+    try:
+        for ns in (net.cli_ns, net.srv_ns):
+            _ip("netns", "add", ns)
+            created.append(ns)
+        _ip("link", "add", SRV_IF, "netns", net.srv_ns,
+            "type", "veth", "peer", "name", CLI_IF, "netns", net.cli_ns)  # fmt: skip
+        for ns, iface, v4, v6 in ((net.srv_ns, SRV_IF, SRV_V4, SRV_V6),
+                                  (net.cli_ns, CLI_IF, CLI_V4, CLI_V6)):  # fmt: skip
+            _ip("-n", ns, "addr", "add", f"{v4}/{V4_PREFIX}", "dev", iface)
+            _ip("-n", ns, "addr", "add", f"{v6}/{V6_PREFIX}", "dev", iface, "nodad")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "set", iface, "up")
+        for ns, iface in ((net.srv_ns, SRV_IF), (net.cli_ns, CLI_IF)):
+            _wait_ipv6_usable(ns, iface)
+        yield net
+    finally:
+        for ns in reversed(created):
+            subprocess.run([ip_binary(), "netns", "del", ns], capture_output=True,
+                           timeout=IP_TIMEOUT_S, check=False)  # fmt: skip
+
+
+def has_packet_filter(ns: str, pid: int) -> bool:
+    """True once process `pid` in `ns` holds a packet socket with a real BPF program attached.
+
+    libpcap first attaches a one-instruction drop-all program while it drains the socket, then
+    the compiled filter; seeing more than one instruction means capture has started.
+    """
+    out = subprocess.run(
+        [ip_binary(), "netns", "exec", ns, "ss", "--packet", "--bpf", "--processes"],
+        capture_output=True, text=True, timeout=IP_TIMEOUT_S, check=False,
+    ).stdout  # fmt: skip
+    owned = False
+    for line in out.splitlines():
+        m = _BPF_LINE.match(line)
+        if m is None:
+            owned = f"pid={pid}," in line
+        elif owned and int(m.group(1)) > 1:
+            return True
+    return False
