@@ -39,13 +39,9 @@ def stages_only(pcap: str) -> None:
     from sensor.capture.source import open_files
     from sensor.pipeline import Pipeline
 
-    class TcpOnly(Pipeline):
-        def _new_handler(self, *args: object) -> None:
-            return None
-
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)  # as the CLI does
-    pipe = TcpOnly()
+    pipe = Pipeline(handlers=lambda *conn: None)
     pipe.run(open_files([pcap], build_filter([25]), pipe.capture_stats, lambda p, r: None))
     pipe.finish()
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sensor.decode.packet import Decoder
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 from sensor.smtp.parser import SmtpLimits, SmtpParser
-from sensor.tcp.reassembler import Reassembler, StreamHandler, TcpLimits
+from sensor.tcp.reassembler import HandlerFactory, Reassembler, StreamHandler, TcpLimits
 
 Frame = tuple[float, int, bytes]
 
@@ -55,7 +55,10 @@ class Pipeline:
         on_session: Callable[[SmtpSession], None] | None = None,
         tcp_limits: TcpLimits | None = None,
         smtp_limits: SmtpLimits | None = None,
+        handlers: HandlerFactory | None = None,
     ) -> None:
+        """`handlers` gives each connection its stream consumer (None: an SmtpParser on the
+        server ports); a factory returning None stops the run after reassembly."""
         self.capture_stats = CaptureStats()
         self.tcp_stats = TcpStats()
         self.totals = RunTotals()
@@ -65,7 +68,7 @@ class Pipeline:
         self._smtp_limits = smtp_limits
         self._decoder = Decoder(self.capture_stats)
         self._reasm = Reassembler(
-            self._new_handler,
+            self._new_handler if handlers is None else handlers,
             self.tcp_stats,
             tcp_limits,
             server_ports=self._ports,

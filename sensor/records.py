@@ -43,7 +43,6 @@ class TcpStats:
     gap_bytes: int = 0
     ooo_cap_hits: int = 0
     total_cap_hits: int = 0
-    bad_segments: int = 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,15 +65,14 @@ def _analyse(path: Path) -> tuple[list[ConnRecord], dict[str, _Collect]]:
     conns: list[ConnRecord] = []
     streams: dict[str, _Collect] = {}
 
-    class _Pipe(Pipeline):
-        def _new_handler(
-            self, uid: str, ts: float, cip: str, cport: int, sip: str, sport: int
-        ) -> StreamHandler | None:
-            streams[uid] = _Collect()
-            return streams[uid]
+    def collect(
+        uid: str, ts: float, cip: str, cport: int, sip: str, sport: int
+    ) -> StreamHandler | None:
+        streams[uid] = _Collect()
+        return streams[uid]
 
     errors: list[tuple[str, str]] = []
-    pipe = _Pipe(on_conn=conns.append)
+    pipe = Pipeline(on_conn=conns.append, handlers=collect)
     pipe.run(
         open_files(
             [str(path)], build_filter([25]), pipe.capture_stats, lambda p, r: errors.append((p, r))

@@ -17,8 +17,8 @@ from sensor.smtp.commands import (
     split_command,
     text,
 )
-from sensor.smtp.core import ParserCore
 from sensor.smtp.limits import RFC_COMMAND_LINE
+from sensor.smtp.server import ServerSide
 from sensor.smtp.session import RcptState
 from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
 
@@ -31,7 +31,7 @@ _K_HELO, _K_EHLO, _K_MAIL, _K_RCPT = Cmd.HELO, Cmd.EHLO, Cmd.MAIL, Cmd.RCPT
 _K_DATA, _K_DATA_END, _K_OTHER = Cmd.DATA, Cmd.DATA_END, Cmd.OTHER
 
 
-class ClientSide(ParserCore):
+class ClientSide(ServerSide):
     """Parses what the client sends; replies are matched by the server half."""
 
     def client_run(self, ts: float) -> None:

@@ -9,7 +9,6 @@ from sensor.smtp.anomalies import Anomaly
 from sensor.smtp.client import ClientSide
 from sensor.smtp.commands import parse_helo_kind
 from sensor.smtp.limits import SmtpLimits
-from sensor.smtp.server import ServerSide
 from sensor.smtp.state import ClientState, ServerState
 
 __all__ = ["SmtpLimits", "SmtpParser"]  # SmtpLimits re-exported for callers wiring the parser
@@ -21,7 +20,7 @@ _C_COMMAND = ClientState.COMMAND
 _S_REPLIES = ServerState.REPLIES
 
 
-class SmtpParser(ClientSide, ServerSide):
+class SmtpParser(ClientSide):
     """One SMTP session: feed ``data``/``gap`` per direction, then ``close``; emits SmtpSession.
 
     Never raises on any bytes; memory is bounded by SmtpLimits plus one ``data`` payload.

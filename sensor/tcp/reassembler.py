@@ -114,11 +114,7 @@ class Reassembler:
 
     def segment(self, ts: float, seg: Segment) -> None:
         """Process one decoded TCP segment (the per-packet hot path)."""
-        try:
-            src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, wire = seg
-        except (TypeError, ValueError):
-            self._stats.bad_segments += 1
-            return
+        src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, wire = seg
         h = self._flows.get((src, sport, dst, dport))
         if h is not None and (flags & _FAST_FLAGS_MASK) == ACK and window:
             if payload:
