@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from sensor.smtp.limits import RFC_TEXT_LINE
+
 _STUFFED = b"\r\n.."  # RFC 5321 4.5.2: a line starting with "." is sent with an extra "."
 _CRLF = b"\r\n"
 _CR = b"\r"
 _LF = 0x0A  # "\n" as an int, the type of an indexed byte
 _LINE_START = b"\r\n"  # content begins at a line start, as if preceded by CRLF
+TEXT_LINE_MAX = RFC_TEXT_LINE - 1  # octets before the LF: 998 of text, then CR (RFC 5321 4.5.3.1.6)
 
 
 class MessageBody:
@@ -17,8 +20,8 @@ class MessageBody:
     as received and joined once, when the message is asked for.
     """
 
-    __slots__ = ("_chunks", "_kept", "_tail", "bare_lf", "broken", "cap", "dot_stuffed", "raw",
-                 "stuffed", "truncated")  # fmt: skip
+    __slots__ = ("_chunks", "_in_long", "_kept", "_run", "_tail", "bare_lf", "broken", "cap",
+                 "dot_stuffed", "long_lines", "raw", "stuffed", "truncated")  # fmt: skip
 
     def __init__(self, cap: int, dot_stuffed: bool) -> None:
         self._chunks: list[bytes] = []
@@ -29,6 +32,9 @@ class MessageBody:
         self.raw = 0
         self.stuffed = 0
         self.bare_lf = 0
+        self.long_lines = 0  # text lines over RFC 5321's 1000 octets (DATA content only)
+        self._run = 0  # octets of the unfinished last line seen so far
+        self._in_long = False  # that line is already counted in long_lines
         self.truncated = False
         self.broken = False
 
@@ -59,6 +65,7 @@ class MessageBody:
                 crlf += 1
             self.bare_lf += chunk.count(b"\n") - crlf
             self._tail = chunk[-3:] if n >= 3 else (tail + chunk)[-3:]
+            self._scan_lines(chunk, n)
         if self.broken or self.truncated:
             return
         room = self.cap - self._kept
@@ -71,10 +78,46 @@ class MessageBody:
             self._chunks.append(chunk)
             self._kept += n
 
+    def _scan_lines(self, chunk: bytes, n: int) -> None:
+        """Count the lines longer than TEXT_LINE_MAX octets before their LF, across chunks.
+
+        Each step looks for the last LF within the octets the current line may still take:
+        found, every line up to it is short; not found, the line is over the limit.
+        """
+        start = 0
+        if self._in_long:  # the rest of a line already counted
+            i = chunk.find(b"\n")
+            if i < 0:
+                return
+            self._in_long = False
+            self._run = 0
+            start = i + 1
+        run = self._run
+        while True:
+            window_end = start + TEXT_LINE_MAX - run + 1  # the LF must come before this offset
+            if window_end > n:  # the chunk ends before the line can be too long
+                i = chunk.rfind(b"\n", start)
+                self._run = run + n - start if i < 0 else n - i - 1
+                return
+            i = chunk.rfind(b"\n", start, window_end)
+            if i >= 0:
+                start = i + 1
+                run = 0
+                continue
+            self.long_lines += 1
+            i = chunk.find(b"\n", window_end)
+            if i < 0:
+                self._in_long = True
+                return
+            start = i + 1
+            run = 0
+
     def gap(self) -> None:
         """Bytes of the content were lost: the copy ends here."""
         self.broken = True
         self._tail = b""
+        self._run = 0  # line lengths restart after the hole (a line cut by it is not judged)
+        self._in_long = False
 
     def message(self) -> bytes:
         """The copied message, dot-unstuffed."""

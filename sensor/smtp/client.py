@@ -237,8 +237,10 @@ class ClientSide(ServerSide):
     def end_data(self, ts: float) -> None:
         """The end-of-data marker arrived."""
         self.cstate = _C_COMMAND
-        if self.body is not None and self.body.bare_lf:
-            self.count(Anomaly.BARE_LF, self.body.bare_lf)
+        body = self.body
+        if body is not None:
+            self.count(Anomaly.BARE_LF, body.bare_lf)
+            self.count(Anomaly.OVERLONG_LINE, body.long_lines)
         self.body = None
         txn = self.current_txn()
         if txn is None:

@@ -107,6 +107,9 @@ class SmtpParser(ClientSide):
         self.closed = True
         if self.cstate is ClientState.DATA or self.cstate is ClientState.BDAT:
             self.count(Anomaly.MISSING_DATA_TERMINATOR)
+            if self.body is not None:  # the lines of the unfinished content count as well
+                self.count(Anomaly.BARE_LF, self.body.bare_lf)
+                self.count(Anomaly.OVERLONG_LINE, self.body.long_lines)
             if self.txns:
                 self.txns[-1].complete = False
         if (

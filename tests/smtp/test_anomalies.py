@@ -84,3 +84,14 @@ def test_clean_dialogue_has_no_anomaly() -> None:
     events = [*TXN, (C, b"DATA\r\n"), (S, b"354 go\r\n"), (C, b"Subject: hi\r\n\r\nx\r\n.\r\n"),
               (S, b"250 ok\r\n"), (C, b"QUIT\r\n"), (S, b"221 bye\r\n")]  # fmt: skip
     assert run(events).anomalies == {}
+
+
+def test_overlong_text_lines_in_message_content_are_counted() -> None:
+    """RFC 5321 4.5.3.1.6: 1000 octets per text line; two lines over it, one just at it."""
+    content = b"Subject: long\r\n\r\n" + b"a" * 998 + b"\r\n" + b"b" * 1500 + b"\r\n"
+    events = [*TXN, (C, b"DATA\r\n"), (S, b"354 go\r\n"),
+              (C, content[:700]), (C, content[700:] + b"c" * 2000 + b"\r\n.\r\n"),
+              (S, b"250 ok\r\n")]  # fmt: skip
+    assert run(events).anomalies == {"overlong_line": 2}
+    unfinished = [*TXN, (C, b"DATA\r\n"), (S, b"354 go\r\n"), (C, b"d" * 1200)]
+    assert run(unfinished).anomalies == {"missing_data_terminator": 1, "overlong_line": 1}

@@ -84,3 +84,26 @@ def test_unstuffed_copy_when_nothing_was_stuffed() -> None:
     assert body.stuffed == 0 and body.message() == b"a\r\n.b\r\nc\r\n"
     body = feed([b"..a\r\n"])  # a leading stuffed dot counts: content starts at a line start
     assert body.stuffed == 1 and body.message() == b".a\r\n"
+
+
+LONG = b"a" * 998
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from([LONG, b"b", b"\r\n", b"\n", b"x" * 300]), max_size=12),
+       st.lists(st.integers(0, 5000), max_size=6))  # fmt: skip
+def test_overlong_text_lines_counted_whatever_the_chunking(
+    parts: list[bytes], cuts: list[int]
+) -> None:
+    content = b"".join(parts)
+    expected = sum(len(line) > 999 for line in content.split(b"\n"))  # 998 text octets + CR
+    points = sorted({c for c in cuts if c <= len(content)})
+    chunks = [content[a:b] for a, b in zip([0, *points], [*points, len(content)], strict=True)]
+    assert feed(chunks).long_lines == expected
+
+
+def test_the_text_line_limit_is_1000_octets_with_crlf() -> None:
+    assert feed([b"a" * 998 + b"\r\n"]).long_lines == 0
+    assert feed([b"a" * 999 + b"\r\n"]).long_lines == 1
+    assert feed([b"a" * 5000, b"a" * 5000, b"\r\nshort\r\n" + b"b" * 1200]).long_lines == 2
+    assert MessageBody(1 << 20, dot_stuffed=False).long_lines == 0  # BDAT: not judged
