@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Generator
+from collections.abc import Iterator
 from typing import Protocol
 
 import pcapy
@@ -40,17 +40,27 @@ def open_handle(path: str, bpf: str) -> Handle:
     return handle
 
 
+class Outcome:
+    """How a `read_libpcap` run ended, known once its iterator is exhausted."""
+
+    __slots__ = ("stopped_after",)
+
+    def __init__(self) -> None:
+        self.stopped_after: int | None = None
+        """None: the file was read to its end; else frames yielded before libpcap failed."""
+
+
 def read_libpcap(
-    handle: Handle, stats: CaptureStats, batch: int = DEFAULT_BATCH
-) -> Generator[Frame, None, int | None]:
+    handle: Handle, stats: CaptureStats, outcome: Outcome, batch: int = DEFAULT_BATCH
+) -> Iterator[Frame]:
     """Yield the filtered frames of an open libpcap handle.
 
-    Returns None when the file was read to its end, else the number of frames yielded before
-    libpcap stopped with an error (truncated record, an interface of another link type in a
-    pcapng file, ...): libpcap drops the whole batch in progress, so the caller re-reads the
-    file with the pure-Python reader and skips that many frames. Timestamps are µs-precise
-    (libpcap converts ns files). Frames the filter rejects are not visible here, so
-    stats.filtered_out is not counted on this path.
+    At the end, `outcome.stopped_after` is None when the file was read to its end, else the
+    number of frames yielded before libpcap stopped with an error (truncated record, an
+    interface of another link type in a pcapng file, ...): libpcap drops the whole batch in
+    progress, so the caller re-reads the file with the pure-Python reader and skips that many
+    frames. Timestamps are µs-precise (libpcap converts ns files). Frames the filter rejects
+    are not visible here, so stats.filtered_out is not counted on this path.
     """
     next_batch = handle.next_batch
     linktype = handle.datalink()
@@ -59,9 +69,10 @@ def read_libpcap(
         try:
             packets, meta = next_batch(batch)
         except pcapy.PcapError:
-            return done
+            outcome.stopped_after = done
+            return
         if not meta:
-            return None
+            return
         stats.packets += len(meta) >> 4
         stats.bytes += len(packets)
         for sec, usec, off, caplen in _iter_meta(meta):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import math
 import os
 import struct
@@ -23,7 +24,7 @@ from sensor.capture.common import (
     Frame,
     Streamable,
 )
-from sensor.capture.fast import LibpcapRefused, open_handle, read_libpcap
+from sensor.capture.fast import LibpcapRefused, Outcome, open_handle, read_libpcap
 from sensor.capture.linktypes import to_dlt
 from sensor.capture.pcapfile import read_pcap
 from sensor.capture.pcapng import read_pcapng
@@ -161,10 +162,12 @@ def _filtered(
         yield frame
 
 
-def _read_file(
+def _file_parts(
     path: str, fmt: FileFormat, compressed: bool, expr: str, stats: CaptureStats, use_libpcap: bool
-) -> Iterator[Frame]:
-    """One file: libpcap when it can read it, else (or from where libpcap stopped) pure Python."""
+) -> Iterator[Iterator[Frame]]:
+    """One file's frame iterators, in order: libpcap when it can read the file, then (or only)
+    pure Python from where libpcap stopped. Each is asked for once the previous is exhausted."""
+    stats.files += 1
     skip = 0
     if use_libpcap and not compressed:
         try:
@@ -172,11 +175,12 @@ def _read_file(
         except LibpcapRefused:
             pass
         else:
-            stopped_after = yield from read_libpcap(handle, stats)
-            if stopped_after is None:
+            outcome = Outcome()
+            yield read_libpcap(handle, stats, outcome)
+            if outcome.stopped_after is None:
                 return
-            skip = stopped_after
-    yield from _filtered(_pure_frames(path, fmt, compressed, stats), expr, stats, skip)
+            skip = outcome.stopped_after
+    yield _filtered(_pure_frames(path, fmt, compressed, stats), expr, stats, skip)
 
 
 def open_files(
@@ -213,6 +217,10 @@ def _chain(
     stats: CaptureStats,
     use_libpcap: bool,
 ) -> Iterator[Frame]:
-    for _ts, _index, path, fmt, compressed in readable:
-        stats.files += 1
-        yield from _read_file(path, fmt, compressed, expr, stats, use_libpcap)
+    """The files' frames as one stream; per frame only C code (itertools.chain) stands between
+    the reader and the pipeline."""
+    return itertools.chain.from_iterable(
+        part
+        for _ts, _index, path, fmt, compressed in readable
+        for part in _file_parts(path, fmt, compressed, expr, stats, use_libpcap)
+    )
