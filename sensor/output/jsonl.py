@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields, is_dataclass
+from operator import attrgetter
 from typing import Any, BinaryIO
 
 from sensor.errors import OutputError
+from sensor.records import ConnRecord
 
 
 def record_to_dict(rec: Any) -> Any:
@@ -18,6 +20,15 @@ def record_to_dict(rec: Any) -> Any:
     if isinstance(rec, dict):
         return {str(k): record_to_dict(v) for k, v in rec.items()}
     return rec
+
+
+_CONN_FIELDS = tuple(f.name for f in fields(ConnRecord))
+_conn_values = attrgetter(*_CONN_FIELDS)
+
+
+def conn_to_dict(rec: ConnRecord) -> dict[str, Any]:
+    """``record_to_dict`` of a ConnRecord, whose fields are all scalars, without the walk."""
+    return dict(zip(_CONN_FIELDS, _conn_values(rec), strict=True))
 
 
 def to_json_line(obj: Any) -> bytes:
