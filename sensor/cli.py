@@ -13,7 +13,7 @@ import click
 
 from sensor import __version__
 from sensor.errors import SensorError
-from sensor.pipeline import Frame, Pipeline, RunTotals
+from sensor.pipeline import Frame, Pipeline, RunTotals, no_streams
 from sensor.records import Alert, CaptureStats, TcpStats
 
 if TYPE_CHECKING:
@@ -82,7 +82,8 @@ def _output_options(fn: Callable[..., None]) -> Callable[..., None]:
                      help="SMTP server ports to analyse (e.g. 25,587)."),
         click.option("--bpf", default=None,
                      help="BPF filter replacing the one built from --ports."),
-        click.option("--quiet", "-q", is_flag=True, help="No summary table."),
+        click.option("--quiet", "-q", is_flag=True,
+                     help="No summary table. With only --conns, SMTP is then not parsed."),
         click.option("--stats", "stats_path", metavar="FILE|-",
                      help="Write the run's counters as one JSON object."),
     ]  # fmt: skip
@@ -122,6 +123,9 @@ def _execute(
 
     _tune_gc()
     detect = bool(alerts_path) or fail_on_alert
+    # SMTP sessions feed the session log, detection, the summary and --stats; when none of them
+    # is asked for (a quiet run writing connection records only), the run stops after reassembly.
+    smtp = bool(sessions_path) or detect or not quiet or bool(stats_path)
     cfg = load_config(config_path)
     if detect and not quiet:
         for line in cfg.assumed:
@@ -147,6 +151,7 @@ def _execute(
             session_line=sess_sink.write_line if sess_sink is not None else None,
             conn=detector.on_conn if detector is not None else None,
             session=detector.on_session if detector is not None else None,
+            smtp=smtp,
         )
         sys.stdout.flush()  # forked workers must not inherit (and repeat) buffered output
         sys.stderr.flush()
@@ -168,6 +173,7 @@ def _execute(
             alert_sink,
             detector,
             progress and not quiet,
+            smtp,
         )
     if stats_path:
         stats_sink = JsonlSink(stats_path)
@@ -190,21 +196,27 @@ def _run_in_process(
     alert_sink: JsonlSink | None,
     detector: Detector | None,
     progress: bool,
+    smtp: bool,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
-    from sensor.output.jsonl import record_to_dict
+    from sensor.output.jsonl import conn_to_dict
     from sensor.smtp.schema import session_to_dict
 
     conn_outs: list[Callable[[Any], None]] = []
     sess_outs: list[Callable[[Any], None]] = []
     if conn_sink is not None:
-        conn_outs.append(lambda r: conn_sink.write(record_to_dict(r)))
+        conn_outs.append(lambda r: conn_sink.write(conn_to_dict(r)))
     if sess_sink is not None:
         sess_outs.append(lambda s: sess_sink.write(session_to_dict(s)))
     if detector is not None:
         conn_outs.append(detector.on_conn)
         sess_outs.append(detector.on_session)
-    pipe = Pipeline(ports=ports, on_conn=_fan_out(conn_outs), on_session=_fan_out(sess_outs))
+    pipe = Pipeline(
+        ports=ports,
+        on_conn=_fan_out(conn_outs),
+        on_session=_fan_out(sess_outs),
+        handlers=None if smtp else no_streams,
+    )
     frames = frames_for(pipe, expr)
     if progress and sys.stderr.isatty():
         frames = _progress(frames)

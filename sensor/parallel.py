@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from sensor.capture.source import ErrorHandler
 from sensor.errors import SensorError
-from sensor.pipeline import Pipeline, RunTotals
+from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 
 START_METHOD: Final = "fork"
@@ -82,6 +82,8 @@ class Outputs:
     session_line: LineSink | None = None
     conn: Callable[[ConnRecord], None] | None = None
     session: Callable[[SmtpSession], None] | None = None
+    smtp: bool = True
+    """False: workers stop after reassembly (nothing reads SMTP sessions)."""
 
 
 @dataclass(slots=True)
@@ -148,13 +150,15 @@ def run_parallel(
     return result
 
 
-def out_wants(out: Outputs) -> tuple[bool, bool, bool, bool]:
-    """Which of (conn lines, session lines, conn records, session records) workers must send."""
+def out_wants(out: Outputs) -> tuple[bool, bool, bool, bool, bool]:
+    """Which of (conn lines, session lines, conn records, session records) workers must send,
+    and whether they parse SMTP at all."""
     return (
         out.conn_line is not None,
         out.session_line is not None,
         out.conn is not None,
         out.session is not None,
+        out.smtp,
     )
 
 
@@ -238,7 +242,7 @@ def _worker_main(
     ports: tuple[int, ...],
     workers: int,
     index: int,
-    wants: tuple[bool, bool, bool, bool],
+    wants: tuple[bool, bool, bool, bool, bool],
     conn: Connection,
 ) -> None:
     """Process entry: analyse this worker's share and send everything; never returns."""
@@ -267,14 +271,14 @@ def _work(
     ports: tuple[int, ...],
     workers: int,
     index: int,
-    wants: tuple[bool, bool, bool, bool],
+    wants: tuple[bool, bool, bool, bool, bool],
     conn: Connection,
 ) -> tuple[CaptureStats, TcpStats, RunTotals]:
     from sensor.capture.source import open_files
-    from sensor.output.jsonl import record_to_dict, to_json_line
+    from sensor.output.jsonl import conn_to_dict, to_json_line
     from sensor.smtp.schema import session_to_dict
 
-    conn_lines, session_lines, conn_recs, session_recs = wants
+    conn_lines, session_lines, conn_recs, session_recs, smtp = wants
     batch: list[Item] = []
     seq = itertools.count()
     send = conn.send
@@ -282,7 +286,7 @@ def _work(
     at_end = False  # finish() flushes in table order, i.e. by start time
 
     def on_conn(rec: ConnRecord) -> None:
-        line = to_json_line(record_to_dict(rec)) if conn_lines else None
+        line = to_json_line(conn_to_dict(rec)) if conn_lines else None
         end = rec.ts if at_end else rec.ts + rec.duration_s
         batch.append((_frame(pipe), end, index, next(seq), _CONN, line, rec if conn_recs else None))
         if len(batch) >= BATCH_RECORDS:
@@ -303,6 +307,7 @@ def _work(
         ports=ports,
         on_conn=on_conn if conn_lines or conn_recs else None,
         on_session=on_session if session_lines or session_recs else None,
+        handlers=None if smtp else no_streams,
     )
     pipe.run_share(open_files(paths, bpf, pipe.capture_stats, _ignore_error), workers, index)
     at_end = True

@@ -28,6 +28,11 @@ def flow_share(src: bytes, dst: bytes, sport: int, dport: int, workers: int) -> 
     return ((sport + dport + src[-1] + dst[-1]) * FLOW_MIX >> FLOW_MIX_SHIFT) % workers
 
 
+def no_streams(uid: str, ts: float, cip: str, cport: int, sip: str, sport: int) -> None:
+    """Handler factory for runs that stop after reassembly (only connection records wanted)."""
+    return None
+
+
 @dataclass(slots=True)
 class RunTotals:
     """What a run produced, for the closing summary."""

@@ -35,6 +35,21 @@ def test_demo_capture_summary_and_logs(tmp_path: Path) -> None:
     assert mails >= want_mail > 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_connection_log_alone_is_the_same_without_the_smtp_stage(
+    tmp_path: Path, workers: str
+) -> None:
+    """A quiet run asking only for --conns skips SMTP parsing; its records do not change."""
+    alone, full, stats = tmp_path / "alone.jsonl", tmp_path / "full.jsonl", tmp_path / "st.json"
+    r = sensor("analyze", "--quiet", "--workers", workers, "--conns", str(alone), str(DEMO))
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    r = sensor("analyze", "--quiet", "--workers", workers, "--conns", str(full),
+               "--stats", str(stats), str(DEMO))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert alone.read_bytes() == full.read_bytes() and alone.stat().st_size > 0
+    assert json.loads(stats.read_text())["totals"]["sessions"] > 0  # --stats needs SMTP: parsed
+
+
 @pytest.mark.parametrize(
     ("make", "expect"),
     [
