@@ -218,13 +218,15 @@ class HostWindows:
         threshold, strictly above); the arrays are read in place, as this runs once per record."""
         total, gone, entered, left = self._total, self._gone, self._entered, self._left
         hits = 0
+        value: float
         for w, i, threshold, strict in needs:
             if i < _NS:
                 value = total[i] - gone[w * _NS + i] if gone is not None else total[i]
             else:
-                value = entered[i - _NS]
+                distinct = entered[i - _NS]
                 if left is not None:
-                    value -= left[w * _ND + i - _NS]
+                    distinct -= left[w * _ND + i - _NS]
+                value = float(distinct)
             if value > threshold if strict else value >= threshold:
                 hits += 1
                 if hits >= min_hits:

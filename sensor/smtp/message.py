@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.header import decode_header
@@ -101,7 +102,8 @@ def _str_items(msg: Message) -> list[tuple[str, str]]:
     compat32 hands back a stored value unchanged unless it carries undecodable bytes (then a
     Header object), so only non-ASCII values go through the policy's fetch.
     """
-    fetch = msg.policy.header_fetch_parse
+    # Typed as returning object: compat32 returns a Header where the stubs say str.
+    fetch: Callable[[str, str], object] = msg.policy.header_fetch_parse
     return [
         (name, raw if raw.isascii() else str(fetch(name, raw))) for name, raw in msg.raw_items()
     ]
