@@ -3,18 +3,19 @@
 
 Generates (or reuses) the reference workloads with ../shared/bench/gen_mixed_pcap.py, then times
 whole processes: `tcpdump -r F -w /dev/null FILTER`, `tshark -r F -Y smtp ...` and
-`sensor analyze --conns /dev/null F`, printing wall seconds, packets/s, peak RSS and ratios.
-Targets (issue 2): mixed 2M file: sensor <= 3x tcpdump's time, peak RSS < 150 MB;
-SMTP-only 500k file: sensor >= 6x faster than tshark. A "stages capture+tcp" row times the
-stages of that issue alone (decode and reassembly, no SMTP parsing). The ratios are computed for the
-single-process run; `--workers N` (default 2) adds a flow-split run for comparison (peak RSS
-is then the parent's only).
+`sensor analyze --quiet --conns /dev/null F`, printing wall seconds, packets/s, peak RSS and
+ratios. Targets (issue 2): mixed 2M file: sensor <= 3x tcpdump's time, peak RSS < 150 MB;
+SMTP-only 500k file: sensor >= 6x faster than tshark.
+
+That quiet run writes connection records only, so the sensor stops after reassembly. The row
+"sensor --conns --stats" also parses every SMTP session (its counts go into --stats): the whole
+analysis short of writing sessions. `--workers N` (default 2) adds a flow-split run of the first
+command (peak RSS is then the parent's only).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from benchlib import (
@@ -30,26 +31,7 @@ from benchlib import (
 )
 
 
-def stages_only(pcap: str) -> None:
-    """Capture, decode and TCP reassembly alone (no SMTP parsing, no output): the stages of
-    issue 2, run in this process so that the timing covers exactly them plus start-up."""
-    import gc
-
-    from sensor.capture.bpf import build_filter
-    from sensor.capture.source import open_files
-    from sensor.pipeline import Pipeline
-
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)  # as the CLI does
-    pipe = Pipeline(handlers=lambda *conn: None)
-    pipe.run(open_files([pcap], build_filter([25]), pipe.capture_stats, lambda p, r: None))
-    pipe.finish()
-
-
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--stages-only-run":
-        stages_only(sys.argv[2])
-        return
     ap = common_arguments(__doc__)
     args = ap.parse_args()
     require("tcpdump", "tshark")
@@ -64,10 +46,9 @@ def main() -> None:
             "sensor --conns": median_run([sensor_exe(), "analyze", "--quiet", "--conns",
                                           "/dev/null", str(pcap)], args.repeat),
         }  # fmt: skip
-        rows["stages capture+tcp"] = median_run(
-            [sys.executable, str(Path(__file__).resolve()), "--stages-only-run", str(pcap)],
-            args.repeat,
-        )
+        rows["sensor --conns --stats"] = median_run(
+            [sensor_exe(), "analyze", "--quiet", "--conns", "/dev/null", "--stats", "/dev/null",
+             str(pcap)], args.repeat)  # fmt: skip
         if args.workers > 1:
             rows[f"sensor --workers {args.workers}"] = median_run(
                 [sensor_exe(), "analyze", "--quiet", "--workers", str(args.workers), "--conns",
@@ -80,13 +61,14 @@ def main() -> None:
         results[name] = rows
     print()
     for name, rows in results.items():
-        for run in (r for r in rows if r.startswith(("sensor", "stages"))):
+        for run in (r for r in rows if r.startswith("sensor")):
+            kind = "for information" if "--stats" in run else "target"
             if name == "mixed_2m":
-                print(f"target mixed_2m, {run}: sensor/tcpdump = "
+                print(f"{kind} mixed_2m, {run}: sensor/tcpdump = "
                       f"{rows[run][0] / rows['tcpdump'][0]:.2f} (<= 3), "
                       f"peak RSS {rows[run][1]:.0f} MB (< 150)")  # fmt: skip
             elif "tshark -Y smtp" in rows:
-                print(f"target {name}, {run}: tshark/sensor = "
+                print(f"{kind} {name}, {run}: tshark/sensor = "
                       f"{rows['tshark -Y smtp'][0] / rows[run][0]:.1f} (>= 6)")  # fmt: skip
 
 
