@@ -50,6 +50,10 @@ class TcpLimits:
     max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
 
 
+_RELEASED = Connection("", 0.0, ("", 0), ("", 0), Budget(TcpStats(), 0, 0, 0))
+"""What the halves of a removed connection point at, in place of it."""
+
+
 def make_uid(ts: float, cip: str, cport: int, sip: str, sport: int) -> str:
     """Deterministic Zeek-like uid: "C" and 16 base62 characters of a hash of ts and 4-tuple."""
     digest = hashlib.blake2b(f"{ts!r}|{cip}|{cport}|{sip}|{sport}".encode(), digest_size=_UID_CHARS)
@@ -357,6 +361,10 @@ class Reassembler:
                 h.chunks.clear()
                 h.ooo_bytes = 0
             h.on_data = h.on_gap = None
+            # Half.conn points back at its Connection: break that cycle so that reference
+            # counting frees both as soon as the last heap entry goes, instead of the cyclic
+            # collector much later (it held every finished connection until a full collection).
+            h.conn = _RELEASED
 
     def _deadline(self, c: Connection) -> float:
         lim = self._limits
