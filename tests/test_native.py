@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,3 +33,31 @@ def test_compiled_modules_are_built_from_their_current_sources() -> None:
         assert built.stat().st_mtime >= (ROOT / source).stat().st_mtime, (
             f"{built.name} is older than {source}: run `make test` to rebuild it"
         )
+
+
+def test_pure_python_install_gives_the_same_records(tmp_path: Path) -> None:
+    """The fallback without a C compiler: the package's sources alone, interpreted, write the
+    same sessions, connections and alerts as the compiled build. (Both run from a directory
+    of their own: the current directory comes first on sys.path.)"""
+    pure = tmp_path / "sources"
+    shutil.copytree(ROOT / "sensor", pure / "sensor", ignore=shutil.ignore_patterns("*.so"))
+    demo = ROOT / "pcaps" / "demo.pcap"
+    outputs = {}
+    for name, path in (("compiled", None), ("pure", pure)):
+        out = tmp_path / name
+        out.mkdir()
+        env = dict(os.environ)
+        if path is not None:
+            env["PYTHONPATH"] = str(path)
+        probe = "import sensor.smtp.parser as m; print(m.__file__)"
+        where = subprocess.run([sys.executable, "-c", probe], env=env, cwd=out,
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert where.strip().endswith(".py" if path is not None else ".so"), where
+        subprocess.run(
+            [sys.executable, "-m", "sensor", "analyze", "--quiet", str(demo),
+             "--config", str(ROOT / "pcaps" / "demo.toml"), "--sessions", str(out / "s.jsonl"),
+             "--conns", str(out / "c.jsonl"), "--alerts", str(out / "a.jsonl")],
+            env=env, cwd=out, check=True, timeout=300,
+        )  # fmt: skip
+        outputs[name] = [(out / f).read_bytes() for f in ("s.jsonl", "c.jsonl", "a.jsonl")]
+    assert all(outputs["compiled"]) and outputs["pure"] == outputs["compiled"]
