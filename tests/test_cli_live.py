@@ -11,31 +11,14 @@ import threading
 import time
 from pathlib import Path
 
+from scripted_smtp import serve
+
 
 def _scripted_smtp_server(sock: socket.socket) -> None:
     """Answer one SMTP client with fixed, valid replies (enough for smtplib)."""
     conn, _ = sock.accept()
     with conn:
-        f = conn.makefile("rb")
-        conn.sendall(b"220 mx.test ESMTP\r\n")
-        in_data = False
-        for line in f:
-            if in_data:
-                if line == b".\r\n":
-                    in_data = False
-                    conn.sendall(b"250 2.0.0 Ok: queued as 42\r\n")
-                continue
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                conn.sendall(b"250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
-            elif verb == b"DATA":
-                in_data = True
-                conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-            elif verb == b"QUIT":
-                conn.sendall(b"221 2.0.0 Bye\r\n")
-                return
-            else:
-                conn.sendall(b"250 2.1.0 Ok\r\n")
+        serve(conn)
 
 
 def test_live_capture_on_loopback(tmp_path: Path) -> None:

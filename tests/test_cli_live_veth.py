@@ -27,52 +27,6 @@ USER = "mallory"
 PASSWORD = "Tr0ub4dor-and-3"
 RCPTS = ["bob@mx.test", "carol@mx.test"]
 
-SERVER_SCRIPT = r'''
-"""Scripted SMTP server on port 25: answers `count` clients in turn, refusing every AUTH."""
-import socket
-import sys
-
-addr, count = sys.argv[1], int(sys.argv[2])
-srv = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((addr, 25))
-srv.listen()
-srv.settimeout(15)
-print("ready", flush=True)
-
-
-def serve(conn):
-    f = conn.makefile("rb")
-    conn.sendall(b"220 mx.test ESMTP\r\n")
-    in_data = False
-    for line in f:
-        if in_data:
-            if line == b".\r\n":
-                in_data = False
-                conn.sendall(b"250 2.0.0 Ok: queued as 42\r\n")
-            continue
-        verb = line[:4].upper()
-        if verb == b"EHLO":
-            conn.sendall(b"250-mx.test\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")
-        elif verb == b"AUTH":
-            conn.sendall(b"535 5.7.8 Authentication credentials invalid\r\n")
-        elif verb == b"DATA":
-            in_data = True
-            conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-        elif verb == b"QUIT":
-            conn.sendall(b"221 2.0.0 Bye\r\n")
-            return
-        else:
-            conn.sendall(b"250 2.1.0 Ok\r\n")
-
-
-for _ in range(count):
-    conn, _ = srv.accept()
-    conn.settimeout(10)
-    with conn:
-        serve(conn)
-'''
-
 CLIENT_SCRIPT = r'''
 """SMTP client: one mail to two recipients, then a failing AUTH PLAIN on a second connection."""
 import smtplib
@@ -139,8 +93,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 def _run_dialogue(net: VethNet, srv_ip: str, tmp_path: Path) -> str:
     """Capture the client's two connections with `sensor live`; returns the sensor's stderr."""
-    server_py = tmp_path / "smtp_server.py"
-    server_py.write_text(SERVER_SCRIPT)
+    server_py = Path(__file__).with_name("scripted_smtp.py")
     client_py = tmp_path / "smtp_client.py"
     client_py.write_text(CLIENT_SCRIPT)
     sensor_argv = [sys.executable, "-m", "sensor", "live", "-i", SRV_IF,
