@@ -18,6 +18,9 @@ class CaptureStats:
     packets: int = 0
     bytes: int = 0
     filtered_out: int = 0
+    files_filtered_by_libpcap: int = 0
+    """Files whose BPF filter ran inside libpcap, which reports nothing of what it rejected:
+    their frames are not in filtered_out."""
     non_ip: int = 0
     non_tcp: int = 0
     ip_fragments: int = 0

@@ -26,6 +26,7 @@ def test_demo_capture_summary_and_logs(tmp_path: Path) -> None:
     r = sensor("analyze", str(DEMO), "--sessions", str(sess), "--conns", str(conns))
     assert r.returncode == 0, r.stderr
     assert "smtp sessions" in r.stdout and "connections" in r.stdout
+    assert "filtered out by libpcap" in r.stdout and "not counted" in r.stdout
     truth = json.loads((ROOT / "pcaps" / "demo.truth.json").read_text())
     sessions = [json.loads(line) for line in sess.read_text().splitlines()]
     records = [json.loads(line) for line in conns.read_text().splitlines()]

@@ -178,6 +178,8 @@ def _file_parts(
             outcome = Outcome()
             yield read_libpcap(handle, stats, outcome)
             if outcome.stopped_after is None:
+                if expr.strip():
+                    stats.files_filtered_by_libpcap += 1
                 return
             skip = outcome.stopped_after
     yield _filtered(_pure_frames(path, fmt, compressed, stats), expr, stats, skip)

@@ -68,6 +68,8 @@ def render_summary(
         "tcp: total buffer cap hits": tcp.total_cap_hits,
     }
     rows.extend((k, v) for k, v in skipped.items() if v)
+    if cap.files_filtered_by_libpcap:
+        rows.append(("skipped: filtered out by libpcap", "not counted"))
     if detect is not None:
         rows.append(("hosts tracked", detect.hosts))
         rows.append(("alerts", detect.alerts))
