@@ -28,7 +28,7 @@ demo: $(NATIVE)
 	$(BIN)/sensor analyze pcaps/demo.pcap --config pcaps/demo.toml --alerts demo-alerts.jsonl --sessions demo-sessions.jsonl
 	@echo "alerts (JSON lines, as a SIEM receives them): demo-alerts.jsonl; SMTP sessions: demo-sessions.jsonl"
 
-## Install what the tests need (tshark, tcpdump when root and missing), lint, type-check, run the tests.
+## Install what the tests need (tshark, tcpdump, iproute2 when root and missing), lint, type-check, run the tests.
 test: $(NATIVE)
 	sh scripts/ensure_system.sh test
 	$(BIN)/ruff check sensor tests scripts
