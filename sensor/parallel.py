@@ -150,15 +150,26 @@ def run_parallel(
     return result
 
 
-def out_wants(out: Outputs) -> tuple[bool, bool, bool, bool, bool]:
-    """Which of (conn lines, session lines, conn records, session records) workers must send,
-    and whether they parse SMTP at all."""
-    return (
-        out.conn_line is not None,
-        out.session_line is not None,
-        out.conn is not None,
-        out.session is not None,
-        out.smtp,
+@dataclass(frozen=True, slots=True)
+class WorkerWants:
+    """What a worker must produce for the parent's Outputs (callbacks do not cross processes)."""
+
+    conn_lines: bool
+    session_lines: bool
+    conn_records: bool
+    session_records: bool
+    smtp: bool
+    """False: stop after reassembly (nothing reads SMTP sessions)."""
+
+
+def out_wants(out: Outputs) -> WorkerWants:
+    """Which records workers must send for `out`, and whether they parse SMTP at all."""
+    return WorkerWants(
+        conn_lines=out.conn_line is not None,
+        session_lines=out.session_line is not None,
+        conn_records=out.conn is not None,
+        session_records=out.session is not None,
+        smtp=out.smtp,
     )
 
 
@@ -242,7 +253,7 @@ def _worker_main(
     ports: tuple[int, ...],
     workers: int,
     index: int,
-    wants: tuple[bool, bool, bool, bool, bool],
+    wants: WorkerWants,
     conn: Connection,
 ) -> None:
     """Process entry: analyse this worker's share and send everything; never returns."""
@@ -271,14 +282,15 @@ def _work(
     ports: tuple[int, ...],
     workers: int,
     index: int,
-    wants: tuple[bool, bool, bool, bool, bool],
+    wants: WorkerWants,
     conn: Connection,
 ) -> tuple[CaptureStats, TcpStats, RunTotals]:
     from sensor.capture.source import open_files
     from sensor.output.jsonl import conn_to_dict, to_json_line
     from sensor.smtp.schema import session_to_dict
 
-    conn_lines, session_lines, conn_recs, session_recs, smtp = wants
+    conn_lines, session_lines = wants.conn_lines, wants.session_lines
+    conn_recs, session_recs = wants.conn_records, wants.session_records
     batch: list[Item] = []
     seq = itertools.count()
     send = conn.send
@@ -307,7 +319,7 @@ def _work(
         ports=ports,
         on_conn=on_conn if conn_lines or conn_recs else None,
         on_session=on_session if session_lines or session_recs else None,
-        handlers=None if smtp else no_streams,
+        handlers=None if wants.smtp else no_streams,
     )
     pipe.run_share(open_files(paths, bpf, pipe.capture_stats, _ignore_error), workers, index)
     at_end = True
