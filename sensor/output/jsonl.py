@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from operator import attrgetter
 from typing import Any, BinaryIO
 
@@ -11,18 +11,6 @@ import orjson
 
 from sensor.errors import OutputError
 from sensor.records import ConnRecord
-
-
-def record_to_dict(rec: Any) -> Any:
-    """A JSON-ready view of a record: dataclasses become dicts, tuples lists, recursively."""
-    if is_dataclass(rec) and not isinstance(rec, type):
-        return {f.name: record_to_dict(getattr(rec, f.name)) for f in fields(rec)}
-    if isinstance(rec, (list, tuple)):
-        return [record_to_dict(v) for v in rec]
-    if isinstance(rec, dict):
-        return {str(k): record_to_dict(v) for k, v in rec.items()}
-    return rec
-
 
 _orjson_line = orjson.dumps
 _ORJSON_LINE = orjson.OPT_APPEND_NEWLINE
@@ -32,7 +20,7 @@ _conn_values = attrgetter(*_CONN_FIELDS)
 
 
 def conn_to_dict(rec: ConnRecord) -> dict[str, Any]:
-    """``record_to_dict`` of a ConnRecord, whose fields are all scalars, without the walk."""
+    """A ConnRecord as a JSON-ready dict in field order (its fields are all scalars)."""
     return dict(zip(_CONN_FIELDS, _conn_values(rec), strict=True))
 
 
