@@ -70,7 +70,8 @@ class Pipeline:
         self._ports = frozenset(ports)
         self._on_conn = on_conn
         self._on_session = on_session
-        self._smtp_limits = smtp_limits
+        # One bounds object for every parser of the run (never mutated once the run starts).
+        self._smtp_limits = smtp_limits if smtp_limits is not None else SmtpLimits()
         self._decoder = Decoder(self.capture_stats)
         self._reasm = Reassembler(
             self._new_handler if handlers is None else handlers,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import binascii
-from dataclasses import dataclass
 from enum import StrEnum
 
 from sensor.records import AuthAttempt
@@ -91,19 +90,28 @@ def user_from_response(mechanism: str, index: int, response: bytes) -> str | Non
     return None
 
 
-@dataclass(slots=True)
 class AuthExchange:
-    """An AUTH exchange in progress: how many client responses to expect and what they revealed."""
+    """An AUTH exchange in progress: how many client responses to expect and what they revealed.
 
-    ts: float
-    mechanism: str
-    expected: int | None  # client response lines still expected; None when open-ended
-    index: int = 0  # index of the next client response (the initial response is 0)
-    user: str | None = None
-    outcome: AuthOutcome = AuthOutcome.UNKNOWN
-    code: int = 0
-    aborted_by_client: bool = False
-    done: bool = False
+    A plain class, not a dataclass: a brute force makes one per attempt, and a dataclass's
+    generated ``__init__`` stays interpreted when the module is compiled.
+    """
+
+    __slots__ = (
+        "aborted_by_client", "code", "done", "expected", "index", "mechanism", "outcome", "ts",
+        "user",
+    )  # fmt: skip
+
+    def __init__(self, ts: float, mechanism: str, expected: int | None) -> None:
+        self.ts = ts
+        self.mechanism = mechanism
+        self.expected = expected  # client response lines still expected; None when open-ended
+        self.index = 0  # index of the next client response (the initial response is 0)
+        self.user: str | None = None
+        self.outcome = AuthOutcome.UNKNOWN
+        self.code = 0
+        self.aborted_by_client = False
+        self.done = False
 
     @classmethod
     def start(cls, ts: float, mechanism: str, initial: bytes | None) -> AuthExchange:

@@ -6,7 +6,6 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.header import decode_header
 from email.message import Message
@@ -41,16 +40,21 @@ _PLAIN_BLOCK = re.compile(r"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r\n(?:[ \t][^\r\n]
 _FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+):[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)\r\n", re.M)
 
 
-@dataclass(slots=True)
 class MessageInfo:
-    """What the walk of one message found."""
+    """What the walk of one message found (a plain class: one is made per message)."""
 
-    headers: dict[str, str | None] = field(default_factory=dict)
-    received_count: int = 0
-    received_ips: list[str] = field(default_factory=list)
-    mime_parts: int = 0
-    attachments: list[Attachment] = field(default_factory=list)
-    header_too_large: bool = False
+    __slots__ = (
+        "attachments", "header_too_large", "headers", "mime_parts", "received_count",
+        "received_ips",
+    )  # fmt: skip
+
+    def __init__(self, mime_parts: int = 0, header_too_large: bool = False) -> None:
+        self.headers: dict[str, str | None] = {}
+        self.received_count = 0
+        self.received_ips: list[str] = []
+        self.mime_parts = mime_parts
+        self.attachments: list[Attachment] = []
+        self.header_too_large = header_too_large
 
 
 def clean(value: str) -> str:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 # RFC 5321 4.1.1.1: "250-keyword params" lines after the greeting line of an EHLO reply.
 STARTTLS_KEYWORD = "STARTTLS"  # RFC 3207 4
 _MASK_CHAR = "X"  # middleboxes overwrite STARTTLS with X's (Cisco PIX/ASA "XXXXXXXA")
 
 
-@dataclass(slots=True)
 class Reply:
-    """One complete (possibly multi-line) server reply."""
+    """One complete (possibly multi-line) server reply (a plain class: one is made per reply)."""
 
-    code: int
-    lines: list[str] = field(default_factory=list)  # text after "ddd[ -]", at most max_reply_lines
-    enhanced: str | None = None
-    malformed: bool = False
+    __slots__ = ("code", "enhanced", "lines", "malformed")
+
+    def __init__(
+        self, code: int, lines: list[str] | None = None, enhanced: str | None = None
+    ) -> None:
+        self.code = code
+        self.lines: list[str] = [] if lines is None else lines
+        """Text after "ddd[ -]" of each line, at most max_reply_lines."""
+        self.enhanced = enhanced
+        self.malformed = False
 
     @property
     def last_text(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from sensor.records import MailTransaction, Recipient
 from sensor.smtp.body import MessageBody
 from sensor.smtp.limits import SmtpLimits
@@ -20,41 +18,53 @@ _NO_MESSAGE = MessageInfo()  # what a transaction without content shows (never m
 HEAD_PREFIX = 2048  # message bytes first tried for the header block (most end well before)
 
 
-@dataclass(slots=True)
+# RcptState and TxnState are plain classes, not dataclasses: they are made per command and per
+# transaction, and a dataclass's generated __init__ stays interpreted when the module is compiled.
+
+
 class RcptState:
     """A RCPT TO awaiting (or holding) its reply."""
 
-    addr: str
-    params: dict[str, str]
-    code: int = 0
-    enhanced: str | None = None
-    text: str = ""
+    __slots__ = ("addr", "code", "enhanced", "params", "text")
+
+    def __init__(self, addr: str, params: dict[str, str]) -> None:
+        self.addr = addr
+        self.params = params
+        self.code = 0
+        self.enhanced: str | None = None
+        self.text = ""
 
 
-@dataclass(slots=True)
 class TxnState:
     """A mail transaction being parsed: opened by MAIL (or a stray RCPT), ended by the next MAIL,
     the reply to end-of-data, or the end of the connection (Zeek's row boundaries)."""
 
-    ts: float
-    trans_depth: int
-    recorded: bool  # False beyond SmtpLimits.max_txns_per_session
-    mail_from: str | None = None
-    mail_params: dict[str, str] = field(default_factory=dict)
-    mail_code: int = 0
-    rcpts: list[RcptState] = field(default_factory=list)
-    rcpts_dropped: int = 0
-    data_mode: str | None = None
-    body: MessageBody | None = None
-    content_ended: bool = False  # the client finished sending the content
-    last_reply: str | None = None
-    last_code: int = 0
-    end_code: int = 0  # reply to end-of-data (DATA dot or BDAT LAST)
-    reset: bool = False  # RSET/HELO/EHLO since MAIL
-    complete: bool = True
-    tls: bool = False
-    closed: bool = False  # no further command joins it
-    pending: int = 0  # commands of this transaction awaiting a reply
+    __slots__ = (
+        "body", "closed", "complete", "content_ended", "data_mode", "end_code", "last_code",
+        "last_reply", "mail_code", "mail_from", "mail_params", "pending", "rcpts",
+        "rcpts_dropped", "recorded", "reset", "tls", "trans_depth", "ts",
+    )  # fmt: skip
+
+    def __init__(self, ts: float, trans_depth: int, recorded: bool) -> None:
+        self.ts = ts
+        self.trans_depth = trans_depth
+        self.recorded = recorded  # False beyond SmtpLimits.max_txns_per_session
+        self.mail_from: str | None = None
+        self.mail_params: dict[str, str] = {}
+        self.mail_code = 0
+        self.rcpts: list[RcptState] = []
+        self.rcpts_dropped = 0
+        self.data_mode: str | None = None
+        self.body: MessageBody | None = None
+        self.content_ended = False  # the client finished sending the content
+        self.last_reply: str | None = None
+        self.last_code = 0
+        self.end_code = 0  # reply to end-of-data (DATA dot or BDAT LAST)
+        self.reset = False  # RSET/HELO/EHLO since MAIL
+        self.complete = True
+        self.tls = False
+        self.closed = False  # no further command joins it
+        self.pending = 0  # commands of this transaction awaiting a reply
 
     def has_live_rcpt(self) -> bool:
         """True if a recipient was accepted or is still awaiting its reply."""

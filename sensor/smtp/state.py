@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum, auto
 
 from sensor.smtp.auth import AuthExchange
@@ -66,13 +65,26 @@ class Cmd(Enum):
     """Barrier for the unknown commands lost in a client gap."""
 
 
-@dataclass(slots=True)
 class Pending:
-    """A client line awaiting its reply, with what the reply updates."""
+    """A client line awaiting its reply, with what the reply updates.
 
-    kind: Cmd
-    ts: float
-    txn: TxnState | None = None
-    rcpt: RcptState | None = None
-    auth: AuthExchange | None = None
-    flagged: bool = False  # pipelining_not_advertised already counted for this line
+    A plain class, not a dataclass: one is made per command, and a dataclass's generated
+    ``__init__`` stays interpreted when the module is compiled.
+    """
+
+    __slots__ = ("auth", "flagged", "kind", "rcpt", "ts", "txn")
+
+    def __init__(
+        self,
+        kind: Cmd,
+        ts: float,
+        txn: TxnState | None = None,
+        rcpt: RcptState | None = None,
+        auth: AuthExchange | None = None,
+    ) -> None:
+        self.kind = kind
+        self.ts = ts
+        self.txn = txn
+        self.rcpt = rcpt
+        self.auth = auth
+        self.flagged = False  # pipelining_not_advertised already counted for this line
