@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import signal
 import sys
 import threading
@@ -25,8 +26,31 @@ _GC_YOUNG_THRESHOLD = 100_000  # allocations between young-generation collection
 _SUMMARY_ALERTS = 50  # (host, kind) pairs listed in the closing alert table, at most
 
 
+_LAZY_COMMANDS = {  # subcommands that live beside their stage, imported only when invoked
+    "simulate": ("sensor.simulate.cli", "simulate"),
+    "config": ("sensor.detect.cli", "config_cmd"),
+    "evaluate": ("sensor.detect.cli", "evaluate_cmd"),
+}
+
+
 class _Group(click.Group):
-    """Turns every SensorError into one line on stderr and its exit code, never a traceback."""
+    """Turns every SensorError into one line on stderr and its exit code, never a traceback.
+
+    The subcommands of `_LAZY_COMMANDS` are imported when used (or listed), so `sensor analyze`
+    does not pay for the simulator's and the evaluator's imports.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = _LAZY_COMMANDS.get(cmd_name)
+        if lazy is None or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        module = importlib.import_module(lazy[0])
+        cmd: click.Command = getattr(module, lazy[1])
+        self.add_command(cmd, cmd_name)
+        return cmd
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -116,8 +140,6 @@ def _execute(
     """
     from sensor.capture.bpf import build_filter
     from sensor.config import load_config
-    from sensor.detect.alerts import alert_to_dict
-    from sensor.detect.detector import Detector
     from sensor.output.jsonl import JsonlSink
     from sensor.output.summary import render_alerts, render_summary, stats_dict
 
@@ -135,6 +157,10 @@ def _execute(
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
     latest: dict[tuple[str, str], Alert] = {}  # newest alert per (host, kind), for the summary
+
+    if detect:  # the detection stage's imports are paid for only when it runs
+        from sensor.detect.alerts import alert_to_dict
+        from sensor.detect.detector import Detector
 
     def on_alert(a: Alert) -> None:
         if alert_sink is not None:
@@ -338,14 +364,3 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
         sys.exit(1)
 
 
-def _register() -> None:
-    """Attach the subcommands that live beside their stage."""
-    from sensor.detect.cli import config_cmd, evaluate_cmd
-    from sensor.simulate.cli import simulate
-
-    main.add_command(simulate)
-    main.add_command(config_cmd)
-    main.add_command(evaluate_cmd)
-
-
-_register()
