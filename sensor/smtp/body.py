@@ -1,32 +1,44 @@
-"""One message's content as it arrives: exact size, dot-unstuffing, bare LF, a capped copy."""
+"""One message's content as it arrives: end of data, exact size, dot-unstuffing, bare LF, long
+lines, and a capped copy."""
 
 from __future__ import annotations
 
+from typing import Final
+
+from mypy_extensions import i64
+
 from sensor.smtp.limits import RFC_TEXT_LINE
 
+_MARKER = b"\r\n.\r\n"  # RFC 5321 4.1.1.4: end of mail data; the CRLF before the dot is content
+_MARKER_OWN: Final = 3  # the marker's bytes that are not content: "." CR LF
 _STUFFED = b"\r\n.."  # RFC 5321 4.5.2: a line starting with "." is sent with an extra "."
-_CRLF = b"\r\n"
-_CR = b"\r"
-_LF = 0x0A  # "\n" as an int, the type of an indexed byte
+_CONTEXT: Final = 4  # bytes kept across calls: the marker's start before a split point
 _LINE_START = b"\r\n"  # content begins at a line start, as if preceded by CRLF
-TEXT_LINE_MAX = RFC_TEXT_LINE - 1  # octets before the LF: 998 of text, then CR (RFC 5321 4.5.3.1.6)
+_CR: Final = 13
+_LF: Final = 10
+_DOT: Final = 46
+TEXT_LINE_MAX: Final = RFC_TEXT_LINE - 1  # octets before the LF: 998 of text, then CR (4.5.3.1.6)
+
+_COMPILED: Final = not __file__.endswith(".py")  # mypyc compiled this module (a C extension)
 
 
 class MessageBody:
     """The content of one DATA (dot-stuffed) or BDAT (raw) transfer, seen chunk by chunk.
 
-    ``size`` counts every byte seen after unstuffing; only the first ``cap`` bytes are kept for
-    the MIME walk (``truncated`` then), and a gap stops the copy (``broken``).  Chunks are kept
-    as received and joined once, when the message is asked for.
+    ``size`` counts every content byte after unstuffing; only the first ``cap`` bytes are kept
+    for the MIME walk (``truncated`` then), and a gap stops the copy (``broken``).  Chunks are
+    kept as received and joined once, when the message is asked for.
     """
 
-    __slots__ = ("_chunks", "_in_long", "_kept", "_run", "_tail", "bare_lf", "broken", "cap",
-                 "dot_stuffed", "long_lines", "raw", "stuffed", "truncated")  # fmt: skip
+    __slots__ = (
+        "_chunks", "_in_long", "_kept", "_run", "_tail", "bare_lf", "broken", "cap",
+        "dot_stuffed", "long_lines", "per_byte", "raw", "stuffed", "truncated",
+    )  # fmt: skip
 
     def __init__(self, cap: int, dot_stuffed: bool) -> None:
         self._chunks: list[bytes] = []
         self._kept = 0  # bytes in _chunks
-        self._tail = _LINE_START  # last bytes of the content (at most 3): a split pattern's start
+        self._tail = _LINE_START  # the last bytes seen (at most _CONTEXT): a split pattern's start
         self.cap = cap
         self.dot_stuffed = dot_stuffed
         self.raw = 0
@@ -37,46 +49,138 @@ class MessageBody:
         self._in_long = False  # that line is already counted in long_lines
         self.truncated = False
         self.broken = False
+        self.per_byte = _COMPILED
+        """Read DATA content with one loop over its bytes (fast compiled) or with bytes methods
+        (fast interpreted); both give the same results."""
 
     @property
     def size(self) -> int:
         """Message bytes after dot-unstuffing."""
         return self.raw - self.stuffed
 
-    def add(self, chunk: bytes, plain_from: int = -1) -> None:
-        """Content bytes in order (DATA still dot-stuffed, BDAT as sent).
+    def feed_dot(self, data: bytes) -> int:
+        """DATA content in order, still dot-stuffed, up to the end-of-data marker.
 
-        ``plain_from`` >= 0 promises that no ``CRLF "."`` starts at or after that offset.
+        Returns the offset in ``data`` just past the marker, or -1 when no marker ends in
+        ``data`` (every byte of it is content then).  The marker may begin in an earlier call;
+        its dot and CR were counted as content there and are taken back.  Bytes after the
+        marker are not looked at.
         """
-        n = len(chunk)
-        if not n:
-            return
-        self.raw += n
-        if self.dot_stuffed:
+        end = self._scan_bytes(data) if self.per_byte else self._scan_counting(data)
+        if end < 0:
+            self.raw += len(data)
+            self._keep(data)
             tail = self._tail
-            # Patterns straddling the previous chunk: the tail is shorter than _STUFFED, so
-            # every match in tail + head involves the head; CRLF straddles as "\r" | "\n".
-            if plain_from < 0:
-                self.stuffed += chunk.count(_STUFFED) + (tail + chunk[:3]).count(_STUFFED)
-            else:
-                self.stuffed += (tail + chunk[: plain_from + 3]).count(_STUFFED)
-            crlf = chunk.count(_CRLF)
-            if chunk[0] == _LF and tail[-1:] == _CR:
-                crlf += 1
-            self.bare_lf += chunk.count(b"\n") - crlf
-            self._tail = chunk[-3:] if n >= 3 else (tail + chunk)[-3:]
-            self._scan_lines(chunk, n)
-        if self.broken or self.truncated:
-            return
-        room = self.cap - self._kept
-        if n > room:
-            if room:
-                self._chunks.append(chunk[:room])
-                self._kept += room
-            self.truncated = True
+            self._tail = data[-_CONTEXT:] if len(data) >= _CONTEXT else (tail + data)[-_CONTEXT:]
+            return -1
+        content = end - _MARKER_OWN
+        if content > 0:
+            self.raw += content
+            self._keep(data[:content])
+        elif content < 0:
+            self._take_back(-content)
+        return end
+
+    def add(self, chunk: bytes) -> None:
+        """BDAT content bytes in order, as sent (no dot-stuffing, no marker)."""
+        self.raw += len(chunk)
+        self._keep(chunk)
+
+    def gap(self) -> None:
+        """Bytes of the content were lost: the copy ends here."""
+        self.broken = True
+        self._tail = b""  # no pattern straddles the hole
+        self._run = 0  # line lengths restart after the hole (a line cut by it is not judged)
+        self._in_long = False
+
+    def message(self) -> bytes:
+        """The copied message, dot-unstuffed."""
+        return self._unstuff(b"".join(self._chunks))
+
+    def head(self, n: int) -> tuple[bytes, bool]:
+        """The start of ``message()`` (about ``n`` bytes or more), and whether it is all of it."""
+        chunks = self._chunks
+        got = k = 0
+        while k < len(chunks) and got < n:
+            got += len(chunks[k])
+            k += 1
+        if k == len(chunks):
+            return self.message(), True
+        # Unstuffing a prefix of the copy gives a prefix of the unstuffed copy: a "\r\n.." cut
+        # at the end leaves its first bytes, which unstuffing the whole keeps too.
+        return self._unstuff(b"".join(chunks[:k])), False
+
+    # ----------------------------------------------------------------------------------------
+    # the two ways of reading dot-stuffed content: one pass compiled, bytes methods interpreted
+
+    def _scan_bytes(self, data: bytes) -> i64:
+        """Count stuffed dots, bare LFs and long lines up to the marker in one pass over
+        ``data``; return the offset past the marker or -1.  For the compiled module."""
+        tail = self._tail
+        n: i64 = len(data)
+        bare: i64 = 0
+        stuffed: i64 = 0
+        long: i64 = 0
+        last_lf: i64 = -1 - self._run  # where the last LF was, relative to data
+        in_long = self._in_long
+        end: i64 = -1
+        i: i64 = 0
+        while i < n:
+            c: i64 = data[i]
+            if c == _LF:
+                if (data[i - 1] if i >= 1 else _before(tail, i - 1)) != _CR:
+                    bare += 1
+                elif (
+                    (data[i - 2] if i >= 2 else _before(tail, i - 2)) == _DOT
+                    and (data[i - 3] if i >= 3 else _before(tail, i - 3)) == _LF
+                    and (data[i - 4] if i >= 4 else _before(tail, i - 4)) == _CR
+                ):
+                    end = i + 1
+                    break
+                if in_long:
+                    in_long = False
+                elif i - last_lf > TEXT_LINE_MAX + 1:  # more than TEXT_LINE_MAX octets before it
+                    long += 1
+                last_lf = i
+            elif (
+                c == _DOT
+                and (data[i - 1] if i >= 1 else _before(tail, i - 1)) == _DOT
+                and (data[i - 2] if i >= 2 else _before(tail, i - 2)) == _LF
+                and (data[i - 3] if i >= 3 else _before(tail, i - 3)) == _CR
+            ):
+                stuffed += 1
+            i += 1
+        if end < 0:
+            run = n - 1 - last_lf
+            if run > TEXT_LINE_MAX and not in_long:  # counted once, before its LF arrives
+                long += 1
+                in_long = True
+            self._run = run
+            self._in_long = in_long
+        self.bare_lf += bare
+        self.stuffed += stuffed
+        self.long_lines += long
+        return end
+
+    def _scan_counting(self, data: bytes) -> int:
+        """``_scan_bytes`` with bytes methods (each a C loop): for the interpreted module."""
+        tail = self._tail
+        j = (tail + data[: len(_MARKER) - 1]).find(_MARKER)  # a marker begun in the tail
+        if j >= 0:
+            end = j + len(_MARKER) - len(tail)
         else:
-            self._chunks.append(chunk)
-            self._kept += n
+            j = data.find(_MARKER)
+            end = -1 if j < 0 else j + len(_MARKER)
+        region = data if end < 0 else data[:end]
+        if not region:
+            return end
+        crlf = region.count(b"\r\n")
+        if region[0] == _LF and tail[-1:] == b"\r":
+            crlf += 1
+        self.bare_lf += region.count(b"\n") - crlf
+        self.stuffed += region.count(_STUFFED) + (tail[-3:] + region[:3]).count(_STUFFED)
+        self._scan_lines(region, len(region))
+        return end
 
     def _scan_lines(self, chunk: bytes, n: int) -> None:
         """Count the lines longer than TEXT_LINE_MAX octets before their LF, across chunks.
@@ -112,29 +216,39 @@ class MessageBody:
             start = i + 1
             run = 0
 
-    def gap(self) -> None:
-        """Bytes of the content were lost: the copy ends here."""
-        self.broken = True
-        self._tail = b""
-        self._run = 0  # line lengths restart after the hole (a line cut by it is not judged)
-        self._in_long = False
+    # ----------------------------------------------------------------------------------------
+    # the copy
 
-    def message(self) -> bytes:
-        """The copied message, dot-unstuffed."""
-        return self._unstuff(b"".join(self._chunks))
+    def _keep(self, chunk: bytes) -> None:
+        if self.broken or self.truncated or not chunk:
+            return
+        n = len(chunk)
+        room = self.cap - self._kept
+        if n > room:
+            if room:
+                self._chunks.append(chunk[:room])
+                self._kept += room
+            self.truncated = True
+        else:
+            self._chunks.append(chunk)
+            self._kept += n
 
-    def head(self, n: int) -> tuple[bytes, bool]:
-        """The start of ``message()`` (about ``n`` bytes or more), and whether it is all of it."""
+    def _take_back(self, k: int) -> None:
+        """The last ``k`` content bytes were the start of the marker: not content after all."""
+        self.raw -= k
+        excess = self._kept - self.raw  # never positive after a gap: the marker follows it
         chunks = self._chunks
-        got = k = 0
-        while k < len(chunks) and got < n:
-            got += len(chunks[k])
-            k += 1
-        if k == len(chunks):
-            return self.message(), True
-        # Unstuffing a prefix of the copy gives a prefix of the unstuffed copy: a "\r\n.." cut
-        # at the end leaves its first bytes, which unstuffing the whole keeps too.
-        return self._unstuff(b"".join(chunks[:k])), False
+        while excess > 0:
+            last = chunks[-1]
+            if len(last) > excess:
+                chunks[-1] = last[:-excess]
+                self._kept -= excess
+                break
+            chunks.pop()
+            self._kept -= len(last)
+            excess -= len(last)
+        if not self.broken:
+            self.truncated = self.raw > self.cap
 
     def _unstuff(self, copy: bytes) -> bytes:
         if not self.dot_stuffed or not self.stuffed:  # none in the content, so none in the copy
@@ -142,3 +256,9 @@ class MessageBody:
         if copy.startswith(b".."):
             copy = copy[1:]
         return copy.replace(_STUFFED, b"\r\n.")
+
+
+def _before(tail: bytes, j: i64) -> i64:
+    """The byte ``-j`` places before the current call's data (from the tail), or -1."""
+    k: i64 = len(tail) + j
+    return tail[k] if k >= 0 else -1

@@ -45,13 +45,18 @@ class ClientSide(ServerSide):
                     return
                 self.client_line(line, ts)
             elif st is _C_DATA:
-                chunk, ended = buf.take_data(self.data_at_start)
-                if chunk:
-                    self.data_at_start = False
-                    if self.body is not None:
-                        self.body.add(chunk)
-                if not ended:
+                content = buf.take_all()
+                if not content:
                     return
+                self.data_at_start = False
+                body = self.body
+                if body is None:  # DATA state always has a body; bounded even if it had not
+                    return
+                end = body.feed_dot(content)
+                if end < 0:
+                    return
+                if end < len(content):
+                    buf.feed(content[end:])
                 self.end_data(ts)
             elif st is _C_BDAT:
                 chunk = buf.take(self.bdat_left)

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-_CRLF_DOT_CRLF = b"\r\n.\r\n"  # RFC 5321 4.1.1.4: end of mail data
-_DOT_CRLF = b".\r\n"  # the terminator when the message is empty (it follows DATA's 354 directly)
-_CRLF_DOT = b"\r\n."  # a line starting with ".": the marker or a dot-stuffed one (RFC 5321 4.5.2)
-_TERMINATOR_TAIL = 4  # bytes kept back while scanning content: a split terminator's longest prefix
-
 
 class LineBuffer:
     """Buffers one direction's bytes and hands out lines (CRLF or bare LF) and raw content.
@@ -107,85 +102,12 @@ class LineBuffer:
         self._pos = pos + len(chunk)
         return chunk
 
-    def take_data(self, at_start: bool) -> tuple[bytes, bool]:
-        """Remove DATA content up to the end-of-data marker; return (content, marker_seen).
-
-        Content includes the CRLF before the final dot and is still dot-stuffed.  Until the
-        marker is seen, the last four bytes stay buffered in case they begin it.  ``at_start``
-        says no content byte was taken yet, where a bare ``.CRLF`` ends an empty message.
-        """
-        buf = self._buf
-        pos = self._pos
-        if at_start:
-            head = buf[pos : pos + 3]
-            if head == _DOT_CRLF:
-                self._pos = pos + 3
-                return b"", True
-            if _DOT_CRLF.startswith(head):
-                return b"", False
-        i = buf.find(_CRLF_DOT_CRLF, pos)
-        if i >= 0:
-            chunk = buf[pos : i + 2]
-            self._pos = i + 5
-            return chunk, True
-        end = len(buf) - _TERMINATOR_TAIL
-        if end <= pos:
-            return b"", False
-        chunk = buf[pos:end]
-        self._pos = end
-        return chunk, False
-
-    def feed_content(self, data: bytes) -> tuple[bytes, bool, int]:
-        """``feed(data)`` then ``take_data(False)``, without copying ``data`` through the buffer.
-
-        Returns (content, marker_seen, plain_from): when ``plain_from`` >= 0 the content holds
-        no ``CRLF "."`` starting at or after that offset (no dot-stuffing to look for there).
-        The common case inside DATA content: at most the held-back tail is buffered, so the
-        marker is searched in that tail joined to the start of ``data``, then in ``data``.
-        """
-        buf = self._buf
-        pos = self._pos
-        held_n = len(buf) - pos
-        if held_n > _TERMINATOR_TAIL or self._discard:
-            self.feed(data)
-            chunk, ended = self.take_data(False)
-            return chunk, ended, -1
-        held = buf[pos:] if held_n else b""
-        if held:
-            j = (held + data[:_TERMINATOR_TAIL]).find(_CRLF_DOT_CRLF)
-            if j >= 0:  # the marker starts in the held bytes (it cannot end past data[:4])
-                end = j + 2
-                chunk = held[:end] if end <= held_n else held + data[: end - held_n]
-                self._buf = data[j + 5 - held_n :]
-                self._pos = self._scan = 0
-                return chunk, True, -1
-        i = data.find(_CRLF_DOT)  # one scan rules out both the marker and dot-stuffing
-        if i >= 0:
-            i = data.find(_CRLF_DOT_CRLF, i)
-            if i >= 0:
-                self._buf = data[i + 5 :]
-                self._pos = self._scan = 0
-                return (held + data[: i + 2] if held else data[: i + 2]), True, -1
-            plain = -1
-        else:
-            plain = held_n
-        n = len(data)
-        if n >= _TERMINATOR_TAIL:
-            self._buf = data[n - _TERMINATOR_TAIL :]
-            self._pos = self._scan = 0
-            if n == _TERMINATOR_TAIL:
-                return held, False, plain
-            chunk = held + data[:-_TERMINATOR_TAIL] if held else data[:-_TERMINATOR_TAIL]
-            return chunk, False, plain
-        joined = held + data
-        cut = max(0, len(joined) - _TERMINATOR_TAIL)
-        self._keep(joined, cut)
-        return joined[:cut], False, -1
-
-    def _keep(self, data: bytes, start: int) -> None:
-        """Make ``data[start:]`` the whole buffer."""
-        self._buf = data[start:]
+    def take_all(self) -> bytes:
+        """Remove and return every unread byte (DATA content goes to the message body)."""
+        rest = self._buf[self._pos :]
+        self._buf = b""
         self._pos = self._scan = 0
+        return rest
 
     def drain(self) -> int:
         """Drop everything buffered (TLS took over, or a gap broke the line); return its size."""

@@ -52,15 +52,16 @@ class SmtpParser(ClientSide):
             self.first_client_ts = ts
             self.check_pregreet()
         st = self.cstate
-        if st is _C_DATA and not self.data_at_start:  # message content: the bulk of the bytes
-            chunk, ended, plain_from = self.cbuf.feed_content(payload)
-            if chunk and self.body is not None:
-                self.body.add(chunk, plain_from)
-            if not ended:
+        body = self.body
+        if st is _C_DATA and not self.data_at_start and body is not None and not len(self.cbuf):
+            end = body.feed_dot(payload)  # message content: the bulk of the bytes
+            if end < 0:
                 if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
                     self.server_run(force=False)
                 return
             self.end_data(ts)
+            if end < len(payload):  # commands pipelined after the message
+                self.cbuf.feed(payload[end:])
         elif st is _C_TLS:
             self.tls_bytes += len(payload)
             return

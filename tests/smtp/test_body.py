@@ -1,4 +1,5 @@
-"""MessageBody: exact unstuffed size and bare-LF count whatever the chunking; the capped copy."""
+"""MessageBody: end of data, exact unstuffed size, bare LF and long lines whatever the chunking;
+the capped copy; the compiled per-byte reading and the bytes-method reading agree."""
 
 from __future__ import annotations
 
@@ -8,56 +9,141 @@ from hypothesis import strategies as st
 from sensor.smtp.body import MessageBody
 
 CONTENT = b"..first\r\nmid\r\n..\r\nbare\nlf\r\n...three\r\n"
+UNSTUFFED = b".first\r\nmid\r\n.\r\nbare\nlf\r\n..three\r\n"
+MARKER = b"\r\n.\r\n"
 
 
-def feed(chunks: list[bytes], cap: int = 1 << 20) -> MessageBody:
+def feed(
+    chunks: list[bytes], cap: int = 1 << 20, per_byte: bool = True
+) -> tuple[MessageBody, bytes | None]:
+    """DATA content chunk by chunk; (body, bytes after the marker or None if none was seen)."""
     body = MessageBody(cap, dot_stuffed=True)
-    for c in chunks:
-        body.add(c)
-    return body
+    body.per_byte = per_byte
+    for k, c in enumerate(chunks):
+        end = body.feed_dot(c)
+        if end >= 0:
+            return body, c[end:] + b"".join(chunks[k + 1 :])
+    return body, None
+
+
+def facts(body: MessageBody, rest: bytes | None) -> tuple[object, ...]:
+    return (body.message(), body.size, body.raw, body.stuffed, body.bare_lf, body.long_lines,
+            body.truncated, rest)  # fmt: skip
+
+
+def split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(stream)) for c in cuts})
+    return [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+
+
+def reference(stream: bytes) -> tuple[object, ...]:
+    """What the body must find, computed on the whole stream at once."""
+    s = b"\r\n" + stream  # content starts at a line start
+    j = s.find(MARKER)
+    content, rest = (stream, None) if j < 0 else (s[2 : j + 2], s[j + 5 :])
+    message = content[1:] if content.startswith(b"..") else content
+    message = message.replace(b"\r\n..", b"\r\n.")
+    bare = sum(1 for i, c in enumerate(content) if c == 10 and (i == 0 or content[i - 1] != 13))
+    long_lines = sum(len(line) > 999 for line in content.split(b"\n"))  # 998 text octets + CR
+    stuffed = (b"\r\n" + content).count(b"\r\n..")
+    return (message, len(message), len(content), stuffed, bare, long_lines, False, rest)
 
 
 def test_unstuffing_and_counts() -> None:
-    body = feed([CONTENT])
-    assert body.message() == b".first\r\nmid\r\n.\r\nbare\nlf\r\n..three\r\n"
-    assert body.size == len(body.message())
+    body, rest = feed([CONTENT])
+    assert rest is None
+    assert body.message() == UNSTUFFED
+    assert body.size == len(UNSTUFFED)
     assert body.bare_lf == 1
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(0, len(CONTENT)), max_size=6))
-def test_any_chunking_gives_same_size_and_bare_lf(cuts: list[int]) -> None:
-    points = sorted(set(cuts))
-    chunks = [CONTENT[a:b] for a, b in zip([0, *points], [*points, len(CONTENT)], strict=True)]
-    body = feed(chunks)
-    assert (body.size, body.bare_lf, body.message()) == (
-        len(b".first\r\nmid\r\n.\r\nbare\nlf\r\n..three\r\n"),
-        1,
-        b".first\r\nmid\r\n.\r\nbare\nlf\r\n..three\r\n",
-    )
+def test_marker_ends_the_content_and_the_rest_is_returned() -> None:
+    assert facts(*feed([b".\r\nQUIT\r\n"]))[1:] == (0, 0, 0, 0, 0, False, b"QUIT\r\n")
+    body, rest = feed([b"..x\r\n..\r\n.\r\nNOOP\r\n"])
+    assert body.message() == b".x\r\n.\r\n" and rest == b"NOOP\r\n"
+    body, rest = feed([b"a\r\n.b\r\n", b"c\r\n"])  # a dot line that is no marker is content
+    assert body.stuffed == 0 and body.message() == b"a\r\n.b\r\nc\r\n" and rest is None
+    body, rest = feed([b"..a\r\n"])  # a leading stuffed dot counts: content starts a line
+    assert body.stuffed == 1 and body.message() == b".a\r\n"
+
+
+STREAM = b"Subject: x\r\n\r\nline\r\n..dot\r\n\r\n.\r\nQUIT\r\n"
+
+
+def test_marker_found_at_every_split_point() -> None:
+    want = reference(STREAM)
+    assert want[0] == b"Subject: x\r\n\r\nline\r\n.dot\r\n\r\n" and want[-1] == b"QUIT\r\n"
+    for per_byte in (True, False):
+        for i in range(len(STREAM) + 1):
+            assert facts(*feed([STREAM[:i], STREAM[i:]], per_byte=per_byte)) == want, i
+        singles = [STREAM[i : i + 1] for i in range(len(STREAM))]
+        assert facts(*feed(singles, per_byte=per_byte)) == want
+
+
+PIECES = [b"\r\n", b".", b"..", b"\r\n.\r\n", b"x", b"\n", b"\r", b"ab\r\n..", b"a" * 998,
+          b"y" * 300]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=30), st.lists(st.integers(0, 4000), max_size=8))
+def test_any_chunking_gives_what_the_whole_stream_gives(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(pieces)
+    chunks = split(stream, cuts)
+    want = reference(stream)
+    assert facts(*feed(chunks, per_byte=True)) == want
+    assert facts(*feed(chunks, per_byte=False)) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=6), st.integers(0, 700))
+def test_random_bytes_both_readings_agree(stream: bytes, cuts: list[int], cap: int) -> None:
+    chunks = split(stream, cuts)
+    fast = facts(*feed(chunks, cap, per_byte=True))
+    assert fast == facts(*feed(chunks, cap, per_byte=False))
+    want = reference(stream)
+    if cap >= len(stream):
+        assert fast == want
+    else:  # the copy may be cut, nothing else changes
+        assert fast[1:6] == want[1:6] and fast[7] == want[7]
+
+
+def test_the_marker_taken_back_from_a_full_copy() -> None:
+    """Content of exactly `cap` bytes, then a marker split after its dot: nothing was cut."""
+    body, rest = feed([b"abcd\r\n", b".", b"\r\nQUIT\r\n"], cap=6)
+    assert (body.message(), body.size, body.truncated, rest) == (b"abcd\r\n", 6, False, b"QUIT\r\n")
+    body, rest = feed([b"abcd\r\n", b".\r", b"\n"], cap=5)
+    assert (body.message(), body.size, body.truncated, rest) == (b"abcd\r", 6, True, b"")
 
 
 def test_cap_truncates_copy_but_not_size() -> None:
-    body = feed([b"a" * 50, b"b" * 50], cap=60)
+    body, _ = feed([b"a" * 50, b"b" * 50], cap=60)
     assert body.truncated
     assert body.message() == b"a" * 50 + b"b" * 10
     assert body.size == 100
 
 
-def test_gap_stops_the_copy() -> None:
-    body = MessageBody(1000, dot_stuffed=False)
-    body.add(b"..x")
-    body.gap()
-    body.add(b"more")
-    assert body.broken and body.message() == b"..x" and body.size == 7
+def test_gap_stops_the_copy_and_no_pattern_straddles_it() -> None:
+    for per_byte in (True, False):
+        body = MessageBody(1000, dot_stuffed=True)
+        body.per_byte = per_byte
+        assert body.feed_dot(b"x\r\n.") == -1
+        body.gap()
+        assert body.feed_dot(b"\r\nmore\nlines\r\n..\r\n") == -1  # no marker across the hole
+        assert (body.broken, body.message(), body.bare_lf, body.stuffed) == (True, b"x\r\n.", 1, 1)
+        assert body.feed_dot(b".\r\nQUIT") == 3
+    raw = MessageBody(1000, dot_stuffed=False)
+    raw.add(b"..x")
+    raw.gap()
+    raw.add(b"more")
+    assert raw.broken and raw.message() == b"..x" and raw.size == 7
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, len(CONTENT)), max_size=6), st.integers(0, 60))
 def test_head_is_a_prefix_of_the_message(cuts: list[int], n: int) -> None:
-    points = sorted(set(cuts))
-    chunks = [CONTENT[a:b] for a, b in zip([0, *points], [*points, len(CONTENT)], strict=True)]
-    body = feed(chunks)
+    body, _ = feed(split(CONTENT, cuts))
     head, whole = body.head(n)
     message = body.message()
     assert message.startswith(head)
@@ -65,45 +151,10 @@ def test_head_is_a_prefix_of_the_message(cuts: list[int], n: int) -> None:
     assert len(head) >= min(n, len(message)) * 3 // 4  # unstuffing drops at most 1 byte in 4
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(0, len(CONTENT)), max_size=6))
-def test_plain_from_promise_gives_the_same_counts(cuts: list[int]) -> None:
-    points = sorted(set(cuts))
-    chunks = [CONTENT[a:b] for a, b in zip([0, *points], [*points, len(CONTENT)], strict=True)]
-    want = feed(chunks)
-    body = MessageBody(1 << 20, dot_stuffed=True)
-    for c in chunks:
-        # the largest offset the promise holds from: after the last CRLF "." in the chunk
-        last = c.rfind(b"\r\n.")
-        body.add(c, last + 1 if last >= 0 else 0)
-    assert (body.size, body.bare_lf, body.message()) == (want.size, want.bare_lf, want.message())
-
-
-def test_unstuffed_copy_when_nothing_was_stuffed() -> None:
-    body = feed([b"a\r\n.b\r\n", b"c\r\n"])
-    assert body.stuffed == 0 and body.message() == b"a\r\n.b\r\nc\r\n"
-    body = feed([b"..a\r\n"])  # a leading stuffed dot counts: content starts at a line start
-    assert body.stuffed == 1 and body.message() == b".a\r\n"
-
-
-LONG = b"a" * 998
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from([LONG, b"b", b"\r\n", b"\n", b"x" * 300]), max_size=12),
-       st.lists(st.integers(0, 5000), max_size=6))  # fmt: skip
-def test_overlong_text_lines_counted_whatever_the_chunking(
-    parts: list[bytes], cuts: list[int]
-) -> None:
-    content = b"".join(parts)
-    expected = sum(len(line) > 999 for line in content.split(b"\n"))  # 998 text octets + CR
-    points = sorted({c for c in cuts if c <= len(content)})
-    chunks = [content[a:b] for a, b in zip([0, *points], [*points, len(content)], strict=True)]
-    assert feed(chunks).long_lines == expected
-
-
 def test_the_text_line_limit_is_1000_octets_with_crlf() -> None:
-    assert feed([b"a" * 998 + b"\r\n"]).long_lines == 0
-    assert feed([b"a" * 999 + b"\r\n"]).long_lines == 1
-    assert feed([b"a" * 5000, b"a" * 5000, b"\r\nshort\r\n" + b"b" * 1200]).long_lines == 2
+    for per_byte in (True, False):
+        assert feed([b"a" * 998 + b"\r\n"], per_byte=per_byte)[0].long_lines == 0
+        assert feed([b"a" * 999 + b"\r\n"], per_byte=per_byte)[0].long_lines == 1
+        chunks = [b"a" * 5000, b"a" * 5000, b"\r\nshort\r\n" + b"b" * 1200]
+        assert feed(chunks, per_byte=per_byte)[0].long_lines == 2
     assert MessageBody(1 << 20, dot_stuffed=False).long_lines == 0  # BDAT: not judged

@@ -51,41 +51,12 @@ def test_complete_long_line_is_cut_to_max() -> None:
     assert buf.truncated == 1
 
 
-def test_take_data_empty_message_and_stuffed_lines() -> None:
-    buf = LineBuffer(100)
-    buf.feed(b".\r\nQUIT\r\n")
-    assert buf.take_data(at_start=True) == (b"", True)
-    assert lines_of(buf) == [b"QUIT"]
-    buf.feed(b"..x\r\n..\r\n.\r\nNOOP\r\n")
-    assert buf.take_data(at_start=True) == (b"..x\r\n..\r\n", True)
-    assert lines_of(buf) == [b"NOOP"]
-
-
-def collect_data(chunks: list[bytes]) -> tuple[bytes, bool, bytes]:
-    buf = LineBuffer(100)
-    content = b""
-    ended = False
-    rest = b""
-    for chunk in chunks:
-        buf.feed(chunk)
-        while not ended:
-            part, ended = buf.take_data(at_start=not content)
-            content += part
-            if not part:
-                break
-        if ended:
-            rest += b"".join(lines_of(buf))
-    return content, ended, rest
-
-
-STREAM = b"Subject: x\r\n\r\nline\r\n..dot\r\n\r\n.\r\nQUIT\r\n"
-
-
-def test_terminator_found_at_every_split_point() -> None:
-    want = (b"Subject: x\r\n\r\nline\r\n..dot\r\n\r\n", True, b"QUIT")
-    for i in range(len(STREAM) + 1):
-        assert collect_data([STREAM[:i], STREAM[i:]]) == want, i
-    assert collect_data([STREAM[i : i + 1] for i in range(len(STREAM))]) == want
+def test_take_all_empties_the_buffer() -> None:
+    buf = LineBuffer(10)
+    buf.feed(b"DATA\r\nSubject: x")
+    assert buf.pop_line() == b"DATA"
+    assert buf.take_all() == b"Subject: x"
+    assert len(buf) == 0 and buf.take_all() == b""
 
 
 def test_take_returns_exact_byte_counts() -> None:
@@ -105,35 +76,6 @@ def test_random_bytes_keep_buffer_bounded(chunks: list[bytes], max_line: int) ->
         while (line := buf.pop_line()) is not None:
             assert len(line) <= max_line
         assert len(buf) <= max_line
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.sampled_from([b"\r\n", b".", b"\r\n.\r\n", b"x", b"\n", b"\r", b"ab\r\n.."]),
-             max_size=40),
-    st.lists(st.integers(0, 200), max_size=8),
-    st.binary(max_size=3),
-)  # fmt: skip
-def test_feed_content_equals_feed_then_take_data(
-    parts: list[bytes], cuts: list[int], held: bytes
-) -> None:
-    stream = b"".join(parts)
-    points = sorted({min(c, len(stream)) for c in cuts})
-    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
-    fast, slow = LineBuffer(100), LineBuffer(100)
-    for buf in (fast, slow):
-        buf.feed(held)  # bytes already held back when content continues
-    for chunk in chunks:
-        slow.feed(chunk)
-        want = slow.take_data(False)
-        got = fast.feed_content(chunk)
-        assert got[:2] == want
-        if got[2] >= 0:  # the promise: no CRLF "." starts there
-            assert b"\r\n." not in got[0][got[2] :]
-        assert len(fast) == len(slow)
-        if want[1]:
-            assert lines_of(fast) == lines_of(slow)
-            break
 
 
 def test_whole_lines_only_for_clean_complete_lines() -> None:
