@@ -34,10 +34,6 @@ _LIST_HEADERS = frozenset({"to", "cc"})  # repeated headers are joined, others: 
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)  # stateless: a FeedParser per parsebytes call
 _IPV6 = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
-# RFC 5322 2.2: a field is a name (printable ASCII but colon, no space), a colon and a value,
-# continued on lines starting with white space (2.2.3); the header block ends with an empty line.
-_PLAIN_BLOCK = re.compile(r"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)+\r\n")
-_FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+):[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)\r\n", re.M)
 
 
 class MessageInfo:
@@ -190,12 +186,30 @@ def split_header_block(block: bytes) -> list[tuple[str, str]] | None:
     8-bit bytes, an mbox ``From `` line, a line that is no header) goes to the email package,
     whose defect handling then decides.  As there, a value keeps its folding line breaks.
     """
-    if not block.isascii():
+    # RFC 5322 2.2: a field is a name (printable ASCII but colon, no space), a colon and a
+    # value, continued on lines starting with white space (2.2.3); an empty line ends the block.
+    if not block.isascii() or not block.endswith(b"\r\n\r\n"):
         return None
     text = block.decode("ascii")
-    if _PLAIN_BLOCK.fullmatch(text) is None:
+    lines = text[:-4].split("\r\n")
+    breaks = len(lines) + 1  # every line ends with CRLF, and so does the empty one
+    if text.count("\n") != breaks or text.count("\r") != breaks:  # a bare CR or LF
         return None
-    return _FIELD.findall(text)
+    items: list[tuple[str, str]] = []
+    for line in lines:
+        first = line[:1]
+        if first == " " or first == "\t":  # a continuation keeps its line break, as compat32
+            if not items:
+                return None
+            name, value = items[-1]
+            items[-1] = (name, f"{value}\r\n{line}")
+            continue
+        colon = line.find(":")
+        name = line[:colon]
+        if colon <= 0 or " " in name or not name.isprintable():
+            return None
+        items.append((name, line[colon + 1 :].lstrip(" \t")))
+    return items
 
 
 def _text_shape(items: list[tuple[str, str]]) -> bool | None:
