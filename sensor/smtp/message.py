@@ -86,7 +86,7 @@ def received_ip(value: str) -> str | None:
         octets = addr.split(".")
         if addr.isascii() and all(int(o) <= 255 and (o[0] != "0" or len(o) == 1) for o in octets):
             found.append(addr)
-    for m in _IPV6.finditer(value):
+    for m in _IPV6.finditer(value) if "6:" in value else ():  # every "IPv6:" holds a "6:"
         try:
             found.append(str(ipaddress.IPv6Address(m.group(1).rstrip(":."))))
         except ValueError:  # not an address after all
