@@ -79,25 +79,31 @@ def test_random_bytes_keep_buffer_bounded(chunks: list[bytes], max_line: int) ->
 
 
 def test_whole_lines_only_for_clean_complete_lines() -> None:
-    buf = LineBuffer(10)
-    assert buf.whole_lines(b"EHLO a\r\nMAIL b\r\n") == [b"EHLO a", b"MAIL b"]
-    assert buf.whole_lines(b"\r\n") == [b""]
-    for refused in (b"EHLO a", b"a\nb\r\n", b"a\rb\r\n", b"x" * 11 + b"\r\n", b"a\r\n\n"):
-        assert buf.whole_lines(refused) is None
-    buf.feed(b"partial")
-    assert buf.whole_lines(b"line\r\n") is None  # bytes are buffered: the general path
-    assert buf.pop_line() is None and len(buf) == len(b"partial")
+    for per_byte in (True, False):
+        buf = LineBuffer(10)
+        buf.per_byte = per_byte
+        assert buf.whole_lines(b"EHLO a\r\nMAIL b\r\n") == [b"EHLO a", b"MAIL b"]
+        assert buf.whole_lines(b"\r\n") == [b""]
+        assert buf.whole_lines(b"x" * 10 + b"\r\n") == [b"x" * 10]
+        for refused in (b"EHLO a", b"a\nb\r\n", b"a\rb\r\n", b"x" * 11 + b"\r\n", b"a\r\n\n",
+                        b"\n", b"", b"a\r\r\n"):  # fmt: skip
+            assert buf.whole_lines(refused) is None
+        buf.feed(b"partial")
+        assert buf.whole_lines(b"line\r\n") is None  # bytes are buffered: the general path
+        assert buf.pop_line() is None and len(buf) == len(b"partial")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b"ab", b"250-x", b"250 y"]), max_size=12),
     st.integers(1, 12),
 )
 def test_whole_lines_equals_feed_then_pop_line(parts: list[bytes], max_line: int) -> None:
     data = b"".join(parts)
-    fast, slow = LineBuffer(max_line), LineBuffer(max_line)
+    fast, counting, slow = LineBuffer(max_line), LineBuffer(max_line), LineBuffer(max_line)
+    fast.per_byte, counting.per_byte = True, False
     got = fast.whole_lines(data)
+    assert got == counting.whole_lines(data)  # the two ways of splitting agree
     if got is None:
         return
     slow.feed(data)
