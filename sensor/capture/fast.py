@@ -75,6 +75,8 @@ def read_libpcap(
             return
         stats.packets += len(meta) >> 4
         stats.bytes += len(packets)
-        for sec, usec, off, caplen in _iter_meta(meta):
+        for rec in _iter_meta(meta):
+            frame: tuple[int, int, int, int] = rec  # typed: native arithmetic and slicing
+            sec, usec, off, caplen = frame
             yield (sec + usec * 1e-6, linktype, packets[off : off + caplen])
         done += len(meta) >> 4

@@ -96,6 +96,11 @@ _IP6_WALK = frozenset(
 )
 
 # Ethernet + IPv4 (IHL 5) + TCP up to the window, in one unpack (the common case).
+# The unpacks of the fast paths, typed: compiled, the fields are then native ints and bytes
+# instead of objects of unknown type (every comparison, shift and slice a generic call).
+_FastFields = tuple[int, int, int, int, int, int, bytes, bytes, int, int, int, int, int, int, int]
+_Ip4TcpFields = tuple[int, int, int, int, int, bytes, bytes, int, int, int, int, int, int, int]
+_Ip6TcpFields = tuple[int, int, int, int, bytes, bytes, int, int, int, int, int, int, int]
 _FAST = struct.Struct("!12xHBxHxxHBB2x4s4sHHIIBBH")
 _FAST_LEN = _FAST.size  # 50
 _fast_unpack = _FAST.unpack_from
@@ -122,8 +127,9 @@ class Decoder:
         # _FRAG_MASK, header ends 14 (Ethernet), 34 (IPv4), 54 (TCP without options). _ip4 and
         # _ip6 try their own one-unpack case first; anything unusual ends in the general code.
         if linktype == 1 and len(data) >= _FAST_LEN:
+            fields: _FastFields = _fast_unpack(data)
             (etype, vihl, totlen, frag, ttl, proto, src, dst,
-             sport, dport, seq, ack, offb, flags, win) = _fast_unpack(data)  # fmt: skip
+             sport, dport, seq, ack, offb, flags, win) = fields  # fmt: skip
             if etype == 0x0800:
                 if vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
                     tcp_end = 34 + ((offb >> 4) << 2)
@@ -237,8 +243,9 @@ class Decoder:
     def _ip4(self, data: bytes, off: int) -> Segment | None:
         """RFC 791 section 3.1 header with options; payload bounded by the total length."""
         if len(data) >= off + 40:  # IHL 5, unfragmented TCP, all in the frame: one unpack
+            fields: _Ip4TcpFields = _IP4_TCP.unpack_from(data, off)
             (vihl, totlen, frag, ttl, proto, src, dst, sport, dport,
-             seq, ack, offb, flags, win) = _IP4_TCP.unpack_from(data, off)  # fmt: skip
+             seq, ack, offb, flags, win) = fields  # fmt: skip
             if vihl == 0x45 and proto == _P_TCP and not frag & _FRAG_MASK:
                 tcp_end = off + 20 + ((offb >> 4) << 2)
                 end = off + totlen
@@ -278,8 +285,9 @@ class Decoder:
     def _ip6(self, data: bytes, off: int) -> Segment | None:
         """RFC 8200 section 3 header, extension headers walked up to TCP."""
         if len(data) >= off + 60:  # TCP right after the fixed header, all in the frame
+            fields: _Ip6TcpFields = _IP6_TCP.unpack_from(data, off)
             (vtf, plen, nxt, hlim, src, dst, sport, dport,
-             seq, ack, offb, flags, win) = _IP6_TCP.unpack_from(data, off)  # fmt: skip
+             seq, ack, offb, flags, win) = fields  # fmt: skip
             if vtf >> 28 == 6 and nxt == _P_TCP:  # plen 0 (jumbogram) fails the bounds below
                 tcp_end = off + 40 + ((offb >> 4) << 2)
                 end = off + 40 + plen
