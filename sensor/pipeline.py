@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from sensor.decode.packet import Decoder
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
@@ -13,11 +14,11 @@ from sensor.tcp.reassembler import HandlerFactory, Reassembler, StreamHandler, T
 
 Frame = tuple[float, int, bytes]
 
-FLOW_MIX = 0x9E3779B1
+FLOW_MIX: Final = 0x9E3779B1
 """Fibonacci-hashing multiplier (2**32 / golden ratio): spreads the flow key's low bits (Linux
 clients pick even ephemeral ports, so a plain port sum modulo 2 would send every flow to one
 worker)."""
-FLOW_MIX_SHIFT = 16
+FLOW_MIX_SHIFT: Final = 16
 
 
 def flow_share(src: bytes, dst: bytes, sport: int, dport: int, workers: int) -> int:

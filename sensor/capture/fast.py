@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Final, Protocol
 
 import pcapy
 
 from sensor.capture.common import Frame
 from sensor.records import CaptureStats
 
-DEFAULT_BATCH = 512
+DEFAULT_BATCH: Final = 512
 """Packets fetched per next_batch() call: amortises the C-to-Python cost per packet."""
-_META = struct.Struct("=IIII")  # per packet: sec, usec, offset, caplen (native byte order)
-_iter_meta = _META.iter_unpack
+_META: Final = struct.Struct("=IIII")  # per packet: sec, usec, offset, caplen (native byte order)
+_iter_meta: Final = _META.iter_unpack
 
 
 class Handle(Protocol):

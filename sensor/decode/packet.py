@@ -6,6 +6,7 @@ import socket
 import struct
 from collections.abc import Callable
 from enum import IntEnum, IntFlag
+from typing import Final
 
 from sensor.capture.linktypes import LinkType
 from sensor.records import CaptureStats
@@ -63,34 +64,34 @@ class TcpOption(IntEnum):
 
 
 # Address families in DLT_NULL / DLT_LOOP headers (tcpdump.org LINKTYPE_NULL).
-AF_INET = 2
-AF_INET6_BSD = (24, 28, 30)  # NetBSD/OpenBSD, FreeBSD, Darwin
+AF_INET: Final = 2
+AF_INET6_BSD: Final = (24, 28, 30)  # NetBSD/OpenBSD, FreeBSD, Darwin
 
-MAX_VLAN_TAGS = 8
+MAX_VLAN_TAGS: Final = 8
 """Stacked 802.1Q/802.1ad tags followed before a frame is counted as malformed."""
-MAX_IPV6_EXT_HEADERS = 16
+MAX_IPV6_EXT_HEADERS: Final = 16
 """IPv6 extension headers walked before a packet is counted as malformed."""
 
 # Plain ints of the enums above: comparing against an enum member costs ~5x more per packet.
-_ET_IPV4 = int(EtherType.IPV4)
-_ET_IPV6 = int(EtherType.IPV6)
-_P_TCP = int(IpProto.TCP)
-_P_AH = int(IpProto.AH)
-_P_FRAGMENT = int(IpProto.FRAGMENT)
-_LT_ETHERNET = int(LinkType.ETHERNET)
-_OPT_EOL = int(TcpOption.EOL)
-_OPT_NOP = int(TcpOption.NOP)
-_OPT_MSS = int(TcpOption.MSS)
-_OPT_WSCALE = int(TcpOption.WSCALE)
-_OPT_SACK_PERMITTED = int(TcpOption.SACK_PERMITTED)
-_OPT_TIMESTAMPS = int(TcpOption.TIMESTAMPS)
-_ETH_LEN = 14
-_IP4_MIN = 20  # RFC 791 section 3.1: IHL >= 5
-_IP6_LEN = 40  # RFC 8200 section 3
-_TCP_MIN = 20  # RFC 9293 section 3.1: data offset >= 5
-_FRAG_MASK = 0x3FFF  # RFC 791 section 3.1: MF flag and fragment offset
-_VLAN_TYPES = frozenset(int(t) for t in (EtherType.VLAN, EtherType.QINQ, EtherType.QINQ_OLD))
-_IP6_WALK = frozenset(
+_ET_IPV4: Final = int(EtherType.IPV4)
+_ET_IPV6: Final = int(EtherType.IPV6)
+_P_TCP: Final = int(IpProto.TCP)
+_P_AH: Final = int(IpProto.AH)
+_P_FRAGMENT: Final = int(IpProto.FRAGMENT)
+_LT_ETHERNET: Final = int(LinkType.ETHERNET)
+_OPT_EOL: Final = int(TcpOption.EOL)
+_OPT_NOP: Final = int(TcpOption.NOP)
+_OPT_MSS: Final = int(TcpOption.MSS)
+_OPT_WSCALE: Final = int(TcpOption.WSCALE)
+_OPT_SACK_PERMITTED: Final = int(TcpOption.SACK_PERMITTED)
+_OPT_TIMESTAMPS: Final = int(TcpOption.TIMESTAMPS)
+_ETH_LEN: Final = 14
+_IP4_MIN: Final = 20  # RFC 791 section 3.1: IHL >= 5
+_IP6_LEN: Final = 40  # RFC 8200 section 3
+_TCP_MIN: Final = 20  # RFC 9293 section 3.1: data offset >= 5
+_FRAG_MASK: Final = 0x3FFF  # RFC 791 section 3.1: MF flag and fragment offset
+_VLAN_TYPES: Final = frozenset(int(t) for t in (EtherType.VLAN, EtherType.QINQ, EtherType.QINQ_OLD))
+_IP6_WALK: Final = frozenset(
     int(p)
     for p in (IpProto.HOPOPTS, IpProto.ROUTING, IpProto.DSTOPTS, IpProto.AH, IpProto.FRAGMENT)
 )
@@ -101,16 +102,16 @@ _IP6_WALK = frozenset(
 _FastFields = tuple[int, int, int, int, int, int, bytes, bytes, int, int, int, int, int, int, int]
 _Ip4TcpFields = tuple[int, int, int, int, int, bytes, bytes, int, int, int, int, int, int, int]
 _Ip6TcpFields = tuple[int, int, int, int, bytes, bytes, int, int, int, int, int, int, int]
-_FAST = struct.Struct("!12xHBxHxxHBB2x4s4sHHIIBBH")
-_FAST_LEN = _FAST.size  # 50
-_fast_unpack = _FAST.unpack_from
+_FAST: Final = struct.Struct("!12xHBxHxxHBB2x4s4sHHIIBBH")
+_FAST_LEN: Final = _FAST.size  # 50
+_fast_unpack: Final = _FAST.unpack_from
 # IPv4 (IHL 5) + TCP up to the window, and IPv6 + TCP (no extension header): one unpack each.
-_IP4_TCP = struct.Struct("!BxHxxHBB2x4s4sHHIIBBH")
-_IP6_TCP = struct.Struct("!IHBB16s16sHHIIBBH")
-_IP4 = struct.Struct("!BxHxxHBB2x4s4s")
-_IP6 = struct.Struct("!4xHBB16s16s")
-_TCP = struct.Struct("!HHIIBBH")
-_H = struct.Struct("!H")
+_IP4_TCP: Final = struct.Struct("!BxHxxHBB2x4s4sHHIIBBH")
+_IP6_TCP: Final = struct.Struct("!IHBB16s16sHHIIBBH")
+_IP4: Final = struct.Struct("!BxHxxHBB2x4s4s")
+_IP6: Final = struct.Struct("!4xHBB16s16s")
+_TCP: Final = struct.Struct("!HHIIBBH")
+_H: Final = struct.Struct("!H")
 
 
 class Decoder:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import binascii
 from enum import StrEnum
+from typing import Final
 
 from sensor.records import AuthAttempt
 
-REPLY_AUTH_OK = 235  # RFC 4954 6: authentication succeeded
-REPLY_AUTH_CONTINUE = 334  # RFC 4954 4: server challenge, a client response follows
-ABORT_LINE = b"*"  # RFC 4954 4: the client cancels the exchange
-_MAX_USER = 256  # characters of a user name kept
-_B64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+REPLY_AUTH_OK: Final = 235  # RFC 4954 6: authentication succeeded
+REPLY_AUTH_CONTINUE: Final = 334  # RFC 4954 4: server challenge, a client response follows
+ABORT_LINE: Final = b"*"  # RFC 4954 4: the client cancels the exchange
+_MAX_USER: Final = 256  # characters of a user name kept
+_B64_CHARS: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
 class AuthOutcome(StrEnum):

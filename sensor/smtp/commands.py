@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
+from typing import Final
 
 # Verbs of RFC 5321 4.1 and the common extensions (RFC 3030, 3207, 4954, 1985, 4468, Postfix X*).
-SMTP_VERBS = frozenset(
+SMTP_VERBS: Final = frozenset(
     {
         "HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "VRFY", "EXPN",
         "HELP", "QUIT", "STARTTLS", "AUTH", "XCLIENT", "XFORWARD", "ETRN", "ATRN", "TURN",
@@ -15,19 +16,22 @@ SMTP_VERBS = frozenset(
     }
 )  # fmt: skip
 # Verbs of other protocols seen on port 25: HTTP (RFC 9110 9.3), proxy CONNECT, POP3/IMAP probes.
-NON_SMTP_VERBS = frozenset(
+NON_SMTP_VERBS: Final = frozenset(
     {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT", "USER",
      "PASS", "CAPA", "STAT", "LOGIN", "SELECT", "LOGOUT"}
 )  # fmt: skip
 # HTTP methods (RFC 9110 9.3): a request line is followed by header lines up to an empty line.
-HTTP_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH",
-                          "CONNECT"})  # fmt: skip
-_VERB_STR = {v.encode(): v for v in SMTP_VERBS | NON_SMTP_VERBS}  # bytes form -> verb
-_TLS_RECORD_HANDSHAKE = b"\x16\x03"  # RFC 8446 5.1: ContentType handshake(22), legacy version 3.x
-_SSH_BANNER = b"SSH-"  # RFC 4253 4.2
-_MAX_PARAMS = 32  # ESMTP parameters kept per MAIL/RCPT (RFC 5321 4.1.2 esmtp-param list)
-_MAX_VERB = 32  # characters of an unknown verb kept in SmtpSession.commands
-_MAX_BDAT_DIGITS = 20  # beyond this the size argument is junk (Zeek: "BDAT argument bad length")
+HTTP_METHODS: Final = frozenset(
+    {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT"}
+)
+_VERB_STR: Final = {v.encode(): v for v in SMTP_VERBS | NON_SMTP_VERBS}  # bytes form -> verb
+# RFC 8446 5.1: ContentType handshake(22), legacy version 3.x
+_TLS_RECORD_HANDSHAKE: Final = b"\x16\x03"
+_SSH_BANNER: Final = b"SSH-"  # RFC 4253 4.2
+_MAX_PARAMS: Final = 32  # ESMTP parameters kept per MAIL/RCPT (RFC 5321 4.1.2 esmtp-param list)
+_MAX_VERB: Final = 32  # characters of an unknown verb kept in SmtpSession.commands
+# beyond this the size argument is junk (Zeek: "BDAT argument bad length")
+_MAX_BDAT_DIGITS: Final = 20
 
 
 class HeloKind(StrEnum):
@@ -120,8 +124,8 @@ def parse_path(arg: bytes) -> tuple[str, dict[str, str]] | None:
 
 # RFC 5321 4.1.2 sub-domain: ASCII letters, digits, hyphens, not starting or ending with a
 # hyphen, at most 63 characters (RFC 1035 2.3.4); a domain is such labels joined by dots.
-_LDH_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_LDH_DOMAIN = re.compile(rf"{_LDH_LABEL}(?:\.{_LDH_LABEL})*")
+_LDH_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LDH_DOMAIN: Final = re.compile(rf"{_LDH_LABEL}(?:\.{_LDH_LABEL})*")
 
 
 def parse_helo_kind(name: str) -> HeloKind:

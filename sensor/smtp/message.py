@@ -11,6 +11,7 @@ from email.header import decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
+from typing import Final
 
 from sensor.records import Attachment
 from sensor.smtp.limits import SmtpLimits
@@ -30,10 +31,12 @@ HEADER_KEYS: dict[str, str] = {
     "user-agent": "user_agent",
     "x-user-agent": "user_agent",
 }
-_LIST_HEADERS = frozenset({"to", "cc"})  # repeated headers are joined, others: the last one wins
-_IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
-_HEADER_PARSER = BytesHeaderParser(policy=compat32)  # stateless: a FeedParser per parsebytes call
-_IPV6 = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
+# repeated headers are joined, others: the last one wins
+_LIST_HEADERS: Final = frozenset({"to", "cc"})
+_IPV4: Final = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
+# stateless: a FeedParser per parsebytes call
+_HEADER_PARSER: Final = BytesHeaderParser(policy=compat32)
+_IPV6: Final = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
 
 
 class MessageInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp.anomalies import Anomaly
@@ -13,11 +14,13 @@ from sensor.smtp.state import ClientState, ServerState
 
 __all__ = ["SmtpLimits", "SmtpParser"]  # SmtpLimits re-exported for callers wiring the parser
 
-_TLS_HANDSHAKE = 0x16  # RFC 8446 5.1: first byte of a TLS handshake record
+_TLS_HANDSHAKE: Final = 0x16  # RFC 8446 5.1: first byte of a TLS handshake record
 # Enum members as module constants: a class attribute lookup costs ~5x more per payload.
-_C_DATA, _C_TLS, _C_STARTTLS_WAIT = ClientState.DATA, ClientState.TLS, ClientState.STARTTLS_WAIT
-_C_COMMAND = ClientState.COMMAND
-_S_REPLIES = ServerState.REPLIES
+_C_DATA: Final = ClientState.DATA
+_C_TLS: Final = ClientState.TLS
+_C_STARTTLS_WAIT: Final = ClientState.STARTTLS_WAIT
+_C_COMMAND: Final = ClientState.COMMAND
+_S_REPLIES: Final = ServerState.REPLIES
 
 
 class SmtpParser(ClientSide):

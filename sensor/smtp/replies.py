@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 # RFC 5321 4.1.1.1: "250-keyword params" lines after the greeting line of an EHLO reply.
-STARTTLS_KEYWORD = "STARTTLS"  # RFC 3207 4
-_MASK_CHAR = "X"  # middleboxes overwrite STARTTLS with X's (Cisco PIX/ASA "XXXXXXXA")
+STARTTLS_KEYWORD: Final = "STARTTLS"  # RFC 3207 4
+_MASK_CHAR: Final = "X"  # middleboxes overwrite STARTTLS with X's (Cisco PIX/ASA "XXXXXXXA")
 
 
 class Reply:
@@ -45,7 +47,7 @@ def parse_reply_line(line: bytes) -> tuple[int, bool, bytes] | None:
 
 
 # RFC 3463 2: the class digit of an enhanced code, and the reply classes that may carry one.
-_ENHANCED_CLASS = {2: "2.", 4: "4.", 5: "5."}
+_ENHANCED_CLASS: Final = {2: "2.", 4: "4.", 5: "5."}
 
 
 def parse_enhanced(code: int, text: str) -> str | None:
@@ -63,8 +65,8 @@ def parse_enhanced(code: int, text: str) -> str | None:
     return None
 
 
-REPLY_MEMO_ENTRIES = 4096  # distinct one-line replies remembered ("250 2.1.5 Ok" repeats)
-REPLY_MEMO_LINE = 128  # longer reply lines are parsed every time
+REPLY_MEMO_ENTRIES: Final = 4096  # distinct one-line replies remembered ("250 2.1.5 Ok" repeats)
+REPLY_MEMO_LINE: Final = 128  # longer reply lines are parsed every time
 _reply_memo: dict[bytes, tuple[int, str, str | None]] = {}
 
 
@@ -119,8 +121,8 @@ class ReplyAssembler:
         self.current = None
 
 
-EHLO_MEMO_ENTRIES = 1024  # distinct EHLO keyword lists remembered (one per server, mostly)
-EHLO_MEMO_CHARS = 2048  # longer keyword lists are parsed every time
+EHLO_MEMO_ENTRIES: Final = 1024  # distinct EHLO keyword lists remembered (one per server, mostly)
+EHLO_MEMO_CHARS: Final = 2048  # longer keyword lists are parsed every time
 _ehlo_memo: dict[tuple[str, ...], tuple[tuple[str, ...], bool, frozenset[str]]] = {}
 
 

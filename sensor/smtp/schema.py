@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from sensor.records import MailTransaction, SmtpSession
 
-SCHEMA_VERSION = "smtp_session/1"  # bump on any rename/removal; additions keep the version
+SCHEMA_VERSION: Final = "smtp_session/1"  # bump on any rename/removal; additions keep the version
 
 
 def _transaction(t: MailTransaction) -> dict[str, Any]:

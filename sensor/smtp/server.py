@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from sensor.smtp.anomalies import Anomaly
 from sensor.smtp.core import ParserCore
 from sensor.smtp.limits import RFC_REPLY_LINE
@@ -15,19 +17,29 @@ from sensor.smtp.replies import (
 )
 from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
 
-GREETING_CODES = frozenset({220, 421, 554})  # RFC 5321 3.1 / 4.3.2: connection establishment
-REPLY_CLOSING = 421  # RFC 5321 4.2.3: service not available, closing transmission channel
-REPLY_START_INPUT = 354  # RFC 5321 4.2.3: start mail input
-REPLY_READY_TLS = 220  # RFC 3207 4: ready to start TLS
-PIPELINING_KEYWORD = "PIPELINING"  # RFC 2920 3
-_HTTP_RESPONSE = b"HTTP/"  # RFC 9112 4: status line of a proxy's answer to CONNECT
-_NOT_PIPELINED = frozenset({Cmd.AUTH_RESPONSE, Cmd.DATA_END, Cmd.GAP})
+GREETING_CODES: Final = frozenset({220, 421, 554})  # RFC 5321 3.1 / 4.3.2: connection establishment
+REPLY_CLOSING: Final = 421  # RFC 5321 4.2.3: service not available, closing transmission channel
+REPLY_START_INPUT: Final = 354  # RFC 5321 4.2.3: start mail input
+REPLY_READY_TLS: Final = 220  # RFC 3207 4: ready to start TLS
+PIPELINING_KEYWORD: Final = "PIPELINING"  # RFC 2920 3
+_HTTP_RESPONSE: Final = b"HTTP/"  # RFC 9112 4: status line of a proxy's answer to CONNECT
+_NOT_PIPELINED: Final = frozenset({Cmd.AUTH_RESPONSE, Cmd.DATA_END, Cmd.GAP})
 # Enum members as module constants: a class attribute lookup costs ~5x more per reply.
-_S_TLS, _S_REPLIES, _S_RESYNC = ServerState.TLS, ServerState.REPLIES, ServerState.RESYNC
-_S_BANNER, _S_HTTP_HEADERS = ServerState.BANNER, ServerState.HTTP_HEADERS
-_K_EHLO, _K_MAIL, _K_RCPT, _K_DATA = Cmd.EHLO, Cmd.MAIL, Cmd.RCPT, Cmd.DATA
-_K_DATA_END, _K_BDAT_LAST, _K_GAP = Cmd.DATA_END, Cmd.BDAT_LAST, Cmd.GAP
-_K_AUTH, _K_AUTH_RESPONSE, _K_STARTTLS = Cmd.AUTH, Cmd.AUTH_RESPONSE, Cmd.STARTTLS
+_S_TLS: Final = ServerState.TLS
+_S_REPLIES: Final = ServerState.REPLIES
+_S_RESYNC: Final = ServerState.RESYNC
+_S_BANNER: Final = ServerState.BANNER
+_S_HTTP_HEADERS: Final = ServerState.HTTP_HEADERS
+_K_EHLO: Final = Cmd.EHLO
+_K_MAIL: Final = Cmd.MAIL
+_K_RCPT: Final = Cmd.RCPT
+_K_DATA: Final = Cmd.DATA
+_K_DATA_END: Final = Cmd.DATA_END
+_K_BDAT_LAST: Final = Cmd.BDAT_LAST
+_K_GAP: Final = Cmd.GAP
+_K_AUTH: Final = Cmd.AUTH
+_K_AUTH_RESPONSE: Final = Cmd.AUTH_RESPONSE
+_K_STARTTLS: Final = Cmd.STARTTLS
 
 
 class ServerSide(ParserCore):

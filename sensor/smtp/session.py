@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from sensor.records import MailTransaction, Recipient
 from sensor.smtp.body import MessageBody
 from sensor.smtp.limits import SmtpLimits
 from sensor.smtp.message import MessageInfo, analyze_head, analyze_message, walk_message
 
 # Keys always present in MailTransaction.headers (None when the header was absent or no message).
-HEADER_FIELDS = (
+HEADER_FIELDS: Final = (
     "date", "from", "to", "cc", "reply_to", "subject", "msg_id", "in_reply_to",
     "x_originating_ip", "user_agent", "first_received", "second_received",
 )  # fmt: skip
 
 
-_NO_MESSAGE = MessageInfo()  # what a transaction without content shows (never mutated)
-HEAD_PREFIX = 2048  # message bytes first tried for the header block (most end well before)
+_NO_MESSAGE: Final = MessageInfo()  # what a transaction without content shows (never mutated)
+HEAD_PREFIX: Final = 2048  # message bytes first tried for the header block (most end well before)
 
 
 # RcptState and TxnState are plain classes, not dataclasses: they are made per command and per

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sensor.decode.packet import TcpFlag, tcp_options
 from sensor.records import ConnRecord
@@ -14,10 +14,10 @@ if TYPE_CHECKING:
     from sensor.tcp.reassembler import StreamHandler
 
 
-FIN = int(TcpFlag.FIN)
-SYN = int(TcpFlag.SYN)
-RST = int(TcpFlag.RST)
-ACK = int(TcpFlag.ACK)
+FIN: Final = int(TcpFlag.FIN)
+SYN: Final = int(TcpFlag.SYN)
+RST: Final = int(TcpFlag.RST)
+ACK: Final = int(TcpFlag.ACK)
 
 
 class Phase(IntEnum):
@@ -42,10 +42,19 @@ class EndReason(StrEnum):
 
 
 # enum members as module constants: a class attribute lookup per comparison is measurable here
-_INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET = tuple(EndpointState)
-_OPEN, _CLOSING, _CLOSED_PHASE = tuple(Phase)
+_INACTIVE: Final = EndpointState.INACTIVE
+_SYN_SENT: Final = EndpointState.SYN_SENT
+_SYN_ACK_SENT: Final = EndpointState.SYN_ACK_SENT
+_PARTIAL: Final = EndpointState.PARTIAL
+_ESTABLISHED: Final = EndpointState.ESTABLISHED
+_CLOSED: Final = EndpointState.CLOSED
+_RESET: Final = EndpointState.RESET
+_OPEN: Final = Phase.OPEN
+_CLOSING: Final = Phase.CLOSING
+_CLOSED_PHASE: Final = Phase.CLOSED
 
-_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R")  # Zeek: originator SYN then RST, no responder reply
+# Zeek: originator SYN then RST, no responder reply
+_RSTOS0: Final = re.compile(r"\^?S[^HAFGIQ]*R")
 
 
 class Connection:

@@ -8,18 +8,22 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
-from typing import Protocol
+from typing import Final, Protocol
 
 from sensor.decode.packet import Segment
 from sensor.records import ConnRecord, TcpStats
 from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase
 from sensor.tcp.stream import SEQ_MASK, Budget, EndpointState, Half, seq_diff
 
-_FAST_FLAGS_MASK = SYN | FIN | RST | ACK  # the fast path takes ACK set, SYN/FIN/RST clear
-_OPEN, _CLOSING, _CLOSED = tuple(Phase)  # module constants: cheaper than enum attribute lookups
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_UID_CHARS = 16  # plus the leading "C": 17 characters, like Zeek's uids
-_UID_TABLE = bytes(ord(_BASE62[b % 62]) for b in range(256))  # one hash byte -> one character
+_FAST_FLAGS_MASK: Final = SYN | FIN | RST | ACK  # the fast path takes ACK set, SYN/FIN/RST clear
+# module constants: cheaper than enum attribute lookups
+_OPEN: Final = Phase.OPEN
+_CLOSING: Final = Phase.CLOSING
+_CLOSED: Final = Phase.CLOSED
+_BASE62: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_UID_CHARS: Final = 16  # plus the leading "C": 17 characters, like Zeek's uids
+# one hash byte -> one character
+_UID_TABLE: Final = bytes(ord(_BASE62[b % 62]) for b in range(256))
 
 
 class StreamHandler(Protocol):
@@ -50,7 +54,7 @@ class TcpLimits:
     max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
 
 
-_RELEASED = Connection("", 0.0, ("", 0), ("", 0), Budget(TcpStats(), 0, 0, 0))
+_RELEASED: Final = Connection("", 0.0, ("", 0), ("", 0), Budget(TcpStats(), 0, 0, 0))
 """What the halves of a removed connection point at, in place of it."""
 
 

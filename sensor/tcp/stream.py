@@ -5,15 +5,15 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sensor.records import TcpStats
 
 if TYPE_CHECKING:
     from sensor.tcp.conn import Connection
 
-SEQ_MASK = 0xFFFFFFFF  # RFC 9293 §3.4: sequence numbers are taken modulo 2**32
-SEQ_HALF = 1 << 31  # RFC 1982 §3.2: serial-number comparison window (half the space)
+SEQ_MASK: Final = 0xFFFFFFFF  # RFC 9293 §3.4: sequence numbers are taken modulo 2**32
+SEQ_HALF: Final = 1 << 31  # RFC 1982 §3.2: serial-number comparison window (half the space)
 
 DataCallback = Callable[[bool, float, bytes], None]
 GapCallback = Callable[[bool, float, int], None]
