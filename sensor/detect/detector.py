@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from sensor.config import Config
 from sensor.detect.alerts import Suppressor, make_alert
@@ -14,7 +15,7 @@ from sensor.features.schema import change_mask
 from sensor.records import Alert, ConnRecord, HostFeatures, SmtpSession
 
 _Gated = tuple[tuple[CompiledGate, tuple[Rule, str]], ...]
-MAX_MASKS = 4096  # distinct change masks whose triggered rules are remembered
+MAX_MASKS: Final = 4096  # distinct change masks whose triggered rules are remembered
 
 
 @dataclass(slots=True)

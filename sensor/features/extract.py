@@ -6,6 +6,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field
+from typing import Final
 
 from sensor.config import IPNetwork, SiteConfig
 from sensor.features.schema import DISTINCT_INDEX, SUM_INDEX
@@ -13,9 +14,9 @@ from sensor.features.window import ONE, TAGS, Adds, Keys
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp.anomalies import Anomaly
 
-MAX_SITE_CACHE = 65536  # IP roles and domain answers remembered before each cache is reset
+MAX_SITE_CACHE: Final = 65536  # IP roles and domain answers remembered before each cache is reset
 
-ABUSE_ANOMALIES = frozenset({
+ABUSE_ANOMALIES: Final = frozenset({
     Anomaly.UNKNOWN_COMMAND, Anomaly.NON_SMTP_VERB, Anomaly.OUT_OF_SEQUENCE,
     Anomaly.COMMAND_AFTER_421, Anomaly.TOO_MANY_RCPTS, Anomaly.TOO_MANY_COMMANDS,
     Anomaly.BDAT_INVALID_SIZE, Anomaly.PENDING_OVERFLOW, Anomaly.LINE_TRUNCATED, Anomaly.BAD_PATH,
@@ -23,18 +24,19 @@ ABUSE_ANOMALIES = frozenset({
 })
 """Anomalies that are a client's doing and that legitimate MTAs do not produce."""
 
-REFUSED_STATES = frozenset({"REJ"})
-UNANSWERED_STATES = frozenset({"S0", "SH", "RSTOS0"})
-RESET_STATES = frozenset({"RSTR", "RSTRH"})
-BLOCKED_CODES = frozenset({521, 554})  # RFC 7504 521 "does not accept mail"; RFC 5321 554
-_BLOCK_TEXT = re.compile(r"block|blacklist|denylist|spamhaus|dnsbl|\brbl\b|listed", re.I)
-_UNKNOWN_TEXT = re.compile(r"unknown|no such user|does not exist|not found", re.I)
-USER_UNKNOWN = "5.1.1"  # RFC 3463 3.2: bad destination mailbox address
+REFUSED_STATES: Final = frozenset({"REJ"})
+UNANSWERED_STATES: Final = frozenset({"S0", "SH", "RSTOS0"})
+RESET_STATES: Final = frozenset({"RSTR", "RSTRH"})
+BLOCKED_CODES: Final = frozenset({521, 554})  # RFC 7504 521 "does not accept mail"; RFC 5321 554
+_BLOCK_TEXT: Final = re.compile(r"block|blacklist|denylist|spamhaus|dnsbl|\brbl\b|listed", re.I)
+_UNKNOWN_TEXT: Final = re.compile(r"unknown|no such user|does not exist|not found", re.I)
+USER_UNKNOWN: Final = "5.1.1"  # RFC 3463 3.2: bad destination mailbox address
 
 
 _Ranges = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
 """(IPv4 ranges, IPv6 ranges), each range a (network as int, netmask as int)."""
-_ROLES = {(h, m): (h, m) for h in (False, True) for m in (False, True)}  # shared cache answers
+# shared cache answers
+_ROLES: Final = {(h, m): (h, m) for h in (False, True) for m in (False, True)}
 _NO_RANGES: _Ranges = ((), ())
 
 
@@ -118,13 +120,18 @@ def net_of(ip: str) -> str:
     return ip.rpartition(".")[0] + ".0/24"
 
 
-_S = SUM_INDEX
-_D = DISTINCT_INDEX
-_CONNS, _REFUSED, _UNANSWERED = _S["conns"], _S["refused_conns"], _S["unanswered_conns"]
-_RESET, _FAILED, _EXT_CONNS = _S["reset_conns"], _S["failed_conns"], _S["ext_conns"]
-_EXT_FAILED = _S["ext_failed_conns"]
-_T_DST_IPS, _T_DST_24S, _T_EXT_DST_IPS = (
-    TAGS[_D["dst_ips"]], TAGS[_D["dst_24s"]], TAGS[_D["ext_dst_ips"]])
+_S: Final = SUM_INDEX
+_D: Final = DISTINCT_INDEX
+_CONNS: Final = _S["conns"]
+_REFUSED: Final = _S["refused_conns"]
+_UNANSWERED: Final = _S["unanswered_conns"]
+_RESET: Final = _S["reset_conns"]
+_FAILED: Final = _S["failed_conns"]
+_EXT_CONNS: Final = _S["ext_conns"]
+_EXT_FAILED: Final = _S["ext_failed_conns"]
+_T_DST_IPS: Final = TAGS[_D["dst_ips"]]
+_T_DST_24S: Final = TAGS[_D["dst_24s"]]
+_T_EXT_DST_IPS: Final = TAGS[_D["ext_dst_ips"]]
 
 
 def conn_event(rec: ConnRecord, server_home: bool) -> tuple[Adds, Keys]:
@@ -193,21 +200,39 @@ class SessionEvents:
     relay_rcpts: int
 
 
-_SESSIONS, _NO_BANNER, _TLS = _S["sessions"], _S["no_banner_sessions"], _S["tls_sessions"]
-_HELO_SESSIONS, _HELO_BAD, _HELO_FORGED = _S["helo_sessions"], _S["helo_bad"], _S["helo_forged"]
-_PREGREET, _BLOCKED, _ABUSE = _S["pregreet"], _S["blocked"], _S["abuse_anomalies"]
-_NON_SMTP, _STRIPPED, _BYTES_OUT = _S["non_smtp"], _S["stripped_starttls"], _S["bytes_out"]
-_AUTH_ATTEMPTS, _AUTH_FAILURES = _S["auth_attempts"], _S["auth_failures"]
-_AUTH_SUCCESSES, _AUTH_CLEAR = _S["auth_successes"], _S["auth_clear_ext_success"]
-_MAIL_FROM, _EXT_MAIL_FROM, _MSGS, _MSG_BYTES = (
-    _S["mail_from"], _S["ext_mail_from"], _S["msgs"], _S["msg_bytes"])
-_RCPTS, _ACCEPTED, _R4XX, _R5XX = _S["rcpts"], _S["rcpt_accepted"], _S["rcpt_4xx"], _S["rcpt_5xx"]
-_UNKNOWN, _FOREIGN, _RELAY = _S["rcpt_unknown"], _S["rcpt_foreign"], _S["relay_rcpts"]
-_T_HELO, _T_USER, _T_DOMAIN = (
-    TAGS[_D["helo_names"]], TAGS[_D["auth_users"]], TAGS[_D["rcpt_domains"]])
+_SESSIONS: Final = _S["sessions"]
+_NO_BANNER: Final = _S["no_banner_sessions"]
+_TLS: Final = _S["tls_sessions"]
+_HELO_SESSIONS: Final = _S["helo_sessions"]
+_HELO_BAD: Final = _S["helo_bad"]
+_HELO_FORGED: Final = _S["helo_forged"]
+_PREGREET: Final = _S["pregreet"]
+_BLOCKED: Final = _S["blocked"]
+_ABUSE: Final = _S["abuse_anomalies"]
+_NON_SMTP: Final = _S["non_smtp"]
+_STRIPPED: Final = _S["stripped_starttls"]
+_BYTES_OUT: Final = _S["bytes_out"]
+_AUTH_ATTEMPTS: Final = _S["auth_attempts"]
+_AUTH_FAILURES: Final = _S["auth_failures"]
+_AUTH_SUCCESSES: Final = _S["auth_successes"]
+_AUTH_CLEAR: Final = _S["auth_clear_ext_success"]
+_MAIL_FROM: Final = _S["mail_from"]
+_EXT_MAIL_FROM: Final = _S["ext_mail_from"]
+_MSGS: Final = _S["msgs"]
+_MSG_BYTES: Final = _S["msg_bytes"]
+_RCPTS: Final = _S["rcpts"]
+_ACCEPTED: Final = _S["rcpt_accepted"]
+_R4XX: Final = _S["rcpt_4xx"]
+_R5XX: Final = _S["rcpt_5xx"]
+_UNKNOWN: Final = _S["rcpt_unknown"]
+_FOREIGN: Final = _S["rcpt_foreign"]
+_RELAY: Final = _S["relay_rcpts"]
+_T_HELO: Final = TAGS[_D["helo_names"]]
+_T_USER: Final = TAGS[_D["auth_users"]]
+_T_DOMAIN: Final = TAGS[_D["rcpt_domains"]]
 
 
-SMALL_COUNT = 16  # counts below this share one prebuilt (index, count) pair per running sum
+SMALL_COUNT: Final = 16  # counts below this share one prebuilt (index, count) pair per running sum
 _SMALL: tuple[tuple[tuple[int, float], ...], ...] = tuple(
     tuple((idx, n) for n in range(SMALL_COUNT)) for idx in range(len(SUM_INDEX)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Final
 
 from sensor.config import Config
 from sensor.features.extract import SiteView, conn_event, session_events, spoke
@@ -11,7 +12,7 @@ from sensor.features.schema import AUTH_STATE_BIT, SUM_INDEX
 from sensor.features.window import ONE, Adds, HostWindows, Keys
 from sensor.records import ConnRecord, HostFeatures, SmtpSession
 
-MAX_USER_FAILURES = 64  # AUTH failure times remembered per user name
+MAX_USER_FAILURES: Final = 64  # AUTH failure times remembered per user name
 
 
 class HostState(HostWindows):
@@ -72,8 +73,10 @@ class _Users:
         return sum(1 for t in q if t >= since) if q else 0
 
 
-_BIT = tuple(1 << i for i in range(len(SUM_INDEX)))
-_IA_N, _IA_SUM, _IA_SUMSQ = SUM_INDEX["ia_n"], SUM_INDEX["ia_sum"], SUM_INDEX["ia_sumsq"]
+_BIT: Final = tuple(1 << i for i in range(len(SUM_INDEX)))
+_IA_N: Final = SUM_INDEX["ia_n"]
+_IA_SUM: Final = SUM_INDEX["ia_sum"]
+_IA_SUMSQ: Final = SUM_INDEX["ia_sumsq"]
 
 
 def _mask(adds: Adds) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Final
 
 from sensor.features.schema import ADDITIVE, DISTINCT, SUM_INDEX, SUMS
 from sensor.records import WindowFeatures
@@ -12,27 +13,42 @@ Adds = tuple[tuple[int, float], ...]  # (index into SUMS, amount)
 Keys = tuple[str, ...]  # distinct values, each tagged with its family (distinct_key)
 _Event = tuple[float, Adds | list[tuple[int, float]], Keys | list[str]]  # lists once merged long
 
-EVENT_RESOLUTION_S = 1.0  # events of one host closer than this are merged into one window event
-MERGE_TUPLE_MAX = 32  # entries a merged event keeps in tuples (untracked by the GC) before lists
-MERGE_MAX_ENTRIES = 4096  # a merged event this large starts a new one: with max_events_per_host,
+# events of one host closer than this are merged into one window event
+EVENT_RESOLUTION_S: Final = 1.0
+# entries a merged event keeps in tuples (untracked by the GC) before lists
+MERGE_TUPLE_MAX: Final = 32
+# a merged event this large starts a new one: with max_events_per_host,
 # this bounds a host's memory whatever its rate (a flood of sessions within 1 s included)
-COMPACT_MIN = 32  # expired events left at the head of a host's event list before it is compacted
-_NS = len(SUMS)
-_ND = len(DISTINCT)
-_NA = len(ADDITIVE)
-_S = SUM_INDEX
-_RCPTS, _IA_N, _IA_SUM, _IA_SUMSQ = _S["rcpts"], _S["ia_n"], _S["ia_sum"], _S["ia_sumsq"]
-_FAILED, _CONNS, _R4, _R5 = _S["failed_conns"], _S["conns"], _S["rcpt_4xx"], _S["rcpt_5xx"]
-_UNKNOWN, _TLS, _SESSIONS = _S["rcpt_unknown"], _S["tls_sessions"], _S["sessions"]
-_FOREIGN, _MSG_BYTES, _MSGS = _S["rcpt_foreign"], _S["msg_bytes"], _S["msgs"]
-_HELO_BAD, _HELO_SESSIONS = _S["helo_bad"], _S["helo_sessions"]
+MERGE_MAX_ENTRIES: Final = 4096
+# expired events left at the head of a host's event list before it is compacted
+COMPACT_MIN: Final = 32
+_NS: Final = len(SUMS)
+_ND: Final = len(DISTINCT)
+_NA: Final = len(ADDITIVE)
+_S: Final = SUM_INDEX
+_RCPTS: Final = _S["rcpts"]
+_IA_N: Final = _S["ia_n"]
+_IA_SUM: Final = _S["ia_sum"]
+_IA_SUMSQ: Final = _S["ia_sumsq"]
+_FAILED: Final = _S["failed_conns"]
+_CONNS: Final = _S["conns"]
+_R4: Final = _S["rcpt_4xx"]
+_R5: Final = _S["rcpt_5xx"]
+_UNKNOWN: Final = _S["rcpt_unknown"]
+_TLS: Final = _S["tls_sessions"]
+_SESSIONS: Final = _S["sessions"]
+_FOREIGN: Final = _S["rcpt_foreign"]
+_MSG_BYTES: Final = _S["msg_bytes"]
+_MSGS: Final = _S["msgs"]
+_HELO_BAD: Final = _S["helo_bad"]
+_HELO_SESSIONS: Final = _S["helo_sessions"]
 
 TAGS: tuple[str, ...] = tuple(chr(i) for i in range(_ND))
 """The one-character tag of each DISTINCT family; a distinct value is its tag + the value."""
 
 
-_ZERO_SUMS = array("d", bytes(8 * _NS))  # copied for each host's running sums
-_ZERO_DISTINCT = array("q", bytes(8 * _ND))  # copied for each host's distinct counts
+_ZERO_SUMS: Final = array("d", bytes(8 * _NS))  # copied for each host's running sums
+_ZERO_DISTINCT: Final = array("q", bytes(8 * _ND))  # copied for each host's distinct counts
 _ZERO_HEADS: dict[int, tuple[int, ...]] = {}
 
 
