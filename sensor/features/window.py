@@ -43,7 +43,7 @@ _MSGS: Final = _S["msgs"]
 _HELO_BAD: Final = _S["helo_bad"]
 _HELO_SESSIONS: Final = _S["helo_sessions"]
 
-TAGS: tuple[str, ...] = tuple(chr(i) for i in range(_ND))
+TAGS: Final[tuple[str, ...]] = tuple(chr(i) for i in range(_ND))
 """The one-character tag of each DISTINCT family; a distinct value is its tag + the value."""
 
 
@@ -60,7 +60,7 @@ def _zero_heads(n_windows: int) -> tuple[int, ...]:
     return heads
 
 
-ONE: tuple[tuple[int, float], ...] = tuple((i, 1) for i in range(_NS))
+ONE: Final[tuple[tuple[int, float], ...]] = tuple((i, 1) for i in range(_NS))
 """Shared "add one" entries per running sum, so events allocate only what varies."""
 
 

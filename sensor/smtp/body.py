@@ -9,11 +9,12 @@ from mypy_extensions import i64
 
 from sensor.smtp.limits import RFC_TEXT_LINE
 
-_MARKER = b"\r\n.\r\n"  # RFC 5321 4.1.1.4: end of mail data; the CRLF before the dot is content
+# RFC 5321 4.1.1.4: end of mail data; the CRLF before the dot is content
+_MARKER: Final = b"\r\n.\r\n"
 _MARKER_OWN: Final = 3  # the marker's bytes that are not content: "." CR LF
-_STUFFED = b"\r\n.."  # RFC 5321 4.5.2: a line starting with "." is sent with an extra "."
+_STUFFED: Final = b"\r\n.."  # RFC 5321 4.5.2: a line starting with "." is sent with an extra "."
 _CONTEXT: Final = 4  # bytes kept across calls: the marker's start before a split point
-_LINE_START = b"\r\n"  # content begins at a line start, as if preceded by CRLF
+_LINE_START: Final = b"\r\n"  # content begins at a line start, as if preceded by CRLF
 _CR: Final = 13
 _LF: Final = 10
 _DOT: Final = 46

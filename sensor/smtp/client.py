@@ -339,7 +339,7 @@ def _ehlo(p: ClientSide, arg: bytes, ts: float) -> None:
     p.cmd_helo(arg, ts)
 
 
-_HANDLERS: dict[str, Callable[[ClientSide, bytes, float], None]] = {
+_HANDLERS: Final[dict[str, Callable[[ClientSide, bytes, float], None]]] = {
     "HELO": _helo,
     "EHLO": _ehlo,
     "LHLO": _ehlo,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 # RFC 5321 4.5.3.1.4: command line limit, 512 octets including CRLF.
-RFC_COMMAND_LINE = 512
+RFC_COMMAND_LINE: Final = 512
 # RFC 5321 4.5.3.1.5: reply line limit, 512 octets including CRLF.
-RFC_REPLY_LINE = 512
+RFC_REPLY_LINE: Final = 512
 # RFC 5321 4.5.3.1.6: text line limit, 1000 octets including CRLF.
-RFC_TEXT_LINE = 1000
+RFC_TEXT_LINE: Final = 1000
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from sensor.records import Attachment
 from sensor.smtp.limits import SmtpLimits
 
 # Header name (lower case) -> key in MailTransaction.headers; Zeek smtp.log names where it has them.
-HEADER_KEYS: dict[str, str] = {
+HEADER_KEYS: Final[dict[str, str]] = {
     "date": "date",
     "from": "from",
     "to": "to",

@@ -67,7 +67,7 @@ def parse_enhanced(code: int, text: str) -> str | None:
 
 REPLY_MEMO_ENTRIES: Final = 4096  # distinct one-line replies remembered ("250 2.1.5 Ok" repeats)
 REPLY_MEMO_LINE: Final = 128  # longer reply lines are parsed every time
-_reply_memo: dict[bytes, tuple[int, str, str | None]] = {}
+_reply_memo: Final[dict[bytes, tuple[int, str, str | None]]] = {}
 
 
 def parse_single(line: bytes) -> tuple[int, str, str | None]:
@@ -123,7 +123,7 @@ class ReplyAssembler:
 
 EHLO_MEMO_ENTRIES: Final = 1024  # distinct EHLO keyword lists remembered (one per server, mostly)
 EHLO_MEMO_CHARS: Final = 2048  # longer keyword lists are parsed every time
-_ehlo_memo: dict[tuple[str, ...], tuple[tuple[str, ...], bool, frozenset[str]]] = {}
+_ehlo_memo: Final[dict[tuple[str, ...], tuple[tuple[str, ...], bool, frozenset[str]]]] = {}
 
 
 def ehlo_keywords(reply: Reply) -> tuple[tuple[str, ...], bool, frozenset[str]]:
