@@ -10,6 +10,7 @@ _CR: Final = 13
 _LF: Final = 10
 _COMPILED: Final = not __file__.endswith(".py")  # mypyc compiled this module (a C extension)
 
+
 class LineBuffer:
     """Buffers one direction's bytes and hands out lines (CRLF or bare LF) and raw content.
 
