@@ -115,14 +115,17 @@ class Pipeline:
 
     def run(self, frames: Iterable[Frame]) -> None:
         """Process frames (the per-packet hot loop); may be called once per source."""
-        decode = self._decoder.decode
-        segment = self._reasm.segment
+        # Methods are called on the objects, not hoisted into locals: compiled, a call on a
+        # native object is a direct C call, while a bound method object goes through the
+        # Python calling convention.
+        decoder = self._decoder
+        reasm = self._reasm
         first = self.totals.first_ts
         ts = 0.0
         for ts, linktype, data in frames:
-            seg = decode(linktype, data)
+            seg = decoder.decode(linktype, data)
             if seg is not None:
-                segment(ts, seg)
+                reasm.segment(ts, seg)
                 if first is None:
                     first = self.totals.first_ts = ts
         if first is not None and (self.totals.last_ts is None or ts > self.totals.last_ts):
@@ -134,17 +137,15 @@ class Pipeline:
         Frames of other flows still advance the packet clock, so idle connections expire at the
         same packet times as in a single-process run.
         """
-        decode = self._decoder.decode
+        decoder = self._decoder
         reasm = self._reasm
-        segment = reasm.segment
-        expire = reasm.expire
         mix, shift = FLOW_MIX, FLOW_MIX_SHIFT
         first = self.totals.first_ts
         ts = 0.0
         n = self.frame_index
         for ts, linktype, data in frames:
             n += 1
-            seg = decode(linktype, data)
+            seg = decoder.decode(linktype, data)
             if seg is None:
                 continue
             if first is None:
@@ -152,10 +153,10 @@ class Pipeline:
             # flow_share(), inlined: decoded addresses are never empty (4 or 16 bytes)
             if ((seg[2] + seg[3] + seg[0][-1] + seg[1][-1]) * mix >> shift) % workers == index:
                 self.frame_index = n
-                segment(ts, seg)
+                reasm.segment(ts, seg)
             elif ts >= reasm.next_expiry_check:  # keep the single-process expiry clock
                 self.frame_index = n
-                expire(ts)
+                reasm.expire(ts)
         self.frame_index = n + 1  # records flushed by finish() come after every frame
         if first is not None and (self.totals.last_ts is None or ts > self.totals.last_ts):
             self.totals.last_ts = ts
