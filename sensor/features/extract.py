@@ -98,12 +98,17 @@ def _ranges(nets: tuple[IPNetwork, ...]) -> _Ranges:
             tuple((int(n.network_address), int(n.netmask)) for n in nets if n.version == 6))
 
 
+_inet_pton: Final = socket.inet_pton  # module attributes read once, not per new address
+_AF_INET: Final = socket.AF_INET
+_AF_INET6: Final = socket.AF_INET6
+
+
 def _parse_ip(ip: str) -> tuple[int, int] | None:
     """(version, address as int) of an address in text, or None when it is not one."""
     try:
         if ":" in ip:
-            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, ip))
-        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, ip))
+            return 6, int.from_bytes(_inet_pton(_AF_INET6, ip))
+        return 4, int.from_bytes(_inet_pton(_AF_INET, ip))
     except (OSError, ValueError):
         pass
     try:  # forms inet_pton refuses but ipaddress reads (an IPv6 scope id)
@@ -190,17 +195,33 @@ def _blocked(s: SmtpSession) -> bool:
     return False
 
 
-@dataclass(slots=True)
 class SessionEvents:
-    """What one session adds to its client and to its server (when the server is ours)."""
+    """What one session adds to its client and to its server (when the server is ours).
 
-    client: tuple[Adds, Keys]
-    server: tuple[Adds, Keys] | None
-    authenticated: bool
-    relay_rcpts: int
+    A plain class, not a dataclass: one is made per session, and a dataclass's generated
+    ``__init__`` stays interpreted when the module is compiled.
+    """
+
+    __slots__ = ("authenticated", "client", "relay_rcpts", "server")
+
+    def __init__(
+        self,
+        client: tuple[Adds, Keys],
+        server: tuple[Adds, Keys] | None,
+        authenticated: bool,
+        relay_rcpts: int,
+    ) -> None:
+        self.client = client
+        self.server = server
+        self.authenticated = authenticated
+        self.relay_rcpts = relay_rcpts
 
 
 _SESSIONS: Final = _S["sessions"]
+_SRV_SESSIONS: Final = _S["srv_sessions"]
+_SRV_RELAY_RCPTS: Final = _S["srv_relay_rcpts"]
+_SRV_AUTH_FAILURES: Final = _S["srv_auth_failures"]
+_T_SRV_RELAY_CLIENTS: Final = TAGS[_D["srv_relay_clients"]]
 _NO_BANNER: Final = _S["no_banner_sessions"]
 _TLS: Final = _S["tls_sessions"]
 _HELO_SESSIONS: Final = _S["helo_sessions"]
@@ -300,13 +321,13 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
         relay = _transactions(s, view, adds, keys, client_home, server_home, authed)
     server: tuple[Adds, Keys] | None = None
     if server_home:
-        sa: list[tuple[int, float]] = [ONE[_S["srv_sessions"]]]
+        sa: list[tuple[int, float]] = [ONE[_SRV_SESSIONS]]
         sk: Keys = ()
         if relay:
-            sa.append((_S["srv_relay_rcpts"], relay))
-            sk = (TAGS[_D["srv_relay_clients"]] + s.client_ip,)
+            sa.append((_SRV_RELAY_RCPTS, relay))
+            sk = (_T_SRV_RELAY_CLIENTS + s.client_ip,)
         if failures:
-            sa.append((_S["srv_auth_failures"], failures))
+            sa.append((_SRV_AUTH_FAILURES, failures))
         server = (tuple(sa), sk)
     return SessionEvents((tuple(adds), tuple(keys)), server, authed, relay)
 
