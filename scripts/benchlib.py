@@ -60,8 +60,20 @@ def run_timed(cmd: list[str]) -> tuple[float, float]:
 
 def median_run(cmd: list[str], repeat: int) -> tuple[float, float]:
     """Median wall time and max peak RSS over `repeat` runs."""
-    runs = [run_timed(cmd) for _ in range(repeat)]
-    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+    return median_runs({"": cmd}, repeat)[""]
+
+
+def median_runs(cmds: dict[str, list[str]], repeat: int) -> dict[str, tuple[float, float]]:
+    """`median_run` of several commands whose times are compared with each other: they run in
+    turn, `repeat` rounds, so a load that comes and goes on a shared machine weighs on each."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in cmds}
+    for _ in range(repeat):
+        for name, cmd in cmds.items():
+            runs[name].append(run_timed(cmd))
+    return {
+        name: (statistics.median(r[0] for r in got), max(r[1] for r in got))
+        for name, got in runs.items()
+    }
 
 
 def print_table(rows: dict[str, tuple[float, float]], packets: int, ref: str) -> None:
