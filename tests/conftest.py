@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_PCAPS = ROOT.parent / "shared" / "pcaps" / "zeek"
-TRACES = SHARED_PCAPS / "traces"
-BASELINES = SHARED_PCAPS / "baselines"
+PUBLIC = ROOT / "tests" / "data" / "public" / "zeek"
+TRACES = PUBLIC / "traces"
+BASELINES = PUBLIC / "baselines"
 
 
 @pytest.fixture(scope="session")
 def zeek_traces() -> Path:
-    """The public Zeek captures; their absence is an error (they exist in CI), never a skip."""
+    """The public Zeek captures (tests/data/public): their absence is an error, never a skip."""
     if not TRACES.is_dir():
-        pytest.fail(f"parity captures not found at {TRACES} (expected ../shared/pcaps/zeek)")
+        pytest.fail(f"parity captures not found at {TRACES} (tests/data/public/zeek)")
     return TRACES
 
 

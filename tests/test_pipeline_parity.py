@@ -1,4 +1,4 @@
-"""Parity of capture + reassembly with Wireshark on the public captures in ../shared/pcaps/."""
+"""Parity of capture + reassembly with Wireshark on the public captures in tests/data/public/."""
 
 from __future__ import annotations
 
