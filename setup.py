@@ -29,9 +29,11 @@ NATIVE_MODULES = [
     "sensor/smtp/client.py",
     "sensor/smtp/commands.py",
     "sensor/smtp/core.py",
+    "sensor/smtp/encoded.py",
     "sensor/smtp/limits.py",
     "sensor/smtp/lines.py",
     "sensor/smtp/message.py",
+    "sensor/smtp/mime.py",
     "sensor/smtp/parser.py",
     "sensor/smtp/replies.py",
     "sensor/smtp/schema.py",
@@ -45,8 +47,8 @@ NATIVE_MODULES = [
     "sensor/detect/gates.py",
 ]
 """Not listed: the cold paths (CLI, configuration, summary, simulation). Compiled code checks
-annotations at run time, so where a library's values stray from its type stubs (the email
-package's header values) the annotation says object."""
+annotations at run time, so where a library's values stray from its type stubs the annotation
+must say object."""
 
 
 def _why_pure() -> str | None:

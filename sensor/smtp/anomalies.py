@@ -68,3 +68,9 @@ class Anomaly(StrEnum):
     """AUTH attempts beyond SmtpLimits.max_auth_attempts (counted, not recorded)."""
     DATA_AFTER_REFUSAL = "data_after_refusal"
     """Message content was sent though the server refused DATA (no 354)."""
+    MIME_LIMIT = "mime_limit"
+    """A message beyond a MIME bound (SmtpLimits.max_mime_depth, max_mime_parts,
+    max_mime_headers, max_mime_params, max_encoded_words): the rest of it was not walked."""
+    ANALYZER_ERROR = "analyzer_error"
+    """Analysing a message raised an error: its headers and attachments are not recorded, the
+    exception type is logged with the session uid and the run goes on. Never expected: a bug."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from sensor.records import MailTransaction, SmtpSession
 from sensor.smtp.anomalies import Anomaly
@@ -15,6 +17,8 @@ from sensor.smtp.lines import LineBuffer
 from sensor.smtp.replies import ReplyAssembler
 from sensor.smtp.session import TxnState, build_transaction
 from sensor.smtp.state import ClientState, Pending, ServerState
+
+_log: Final = logging.getLogger(__name__)
 
 
 class ParserCore(ABC):
@@ -143,4 +147,10 @@ class ParserCore(ABC):
         record, info = build_transaction(txn, self.limits)
         if info.header_too_large:
             self.count(Anomaly.HEADER_TOO_LARGE)
+        if info.limited:
+            self.count(Anomaly.MIME_LIMIT)
+        if info.error is not None:
+            self.count(Anomaly.ANALYZER_ERROR)
+            _log.warning("session %s: message analysis failed (%s); its headers and attachments "
+                         "are not recorded", self.uid, info.error)
         self.done.append(record)

@@ -21,11 +21,14 @@ class SmtpLimits:
     max_rcpts_per_txn: int = 1000  # too_many_rcpts
     max_pending_cmds: int = 100  # pending_overflow: commands awaiting a reply
     max_txns_per_session: int = 1000  # too_many_txns
-    max_header_bytes: int = 65536  # header_too_large: header block handed to the email package
+    max_header_bytes: int = 65536  # header_too_large: header block read per MIME entity
     max_mime_bytes: int = 4 << 20  # message copy walked for attachments; beyond it: truncated
     max_auth_attempts: int = 100  # auth_too_many
     max_commands: int = 10000  # too_many_commands: verbs kept in SmtpSession.commands
     max_reply_lines: int = 200  # lines of one multi-line reply kept (EHLO extensions)
     max_bdat_chunk: int = 1 << 31  # bdat_invalid_size: larger chunk sizes are not trusted
-    max_mime_parts: int = 1000  # MIME entities walked per message
-    max_mime_depth: int = 20  # MIME nesting followed by the walk
+    max_mime_parts: int = 1000  # mime_limit: MIME leaf parts walked per message
+    max_mime_depth: int = 20  # mime_limit: MIME nesting followed by the walk
+    max_mime_headers: int = 1000  # mime_limit: header fields kept per MIME entity
+    max_mime_params: int = 64  # mime_limit: parameters read from one Content-Type/-Disposition
+    max_encoded_words: int = 256  # mime_limit: RFC 2047 words decoded in one header value

@@ -1,20 +1,33 @@
-"""Headers and MIME attachments of a message copy, read with the standard library's email."""
+"""Headers, Received chain and MIME attachments of a message copy, within SmtpLimits.
+
+Hostile messages are the norm here: nothing in this module hands a message to the standard
+library's ``email`` package (see sensor.smtp.mime for why), and every cap hit is reported.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
 import re
-from collections.abc import Callable
-from email.errors import HeaderParseError
-from email.header import decode_header
-from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
-from email.policy import compat32
 from typing import Final
 
 from sensor.records import Attachment
+from sensor.smtp.encoded import decode_words
 from sensor.smtp.limits import SmtpLimits
+from sensor.smtp.mime import (
+    RFC822,
+    TEXT_PLAIN,
+    HeaderBlock,
+    boundary,
+    content_type,
+    decode_payload,
+    disposition,
+    filename,
+    first_value,
+    parse_headers,
+    split_parts,
+    strip_break,
+)
 
 # Header name (lower case) -> key in MailTransaction.headers; Zeek smtp.log names where it has them.
 HEADER_KEYS: Final[dict[str, str]] = {
@@ -34,17 +47,16 @@ HEADER_KEYS: Final[dict[str, str]] = {
 # repeated headers are joined, others: the last one wins
 _LIST_HEADERS: Final = frozenset({"to", "cc"})
 _IPV4: Final = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
-# stateless: a FeedParser per parsebytes call
-_HEADER_PARSER: Final = BytesHeaderParser(policy=compat32)
 _IPV6: Final = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
+DEFAULT_ENCODED_WORDS: Final = SmtpLimits().max_encoded_words
 
 
 class MessageInfo:
     """What the walk of one message found (a plain class: one is made per message)."""
 
     __slots__ = (
-        "attachments", "header_too_large", "headers", "mime_parts", "received_count",
-        "received_ips",
+        "attachments", "error", "header_too_large", "headers", "limited", "mime_parts",
+        "received_count", "received_ips",
     )  # fmt: skip
 
     def __init__(self, mime_parts: int = 0, header_too_large: bool = False) -> None:
@@ -54,29 +66,24 @@ class MessageInfo:
         self.mime_parts = mime_parts
         self.attachments: list[Attachment] = []
         self.header_too_large = header_too_large
+        self.limited = False  # a MIME cap (depth, parts, fields, parameters, words) was hit
+        self.error: str | None = None  # the exception type that stopped the analysis
 
 
-def clean(value: str) -> str:
-    """Header text: undo surrogate escapes, unfold (drop line breaks), decode RFC 2047 words."""
-    if not value.isascii():  # undecodable bytes arrive as surrogate escapes
+def clean(value: str, max_words: int = DEFAULT_ENCODED_WORDS) -> str:
+    """Header text: raw 8-bit bytes read as UTF-8 (RFC 6532), unfolded (line breaks dropped),
+    RFC 2047 words decoded (at most ``max_words``)."""
+    return clean_counted(value, max_words)[0]
+
+
+def clean_counted(value: str, max_words: int) -> tuple[str, bool]:
+    """``clean`` and whether ``max_words`` cut the decoding short."""
+    if not value.isascii():  # 8-bit bytes arrive as surrogate escapes
         value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     value = value.replace("\r", "").replace("\n", "").strip()
     if "=?" not in value:
-        return value
-    try:
-        parts = decode_header(value)
-    except HeaderParseError:  # malformed encoded word: keep the raw text
-        return value
-    out: list[str] = []
-    for chunk, charset in parts:
-        if isinstance(chunk, str):
-            out.append(chunk)
-            continue
-        try:
-            out.append(chunk.decode(charset or "ascii", "replace"))
-        except LookupError:  # unknown charset name
-            out.append(chunk.decode("latin-1"))
-    return "".join(out)
+        return value, False
+    return decode_words(value, max_words)
 
 
 def received_ip(value: str) -> str | None:
@@ -99,26 +106,14 @@ def received_ip(value: str) -> str | None:
     return found[1] if len(found) > 1 else found[0]
 
 
-def _str_items(msg: Message) -> list[tuple[str, str]]:
-    """``msg.items()`` with values as text: what ``str(value)`` of each item gives.
-
-    compat32 hands back a stored value unchanged unless it carries undecodable bytes (then a
-    Header object), so only non-ASCII values go through the policy's fetch.
-    """
-    # Typed as returning object: compat32 returns a Header where the stubs say str.
-    fetch: Callable[[str, str], object] = msg.policy.header_fetch_parse
-    return [
-        (name, raw if raw.isascii() else str(fetch(name, raw))) for name, raw in msg.raw_items()
-    ]
-
-
-def _headers(items: list[tuple[str, str]], info: MessageInfo) -> None:
+def _headers(items: list[tuple[str, str]], info: MessageInfo, max_words: int) -> None:
     received: list[str] = []
     headers = info.headers
     for name, raw in items:
         lname = name.lower()
         if lname == "received":
-            value = clean(raw)
+            value, cut = clean_counted(raw, max_words)
+            info.limited = info.limited or cut
             received.append(value)
             ip = received_ip(value)
             if ip is not None:
@@ -127,7 +122,8 @@ def _headers(items: list[tuple[str, str]], info: MessageInfo) -> None:
         key = HEADER_KEYS.get(lname)
         if key is None:
             continue
-        value = clean(raw)
+        value, cut = clean_counted(raw, max_words)
+        info.limited = info.limited or cut
         if lname in _LIST_HEADERS:
             prev = headers.get(key)
             if prev:
@@ -137,25 +133,6 @@ def _headers(items: list[tuple[str, str]], info: MessageInfo) -> None:
     # Zeek's first_received is the last Received header (the earliest hop), then the one above it.
     headers["first_received"] = received[-1] if received else None
     headers["second_received"] = received[-2] if len(received) > 1 else None
-
-
-def _leaf(part: Message, cut: bool) -> Attachment | None:
-    """An attachment record for a leaf part carrying a file (named, attached or not text)."""
-    filename = part.get_filename()
-    disposition = part.get_content_disposition()
-    ctype = part.get_content_type()
-    if filename is None and disposition != "attachment" and ctype.startswith("text/"):
-        return None
-    payload = part.get_payload(decode=True)
-    data = payload if isinstance(payload, bytes) else b""
-    return Attachment(
-        filename=clean(filename) if filename is not None else None,
-        content_type=ctype,
-        disposition=disposition,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        truncated=cut,
-    )
 
 
 def header_end(copy: bytes, endpos: int) -> int:
@@ -171,23 +148,15 @@ def header_end(copy: bytes, endpos: int) -> int:
     return crlf + 3 if crlf >= 0 else -1
 
 
-def _first(items: list[tuple[str, str]], lname: str) -> str | None:
-    """The first value of a header, as ``Message.get`` picks it."""
-    for name, value in items:
-        if len(name) == len(lname) and name.lower() == lname:
-            return value
-    return None
-
-
 def split_header_block(block: bytes) -> list[tuple[str, str]] | None:
-    """The (name, value) items the email package's compat32 parse gives for a plain header
-    block; None if the block is not plain.
+    """The (name, value) items of a plain header block, as ``parse_headers`` (and the email
+    package's compat32 parse) give them, in one pass of str methods; None if it is not plain.
 
     Plain: ASCII, every line ended by CRLF, the block ended by an empty line, and each line
     either ``name: value`` (a name of printable characters without space or colon) or a
     continuation starting with space or tab after such a line.  Anything else (bare CR or LF,
-    8-bit bytes, an mbox ``From `` line, a line that is no header) goes to the email package,
-    whose defect handling then decides.  As there, a value keeps its folding line breaks.
+    8-bit bytes, an mbox ``From `` line, a line that is no header) goes to ``parse_headers``.
+    As there, a value keeps its folding line breaks.
     """
     # RFC 5322 2.2: a field is a name (printable ASCII but colon, no space), a colon and a
     # value, continued on lines starting with white space (2.2.3); an empty line ends the block.
@@ -215,40 +184,32 @@ def split_header_block(block: bytes) -> list[tuple[str, str]] | None:
     return items
 
 
-def _text_shape(items: list[tuple[str, str]]) -> bool | None:
-    """``_single_text_part`` decided from the header items alone, or None if it needs the
-    email package (a disposition or a name parameter to read)."""
-    ctype_raw = _first(items, "content-type")
-    if _first(items, "content-disposition") is not None or (
-        ctype_raw is not None and "name" in ctype_raw.lower()
-    ):
-        return None
-    # No disposition and no name parameter mean no file name; the type is read as
-    # Message.get_content_type reads it (text/plain when absent or not "type/subtype").
-    if ctype_raw is None:
-        return True
-    ctype = ctype_raw.partition(";")[0].strip().lower()
-    return ctype.count("/") != 1 or ctype.startswith("text/")
-
-
-def _single_text_part(head: Message, items: list[tuple[str, str]], limits: SmtpLimits) -> bool:
-    """True if the message, judged on its headers alone, is one text leaf carrying no file.
-
-    Such a message walks to exactly one leaf and no attachment record whatever its body, so
-    the body need not be parsed.  Multipart and message/* types have children; a file name,
-    an attachment disposition or a non-text type make the leaf an attachment.
-    """
+def _text_shape(items: list[tuple[str, str]], limits: SmtpLimits) -> bool:
+    """True if an entity with these fields is one text leaf carrying no file: then the message
+    walks to exactly one leaf and no attachment, whatever its body."""
     if limits.max_mime_parts < 1:
         return False
-    shape = _text_shape(items)
-    if shape is not None:
-        return shape
-    ctype = head.get_content_type()
-    return (
-        ctype.startswith("text/")  # never a container type, and no attachment by type
-        and head.get_content_disposition() != "attachment"
-        and head.get_filename() is None
-    )
+    ctype = content_type(items, TEXT_PLAIN)
+    if not ctype.startswith("text/") or disposition(items) == "attachment":
+        return False
+    if first_value(items, "content-disposition") is None:
+        raw = first_value(items, "content-type")
+        if raw is None or "name" not in raw.lower():  # no parameter can name a file
+            return True
+    return filename(items, limits.max_mime_params)[0] is None
+
+
+def _top_headers(prefix: bytes, whole: bool, limits: SmtpLimits) -> HeaderBlock:
+    """The message's own header block: split in one pass when plain, else line by line."""
+    end = header_end(prefix, min(len(prefix), limits.max_header_bytes))
+    if end > 0 and len(prefix) > 0:
+        plain = split_header_block(prefix[:end])
+        if plain is not None and len(plain) <= limits.max_mime_headers:
+            hb = HeaderBlock()
+            hb.items = plain
+            hb.body = end
+            return hb
+    return parse_headers(prefix, 0, len(prefix), whole, limits)
 
 
 def analyze_head(prefix: bytes, whole: bool, limits: SmtpLimits) -> MessageInfo | None:
@@ -258,27 +219,15 @@ def analyze_head(prefix: bytes, whole: bool, limits: SmtpLimits) -> MessageInfo 
     block ends within ``prefix`` (``whole``: the prefix is the entire message); otherwise None:
     the whole message must be walked.
     """
-    end = header_end(prefix, limits.max_header_bytes + 4)
-    if end < 0:
-        if whole and len(prefix) > limits.max_header_bytes:
-            info = MessageInfo(header_too_large=True)
-            head = prefix[: limits.max_header_bytes]
-            _headers(_str_items(_HEADER_PARSER.parsebytes(head)), info)
-            return info
+    hb = _top_headers(prefix, whole, limits)
+    if hb.too_large:
+        info = MessageInfo(header_too_large=True)
+    elif hb.body < 0 or not _text_shape(hb.items, limits):
         return None
-    # The email parser ends the header block at this blank line or before it, so parsing the
-    # block gives the same headers as parsing the whole message.
-    block = prefix[:end]
-    plain = split_header_block(block) if limits.max_mime_parts >= 1 else None
-    if plain is not None and _text_shape(plain):
-        items = plain  # the common message, read without the email package's per-line cost
     else:
-        top = _HEADER_PARSER.parsebytes(block)
-        items = _str_items(top)
-        if not _single_text_part(top, items, limits):
-            return None
-    info = MessageInfo(mime_parts=1)
-    _headers(items, info)
+        info = MessageInfo(mime_parts=1)
+    _headers(hb.items, info, limits.max_encoded_words)
+    info.limited = info.limited or hb.dropped > 0
     return info
 
 
@@ -288,24 +237,122 @@ def analyze_message(copy: bytes, cut: bool, limits: SmtpLimits) -> MessageInfo:
     return info if info is not None else walk_message(copy, cut, limits)
 
 
+class _Leaf:
+    """A part without children: its fields and where its content lies in the copy."""
+
+    __slots__ = ("ctype", "end", "items", "start")
+
+    def __init__(self, items: list[tuple[str, str]], ctype: str, start: int, end: int) -> None:
+        self.items = items
+        self.ctype = ctype
+        self.start = start
+        self.end = end
+
+
 def walk_message(copy: bytes, cut: bool, limits: SmtpLimits) -> MessageInfo:
-    """Headers and attachments of a message copy parsed whole by the email package."""
+    """Headers and attachments of a message copy, its MIME tree walked within the limits.
+
+    Depth-first in document order, as the parts appear; past ``max_mime_depth`` a container's
+    children and past ``max_mime_parts`` the remaining parts are not walked (``limited``).
+    """
     info = MessageInfo()
-    msg = BytesParser(policy=compat32).parsebytes(copy)
-    _headers(_str_items(msg), info)
-    stack: list[tuple[Message, int]] = [(msg, 0)]
-    leaves: list[Message] = []
-    while stack and len(leaves) < limits.max_mime_parts:
-        part, depth = stack.pop()
-        if part.is_multipart():
-            children = part.get_payload()
-            if depth < limits.max_mime_depth and isinstance(children, list):
-                stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
-            continue
-        leaves.append(part)
+    top = _top_headers(copy, True, limits)
+    _headers(top.items, info, limits.max_encoded_words)
+    if top.too_large:
+        info.header_too_large = True
+        return info
+    leaves = _walk(copy, top, limits, info)
     info.mime_parts = len(leaves)
-    for i, part in enumerate(leaves):
-        att = _leaf(part, cut and i == len(leaves) - 1)
+    last = len(leaves) - 1
+    for i, leaf in enumerate(leaves):
+        att = _attachment(copy, leaf, cut and i == last, limits, info)
         if att is not None:
             info.attachments.append(att)
     return info
+
+
+def _walk(copy: bytes, top: HeaderBlock, limits: SmtpLimits, info: MessageInfo) -> list[_Leaf]:
+    max_parts = limits.max_mime_parts
+    max_depth = limits.max_mime_depth
+    cap = limits.max_mime_params
+    leaves: list[_Leaf] = []
+    # (fields and body start, end, depth, default type, strip the break before a delimiter)
+    stack: list[tuple[HeaderBlock, int, int, str, bool]] = [(top, len(copy), 0, TEXT_PLAIN, False)]
+    while stack:
+        if len(leaves) >= max_parts:
+            info.limited = True
+            break
+        hb, stop, depth, default, strip = stack.pop()
+        info.limited = info.limited or hb.dropped > 0 or hb.too_large
+        body = hb.body if hb.body >= 0 else stop
+        ctype = content_type(hb.items, default)
+        main = ctype.partition("/")[0]
+        if main == "multipart" or main == "message":
+            if depth >= max_depth:  # its children are not followed
+                info.limited = True
+                continue
+            if ctype == "message/delivery-status":  # RFC 3464: blocks of fields, no body
+                _status_blocks(copy, body, stop, depth + 1, limits, stack)
+                continue
+            if main == "message":  # one message inside (rfc822, global, partial...)
+                child = parse_headers(copy, body, stop, True, limits)
+                stack.append((child, stop, depth + 1, TEXT_PLAIN, strip))
+                continue
+            bound = boundary(hb.items, cap)
+            parts = None
+            if bound is not None:
+                parts = split_parts(copy, body, stop, bound, max_parts - len(leaves))
+            if parts is not None:
+                child_default = RFC822 if ctype == "multipart/digest" else TEXT_PLAIN
+                for start, end in reversed(parts):
+                    child = parse_headers(copy, start, end, True, limits)
+                    stack.append((child, end, depth + 1, child_default, True))
+                continue
+            # no boundary, or none opens a part: the body is one payload, as compat32 keeps it
+        start = min(body, stop)
+        end = strip_break(copy, start, stop) if strip else stop
+        leaves.append(_Leaf(hb.items, ctype, start, end))
+    return leaves
+
+
+def _status_blocks(
+    copy: bytes, start: int, stop: int, depth: int, limits: SmtpLimits,
+    stack: list[tuple[HeaderBlock, int, int, str, bool]],
+) -> None:
+    """The field blocks of a delivery-status body, each a part without content."""
+    blocks: list[HeaderBlock] = []
+    pos = start
+    while pos < stop and len(blocks) < limits.max_mime_parts:
+        hb = parse_headers(copy, pos, stop, True, limits)
+        if hb.body < 0 or hb.body <= pos:
+            break
+        if hb.items:  # content: none, it ends where the fields end
+            blocks.append(hb)
+        pos = hb.body
+    for hb in reversed(blocks):
+        stack.append((hb, hb.body, depth, TEXT_PLAIN, False))
+
+
+def _attachment(
+    copy: bytes, leaf: _Leaf, cut: bool, limits: SmtpLimits, info: MessageInfo
+) -> Attachment | None:
+    """An attachment record for a leaf carrying a file (named, attached or not text)."""
+    name, limited = filename(leaf.items, limits.max_mime_params)
+    info.limited = info.limited or limited
+    disp = disposition(leaf.items)
+    ctype = leaf.ctype
+    if name is None and disp != "attachment" and ctype.startswith("text/"):
+        return None
+    cte = first_value(leaf.items, "content-transfer-encoding")
+    data = decode_payload(copy[leaf.start : leaf.end], cte)
+    if name is not None:
+        name, cut_words = clean_counted(name, limits.max_encoded_words)
+        info.limited = info.limited or cut_words
+    return Attachment(
+        filename=name,
+        content_type=ctype,
+        disposition=disp,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        truncated=cut,
+    )

@@ -73,6 +73,24 @@ class TxnState:
         return any(r.code == 0 or r.code // 100 == 2 for r in self.rcpts)
 
 
+def message_info(body: MessageBody, limits: SmtpLimits) -> MessageInfo:
+    """What the message copy holds; an error inside the analysis is reported in the result
+    (``error``), never raised: no message may end a run."""
+    try:
+        head, whole = body.head(HEAD_PREFIX)
+        quick = analyze_head(head, whole, limits)
+        cut = body.truncated or body.broken
+        if quick is not None:
+            return quick
+        if whole:  # the whole message was seen: it needs the walk
+            return walk_message(head, cut, limits)
+        return analyze_message(body.message(), cut, limits)
+    except Exception as exc:  # a bug in the analysis: count it, keep the session
+        failed = MessageInfo()
+        failed.error = type(exc).__name__
+        return failed
+
+
 def build_transaction(txn: TxnState, limits: SmtpLimits) -> tuple[MailTransaction, MessageInfo]:
     """The emitted record of a finished transaction, and what its message walk found."""
     info = _NO_MESSAGE
@@ -83,15 +101,7 @@ def build_transaction(txn: TxnState, limits: SmtpLimits) -> tuple[MailTransactio
         size = body.size
         truncated = body.truncated
         if body.raw:
-            head, whole = body.head(HEAD_PREFIX)
-            quick = analyze_head(head, whole, limits)
-            cut = body.truncated or body.broken
-            if quick is not None:
-                info = quick
-            elif whole:  # the whole message was seen: it needs the walk
-                info = walk_message(head, cut, limits)
-            else:
-                info = analyze_message(body.message(), cut, limits)
+            info = message_info(body, limits)
     headers: dict[str, str | None] = dict.fromkeys(HEADER_FIELDS)
     if info.headers:
         headers.update(info.headers)

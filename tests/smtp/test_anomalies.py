@@ -7,6 +7,7 @@ import pytest
 from sensor.smtp import Anomaly, SmtpLimits
 
 from .dialogues import BANNER, EHLO_REPLY, C, Event, S, run
+from .hostile_mail import nested_multipart
 
 HELLO: list[Event] = [(S, BANNER), (C, b"EHLO c.example\r\n"), (S, EHLO_REPLY)]
 TXN: list[Event] = [
@@ -67,11 +68,18 @@ CASES: dict[Anomaly, tuple[list[Event], SmtpLimits | None]] = {
         [*HELLO, (C, b"MAIL FROM:<a@c.example>\r\nRCPT TO:<b@s.example>\r\nDATA\r\n"),
          (C, b"Subject: spam\r\n"),
          (S, b"250 ok\r\n250 ok\r\n554 5.7.1 no thanks\r\n")], None),
+    Anomaly.MIME_LIMIT: (
+        [*TXN, (C, b"DATA\r\n"), (S, b"354 go\r\n"),
+         (C, nested_multipart(30).replace(b"\r\n.", b"\r\n..") + b".\r\n"),
+         (S, b"250 ok\r\n")], None),
 }  # fmt: skip
+# Raised only by a bug in our own message analysis, so no dialogue shows it: tests/smtp/
+# test_message.py breaks the analysis on purpose to see it reported.
+UNREACHABLE = {Anomaly.ANALYZER_ERROR}
 
 
 def test_every_anomaly_has_a_dialogue() -> None:
-    assert set(CASES) == set(Anomaly)
+    assert set(CASES) == set(Anomaly) - UNREACHABLE
 
 
 @pytest.mark.parametrize("anomaly", list(CASES), ids=[a.value for a in CASES])

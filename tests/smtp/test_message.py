@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensor.smtp import message as message_module
 from sensor.smtp.limits import SmtpLimits
 from sensor.smtp.message import (
     MessageInfo,
@@ -23,6 +28,7 @@ from sensor.smtp.message import (
 )
 
 from .dialogues import ATTACHMENT_BYTES, MESSAGE
+from .hostile_mail import CRASHERS, attachment, nested_multipart, nested_rfc822, with_header
 
 UNSTUFFED = MESSAGE.replace(b"\r\n..", b"\r\n.")
 
@@ -192,3 +198,76 @@ def test_single_text_message_skips_the_walk_but_attachments_do_not() -> None:
     named = b"Content-Type: text/plain; name=notes.txt\r\n\r\nhello\r\n"
     assert analyze_head(named, True, SmtpLimits()) is None  # a named text part is a file
     assert analyze_head(plain[:20], False, SmtpLimits()) is None  # no blank line seen yet
+
+
+# ------------------------------------------------------------------ hostile messages (issue 13)
+
+
+@pytest.mark.parametrize("name", sorted(CRASHERS))
+def test_inputs_that_crashed_the_email_package_are_analysed(name: str) -> None:
+    info = analyze_message(CRASHERS[name], False, SmtpLimits())
+    assert info.error is None
+    assert info.headers["from"] == "a@example.org"
+
+
+def test_nesting_beyond_the_depth_cap_is_cut_and_flagged() -> None:
+    for data in (nested_multipart(1000), nested_rfc822(980)):
+        info = analyze_message(data, False, SmtpLimits())
+        assert info.limited and info.mime_parts == 0
+    shallow = analyze_message(nested_multipart(5), False, SmtpLimits())
+    assert not shallow.limited and shallow.mime_parts == 1
+
+
+def test_hostile_charsets_decode_as_latin_1_or_stay_as_written() -> None:
+    assert clean("=?undefined?q?abc?=") == "abc"
+    assert clean("=?punycode?q?=FF?=") == "\xff"
+    assert clean("=?idna?q?=FF=FE?=") == "\xff\xfe"
+    assert clean("=?utf\x00-8?q?abc?=") == "abc"
+    assert clean("=?hex?b?QUJD?=") == "ABC"  # a codec that is no text codec is never used
+    assert clean("=?utf-8?q?caf=C3=A9?= =?utf-8?b?IGF1?= lait") == "café au lait"
+    assert clean("=?utf-8?q?=C3?= =?utf-8?q?=A9?=") == "é"  # split character rejoined
+
+
+def test_encoded_words_past_the_cap_stay_as_written() -> None:
+    value = "=?utf-8?q?a?= " * 300
+    info = analyze_message(with_header(b"Subject: " + value.encode()), False, SmtpLimits())
+    subject = info.headers["subject"]
+    assert subject is not None and subject.startswith("a" * 256 + " =?utf-8?q?a?=")
+    assert info.limited
+
+
+def test_raw_utf8_headers_are_read_as_utf8() -> None:
+    """SMTPUTF8 mail (RFC 6532) carries 8-bit header values; each was one U+FFFD per byte."""
+    msg = ("From: Renée Müller <renée@example.org>\r\nTo: b@example.net\r\n"
+           "Subject: Grüße aus Köln ✓\r\n\r\nHallo\r\n").encode()  # fmt: skip
+    info = analyze_message(msg, False, SmtpLimits())
+    assert info.headers["subject"] == "Grüße aus Köln ✓"
+    assert info.headers["from"] == "Renée Müller <renée@example.org>"
+    multi = msg.replace(b"\r\n\r\nHallo", b"\r\nContent-Type: multipart/mixed; boundary=q"
+                        b"\r\n\r\n--q\r\n\r\nHallo\r\n--q--")  # fmt: skip
+    walked = analyze_message(multi, False, SmtpLimits())
+    assert walked.headers["subject"] == "Grüße aus Köln ✓"
+
+
+def test_an_error_inside_the_analysis_is_reported_not_raised(monkeypatch: Any) -> None:
+    """The session boundary holds even for a bug of ours: here a walk made to fail.
+
+    Compiled code calls the walk directly, so the module's source is loaded as interpreted
+    Python, where the walk is looked up by name and can be replaced.
+    """
+    from sensor.smtp.body import MessageBody
+
+    spec = importlib.util.spec_from_file_location(
+        "session_interpreted", Path(message_module.__file__ or "").with_name("session.py"))
+    assert spec is not None and spec.loader is not None
+    session = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(session)
+
+    def broken(copy: bytes, cut: bool, limits: SmtpLimits) -> MessageInfo:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(session, "walk_message", broken)
+    body = MessageBody(1 << 20, True)
+    body.feed_dot(attachment(b"attachment; filename=a.bin") + b".\r\n")
+    info = session.message_info(body, SmtpLimits())
+    assert info.error == "RecursionError" and not info.attachments
