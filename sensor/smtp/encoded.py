@@ -68,7 +68,7 @@ def decode_text(data: bytes, charset: str) -> str:
 
 def _q_decode(text: str) -> bytes:
     """RFC 2047 4.2 "Q": ``_`` is a space, ``=XX`` a byte; anything malformed stays as it is."""
-    raw = text.replace("_", " ").encode("ascii", "surrogateescape")
+    raw = text.replace("_", " ").encode("utf-8", "surrogateescape")
     if b"=" not in raw:
         return raw
     out = bytearray()

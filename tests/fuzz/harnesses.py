@@ -1,0 +1,149 @@
+"""Fuzz targets: one function per stage that takes arbitrary bytes and must never raise.
+
+Each ``fuzz_<target>`` drives the real library code. They run under atheris (coverage guided,
+scripts/fuzz.py) and, for every input saved under tests/data/fuzz/<target>/, as regression tests
+(tests/fuzz/test_regressions.py). An exception out of a target is a bug: hostile bytes must
+come out as counters and anomalies, never as an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+from collections.abc import Callable
+
+from smtp.dialogues import conn_record
+
+from sensor.capture.common import CaptureStats
+from sensor.capture.pcapfile import read_pcap
+from sensor.capture.pcapng import read_pcapng
+from sensor.config import parse_config
+from sensor.decode.packet import Decoder
+from sensor.errors import ConfigError
+from sensor.pipeline import Pipeline
+from sensor.records import ConnRecord, SmtpSession
+from sensor.smtp import SmtpLimits, SmtpParser
+from sensor.smtp.message import analyze_message, walk_message
+
+LINKTYPES = (0, 1, 101, 108, 113, 228, 229, 276, 12, 14)  # null, ether, raw, loop, sll, ipv4...
+SMALL = SmtpLimits(max_line=256, max_rcpts_per_txn=8, max_pending_cmds=8, max_txns_per_session=4,
+                   max_header_bytes=512, max_mime_bytes=4096, max_auth_attempts=4,
+                   max_commands=64, max_reply_lines=8, max_mime_parts=16, max_mime_depth=4,
+                   max_mime_headers=16, max_mime_params=8, max_encoded_words=8)  # fmt: skip
+
+
+class Reader:
+    """Takes typed values off the front of the fuzz input (atheris' FuzzedDataProvider, kept
+    dependency-free so that the regression tests need no fuzzer)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+    def int(self, nbytes: int) -> int:
+        chunk = self.data[self.pos : self.pos + nbytes]
+        self.pos += nbytes
+        return int.from_bytes(chunk.ljust(nbytes, b"\0"), "big")
+
+    def bytes(self, n: int) -> bytes:
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+
+def fuzz_pcap(data: bytes) -> None:
+    """The classic pcap reader on any file content."""
+    for _frame in read_pcap(io.BytesIO(data), CaptureStats(), chunk_bytes=64):
+        pass
+
+
+def fuzz_pcapng(data: bytes) -> None:
+    """The pcapng reader on any file content."""
+    for _frame in read_pcapng(io.BytesIO(data), CaptureStats(), chunk_bytes=64):
+        pass
+
+
+def fuzz_decode(data: bytes) -> None:
+    """The frame decoder on any frame of any supported link type."""
+    if not data:
+        return
+    Decoder(CaptureStats()).decode(LINKTYPES[data[0] % len(LINKTYPES)], data[1:])
+
+
+def _frame(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int,
+           payload: bytes) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0,
+                     bytes([10, 0, 0, src]), bytes([192, 0, 2, dst]))  # fmt: skip
+    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + tcp + payload
+
+
+def fuzz_pipeline(data: bytes) -> None:
+    """Reassembly and SMTP parsing of segments the input describes: few endpoints, so that
+    segments meet in the same connections, with any flags, sequence numbers and payloads."""
+    r = Reader(data)
+    frames: list[tuple[float, int, bytes]] = []
+    ts = 1000.0
+    base = r.int(4)
+    while r.left() > 0 and len(frames) < 200:
+        head = r.int(2)
+        to_server = bool(head & 1)
+        cport = 40000 + (head >> 1 & 3)
+        flags = r.int(1)
+        seq = (base + r.int(2) - 256) & 0xFFFFFFFF
+        ack = (base + r.int(2) - 256) & 0xFFFFFFFF
+        payload = r.bytes(r.int(1) % 64)
+        ts += (head >> 3 & 0xFF) / 10.0
+        if to_server:
+            frames.append((ts, 1, _frame(1, 2, cport, 25, seq, ack, flags, payload)))
+        else:
+            frames.append((ts, 1, _frame(2, 1, 25, cport, seq, ack, flags, payload)))
+    sessions: list[SmtpSession] = []
+    conns: list[ConnRecord] = []
+    pipe = Pipeline(on_session=sessions.append, on_conn=conns.append, smtp_limits=SMALL)
+    pipe.run(frames)
+    pipe.finish()
+    assert len(sessions) <= len(conns)
+
+
+def fuzz_smtp(data: bytes) -> None:
+    """The SMTP parser fed both directions in any order and chunking, with gaps."""
+    r = Reader(data)
+    out: list[SmtpSession] = []
+    p = SmtpParser("Cfuzz", 1.0, "192.0.2.10", 40000, "198.51.100.25", 25, out.append, SMALL)
+    ts = 1.0
+    while r.left() > 0:
+        op = r.int(1)
+        ts += 0.01
+        n = r.int(1)
+        if op & 0x0F == 0:
+            p.gap(bool(op & 0x10), ts, n + 1)
+        else:
+            p.data(bool(op & 0x10), ts, r.bytes(n))
+    p.close(ts, conn_record())
+    assert len(out) == 1
+
+
+def fuzz_mime(data: bytes) -> None:
+    """Header extraction and the MIME walk on any message copy, whole or cut."""
+    cut = bool(data[:1]) and data[0] & 1 == 1
+    info = analyze_message(data, cut, SMALL)
+    assert info.mime_parts <= SMALL.max_mime_parts and info.error is None
+    walked = walk_message(data, cut, SMALL)
+    assert walked.mime_parts <= SMALL.max_mime_parts
+
+
+def fuzz_config(data: bytes) -> None:
+    """The configuration loader: any text is a Config or a ConfigError, nothing else."""
+    with contextlib.suppress(ConfigError):
+        parse_config(data.decode("utf-8", "replace"), "fuzz.toml")
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "pcap": fuzz_pcap, "pcapng": fuzz_pcapng, "decode": fuzz_decode, "pipeline": fuzz_pipeline,
+    "smtp": fuzz_smtp, "mime": fuzz_mime, "config": fuzz_config,
+}  # fmt: skip
