@@ -11,6 +11,10 @@ That quiet run writes connection records only, so the sensor stops after reassem
 "sensor --conns --stats" also parses every SMTP session (its counts go into --stats): the whole
 analysis short of writing sessions. `--workers N` (default 2) adds a flow-split run of the first
 command (peak RSS is then the parent's only).
+
+`--filter-cost [EXPR]` times instead, on the mixed file, the sensor's quiet run and tcpdump with
+the filter before issue 13 (PREVIOUS_FILTER) and with EXPR (default: today's build_filter()), in
+turn, and prints the ratios new/old. Target (issue 13): the sensor run under 1.10.
 """
 
 from __future__ import annotations
@@ -24,16 +28,55 @@ from benchlib import (
     common_arguments,
     ensure_workload,
     median_run,
+    median_runs,
     print_table,
     require,
     run_timed,
     sensor_exe,
 )
 
+PREVIOUS_FILTER = "tcp port 25 or (vlan and (tcp port 25 or (vlan and tcp port 25)))"
+"""The default filter before issue 13: no IPv6 extension headers, at most two VLAN tags."""
+
+
+def filter_cost(expr: str, workdir: Path, repeat: int) -> None:
+    """Time the quiet sensor run and tcpdump with PREVIOUS_FILTER and with `expr`, in turn."""
+    pcap = ensure_workload("mixed_2m", workdir)
+    packets = int(json.loads(Path(str(pcap) + ".json").read_text())["packets"])
+    print(f"\n== filter cost, mixed_2m: {pcap} ({packets:,} packets)")
+    print(f"new filter: {expr}")
+    cmds: dict[str, list[str]] = {}
+    for tag, bpf in (("old", PREVIOUS_FILTER), ("new", expr)):
+        cmds[f"tcpdump {tag}"] = ["tcpdump", "-r", str(pcap), "-w", "/dev/null", bpf]
+        cmds[f"sensor {tag}"] = [sensor_exe(), "analyze", "--quiet", "--conns", "/dev/null",
+                                 "--bpf", bpf, str(pcap)]  # fmt: skip
+    rows = median_runs(cmds, repeat)
+    print_table(rows, packets, "sensor old")
+    print()
+    for tool in ("tcpdump", "sensor"):
+        kind = "target" if tool == "sensor" else "for information"
+        print(f"{kind} mixed_2m, {tool} new/old filter = "
+              f"{rows[f'{tool} new'][0] / rows[f'{tool} old'][0]:.3f}"
+              + (" (< 1.10)" if tool == "sensor" else ""))  # fmt: skip
+
 
 def main() -> None:
     ap = common_arguments(__doc__)
+    ap.add_argument(
+        "--filter-cost",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="EXPR",
+        help="time the old default filter against EXPR (default: build_filter())",
+    )
     args = ap.parse_args()
+    if args.filter_cost is not None:
+        require("tcpdump")
+        from sensor.capture.bpf import build_filter
+
+        filter_cost(args.filter_cost or build_filter(), Path(args.workdir), args.repeat)
+        return
     require("tcpdump", "tshark")
     results = {}
     for name in [args.only] if args.only else list(WORKLOADS):

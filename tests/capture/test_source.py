@@ -12,7 +12,7 @@ from capture_helpers import eth, eth_tcp, eth_udp, ip4_tcp, ip6_tcp, write_pcap_
 
 from sensor.capture.bpf import build_filter
 from sensor.capture.source import check_file, open_files
-from sensor.capture.writer import PcapngWriter
+from sensor.capture.writer import PcapngWriter, PcapWriter
 from sensor.errors import CaptureError
 from sensor.records import CaptureStats
 
@@ -226,3 +226,53 @@ def test_link_types_agree_on_both_paths(linktype: int, pcap_factory: Factory) ->
     assert fast == pure
     assert [f[2] for f in pure] == frames[1::2]
     assert stats.filtered_out == 3
+
+
+def test_oversized_caplen_paths_agree_and_name_the_file(tmp_path: Path) -> None:
+    frames = [eth_tcp(i) for i in range(700)]
+    path = tmp_path / "huge.pcap"
+    write_pcap_raw(path, [(1, i, f) for i, f in enumerate(frames)])
+    data = bytearray(path.read_bytes())
+    at = 24 + sum(16 + len(f) for f in frames[:600])
+    struct.pack_into("<I", data, at + 8, 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    fast, fstats, _ = _run([path])
+    pure, pstats, _ = _run([path], use_libpcap=False)
+    assert fast == pure and [f[2] for f in fast] == frames[:600]
+    for stats in (fstats, pstats):
+        assert (stats.files_truncated, stats.oversized_records, stats.packets) == (1, 1, 600)
+        assert stats.truncated_files == {
+            str(path): f"record 601 at byte {at} claims 4294967295 captured bytes (more than "
+            f"262144): the {len(data) - at} bytes from there to the end were skipped"
+        }
+
+
+def test_records_longer_than_the_snap_length_are_whole_on_both_paths(tmp_path: Path) -> None:
+    frames = [eth_tcp(i) + bytes(i % 3 * 50) for i in range(900)]  # 62, 112 or 162 bytes
+    pcap = tmp_path / "snap.pcap"
+    with PcapWriter(str(pcap), snaplen=100) as w:
+        for i, frame in enumerate(frames):
+            w.write_raw(1 + i, 0, frame)
+    ng = tmp_path / "snap.pcapng"
+    with PcapngWriter(str(ng)) as w:
+        w.add_interface(1, snaplen=100)
+        for frame in frames:
+            w.write_block(6, struct.pack("<IIIII", 0, 0, 0, len(frame), len(frame)) + frame)
+    for path in (pcap, ng):
+        fast, fstats, _ = _run([path])
+        pure, pstats, _ = _run([path], use_libpcap=False)
+        assert [f[2] for f in fast] == [f[2] for f in pure] == frames, path.name
+        assert (fstats.packets, fstats.bytes) == (pstats.packets, pstats.bytes)
+        assert fstats.truncated_files == pstats.truncated_files == {}
+
+
+def test_truncated_gzip_is_named(tmp_path: Path, pcap_factory: Factory) -> None:
+    plain = pcap_factory("plain.pcap", n=200)
+    packed = gzip.compress(plain.read_bytes())
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(packed[: len(packed) * 3 // 4])
+    _, stats, _ = _run([cut])
+    assert list(stats.truncated_files) == [str(cut)]
+    what = stats.truncated_files[str(cut)]
+    assert what.startswith("the gzip stream could not be read past byte ")
+    assert "Compressed file ended before the end-of-stream marker was reached" in what
