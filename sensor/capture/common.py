@@ -90,5 +90,5 @@ def count_truncated_tail(
     """At end of file: bytes left that do not make a whole record mean the file was cut."""
     if leftover > 0:
         mark_truncated(
-            stats, cut, f"ends inside record {record}: its {leftover} bytes there were skipped"
+            stats, cut, f"the file ends inside record {record}: its {leftover} bytes were skipped"
         )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,6 +152,10 @@ def test_truncated_file_on_libpcap_path_loses_nothing(pcap_factory: Factory) -> 
     assert len(fast) == 467  # all but the cut last frame; libpcap stopped mid-batch
     assert fstats.files_truncated == pstats.files_truncated == 1
     assert fstats.packets == 467
+    assert fstats.truncated_files == pstats.truncated_files == {
+        str(path): f"the file ends inside record 701: its {16 + len(eth_tcp(999)) - 7} bytes "
+        "were skipped"
+    }
 
 
 def test_nanosecond_file_paths_agree_to_the_microsecond(pcap_factory: Factory) -> None:
@@ -276,3 +283,19 @@ def test_truncated_gzip_is_named(tmp_path: Path, pcap_factory: Factory) -> None:
     what = stats.truncated_files[str(cut)]
     assert what.startswith("the gzip stream could not be read past byte ")
     assert "Compressed file ended before the end-of-stream marker was reached" in what
+
+
+def test_summary_names_the_truncated_file(tmp_path: Path, pcap_factory: Factory) -> None:
+    plain = pcap_factory("plain.pcap", n=300)
+    packed = gzip.compress(plain.read_bytes())
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    run = subprocess.run(
+        [sys.executable, "-m", "sensor", "analyze", str(cut)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"truncated {cut}: the gzip stream could not be read past byte " in run.stdout
