@@ -18,7 +18,10 @@ from sensor.errors import CaptureError
 
 def test_default_filter_text() -> None:
     ext = IP6_EXT_CLAUSE
-    assert ext.startswith("(ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 44 ")
+    assert ext == (
+        "((ip6 proto 0 or ip6 proto 43 or ip6 proto 44 or ip6 proto 51 or ip6 proto 60)"
+        " and not ip6 multicast)"
+    )
     layer = f"tcp port 25 or {ext}"
     text = build_filter()
     assert text.startswith(f"{layer} or (vlan and ({layer} or (vlan and ({layer} or (vlan and ")

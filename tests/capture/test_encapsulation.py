@@ -11,6 +11,7 @@ import pytest
 from capture_helpers import eth, ip4_tcp, ip6_tcp, write_pcap_raw
 from scapy.layers.inet import TCP, UDP
 from scapy.layers.inet6 import (
+    ICMPv6MLReport2,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
@@ -63,6 +64,9 @@ NOT_SMTP: list[bytes] = [
     _tagged(ip4_tcp(4, dport=80), 3),
     _tagged(ip6_tcp(5, dport=443), 8),
     eth(bytes(IPv6(src=SRC6, dst=DST6) / UDP(sport=5353, dport=53) / b"dns")),
+    # a multicast listener report: hop-by-hop (router alert), then ICMPv6, to a multicast group
+    eth(bytes(IPv6(src=SRC6, dst="ff02::16") / IPv6ExtHdrHopByHop() / ICMPv6MLReport2())),
+    _tagged(bytes(IPv6(src=SRC6, dst="ff02::16") / IPv6ExtHdrHopByHop() / ICMPv6MLReport2()), 2),
 ]
 
 
