@@ -192,35 +192,28 @@ def _filtered(
 
 
 def _libpcap_cut(path: str, fmt: FileFormat) -> int:
-    """The snap length libpcap cuts this file's records to, when smaller than the largest
-    record it reads (then longer records are read whole by the pure-Python reader); else 0.
+    """The snap length libpcap silently cuts this file's records to, when smaller than the
+    largest record it reads (then a record that long may have been longer, and the pure-Python
+    reader takes over to read it whole); else 0.
 
-    A classic pcap file's header gives it; libpcap takes a pcapng file's from its first
-    interface description block. 0 or more than DEFAULT_MAX_CAPLEN means no cut.
+    Only classic pcap files: libpcap refuses a pcapng packet longer than its interface's snap
+    length with an error, which hands over to the pure-Python reader anyway.
     """
+    if fmt is not FileFormat.PCAP:
+        return 0
     try:
         with open(path, "rb") as fh:
-            head = fh.read(_HEAD_BYTES)
+            head = fh.read(PCAP_HEADER_LEN)
     except OSError:
         return 0
-    snaplen = 0
-    if fmt is FileFormat.PCAP and len(head) >= PCAP_HEADER_LEN:
-        order = "<" if head[:4] in _PCAP_LE else ">"
-        (snaplen,) = struct.unpack_from(order + "I", head, 16)
-    elif fmt is FileFormat.PCAPNG and len(head) >= PCAPNG_MIN_SHB_LEN:
-        order = "<" if head[8:12] == _BOM_LE else ">"
-        (shb_len,) = struct.unpack_from(order + "I", head, 4)
-        if shb_len + 16 <= len(head):
-            btype, _blen, _link, _res, snaplen = struct.unpack_from(order + "IIHHI", head, shb_len)
-            if btype != _IDB_TYPE:
-                snaplen = 0
+    if len(head) < PCAP_HEADER_LEN:
+        return 0
+    order = "<" if head[:4] in _PCAP_LE else ">"
+    (snaplen,) = struct.unpack_from(order + "I", head, 16)
     return snaplen if 0 < snaplen < DEFAULT_MAX_CAPLEN else 0
 
 
-_HEAD_BYTES = 65536
 _PCAP_LE = {struct.pack("<I", m) for m in (PCAP_MAGIC_US, PCAP_MAGIC_NS)}
-_BOM_LE = struct.pack("<I", PCAPNG_BYTE_ORDER_MAGIC)
-_IDB_TYPE = 1  # pcapng Interface Description Block
 
 
 def _file_parts(
