@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from capture_helpers import eth, eth_tcp, eth_udp, ip4_tcp, ip6_tcp, write_pcap_raw
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensor.capture.bpf import build_filter
 from sensor.capture.source import check_file, open_files
@@ -299,3 +301,37 @@ def test_summary_names_the_truncated_file(tmp_path: Path, pcap_factory: Factory)
     )
     assert run.returncode == 0, run.stderr
     assert f"truncated {cut}: the gzip stream could not be read past byte " in run.stdout
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), min_size=1, max_size=12),
+    st.integers(0, 11),
+    st.sampled_from([0, 1, 60, 99, 100, 101, 150, 262144, 262145, 0x7FFFFFFF, 0xFFFFFFFF]),
+    st.integers(0, 2),
+)
+def test_both_paths_agree_on_corrupt_record_lengths(
+    tmp_path_factory: pytest.TempPathFactory, kinds: list[int], which: int, caplen: int, cut: int
+) -> None:
+    """A record's caplen set to anything (the file's snap length is 100), the file maybe cut:
+    libpcap and the pure-Python reader give the same frames and name the same damage."""
+    makers = [eth_tcp(0), eth_tcp(1) + bytes(60), eth_tcp(2, dport=80), eth(ip6_tcp(3))]
+    frames = [makers[k] for k in kinds]
+    path = tmp_path_factory.mktemp("agree") / "a.pcap"
+    with PcapWriter(str(path), snaplen=100) as w:
+        for i, frame in enumerate(frames):
+            w.write_raw(1 + i, 0, frame)
+    data = bytearray(path.read_bytes())
+    at = 24 + sum(16 + len(f) for f in frames[: which % len(frames)])
+    struct.pack_into("<I", data, at + 8, caplen)
+    path.write_bytes(bytes(data[: len(data) - cut * 5]))
+    fast, fstats, ferr = _run([path])
+    pure, pstats, perr = _run([path], use_libpcap=False)
+    assert ferr == perr == []
+    assert fast == pure
+    assert (fstats.packets, fstats.bytes) == (pstats.packets, pstats.bytes)
+    assert fstats.truncated_files == pstats.truncated_files
+    assert (fstats.oversized_records, fstats.files_truncated) == (
+        pstats.oversized_records,
+        pstats.files_truncated,
+    )
