@@ -17,7 +17,7 @@ DEFAULT_BATCH: Final = 512
 """Packets fetched per next_batch() call: amortises the C-to-Python cost per packet."""
 _META: Final = struct.Struct("=IIII")  # per packet: sec, usec, offset, caplen (native byte order)
 _iter_meta: Final = _META.iter_unpack
-_NO_LIMIT: Final = 1 << 62
+_NO_LIMIT: Final = 1 << 32  # above any caplen (a 32-bit field); a short int when compiled
 
 
 class Handle(Protocol):
