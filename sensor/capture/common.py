@@ -85,10 +85,14 @@ def mark_truncated(stats: CaptureStats, cut: Cut | None, what: str) -> None:
 
 
 def count_truncated_tail(
-    stats: CaptureStats, leftover: int, cut: Cut | None = None, record: int = 0
+    stats: CaptureStats,
+    leftover: int,
+    cut: Cut | None = None,
+    record: int = 0,
+    unit: str = "record",
 ) -> None:
     """At end of file: bytes left that do not make a whole record mean the file was cut."""
     if leftover > 0:
         mark_truncated(
-            stats, cut, f"the file ends inside record {record}: its {leftover} bytes were skipped"
+            stats, cut, f"the file ends inside {unit} {record}: its {leftover} bytes were skipped"
         )

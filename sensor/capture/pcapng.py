@@ -160,7 +160,7 @@ def read_pcapng(
                 sect.last_ts = frame[0]
                 yield frame
         if eof:
-            count_truncated_tail(stats, end - pos, cut, index + 1)
+            count_truncated_tail(stats, end - pos, cut, index + 1, "block")
             return
         need = chunk_bytes
         if pos + _BLOCK_HDR <= end:

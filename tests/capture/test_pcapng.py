@@ -185,3 +185,15 @@ def test_random_well_framed_blocks_never_raise(blocks: list[tuple[int, bytes]]) 
     for btype, body in blocks:
         w.write_block(btype if btype != 0x0A0D0D0A else 1, body)
     _read(buf.getvalue())
+
+
+def test_truncated_block_names_what_was_skipped() -> None:
+    data = _two_interfaces()
+    stats = CaptureStats()
+    cut = Cut()
+    frames = list(read_pcapng(io.BytesIO(data[:-40]), stats, cut=cut))
+    last = _blocks(data)[-1]
+    assert len(frames) == 8 and stats.files_truncated == 1
+    assert (
+        cut.what == f"the file ends inside block 13: its {len(data) - 40 - last} bytes were skipped"
+    )
