@@ -182,11 +182,14 @@ def _range(chk: _Checker, path: str, value: object) -> None:
 
 def _networks(chk: _Checker, path: str, items: list[str]) -> tuple[IPNetwork, ...]:
     out: list[IPNetwork] = []
-    for item in items:
+    for index, item in enumerate(items):
         try:
-            out.append(ipaddress.ip_network(item, strict=False))
+            net = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise chk.fail(path, "IP networks in CIDR form like \"10.0.0.0/8\"", item) from None
+        if net.network_address != ipaddress.ip_interface(item).ip:  # host bits set: a typo?
+            raise chk.fail(f"{path}[{index}]", f"a network address ({net})", item)
+        out.append(net)
     return tuple(out)
 
 

@@ -27,6 +27,16 @@ class CaptureStats:
     truncated: int = 0
     malformed: int = 0
     unknown_linktype: int = 0
+    vlan_too_deep: int = 0
+    """Frames with more stacked VLAN tags than the decoder follows (MAX_VLAN_TAGS)."""
+    ip6_ext_too_long: int = 0
+    """IPv6 packets with more extension headers than the decoder walks (MAX_IPV6_EXT_HEADERS)."""
+    oversized_records: int = 0
+    """File records claiming more captured bytes than DEFAULT_MAX_CAPLEN (corrupt, or beyond
+    any real snap length): skipped where the format says where the next record starts (pcapng),
+    else the rest of the file is, which is then truncated."""
+    truncated_files: dict[str, str] = field(default_factory=dict)
+    """Path of each file whose end was not read as records, and what was skipped."""
     tcp_segments: int = 0
 
 

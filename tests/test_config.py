@@ -57,6 +57,14 @@ def test_user_file_overrides_only_what_it_names(tmp_path: Path) -> None:
     ("[site]\nhome_net = [\"10.0.0.0/33\"]\n",
      'site.toml: site.home_net: expected IP networks in CIDR form like "10.0.0.0/8", got '
      '"10.0.0.0/33"'),
+    ("[site]\nhome_net = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n",
+     'site.toml: site.home_net[1]: expected a network address (10.0.0.0/8), got "10.0.0.1/8"'),
+    ("[site]\nhome_net = [\"2001:db8::1/32\"]\n",
+     'site.toml: site.home_net[0]: expected a network address (2001:db8::/32), got '
+     '"2001:db8::1/32"'),
+    ("[site]\nmail_servers = [\"192.0.2.25\", \"192.0.2.1/24\"]\n",
+     'site.toml: site.mail_servers[1]: expected a network address (192.0.2.0/24), got '
+     '"192.0.2.1/24"'),
     ("[site]\nmail_servers = \"10.0.0.1\"\n",
      'site.toml: site.mail_servers: expected a list of strings, got "10.0.0.1"'),
     ("[site]\nlocal_domains = [\"a b\"]\n",

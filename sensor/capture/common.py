@@ -56,8 +56,43 @@ def refill(fh: Readable, buf: bytes, pos: int, need: int) -> tuple[bytes, bool]:
     return buf[pos:] + data, not data
 
 
-def count_truncated_tail(stats: CaptureStats, leftover: int) -> None:
+class Cut:
+    """What a pure-Python reader could not read as records, once its iterator is exhausted."""
+
+    __slots__ = ("what",)
+
+    def __init__(self) -> None:
+        self.what: str | None = None
+        """None: the file was read to its end; else one line saying what was skipped."""
+
+
+def remaining_bytes(fh: Readable, chunk_bytes: int = READ_CHUNK_BYTES) -> int:
+    """Read a stream to its end; the number of bytes it still had."""
+    total = 0
+    while True:
+        data = fh.read(chunk_bytes)
+        if not data:
+            return total
+        total += len(data)
+
+
+def mark_truncated(stats: CaptureStats, cut: Cut | None, what: str) -> None:
+    """Count a file whose end was not read as records, saying what was skipped."""
+    stats.truncated += 1
+    stats.files_truncated += 1
+    if cut is not None:
+        cut.what = what
+
+
+def count_truncated_tail(
+    stats: CaptureStats,
+    leftover: int,
+    cut: Cut | None = None,
+    record: int = 0,
+    unit: str = "record",
+) -> None:
     """At end of file: bytes left that do not make a whole record mean the file was cut."""
     if leftover > 0:
-        stats.truncated += 1
-        stats.files_truncated += 1
+        mark_truncated(
+            stats, cut, f"the file ends inside {unit} {record}: its {leftover} bytes were skipped"
+        )

@@ -12,10 +12,13 @@ from sensor.capture.common import (
     PCAPNG_BYTE_ORDER_MAGIC,
     PCAPNG_SHB_TYPE,
     READ_CHUNK_BYTES,
+    Cut,
     Frame,
     Readable,
     count_truncated_tail,
+    mark_truncated,
     refill,
+    remaining_bytes,
 )
 from sensor.records import CaptureStats
 
@@ -97,15 +100,25 @@ def read_pcapng(
     max_caplen: int = DEFAULT_MAX_CAPLEN,
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
     chunk_bytes: int = READ_CHUNK_BYTES,
+    cut: Cut | None = None,
 ) -> Iterator[Frame]:
-    """Yield every packet of an open pcapng file; unknown blocks skipped, corruption counted."""
+    """Yield every packet of an open pcapng file; unknown blocks skipped, corruption counted.
+
+    Packets are read whole whatever their interface's snap length says (as tshark does), up to
+    `max_caplen`: a packet block claiming more is skipped and counted in
+    stats.oversized_records. A block whose framing is corrupt ends the file, which is then
+    counted as truncated, with what was skipped in `cut`.
+    """
     sect = _Section()
     buf = b""
     pos = 0
     eof = False
+    base = 0  # file offset of buf[0]
+    index = 0  # blocks read so far
     while True:
         end = len(buf)
         while pos + _BLOCK_HDR <= end:
+            problem = ""
             if struct.unpack_from("<I", buf, pos)[0] == PCAPNG_SHB_TYPE:  # palindromic type
                 if pos + 12 > end:
                     break
@@ -115,36 +128,68 @@ def read_pcapng(
                 elif bom == _BOM_BE:
                     sect.order = ">"
                 else:
-                    stats.malformed += 1
-                    return
+                    problem = f"a section header with byte-order magic 0x{bom.hex()}"
                 sect.ifaces = []
             btype, blen = struct.unpack_from(sect.order + "II", buf, pos)
-            if blen < _MIN_BLOCK or blen % 4 or blen > max_block_bytes:
-                stats.malformed += 1
-                return
-            if pos + blen > end:
+            if problem:
+                pass
+            elif blen > max_block_bytes:
+                stats.oversized_records += 1
+                problem = f"a block claiming {blen} bytes (more than {max_block_bytes})"
+            elif blen < _MIN_BLOCK or blen % 4:
+                problem = f"a block length of {blen}"
+            elif pos + blen > end:
                 break
-            if struct.unpack_from(sect.order + "I", buf, pos + blen - 4)[0] != blen:
-                stats.malformed += 1
+            elif struct.unpack_from(sect.order + "I", buf, pos + blen - 4)[0] != blen:
+                problem = f"a block of {blen} bytes whose trailing length differs"
+            if problem:
+                if not problem.startswith("a block claiming"):
+                    stats.malformed += 1
+                _stop(stats, cut, fh, chunk_bytes, index, base + pos, end - pos, problem)
                 return
             body = buf[pos + _BLOCK_HDR : pos + blen - 4]
+            at = base + pos
             pos += blen
+            index += 1
             frame = _packet(sect, btype, body, max_caplen, stats)
             if frame is _STOP:
+                _stop(stats, cut, fh, chunk_bytes, index - 1, at, end - at + base,
+                      "an interface or packet block too short for its fixed fields")  # fmt: skip
                 return
             if frame is not None:
                 sect.last_ts = frame[0]
                 yield frame
         if eof:
-            count_truncated_tail(stats, end - pos)
+            count_truncated_tail(stats, end - pos, cut, index + 1, "block")
             return
         need = chunk_bytes
         if pos + _BLOCK_HDR <= end:
             blen = struct.unpack_from(sect.order + "I", buf, pos + 4)[0]
             if _MIN_BLOCK <= blen <= max_block_bytes:
                 need = max(chunk_bytes, blen - (end - pos))
+        base += pos
         buf, eof = refill(fh, buf, pos, need)
         pos = 0
+
+
+def _stop(
+    stats: CaptureStats,
+    cut: Cut | None,
+    fh: Readable,
+    chunk_bytes: int,
+    index: int,
+    at: int,
+    buffered: int,
+    problem: str,
+) -> None:
+    """Count a file whose corrupt block ends it; say what was skipped."""
+    rest = buffered + remaining_bytes(fh, chunk_bytes)
+    mark_truncated(
+        stats,
+        cut,
+        f"block {index + 1} at byte {at} is corrupt ({problem}): "
+        f"the {rest} bytes from there to the end were skipped",
+    )
 
 
 _STOP: Frame = (0.0, -1, b"")  # sentinel: the file is corrupt, stop reading it
@@ -166,9 +211,12 @@ def _packet(
             ifid, hi, lo, caplen, _orig = struct.unpack_from(order + "IIIII", body, 0)
         else:
             ifid, _drops, hi, lo, caplen, _orig = struct.unpack_from(order + "HHIIII", body, 0)
-        if caplen > max_caplen or 20 + caplen > len(body):
+        if caplen > max_caplen:  # the block's framing is sound: skip only this block
+            stats.oversized_records += 1
+            return None
+        if 20 + caplen > len(body):
             stats.malformed += 1
-            return _STOP
+            return None
         if ifid >= len(ifaces):
             stats.malformed += 1
             return None

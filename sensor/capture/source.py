@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 
 from sensor.capture import bpf as bpfmod
 from sensor.capture.common import (
+    DEFAULT_MAX_CAPLEN,
     GZIP_MAGIC,
     PCAP_HEADER_LEN,
     PCAP_MAGIC_NS,
@@ -20,6 +21,7 @@ from sensor.capture.common import (
     PCAPNG_BYTE_ORDER_MAGIC,
     PCAPNG_MIN_SHB_LEN,
     PCAPNG_SHB_TYPE,
+    Cut,
     FileFormat,
     Frame,
     Streamable,
@@ -43,11 +45,15 @@ _STREAM_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSErr
 class _SafeStream:
     """Wraps a file or gzip stream so that a read error ends the stream instead of raising."""
 
-    __slots__ = ("_fh", "failed")
+    __slots__ = ("_fh", "error", "failed", "got")
 
     def __init__(self, fh: Streamable) -> None:
         self._fh = fh
         self.failed = False
+        self.got = 0
+        """Bytes returned so far (decompressed bytes for a gzip stream)."""
+        self.error = ""
+        """The read error that ended the stream, when it failed."""
 
     def read(self, n: int, /) -> bytes:
         """Up to n bytes; what was decoded before an error is still returned."""
@@ -62,9 +68,17 @@ class _SafeStream:
                     break
                 parts.append(part)
                 got += len(part)
-        except _STREAM_ERRORS:
+        except _STREAM_ERRORS as exc:
             self.failed = True
+            self.error = _describe(exc)
+        self.got += got
         return b"".join(parts)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a stream error (a cut gzip stream says only "Compressed file ended ...")."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return str(text).rstrip(".")
 
 
 def _probe(path: str) -> tuple[FileFormat, bool] | str:
@@ -111,18 +125,33 @@ def check_file(path: str) -> str | None:
 def _pure_frames(
     path: str, fmt: FileFormat, compressed: bool, stats: CaptureStats
 ) -> Generator[Frame, None, None]:
-    """Every frame of a file through the pure-Python readers; stream errors count as truncation."""
+    """Every frame of a file through the pure-Python readers; stream errors count as truncation.
+
+    A file whose end was not read as records is named in stats.truncated_files.
+    """
     with contextlib.ExitStack() as closing:
         raw = closing.enter_context(open(path, "rb"))
         fh: Streamable = closing.enter_context(gzip.open(raw, "rb")) if compressed else raw
         stream = _SafeStream(fh)
         before = stats.files_truncated
-        reader = read_pcap if fmt is FileFormat.PCAP else read_pcapng
-        for ts, linktype, data in reader(stream, stats):
+        cut = Cut()
+        if fmt is FileFormat.PCAP:
+            frames = read_pcap(stream, stats, cut=cut)
+        else:
+            frames = read_pcapng(stream, stats, cut=cut)
+        for ts, linktype, data in frames:
             yield (ts, to_dlt(linktype), data)
-        if stream.failed and stats.files_truncated == before:
-            stats.truncated += 1
-            stats.files_truncated += 1
+        what = cut.what
+        if stream.failed:
+            kind = "gzip stream" if compressed else "file"
+            what = f"the {kind} could not be read past byte {stream.got} ({stream.error})" + (
+                f"; {what}" if what else ""
+            )
+            if stats.files_truncated == before:
+                stats.truncated += 1
+                stats.files_truncated += 1
+        if what is not None:
+            stats.truncated_files[path] = what
 
 
 def _first_ts(path: str, fmt: FileFormat, compressed: bool) -> float:
@@ -162,6 +191,31 @@ def _filtered(
         yield frame
 
 
+def _libpcap_cut(path: str, fmt: FileFormat) -> int:
+    """The snap length libpcap silently cuts this file's records to, when smaller than the
+    largest record it reads (then a record that long may have been longer, and the pure-Python
+    reader takes over to read it whole); else 0.
+
+    Only classic pcap files: libpcap refuses a pcapng packet longer than its interface's snap
+    length with an error, which hands over to the pure-Python reader anyway.
+    """
+    if fmt is not FileFormat.PCAP:
+        return 0
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(PCAP_HEADER_LEN)
+    except OSError:
+        return 0
+    if len(head) < PCAP_HEADER_LEN:
+        return 0
+    order = "<" if head[:4] in _PCAP_LE else ">"
+    (snaplen,) = struct.unpack_from(order + "I", head, 16)
+    return snaplen if 0 < snaplen < DEFAULT_MAX_CAPLEN else 0
+
+
+_PCAP_LE = {struct.pack("<I", m) for m in (PCAP_MAGIC_US, PCAP_MAGIC_NS)}
+
+
 def _file_parts(
     path: str, fmt: FileFormat, compressed: bool, expr: str, stats: CaptureStats, use_libpcap: bool
 ) -> Iterator[Iterator[Frame]]:
@@ -176,7 +230,7 @@ def _file_parts(
             pass
         else:
             outcome = Outcome()
-            yield read_libpcap(handle, stats, outcome)
+            yield read_libpcap(handle, stats, outcome, snaplen=_libpcap_cut(path, fmt))
             if outcome.stopped_after is None:
                 if expr.strip():
                     stats.files_filtered_by_libpcap += 1

@@ -37,6 +37,11 @@ class IpProto(IntEnum):
     AH = 51  # RFC 4302 section 2.2: length in 4-octet units minus 2
     NONE = 59  # RFC 8200 section 4.7
     DSTOPTS = 60  # RFC 8200 section 4.6
+    MOBILITY = 135  # RFC 6275 section 6.1: the generic format of RFC 6564
+    HIP = 139  # RFC 7401 section 5.1
+    SHIM6 = 140  # RFC 5533 section 5
+    EXPERIMENT1 = 253  # RFC 3692 / RFC 4727: assumed in RFC 6564's generic format
+    EXPERIMENT2 = 254
 
 
 class TcpFlag(IntFlag):
@@ -68,9 +73,9 @@ AF_INET: Final = 2
 AF_INET6_BSD: Final = (24, 28, 30)  # NetBSD/OpenBSD, FreeBSD, Darwin
 
 MAX_VLAN_TAGS: Final = 8
-"""Stacked 802.1Q/802.1ad tags followed before a frame is counted as malformed."""
+"""Stacked 802.1Q/802.1ad tags followed; a frame with more is counted in vlan_too_deep."""
 MAX_IPV6_EXT_HEADERS: Final = 16
-"""IPv6 extension headers walked before a packet is counted as malformed."""
+"""IPv6 extension headers walked; a packet with more is counted in ip6_ext_too_long."""
 
 # Plain ints of the enums above: comparing against an enum member costs ~5x more per packet.
 _ET_IPV4: Final = int(EtherType.IPV4)
@@ -93,7 +98,18 @@ _FRAG_MASK: Final = 0x3FFF  # RFC 791 section 3.1: MF flag and fragment offset
 _VLAN_TYPES: Final = frozenset(int(t) for t in (EtherType.VLAN, EtherType.QINQ, EtherType.QINQ_OLD))
 _IP6_WALK: Final = frozenset(
     int(p)
-    for p in (IpProto.HOPOPTS, IpProto.ROUTING, IpProto.DSTOPTS, IpProto.AH, IpProto.FRAGMENT)
+    for p in (
+        IpProto.HOPOPTS,
+        IpProto.ROUTING,
+        IpProto.DSTOPTS,
+        IpProto.AH,
+        IpProto.FRAGMENT,
+        IpProto.MOBILITY,
+        IpProto.HIP,
+        IpProto.SHIM6,
+        IpProto.EXPERIMENT1,
+        IpProto.EXPERIMENT2,
+    )
 )
 
 # Ethernet + IPv4 (IHL 5) + TCP up to the window, in one unpack (the common case).
@@ -200,7 +216,7 @@ class Decoder:
         while etype in _VLAN_TYPES:
             tags += 1
             if tags > MAX_VLAN_TAGS:
-                self.stats.malformed += 1
+                self.stats.vlan_too_deep += 1
                 return None
             if len(data) < off + 4:
                 return self._count_truncated()
@@ -331,7 +347,7 @@ class Decoder:
                 continue
             stats.non_tcp += 1
             return None
-        stats.malformed += 1
+        stats.ip6_ext_too_long += 1
         return None
 
     def _tcp(

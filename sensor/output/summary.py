@@ -58,6 +58,9 @@ def render_summary(
         "skipped: truncated": cap.truncated,
         "skipped: malformed": cap.malformed,
         "skipped: unknown link type": cap.unknown_linktype,
+        "skipped: too many VLAN tags": cap.vlan_too_deep,
+        "skipped: IPv6 extension headers too many": cap.ip6_ext_too_long,
+        "skipped: oversized file records": cap.oversized_records,
         "files truncated": cap.files_truncated,
         "tcp: retransmissions": tcp.retransmissions,
         "tcp: out of order": tcp.ooo_segments,
@@ -86,6 +89,8 @@ def render_summary(
     console.print(table)
     for path, reason in errors:
         console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)
+    for path, what in cap.truncated_files.items():
+        console.print(f"[yellow]truncated[/yellow] {path}: {what}", highlight=False)
 
 
 def render_alerts(alerts: list[Any], to_stderr: bool = False) -> None:

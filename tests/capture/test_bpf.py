@@ -6,16 +6,31 @@ import pcapy
 import pytest
 from capture_helpers import eth_tcp, ip4_tcp
 
-from sensor.capture.bpf import build_filter, compile_filter, strip_vlan_clauses, validate
+from sensor.capture.bpf import (
+    IP6_EXT_CLAUSE,
+    build_filter,
+    compile_filter,
+    strip_vlan_clauses,
+    validate,
+)
 from sensor.errors import CaptureError
 
 
 def test_default_filter_text() -> None:
-    assert build_filter() == ("tcp port 25 or (vlan and (tcp port 25 or (vlan and tcp port 25)))")
-    assert build_filter([25, 587]) == (
-        "tcp port 25 or tcp port 587 or (vlan and ((tcp port 25 or tcp port 587)"
-        " or (vlan and (tcp port 25 or tcp port 587))))"
+    ext = IP6_EXT_CLAUSE
+    assert ext == (
+        "((ip6 proto 0 or ip6 proto 43 or ip6 proto 44 or ip6 proto 51 or ip6 proto 60)"
+        " and not ip6 multicast)"
     )
+    layer = f"tcp port 25 or {ext}"
+    text = build_filter()
+    assert text.startswith(f"{layer} or (vlan and ({layer} or (vlan and ({layer} or (vlan and ")
+    assert text.endswith(f"{layer} or (vlan)" + ")" * 16)
+    assert text.count("vlan") == 9 and text.count("tcp port 25") == 9
+    two = build_filter([25, 587])
+    assert two.startswith(f"tcp port 25 or tcp port 587 or {ext} or (vlan and (tcp port 25 or ")
+    assert two.count("tcp port 587") == 9
+    assert strip_vlan_clauses(text) == layer
 
 
 @pytest.mark.parametrize("ports", [[], [0], [70000]])

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from sensor.capture.bpf import build_filter
 from sensor.capture.live import LiveSource
 from sensor.errors import CaptureError
 
@@ -54,3 +55,41 @@ def test_unknown_interface_is_a_capture_error() -> None:
 def test_invalid_filter_is_a_capture_error() -> None:
     with pytest.raises(CaptureError, match=r"^--bpf: "):
         LiveSource("lo", bpf="tcp port banana")
+
+
+def test_default_filter_runs_in_the_kernel(capfd: pytest.CaptureFixture[str]) -> None:
+    """The kernel accepts the default filter's program (when it refuses one, libpcap warns on
+    stderr and filters in user space, copying every packet), and it passes SMTP over IPv4 and
+    IPv6 on the loopback interface."""
+    servers = []
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        server = socket.socket(family)
+        server.bind((host, 0))
+        server.listen()
+        servers.append(server)
+    ports = [s.getsockname()[1] for s in servers]
+    source = LiveSource("lo", bpf=build_filter(ports), timeout_ms=20)
+    got: list[tuple[float, int, bytes]] = []
+    reader = threading.Thread(target=lambda: got.extend(source.frames()))
+    reader.start()
+    try:
+        time.sleep(0.1)
+        for server in servers:
+            host, port = server.getsockname()[:2]
+            client = socket.create_connection((host, port))
+            conn, _ = server.accept()
+            client.sendall(b"EHLO kernel.test\r\n")
+            assert conn.recv(100) == b"EHLO kernel.test\r\n"
+            client.close()
+            conn.close()
+        deadline = time.monotonic() + 5
+        while sum(b"EHLO kernel.test" in f[2] for f in got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        source.stop()
+        reader.join(2)
+        for server in servers:
+            server.close()
+        source.close()
+    assert sum(b"EHLO kernel.test" in f[2] for f in got) == 2
+    assert "Kernel filter failed" not in capfd.readouterr().err

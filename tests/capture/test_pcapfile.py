@@ -10,6 +10,7 @@ from capture_helpers import eth_tcp, write_pcap_raw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensor.capture.common import Cut
 from sensor.capture.pcapfile import parse_header, read_pcap
 from sensor.capture.writer import PcapWriter
 from sensor.records import CaptureStats
@@ -67,15 +68,33 @@ def test_truncated_final_record_keeps_earlier_frames(tmp_path: Path) -> None:
         assert (stats.truncated, stats.files_truncated, stats.malformed) == (1, 1, 0)
 
 
-def test_oversized_caplen_is_corrupt_and_stops_cleanly(tmp_path: Path) -> None:
+def test_oversized_caplen_is_counted_and_the_skipped_rest_said(tmp_path: Path) -> None:
     path = tmp_path / "c.pcap"
     write_pcap_raw(path, [(1, 0, f) for f in FRAMES])
     data = bytearray(path.read_bytes())
     third = 24 + sum(16 + len(f) for f in FRAMES[:2])
-    struct.pack_into("<I", data, third + 8, 10_000_000)
-    frames, stats = _read(bytes(data))
-    assert [f[2] for f in frames] == FRAMES[:2]
-    assert (stats.malformed, stats.truncated) == (1, 0)
+    for caplen in (10_000_000, 0xFFFFFFFF):
+        struct.pack_into("<I", data, third + 8, caplen)
+        for chunk in (7, 1 << 20):
+            stats = CaptureStats()
+            cut = Cut()
+            frames = list(read_pcap(io.BytesIO(bytes(data)), stats, chunk_bytes=chunk, cut=cut))
+            assert [f[2] for f in frames] == FRAMES[:2]
+            assert (stats.oversized_records, stats.truncated, stats.files_truncated) == (1, 1, 1)
+            assert stats.malformed == 0
+            assert cut.what == (
+                f"record 3 at byte {third} claims {caplen} captured bytes (more than 262144): "
+                f"the {len(data) - third} bytes from there to the end were skipped"
+            )
+
+
+def test_records_longer_than_the_snap_length_are_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "snap.pcap"
+    with PcapWriter(str(path), snaplen=40) as w:
+        for i, frame in enumerate(FRAMES):
+            w.write_raw(1 + i, 0, frame)  # caplen = the whole frame, more than the snap length
+    frames, stats = _read(path.read_bytes())
+    assert [f[2] for f in frames] == FRAMES and stats == CaptureStats()
 
 
 def test_small_chunks_and_records_larger_than_a_chunk(tmp_path: Path) -> None:

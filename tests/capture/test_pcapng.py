@@ -11,6 +11,7 @@ from capture_helpers import eth_tcp, ip4_tcp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensor.capture.common import Cut
 from sensor.capture.pcapng import read_pcapng, tsresol_divisor
 from sensor.capture.writer import PcapngWriter
 from sensor.records import CaptureStats
@@ -114,15 +115,38 @@ def _blocks(data: bytes) -> list[int]:
     return offsets
 
 
-def test_bad_block_length_stops_the_file() -> None:
+def test_bad_block_length_stops_the_file_and_says_what_was_skipped() -> None:
     data = bytearray(_two_interfaces())
     fifth = _blocks(bytes(data))[4 + 3]  # SHB, 3 IDBs, then packets
-    for bad in (13, 8, 1 << 30):
+    for bad, what, oversized in (
+        (13, "a block length of 13", 0),
+        (8, "a block length of 8", 0),
+        (1 << 30, f"a block claiming {1 << 30} bytes (more than {4 * 1024 * 1024})", 1),
+    ):
         corrupt = bytearray(data)
         struct.pack_into("<I", corrupt, fifth + 4, bad)
-        frames, stats = _read(bytes(corrupt))
+        stats = CaptureStats()
+        cut = Cut()
+        frames = list(read_pcapng(io.BytesIO(bytes(corrupt)), stats, chunk_bytes=64, cut=cut))
         assert len(frames) == 3
-        assert (stats.malformed, stats.truncated) == (1, 0)
+        assert (stats.malformed, stats.oversized_records) == (1 - oversized, oversized)
+        assert (stats.truncated, stats.files_truncated) == (1, 1)
+        assert cut.what == (
+            f"block 8 at byte {fifth} is corrupt ({what}): "
+            f"the {len(data) - fifth} bytes from there to the end were skipped"
+        )
+
+
+def test_oversized_or_short_packet_block_is_skipped_alone() -> None:
+    buf = io.BytesIO()
+    w = PcapngWriter(buf)
+    w.add_interface(1, snaplen=40)  # frames longer than the snap length: read whole
+    for caplen, frame in ((len(ETH[0]), ETH[0]), (0xFFFFFFFF, ETH[1]), (4000, ETH[1])):
+        w.write_block(6, struct.pack("<IIIII", 0, 0, 0, caplen, len(frame)) + frame)
+    w.write_block(6, struct.pack("<IIIII", 0, 0, 0, len(ETH[2]), len(ETH[2])) + ETH[2])
+    frames, stats = _read(buf.getvalue())
+    assert [f[2] for f in frames] == [ETH[0], ETH[2]]
+    assert (stats.oversized_records, stats.malformed, stats.files_truncated) == (1, 1, 0)
 
 
 def test_trailer_mismatch_stops_the_file() -> None:
@@ -130,7 +154,7 @@ def test_trailer_mismatch_stops_the_file() -> None:
     offsets = _blocks(bytes(data))
     struct.pack_into("<I", data, offsets[5] - 4, 9999)  # trailer of the first packet block
     frames, stats = _read(bytes(data))
-    assert frames == [] and stats.malformed == 1
+    assert frames == [] and stats.malformed == 1 and stats.files_truncated == 1
 
 
 def test_unknown_interface_id_is_counted_and_skipped() -> None:
@@ -161,3 +185,15 @@ def test_random_well_framed_blocks_never_raise(blocks: list[tuple[int, bytes]]) 
     for btype, body in blocks:
         w.write_block(btype if btype != 0x0A0D0D0A else 1, body)
     _read(buf.getvalue())
+
+
+def test_truncated_block_names_what_was_skipped() -> None:
+    data = _two_interfaces()
+    stats = CaptureStats()
+    cut = Cut()
+    frames = list(read_pcapng(io.BytesIO(data[:-40]), stats, cut=cut))
+    last = _blocks(data)[-1]
+    assert len(frames) == 8 and stats.files_truncated == 1
+    assert (
+        cut.what == f"the file ends inside block 13: its {len(data) - 40 - last} bytes were skipped"
+    )

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from capture_helpers import eth, eth_tcp, eth_udp, ip4_tcp, ip6_tcp, write_pcap_raw
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensor.capture.bpf import build_filter
 from sensor.capture.source import check_file, open_files
-from sensor.capture.writer import PcapngWriter
+from sensor.capture.writer import PcapngWriter, PcapWriter
 from sensor.errors import CaptureError
 from sensor.records import CaptureStats
 
@@ -149,6 +154,10 @@ def test_truncated_file_on_libpcap_path_loses_nothing(pcap_factory: Factory) -> 
     assert len(fast) == 467  # all but the cut last frame; libpcap stopped mid-batch
     assert fstats.files_truncated == pstats.files_truncated == 1
     assert fstats.packets == 467
+    assert fstats.truncated_files == pstats.truncated_files == {
+        str(path): f"the file ends inside record 701: its {16 + len(eth_tcp(999)) - 7} bytes "
+        "were skipped"
+    }
 
 
 def test_nanosecond_file_paths_agree_to_the_microsecond(pcap_factory: Factory) -> None:
@@ -226,3 +235,103 @@ def test_link_types_agree_on_both_paths(linktype: int, pcap_factory: Factory) ->
     assert fast == pure
     assert [f[2] for f in pure] == frames[1::2]
     assert stats.filtered_out == 3
+
+
+def test_oversized_caplen_paths_agree_and_name_the_file(tmp_path: Path) -> None:
+    frames = [eth_tcp(i) for i in range(700)]
+    path = tmp_path / "huge.pcap"
+    write_pcap_raw(path, [(1, i, f) for i, f in enumerate(frames)])
+    data = bytearray(path.read_bytes())
+    at = 24 + sum(16 + len(f) for f in frames[:600])
+    struct.pack_into("<I", data, at + 8, 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    fast, fstats, _ = _run([path])
+    pure, pstats, _ = _run([path], use_libpcap=False)
+    assert fast == pure and [f[2] for f in fast] == frames[:600]
+    for stats in (fstats, pstats):
+        assert (stats.files_truncated, stats.oversized_records, stats.packets) == (1, 1, 600)
+        assert stats.truncated_files == {
+            str(path): f"record 601 at byte {at} claims 4294967295 captured bytes (more than "
+            f"262144): the {len(data) - at} bytes from there to the end were skipped"
+        }
+
+
+def test_records_longer_than_the_snap_length_are_whole_on_both_paths(tmp_path: Path) -> None:
+    frames = [eth_tcp(i) + bytes(i % 3 * 50) for i in range(900)]  # 62, 112 or 162 bytes
+    pcap = tmp_path / "snap.pcap"
+    with PcapWriter(str(pcap), snaplen=100) as w:
+        for i, frame in enumerate(frames):
+            w.write_raw(1 + i, 0, frame)
+    ng = tmp_path / "snap.pcapng"
+    with PcapngWriter(str(ng)) as w:
+        w.add_interface(1, snaplen=100)
+        for frame in frames:
+            w.write_block(6, struct.pack("<IIIII", 0, 0, 0, len(frame), len(frame)) + frame)
+    for path in (pcap, ng):
+        fast, fstats, _ = _run([path])
+        pure, pstats, _ = _run([path], use_libpcap=False)
+        assert [f[2] for f in fast] == [f[2] for f in pure] == frames, path.name
+        assert (fstats.packets, fstats.bytes) == (pstats.packets, pstats.bytes)
+        assert fstats.truncated_files == pstats.truncated_files == {}
+
+
+def test_truncated_gzip_is_named(tmp_path: Path, pcap_factory: Factory) -> None:
+    plain = pcap_factory("plain.pcap", n=200)
+    packed = gzip.compress(plain.read_bytes())
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(packed[: len(packed) * 3 // 4])
+    _, stats, _ = _run([cut])
+    assert list(stats.truncated_files) == [str(cut)]
+    what = stats.truncated_files[str(cut)]
+    assert what.startswith("the gzip stream could not be read past byte ")
+    assert "Compressed file ended before the end-of-stream marker was reached" in what
+
+
+def test_summary_names_the_truncated_file(tmp_path: Path, pcap_factory: Factory) -> None:
+    plain = pcap_factory("plain.pcap", n=300)
+    packed = gzip.compress(plain.read_bytes())
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    run = subprocess.run(
+        [sys.executable, "-m", "sensor", "analyze", str(cut)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"truncated {cut}: the gzip stream could not be read past byte " in run.stdout
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), min_size=1, max_size=12),
+    st.integers(0, 11),
+    st.sampled_from([0, 1, 60, 99, 100, 101, 150, 262144, 262145, 0x7FFFFFFF, 0xFFFFFFFF]),
+    st.integers(0, 2),
+)
+def test_both_paths_agree_on_corrupt_record_lengths(
+    tmp_path_factory: pytest.TempPathFactory, kinds: list[int], which: int, caplen: int, cut: int
+) -> None:
+    """A record's caplen set to anything (the file's snap length is 100), the file maybe cut:
+    libpcap and the pure-Python reader give the same frames and name the same damage."""
+    makers = [eth_tcp(0), eth_tcp(1) + bytes(60), eth_tcp(2, dport=80), eth(ip6_tcp(3))]
+    frames = [makers[k] for k in kinds]
+    path = tmp_path_factory.mktemp("agree") / "a.pcap"
+    with PcapWriter(str(path), snaplen=100) as w:
+        for i, frame in enumerate(frames):
+            w.write_raw(1 + i, 0, frame)
+    data = bytearray(path.read_bytes())
+    at = 24 + sum(16 + len(f) for f in frames[: which % len(frames)])
+    struct.pack_into("<I", data, at + 8, caplen)
+    path.write_bytes(bytes(data[: len(data) - cut * 5]))
+    fast, fstats, ferr = _run([path])
+    pure, pstats, perr = _run([path], use_libpcap=False)
+    assert ferr == perr == []
+    assert fast == pure
+    assert (fstats.packets, fstats.bytes) == (pstats.packets, pstats.bytes)
+    assert fstats.truncated_files == pstats.truncated_files
+    assert (fstats.oversized_records, fstats.files_truncated) == (
+        pstats.oversized_records,
+        pstats.files_truncated,
+    )
