@@ -177,6 +177,7 @@ class SmtpSession:
     bytes_from_client: int
     bytes_from_server: int
     transactions: tuple[MailTransaction, ...] = field(default_factory=tuple)
+    midstream: bool = False  # picked up without the TCP handshake: the dialogue's start unseen
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,13 @@ class Anomaly(StrEnum):
     """The EHLO reply masks STARTTLS (XXXXXXXA): a downgrading middlebox."""
     STARTTLS_REFUSED = "starttls_refused"
     """The server answered STARTTLS with something other than 220."""
+    STARTTLS_INJECTION = "starttls_injection"
+    """Plaintext sent after STARTTLS before its reply (CVE-2011-0411 command injection)."""
+    STARTTLS_PLAINTEXT = "starttls_plaintext"
+    """The client went on in plaintext after the 220 to STARTTLS (parsed on: a decrypted capture,
+    or a client that never started TLS)."""
+    STARTTLS_RESPONSE_INJECTION = "starttls_response_injection"
+    """The server sent bytes after its 220 to STARTTLS before the client's TLS hello."""
     AUTH_WITHOUT_TLS = "auth_without_tls"
     """An AUTH exchange in clear text (always so for what this parser sees: it stops at TLS)."""
     COMMAND_AFTER_421 = "command_after_421"
@@ -68,3 +75,6 @@ class Anomaly(StrEnum):
     """AUTH attempts beyond SmtpLimits.max_auth_attempts (counted, not recorded)."""
     DATA_AFTER_REFUSAL = "data_after_refusal"
     """Message content was sent though the server refused DATA (no 354)."""
+    TXN_UNANSWERED = "txn_unanswered"
+    """A transaction recorded before the replies to its commands, as more than
+    SmtpLimits.max_unanswered_txns transactions awaited replies."""

@@ -75,4 +75,5 @@ def session_to_dict(s: SmtpSession) -> dict[str, Any]:
         "bytes_from_client": s.bytes_from_client,
         "bytes_from_server": s.bytes_from_server,
         "transactions": [_transaction(t) for t in s.transactions],
+        "midstream": s.midstream,
     }  # fmt: skip
