@@ -120,6 +120,7 @@ class AuthAttempt:
     outcome: str  # success | failure | temp_failure | aborted | unknown
     code: int
     user: str | None
+    after_starttls: bool = False  # sent in plaintext after a 220 to STARTTLS (starttls_plaintext)
 
 
 @dataclass(slots=True, frozen=True)

@@ -307,7 +307,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
             elif att.outcome == "success":
                 authed = True
                 successes += 1
-                if client_home != server_home:  # the parser stops at TLS: this AUTH was in clear
+                # in clear, unless seen in plaintext after STARTTLS (a decrypted capture)
+                if client_home != server_home and not att.after_starttls:
                     clear += 1
             if att.user:
                 keys.append(_T_USER + att.user.lower())

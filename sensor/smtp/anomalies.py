@@ -40,7 +40,8 @@ class Anomaly(StrEnum):
     STARTTLS_RESPONSE_INJECTION = "starttls_response_injection"
     """The server sent bytes after its 220 to STARTTLS before the client's TLS hello."""
     AUTH_WITHOUT_TLS = "auth_without_tls"
-    """An AUTH exchange in clear text (always so for what this parser sees: it stops at TLS)."""
+    """An AUTH exchange in clear text before any STARTTLS (after its 220, plaintext is most
+    likely a decrypted capture: the attempt says ``after_starttls`` instead)."""
     COMMAND_AFTER_421 = "command_after_421"
     """The client kept sending commands after the server said 421 (closing)."""
     TOO_MANY_RCPTS = "too_many_rcpts"

@@ -405,9 +405,12 @@ class ClientSide(ServerSide):
 
     def cmd_auth(self, arg: bytes, ts: float) -> None:
         """AUTH (RFC 4954 4): SASL responses may follow."""
-        self.count(Anomaly.AUTH_WITHOUT_TLS)
         mech, initial = parse_auth(arg)
         ex = AuthExchange.start(ts, mech, initial)
+        if self.tls_established:  # plaintext after the 220: a decrypted capture, most likely
+            ex.after_starttls = True
+        else:
+            self.count(Anomaly.AUTH_WITHOUT_TLS)
         if len(self.auths) < self.limits.max_auth_attempts:
             self.auths.append(ex)
         else:

@@ -66,7 +66,7 @@ def session_to_dict(s: SmtpSession) -> dict[str, Any]:
         "tls_reply": s.tls_reply,
         "auth": [
             {"ts": a.ts, "mechanism": a.mechanism, "outcome": a.outcome, "code": a.code,
-             "user": a.user}
+             "user": a.user, "after_starttls": a.after_starttls}
             for a in s.auth
         ],
         "reply_codes": {str(k): v for k, v in s.reply_codes.items()},

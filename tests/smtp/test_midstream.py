@@ -25,6 +25,7 @@ from .dialogues import (
     conn_record,
     run,
 )
+from .test_splits import LIMITS, check_bounds
 
 # The end of a message whose start (and the commands before it) the capture missed: text lines,
 # dot-stuffed lines, lines that start with an SMTP verb in prose, then the end-of-data dot.
@@ -180,3 +181,23 @@ def test_random_bytes_before_a_dialogue_never_count_violations(
     [t] = s.transactions
     assert (t.mail_from, t.mail_code, t.rcpt_to[0].code, t.accepted) == ("a@c.example", 250,
                                                                         250, True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.one_of(st.binary(max_size=400), st.integers(1, 500))),
+                max_size=40))  # fmt: skip
+def test_random_bytes_and_gaps_after_a_pick_up_never_raise(
+    events: list[tuple[bool, bytes | int]],
+) -> None:
+    out: list[SmtpSession] = []
+    p = SmtpParser("CtEst1", 100.0, "192.0.2.10", 40000, "198.51.100.25", 25, out.append,
+                   LIMITS, midstream=True)  # fmt: skip
+    for i, (to_server, payload) in enumerate(events):
+        if isinstance(payload, int):
+            p.gap(to_server, float(i), payload)
+        else:
+            p.data(to_server, float(i), payload)
+        check_bounds(p)
+    p.close(999.0, conn_record())
+    assert len(out) == 1 and out[0].midstream
+    session_to_dict(out[0])

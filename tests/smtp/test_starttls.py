@@ -117,3 +117,12 @@ def test_whatever_follows_the_220_never_raises(after: bytes, server_first: bool)
     assert ("starttls_plaintext" in s.anomalies) == (not tls)
     undecided = tls and len(after) < 2  # one byte cannot tell: the server spoke before the hello
     assert ("starttls_response_injection" in s.anomalies) == (server_first or undecided)
+
+
+def test_auth_in_plaintext_after_the_220_is_marked_not_counted_as_clear() -> None:
+    s = run([*OPENING, (C, b"EHLO client.example.org\r\n"), (S, EHLO_REPLY),
+             (C, b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"), (S, b"235 2.7.0 Ok\r\n")])  # fmt: skip
+    [a] = s.auth
+    assert a.outcome == "success" and a.user == "alice" and a.after_starttls
+    assert s.anomalies == {"starttls_plaintext": 1}
+    assert session_to_dict(s)["auth"][0]["after_starttls"] is True
