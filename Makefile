@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-build-isolation -e '.[dev]'
 	touch $(STAMP) $(NATIVE)
 
+# On a fresh clone make has already decided to run this when $(STAMP)'s install builds the
+# extensions: rebuild only if a source is still newer than what that install left.
 $(NATIVE): $(STAMP) $(NATIVE_SRC)
-	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	@if [ ! -f $(NATIVE) ] || [ -n "$$(find $(NATIVE_SRC) -newer $(NATIVE))" ]; then \
+		echo "$(BIN)/pip install -q --no-build-isolation --no-deps -e ."; \
+		$(BIN)/pip install -q --no-build-isolation --no-deps -e .; \
+	fi
 	touch $(NATIVE)
 
 ## Analyse the bundled sample capture and print the summary.

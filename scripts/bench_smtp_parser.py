@@ -63,7 +63,9 @@ def record_pcap(path: Path, limit: int) -> list[Recorded]:
     """Parser inputs of the first ``limit`` connections of a capture (later ones are ignored)."""
     sessions: list[Recorded] = []
 
-    def factory(uid: str, ts: float, cip: str, cport: int, sip: str, sport: int) -> Recorded | None:
+    def factory(
+        uid: str, ts: float, cip: str, cport: int, sip: str, sport: int, midstream: bool
+    ) -> Recorded | None:
         if len(sessions) >= limit:
             return None
         rec = Recorded(uid, ts, (cip, cport, sip, sport))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sensor.detect.detector import Detector, DetectorStats
     from sensor.output.jsonl import JsonlSink
     from sensor.parallel import ParallelInput
+    from sensor.smtp.limits import SmtpLimits
 
 _GC_YOUNG_THRESHOLD = 500_000  # net container allocations between young collections (default
 # 700). Each young collection walks every young object, and session records live for the
@@ -180,6 +181,7 @@ def _execute(
             conn=detector.on_conn if detector is not None else None,
             session=detector.on_session if detector is not None else None,
             smtp=smtp,
+            smtp_limits=cfg.smtp,
         )
         sys.stdout.flush()  # forked workers must not inherit (and repeat) buffered output
         sys.stderr.flush()
@@ -202,6 +204,7 @@ def _execute(
             detector,
             progress and not quiet,
             smtp,
+            cfg.smtp,
         )
     if stats_path:
         stats_sink = JsonlSink(stats_path)
@@ -225,6 +228,7 @@ def _run_in_process(
     detector: Detector | None,
     progress: bool,
     smtp: bool,
+    smtp_limits: SmtpLimits | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -244,6 +248,7 @@ def _run_in_process(
         on_conn=_fan_out(conn_outs),
         on_session=_fan_out(sess_outs),
         handlers=None if smtp else no_streams,
+        smtp_limits=smtp_limits,
     )
     frames = frames_for(pipe, expr)
     if progress and sys.stderr.isatty():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from sensor.errors import ConfigError
+from sensor.smtp.limits import RFC_COMMAND_LINE, SmtpLimits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Param = int | float | str | bool
@@ -90,6 +91,7 @@ class Config:
     suppression: SuppressionConfig
     rules: dict[str, RuleConfig]
     assumed: tuple[str, ...]
+    smtp: SmtpLimits = field(default_factory=SmtpLimits)  # [smtp]: the SMTP parser's bounds
 
 
 def default_text() -> str:
@@ -220,7 +222,17 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
                       _networks(chk, "site.mail_servers", site_t["mail_servers"]),
                       frozenset(domains))
     return Config(chk.source, site, WindowsConfig(**win_t), BoundsConfig(**merged["bounds"]),
-                  SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site))
+                  SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site),
+                  smtp=_smtp_limits(chk, merged["smtp"]))
+
+
+def _smtp_limits(chk: _Checker, table: dict[str, Any]) -> SmtpLimits:
+    """The [smtp] section: every bound an integer > 0, lines at least RFC 5321's 512 octets."""
+    for key, value in table.items():
+        _range(chk, f"smtp.{key}", value)
+    if table["max_line"] < RFC_COMMAND_LINE:
+        raise chk.fail("smtp.max_line", f"an integer >= {RFC_COMMAND_LINE}", table["max_line"])
+    return SmtpLimits(**table)
 
 
 def _assumed(user: dict[str, Any], site: SiteConfig) -> tuple[str, ...]:

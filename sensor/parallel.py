@@ -20,6 +20,7 @@ from sensor.capture.source import ErrorHandler
 from sensor.errors import SensorError
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
+from sensor.smtp.limits import SmtpLimits
 
 START_METHOD: Final = "fork"
 """Workers are forked: they inherit the validated configuration and the parent's frozen heap
@@ -84,6 +85,8 @@ class Outputs:
     session: Callable[[SmtpSession], None] | None = None
     smtp: bool = True
     """False: workers stop after reassembly (nothing reads SMTP sessions)."""
+    smtp_limits: SmtpLimits | None = None
+    """The SMTP parser's bounds ([smtp] in the configuration); None: the defaults."""
 
 
 @dataclass(slots=True)
@@ -160,6 +163,7 @@ class WorkerWants:
     session_records: bool
     smtp: bool
     """False: stop after reassembly (nothing reads SMTP sessions)."""
+    smtp_limits: SmtpLimits | None = None
 
 
 def out_wants(out: Outputs) -> WorkerWants:
@@ -170,6 +174,7 @@ def out_wants(out: Outputs) -> WorkerWants:
         conn_records=out.conn is not None,
         session_records=out.session is not None,
         smtp=out.smtp,
+        smtp_limits=out.smtp_limits,
     )
 
 
@@ -320,6 +325,7 @@ def _work(
         on_conn=on_conn if conn_lines or conn_recs else None,
         on_session=on_session if session_lines or session_recs else None,
         handlers=None if wants.smtp else no_streams,
+        smtp_limits=wants.smtp_limits,
     )
     pipe.run_share(open_files(paths, bpf, pipe.capture_stats, _ignore_error), workers, index)
     at_end = True

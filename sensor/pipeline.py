@@ -29,7 +29,9 @@ def flow_share(src: bytes, dst: bytes, sport: int, dport: int, workers: int) -> 
     return ((sport + dport + src[-1] + dst[-1]) * FLOW_MIX >> FLOW_MIX_SHIFT) % workers
 
 
-def no_streams(uid: str, ts: float, cip: str, cport: int, sip: str, sport: int) -> None:
+def no_streams(
+    uid: str, ts: float, cip: str, cport: int, sip: str, sport: int, midstream: bool
+) -> None:
     """Handler factory for runs that stop after reassembly (only connection records wanted)."""
     return None
 
@@ -86,11 +88,13 @@ class Pipeline:
         """Frames read when `run_share` emitted the current record (the workers' merge order)."""
 
     def _new_handler(
-        self, uid: str, ts: float, cip: str, cport: int, sip: str, sport: int
+        self, uid: str, ts: float, cip: str, cport: int, sip: str, sport: int, midstream: bool
     ) -> StreamHandler | None:
         if sport not in self._ports:
             return None
-        return SmtpParser(uid, ts, cip, cport, sip, sport, self._session_done, self._smtp_limits)
+        return SmtpParser(
+            uid, ts, cip, cport, sip, sport, self._session_done, self._smtp_limits, midstream
+        )
 
     def _conn_done(self, rec: ConnRecord) -> None:
         self.totals.connections += 1

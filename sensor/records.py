@@ -130,6 +130,7 @@ class AuthAttempt:
     outcome: str  # success | failure | temp_failure | aborted | unknown
     code: int
     user: str | None
+    after_starttls: bool = False  # sent in plaintext after a 220 to STARTTLS (starttls_plaintext)
 
 
 @dataclass(slots=True, frozen=True)
@@ -187,6 +188,7 @@ class SmtpSession:
     bytes_from_client: int
     bytes_from_server: int
     transactions: tuple[MailTransaction, ...] = field(default_factory=tuple)
+    midstream: bool = False  # picked up without the TCP handshake: the dialogue's start unseen
 
 
 # --------------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_every_default_key_is_documented_by_a_comment_block() -> None:
     text = default_text()
     parsed = tomllib.loads(text)
-    assert set(parsed) == {"site", "windows", "bounds", "suppression", "rules"}
+    assert set(parsed) == {"site", "windows", "bounds", "smtp", "suppression", "rules"}
     for name in parsed["rules"]:
         header = f"[rules.{name}]\n#"
         assert header in text, f"rules.{name} has no comment"

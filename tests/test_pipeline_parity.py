@@ -66,7 +66,7 @@ def _analyse(path: Path) -> tuple[list[ConnRecord], dict[str, _Collect]]:
     streams: dict[str, _Collect] = {}
 
     def collect(
-        uid: str, ts: float, cip: str, cport: int, sip: str, sport: int
+        uid: str, ts: float, cip: str, cport: int, sip: str, sport: int, midstream: bool
     ) -> StreamHandler | None:
         streams[uid] = _Collect()
         return streams[uid]

@@ -269,7 +269,7 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     server_home = view.roles(s.server_ip)[0]
     adds: list[tuple[int, float]] = [ONE[_SESSIONS]]
     keys: list[str] = []
-    if s.banner_code == 0:
+    if s.banner_code == 0 and not s.midstream:  # picked up mid-stream: the banner went unseen
         adds.append(ONE[_NO_BANNER])
     if s.tls_established:
         adds.append(ONE[_TLS])
@@ -288,8 +288,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
         abuse = sum(n for name, n in an.items() if name in ABUSE_ANOMALIES)
         if abuse:
             adds.append(_pair(_ABUSE, abuse))
-        if an.get(Anomaly.NON_SMTP_VERB):
-            adds.append(ONE[_NON_SMTP])
+        if an.get(Anomaly.NON_SMTP_VERB) or an.get(Anomaly.STARTTLS_INJECTION):
+            adds.append(ONE[_NON_SMTP])  # CVE-2011-0411 injection: no MTA does it by mistake
         if an.get(Anomaly.STRIPPED_STARTTLS):
             adds.append(ONE[_STRIPPED])
     if _blocked(s):
@@ -307,7 +307,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
             elif att.outcome == "success":
                 authed = True
                 successes += 1
-                if client_home != server_home:  # the parser stops at TLS: this AUTH was in clear
+                # in clear, unless seen in plaintext after STARTTLS (a decrypted capture)
+                if client_home != server_home and not att.after_starttls:
                     clear += 1
             if att.user:
                 keys.append(_T_USER + att.user.lower())

@@ -32,8 +32,16 @@ class Anomaly(StrEnum):
     """The EHLO reply masks STARTTLS (XXXXXXXA): a downgrading middlebox."""
     STARTTLS_REFUSED = "starttls_refused"
     """The server answered STARTTLS with something other than 220."""
+    STARTTLS_INJECTION = "starttls_injection"
+    """Plaintext sent after STARTTLS before its reply (CVE-2011-0411 command injection)."""
+    STARTTLS_PLAINTEXT = "starttls_plaintext"
+    """The client went on in plaintext after the 220 to STARTTLS (parsed on: a decrypted capture,
+    or a client that never started TLS)."""
+    STARTTLS_RESPONSE_INJECTION = "starttls_response_injection"
+    """The server sent bytes after its 220 to STARTTLS before the client's TLS hello."""
     AUTH_WITHOUT_TLS = "auth_without_tls"
-    """An AUTH exchange in clear text (always so for what this parser sees: it stops at TLS)."""
+    """An AUTH exchange in clear text before any STARTTLS (after its 220, plaintext is most
+    likely a decrypted capture: the attempt says ``after_starttls`` instead)."""
     COMMAND_AFTER_421 = "command_after_421"
     """The client kept sending commands after the server said 421 (closing)."""
     TOO_MANY_RCPTS = "too_many_rcpts"
@@ -68,6 +76,9 @@ class Anomaly(StrEnum):
     """AUTH attempts beyond SmtpLimits.max_auth_attempts (counted, not recorded)."""
     DATA_AFTER_REFUSAL = "data_after_refusal"
     """Message content was sent though the server refused DATA (no 354)."""
+    TXN_UNANSWERED = "txn_unanswered"
+    """A transaction recorded before the replies to its commands, as more than
+    SmtpLimits.max_unanswered_txns transactions awaited replies."""
     MIME_LIMIT = "mime_limit"
     """A message beyond a MIME bound (SmtpLimits.max_mime_depth, max_mime_parts,
     max_mime_headers, max_mime_params, max_encoded_words): the rest of it was not walked."""

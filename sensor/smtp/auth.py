@@ -99,8 +99,8 @@ class AuthExchange:
     """
 
     __slots__ = (
-        "aborted_by_client", "code", "done", "expected", "index", "mechanism", "outcome", "ts",
-        "user",
+        "aborted_by_client", "after_starttls", "code", "done", "expected", "index", "mechanism",
+        "outcome", "ts", "user",
     )  # fmt: skip
 
     def __init__(self, ts: float, mechanism: str, expected: int | None) -> None:
@@ -113,6 +113,7 @@ class AuthExchange:
         self.code = 0
         self.aborted_by_client = False
         self.done = False
+        self.after_starttls = False  # seen in plaintext after a 220 to STARTTLS
 
     @classmethod
     def start(cls, ts: float, mechanism: str, initial: bytes | None) -> AuthExchange:
@@ -163,4 +164,5 @@ class AuthExchange:
         outcome = self.outcome
         if not self.done and self.aborted_by_client:
             outcome = AuthOutcome.ABORTED
-        return AuthAttempt(self.ts, self.mechanism, outcome.value, self.code, self.user)
+        return AuthAttempt(self.ts, self.mechanism, outcome.value, self.code, self.user,
+                           self.after_starttls)

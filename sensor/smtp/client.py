@@ -11,6 +11,7 @@ from sensor.smtp.body import MessageBody
 from sensor.smtp.commands import (
     HTTP_METHODS,
     SMTP_VERBS,
+    is_command_line,
     is_non_smtp,
     parse_auth,
     parse_bdat,
@@ -31,8 +32,10 @@ _C_AUTH: Final = ClientState.AUTH
 _C_RESYNC: Final = ClientState.RESYNC
 _C_HTTP_HEADERS: Final = ClientState.HTTP_HEADERS
 _C_STARTTLS_WAIT: Final = ClientState.STARTTLS_WAIT
+_C_STARTTLS_PROBE: Final = ClientState.STARTTLS_PROBE
 _C_TLS: Final = ClientState.TLS
 _S_REPLIES: Final = ServerState.REPLIES
+_S_TLS: Final = ServerState.TLS
 _K_HELO: Final = Cmd.HELO
 _K_EHLO: Final = Cmd.EHLO
 _K_MAIL: Final = Cmd.MAIL
@@ -40,6 +43,21 @@ _K_RCPT: Final = Cmd.RCPT
 _K_DATA: Final = Cmd.DATA
 _K_DATA_END: Final = Cmd.DATA_END
 _K_OTHER: Final = Cmd.OTHER
+_END_OF_DATA: Final = b"."  # RFC 5321 4.1.1.4: the line that ends DATA content
+
+
+def looks_like_tls(head: bytes) -> bool:
+    """True if ``head`` (the first one or two bytes sent) may start TLS rather than SMTP text.
+
+    A TLS record starts with its content type (20-23) and the major version 3 (RFC 8446 5.1);
+    an SSLv2-compatible ClientHello with a length whose top bit is set.
+    """
+    if not head:
+        return False
+    first = head[0]
+    if first & 0x80:
+        return True
+    return 20 <= first <= 23 and (len(head) < 2 or head[1] == 3)
 
 
 class ClientSide(ServerSide):
@@ -77,7 +95,7 @@ class ClientSide(ServerSide):
                 if self.bdat_left:
                     return
                 self.end_chunk()
-            elif st is _C_STARTTLS_WAIT or st is _C_TLS:
+            elif st is _C_STARTTLS_WAIT or st is _C_STARTTLS_PROBE or st is _C_TLS:
                 return
             else:
                 line = buf.pop_line()
@@ -93,7 +111,13 @@ class ClientSide(ServerSide):
         """
         for k, line in enumerate(lines):
             st = self.cstate  # the states that do not read lines:
-            if st is _C_DATA or st is _C_BDAT or st is _C_STARTTLS_WAIT or st is _C_TLS:
+            if (
+                st is _C_DATA
+                or st is _C_BDAT
+                or st is _C_STARTTLS_WAIT
+                or st is _C_STARTTLS_PROBE
+                or st is _C_TLS
+            ):
                 self.cbuf.feed(b"\r\n".join(lines[k:]) + b"\r\n")
                 break
             self.client_line(line, ts)
@@ -104,13 +128,56 @@ class ClientSide(ServerSide):
         self.client_run(ts)
         if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
             self.server_run(force=False)
-        if self.cstate is _C_STARTTLS_WAIT and len(self.cbuf) > self.limits.max_line:
-            self.client_tls(0)
+        if self.cstate is _C_STARTTLS_WAIT and len(self.cbuf):
+            self.starttls_held(ts)
 
     def client_tls(self, n: int) -> None:
         """Client bytes are TLS from here on."""
         self.cstate = ClientState.TLS
         self.tls_bytes += n + self.cbuf.drain()
+
+    def starttls_data(self, ts: float, payload: bytes) -> None:
+        """Client bytes after STARTTLS: before its reply, or after its 220 (the probe)."""
+        buf = self.cbuf
+        if self.cstate is _C_STARTTLS_WAIT:
+            if looks_like_tls(payload[:2]):  # TLS started without waiting for the 220
+                buf.drain()  # plaintext injected before it (already counted) is not TLS
+                self.client_tls(len(payload))
+                return
+            buf.feed(payload)
+            self.starttls_held(ts)
+            return
+        buf.feed(payload)
+        head = buf.peek(self.probe_at, 2)
+        if len(head) < 2 and (not head or looks_like_tls(head)):
+            return  # too few bytes to tell
+        if looks_like_tls(head):
+            n = len(buf) - self.probe_at
+            buf.drain()  # plaintext injected before the 220 is not TLS
+            self.cstate = _C_TLS
+            self.tls_bytes += n
+            self.sbuf.drain()  # server bytes sent before this hello (response injection)
+            self.sstate = _S_TLS
+            return
+        self.count(Anomaly.STARTTLS_PLAINTEXT)  # a decrypted capture, or TLS never started
+        self.cstate = _C_COMMAND
+        self.sstate = _S_REPLIES
+        self.client_run(ts)
+        if len(self.sbuf):
+            self.server_run(force=False)
+
+    def starttls_held(self, ts: float) -> None:
+        """Bytes held after STARTTLS before its reply: a TLS hello sent early, or injection."""
+        buf = self.cbuf
+        if looks_like_tls(buf.peek(0, 2)):  # the hello in the same segment as STARTTLS
+            self.client_tls(0)
+            return
+        if not self.tls_injected:
+            self.tls_injected = True
+            self.count(Anomaly.STARTTLS_INJECTION)
+        if len(buf) > self.limits.max_line:  # a client talking on in clear: parse, bounded
+            self.cstate = _C_COMMAND
+            self.client_run(ts)
 
     def client_gap(self, ts: float, n: int) -> None:
         """``n`` client bytes were lost."""
@@ -118,6 +185,11 @@ class ClientSide(ServerSide):
         st = self.cstate
         if st is ClientState.TLS:
             self.tls_bytes += n
+            return
+        if st is _C_STARTTLS_PROBE:  # the bytes that would tell TLS from plaintext are lost
+            self.client_tls(n)
+            self.sbuf.drain()
+            self.sstate = _S_TLS
             return
         if self.txns:
             self.txns[-1].complete = False
@@ -134,7 +206,8 @@ class ClientSide(ServerSide):
                 self.bdat_left -= n
                 return
             self.end_chunk()
-        self.cbuf.drain()  # what follows may start mid-line: RESYNC waits for a verb
+        self.cbuf.drain()  # what follows may start mid-line: RESYNC waits for a command
+        self.cbuf.checkpoint()
         self.cstate = ClientState.RESYNC
         self.queue.append(Pending(Cmd.GAP, ts))
 
@@ -156,11 +229,15 @@ class ClientSide(ServerSide):
             if not line:
                 self.cstate = _C_COMMAND
             return
-        verb, arg = split_command(line)
         if st is _C_RESYNC:
-            if verb not in SMTP_VERBS:
+            if not is_command_line(line):
+                self.cbuf.rollback()  # a skipped line's bare LF or length is no violation
+                if line == _END_OF_DATA:  # the end of content whose start was lost
+                    self.cstate = _C_COMMAND
+                    self.enqueue(Pending(_K_DATA_END, ts, None))
                 return
             self.cstate = _C_COMMAND
+        verb, arg = split_command(line)
         if self.first_client_ts is None:
             self.first_client_ts = ts
             self.check_pregreet()
@@ -194,6 +271,7 @@ class ClientSide(ServerSide):
 
     def cmd_helo(self, arg: bytes, ts: float) -> None:
         """HELO/EHLO (RFC 5321 4.1.1.1): it also resets an open transaction."""
+        self.lost_start = False
         cur = self.current_txn()
         if cur is not None:
             cur.reset = True
@@ -203,8 +281,11 @@ class ClientSide(ServerSide):
     def cmd_mail(self, arg: bytes, ts: float) -> None:
         """MAIL FROM (RFC 5321 4.1.1.2): always starts a new transaction (Zeek's new row)."""
         cur = self.current_txn()
-        if self.helo is None or (cur is not None and cur.mail_from is not None and not cur.reset):
+        if (self.helo is None and not self.lost_start) or (
+            cur is not None and cur.mail_from is not None and not cur.reset
+        ):
             self.count(Anomaly.OUT_OF_SEQUENCE)
+        self.lost_start = False
         txn = self.open_txn(ts)
         parsed = parse_path_ex(arg)
         if parsed is None:
@@ -218,10 +299,12 @@ class ClientSide(ServerSide):
     def cmd_rcpt(self, arg: bytes, ts: float) -> None:
         """RCPT TO (RFC 5321 4.1.1.3); without MAIL it opens an invalid transaction."""
         txn = self.current_txn()
-        if txn is None or txn.mail_from is None:
+        lost = self.lost_start  # MAIL may have come before a mid-stream pick-up
+        if (txn is None or txn.mail_from is None) and not lost:
             self.count(Anomaly.OUT_OF_SEQUENCE)
         if txn is None:
-            self.count(Anomaly.INVALID_TRANSACTION)
+            if not lost:
+                self.count(Anomaly.INVALID_TRANSACTION)
             txn = self.open_txn(ts)
         parsed = parse_path_ex(arg)
         rcpt = None
@@ -240,10 +323,14 @@ class ClientSide(ServerSide):
     def cmd_data(self, arg: bytes, ts: float) -> None:
         """DATA (RFC 5321 4.1.1.4): content follows unless no recipient can have been accepted."""
         txn = self.current_txn()
-        if txn is None or not txn.rcpts:
+        lost = self.lost_start  # MAIL and RCPT may have come before a mid-stream pick-up
+        if txn is None and lost:
+            txn = self.open_txn(ts)
+        if (txn is None or not txn.rcpts) and not lost:
             self.count(Anomaly.OUT_OF_SEQUENCE)
         self.enqueue(Pending(_K_DATA, ts, txn))
-        if txn is not None and txn.has_live_rcpt():  # the 354 may come later: assume it
+        if txn is not None and (txn.has_live_rcpt() or (lost and not txn.rcpts)):
+            # the 354 may come later: assume it
             txn.data_mode = "data"
             cap = self.limits.max_mime_bytes if txn.recorded else 0
             self.body = txn.body = MessageBody(cap, dot_stuffed=True)
@@ -258,6 +345,7 @@ class ClientSide(ServerSide):
             self.count(Anomaly.BARE_LF, body.bare_lf)
             self.count(Anomaly.OVERLONG_LINE, body.long_lines)
         self.body = None
+        self.lost_start = False
         txn = self.current_txn()
         if txn is None:
             return
@@ -275,7 +363,7 @@ class ClientSide(ServerSide):
             self.enqueue(Pending(Cmd.BDAT, ts, txn))
             return
         size, last = parsed
-        if txn is None or not txn.rcpts:
+        if (txn is None or not txn.rcpts) and not self.lost_start:
             self.count(Anomaly.OUT_OF_SEQUENCE)
         self.bdat_left, self.bdat_last, self.bdat_txn = size, last, txn
         self.body = None
@@ -311,14 +399,18 @@ class ClientSide(ServerSide):
     def cmd_starttls(self, arg: bytes, ts: float) -> None:
         """STARTTLS (RFC 3207 4): client bytes wait for the reply."""
         self.tls_attempted = True
+        self.tls_injected = False
         self.enqueue(Pending(Cmd.STARTTLS, ts, self.current_txn()))
         self.cstate = ClientState.STARTTLS_WAIT
 
     def cmd_auth(self, arg: bytes, ts: float) -> None:
         """AUTH (RFC 4954 4): SASL responses may follow."""
-        self.count(Anomaly.AUTH_WITHOUT_TLS)
         mech, initial = parse_auth(arg)
         ex = AuthExchange.start(ts, mech, initial)
+        if self.tls_established:  # plaintext after the 220: a decrypted capture, most likely
+            ex.after_starttls = True
+        else:
+            self.count(Anomaly.AUTH_WITHOUT_TLS)
         if len(self.auths) < self.limits.max_auth_attempts:
             self.auths.append(ex)
         else:

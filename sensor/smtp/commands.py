@@ -32,6 +32,8 @@ _MAX_PARAMS: Final = 32  # ESMTP parameters kept per MAIL/RCPT (RFC 5321 4.1.2 e
 _MAX_VERB: Final = 32  # characters of an unknown verb kept in SmtpSession.commands
 # beyond this the size argument is junk (Zeek: "BDAT argument bad length")
 _MAX_BDAT_DIGITS: Final = 20
+# RFC 4422 3.1: a SASL mechanism name is 1-20 upper-case letters, digits, hyphens, underscores
+_SASL_MECH: Final = re.compile(rb"[A-Za-z0-9_-]{1,20}")
 
 
 class HeloKind(StrEnum):
@@ -66,6 +68,49 @@ def is_non_smtp(line: bytes, verb: str) -> bool:
         or line.startswith(_SSH_BANNER)
         or line.startswith(b"\x80")  # SSLv2-compatible ClientHello
     )
+
+
+_BARE_VERBS: Final = frozenset({"DATA", "RSET", "QUIT", "STARTTLS", "TURN"})  # no argument
+_ONE_WORD_VERBS: Final = frozenset({"HELO", "EHLO", "LHLO"})  # RFC 5321 4.1.1.1: one domain
+_FREE_VERBS: Final = frozenset({"NOOP", "HELP", "VRFY", "EXPN", "ETRN", "ATRN"})  # <= one word
+_ATTR_VERBS: Final = frozenset({"XCLIENT", "XFORWARD"})  # Postfix: attribute=value pairs
+_MAX_RESYNC_LINE: Final = 510  # RFC 5321 4.5.3.1.4: 512 octets with CRLF
+
+
+def is_command_line(line: bytes) -> bool:
+    """True if ``line`` parses as an SMTP command, argument shape included: where resync ends.
+
+    Stricter than the parser's own reading, since after a gap or a mid-stream pick-up the line
+    may be message text ("Quit smoking", "Data follows"): the verb must be upper- or lower-case
+    throughout, and its argument must have the form RFC 5321 4.1 (or its extension) gives it.
+    """
+    if len(line) > _MAX_RESYNC_LINE:
+        return False
+    verb, arg = split_command(line)
+    if verb not in SMTP_VERBS:
+        return False
+    raw = line[: len(verb)]
+    if not (raw.isupper() or raw.islower()):
+        return False
+    arg = arg.strip()
+    if verb == "MAIL":
+        return arg[:5].upper() == b"FROM:" and parse_path_ex(arg) is not None
+    if verb == "RCPT":
+        return arg[:3].upper() == b"TO:" and parse_path_ex(arg) is not None
+    if verb in _BARE_VERBS:
+        return not arg
+    if verb in _ONE_WORD_VERBS:
+        return bool(arg) and len(arg.split()) == 1
+    if verb in _FREE_VERBS:
+        return len(arg.split()) <= 1
+    if verb == "BDAT":
+        return parse_bdat(arg) is not None
+    if verb == "AUTH":
+        words = arg.split()
+        return 1 <= len(words) <= 2 and _SASL_MECH.fullmatch(words[0]) is not None
+    if verb in _ATTR_VERBS:
+        return bool(arg) and all(b"=" in w for w in arg.split())
+    return raw.isupper()
 
 
 def text(raw: bytes) -> str:

@@ -16,7 +16,7 @@ from sensor.smtp.limits import SmtpLimits
 from sensor.smtp.lines import LineBuffer
 from sensor.smtp.replies import ReplyAssembler
 from sensor.smtp.session import TxnState, build_transaction
-from sensor.smtp.state import ClientState, Pending, ServerState
+from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
 
 _log: Final = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class ParserCore(ABC):
         endpoints: tuple[str, int, str, int],
         emit: Callable[[SmtpSession], None],
         limits: SmtpLimits,
+        midstream: bool = False,
     ) -> None:
         self.limits = limits
         self.uid, self.ts = uid, ts
@@ -71,8 +72,21 @@ class ParserCore(ABC):
         self.tls_offered = self.tls_attempted = self.tls_established = False
         self.tls_reply: str | None = None
         self.tls_bytes = 0
+        self.tls_injected = False  # plaintext followed the latest STARTTLS before its reply
+        self.probe_at = 0  # client bytes held before the 220 to STARTTLS (injected plaintext)
+        self.tls_resp_injected = False  # server bytes came after the 220 before the hello
         self.bytes_from_client = self.bytes_from_server = 0
         self.closed = False
+        self.midstream = midstream
+        """Picked up without the TCP handshake: the start of the dialogue was not seen."""
+        self.lost_start = midstream  # no HELO/EHLO or MAIL seen since a mid-stream pick-up
+        self.ext_known = not midstream  # PIPELINING is known (advertised or not) when True
+        if midstream:  # both directions resync as after a gap; replies to unseen lines vanish
+            self.cstate = ClientState.RESYNC
+            self.sstate = ServerState.RESYNC
+            self.cbuf.checkpoint()
+            self.sbuf.checkpoint()
+            self.queue.append(Pending(Cmd.GAP, ts))
 
     @abstractmethod
     def client_run(self, ts: float) -> None:
@@ -125,7 +139,7 @@ class ParserCore(ABC):
         cur = self.current_txn()
         if cur is not None:
             cur.closed = True
-            self.settle()
+        self.settle()  # also bounds the transactions awaiting replies
         self.txn_count += 1
         recorded = self.txn_count <= self.limits.max_txns_per_session
         if not recorded:
@@ -135,9 +149,20 @@ class ParserCore(ABC):
         return txn
 
     def settle(self) -> None:
-        """Emit the oldest transactions that are closed and answered."""
+        """Emit the oldest transactions that are closed and answered.
+
+        Past ``max_unanswered_txns`` ended transactions awaiting replies (a client pipelining
+        transactions the server never answers), the oldest is recorded as it stands, so memory
+        stays bounded by the limits whatever the input length.
+        """
         txns = self.txns
-        while txns and txns[0].closed and txns[0].pending <= 0:
+        cap = self.limits.max_unanswered_txns
+        while txns:
+            head = txns[0]
+            if not (head.closed and head.pending <= 0):
+                if len(txns) <= cap or not head.closed:
+                    return
+                self.count(Anomaly.TXN_UNANSWERED)
             self.finish_txn(txns.popleft())
 
     def finish_txn(self, txn: TxnState) -> None:

@@ -21,6 +21,7 @@ class SmtpLimits:
     max_rcpts_per_txn: int = 1000  # too_many_rcpts
     max_pending_cmds: int = 100  # pending_overflow: commands awaiting a reply
     max_txns_per_session: int = 1000  # too_many_txns
+    max_unanswered_txns: int = 16  # txn_unanswered: ended transactions awaiting their replies
     max_header_bytes: int = 65536  # header_too_large: header block read per MIME entity
     max_mime_bytes: int = 4 << 20  # message copy walked for attachments; beyond it: truncated
     max_auth_attempts: int = 100  # auth_too_many

@@ -21,8 +21,8 @@ class LineBuffer:
     """
 
     __slots__ = (
-        "_buf", "_discard", "_pos", "_scan", "bare_cr", "bare_lf", "max_line", "per_byte",
-        "truncated",
+        "_buf", "_discard", "_marks", "_pos", "_scan", "bare_cr", "bare_lf", "max_line",
+        "per_byte", "truncated",
     )  # fmt: skip
 
     def __init__(self, max_line: int) -> None:
@@ -34,6 +34,7 @@ class LineBuffer:
         self.bare_lf = 0
         self.bare_cr = 0
         self.truncated = 0
+        self._marks = (0, 0, 0)  # bare_lf, bare_cr, truncated at the last checkpoint()
         self.per_byte = _COMPILED
         """Split whole lines with one loop over the bytes (fast compiled) or with bytes
         methods (fast interpreted); both give the same lines."""
@@ -133,6 +134,19 @@ class LineBuffer:
         if b"\r" in line:
             self.bare_cr += 1
         return line
+
+    def peek(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` unread bytes from ``offset`` on, left in the buffer."""
+        start = self._pos + offset
+        return self._buf[start : start + n]
+
+    def checkpoint(self) -> None:
+        """Remember the line counters (bare LF, bare CR, truncated) as they are now."""
+        self._marks = (self.bare_lf, self.bare_cr, self.truncated)
+
+    def rollback(self) -> None:
+        """Forget what lines counted since ``checkpoint``: they were skipped, not parsed."""
+        self.bare_lf, self.bare_cr, self.truncated = self._marks
 
     def take(self, n: int) -> bytes:
         """Remove and return up to ``n`` raw bytes (BDAT chunk content)."""

@@ -14,11 +14,11 @@ from sensor.smtp.state import ClientState, ServerState
 
 __all__ = ["SmtpLimits", "SmtpParser"]  # SmtpLimits re-exported for callers wiring the parser
 
-_TLS_HANDSHAKE: Final = 0x16  # RFC 8446 5.1: first byte of a TLS handshake record
 # Enum members as module constants: a class attribute lookup costs ~5x more per payload.
 _C_DATA: Final = ClientState.DATA
 _C_TLS: Final = ClientState.TLS
 _C_STARTTLS_WAIT: Final = ClientState.STARTTLS_WAIT
+_C_STARTTLS_PROBE: Final = ClientState.STARTTLS_PROBE
 _C_COMMAND: Final = ClientState.COMMAND
 _S_REPLIES: Final = ServerState.REPLIES
 
@@ -39,9 +39,14 @@ class SmtpParser(ClientSide):
         server_port: int,
         emit: Callable[[SmtpSession], None],
         limits: SmtpLimits | None = None,
+        midstream: bool = False,
     ) -> None:
+        """``midstream``: the connection was picked up without its handshake, so its start is
+        missing; both directions then resync (no violation counted) until a command or a reply
+        line."""
         endpoints = (client_ip, client_port, server_ip, server_port)
-        super().__init__(uid, ts, endpoints, emit, limits if limits is not None else SmtpLimits())
+        lim = limits if limits is not None else SmtpLimits()
+        super().__init__(uid, ts, endpoints, emit, lim, midstream)
 
     def data(self, to_server: bool, ts: float, payload: bytes) -> None:
         """In-order bytes of one direction (any split of the stream)."""
@@ -68,8 +73,8 @@ class SmtpParser(ClientSide):
         elif st is _C_TLS:
             self.tls_bytes += len(payload)
             return
-        elif st is _C_STARTTLS_WAIT and not len(self.cbuf) and payload[0] == _TLS_HANDSHAKE:
-            self.client_tls(len(payload))
+        elif st is _C_STARTTLS_WAIT or st is _C_STARTTLS_PROBE:
+            self.starttls_data(ts, payload)
             return
         else:
             lines = self.cbuf.whole_lines(payload) if st is _C_COMMAND else None
@@ -91,8 +96,8 @@ class SmtpParser(ClientSide):
         self.client_run(ts)
         if self.queue and self.sstate is _S_REPLIES and len(self.sbuf):
             self.server_run(force=False)  # server bytes were held for a command sent now
-        if self.cstate is _C_STARTTLS_WAIT and len(self.cbuf) > self.limits.max_line:
-            self.client_tls(0)
+        if self.cstate is _C_STARTTLS_WAIT and len(self.cbuf):
+            self.starttls_held(ts)
 
     def gap(self, to_server: bool, ts: float, n: int) -> None:
         """``n`` bytes of one direction were lost; the parser resynchronises."""
@@ -116,9 +121,11 @@ class SmtpParser(ClientSide):
                 self.count(Anomaly.OVERLONG_LINE, self.body.long_lines)
             if self.txns:
                 self.txns[-1].complete = False
+        self.banner_end(ts)  # a greeting the client talked into and the server never finished
         if (
             self.banner_ts is None
             and self.bytes_from_client
+            and not self.midstream
             and not self.anomalies.get(Anomaly.GAP_SERVER)
         ):
             self.count(Anomaly.NO_BANNER)
@@ -151,4 +158,5 @@ class SmtpParser(ClientSide):
             commands=tuple(self.commands),
             bytes_from_client=self.bytes_from_client, bytes_from_server=self.bytes_from_server,
             transactions=tuple(self.done),
+            midstream=self.midstream,
         )  # fmt: skip

@@ -66,7 +66,7 @@ def session_to_dict(s: SmtpSession) -> dict[str, Any]:
         "tls_reply": s.tls_reply,
         "auth": [
             {"ts": a.ts, "mechanism": a.mechanism, "outcome": a.outcome, "code": a.code,
-             "user": a.user}
+             "user": a.user, "after_starttls": a.after_starttls}
             for a in s.auth
         ],
         "reply_codes": {str(k): v for k, v in s.reply_codes.items()},
@@ -75,4 +75,5 @@ def session_to_dict(s: SmtpSession) -> dict[str, Any]:
         "bytes_from_client": s.bytes_from_client,
         "bytes_from_server": s.bytes_from_server,
         "transactions": [_transaction(t) for t in s.transactions],
+        "midstream": s.midstream,
     }  # fmt: skip

@@ -30,6 +30,7 @@ _S_REPLIES: Final = ServerState.REPLIES
 _S_RESYNC: Final = ServerState.RESYNC
 _S_BANNER: Final = ServerState.BANNER
 _S_HTTP_HEADERS: Final = ServerState.HTTP_HEADERS
+_S_STARTTLS_PROBE: Final = ServerState.STARTTLS_PROBE
 _K_EHLO: Final = Cmd.EHLO
 _K_MAIL: Final = Cmd.MAIL
 _K_RCPT: Final = Cmd.RCPT
@@ -99,6 +100,9 @@ class ServerSide(ParserCore):
             if st is _S_TLS:
                 self.tls_bytes += buf.drain()
                 return
+            if st is _S_STARTTLS_PROBE:
+                self.server_held()
+                return
             if (
                 not queue
                 and not force
@@ -122,7 +126,9 @@ class ServerSide(ParserCore):
             if st is _S_TLS:
                 self.tls_bytes += sum(map(len, lines[i:])) + 2 * (n - i)
                 return
-            if not queue and st is _S_REPLIES and asm.current is None:  # perhaps held
+            if (not queue and st is _S_REPLIES and asm.current is None) or (
+                st is _S_STARTTLS_PROBE
+            ):  # perhaps held
                 self.sbuf.feed(b"\r\n".join(lines[i:]) + b"\r\n")
                 self.server_run(force=False)
                 return
@@ -187,7 +193,11 @@ class ServerSide(ParserCore):
             self.count(Anomaly.OVERLONG_LINE)
         asm = self.assembler
         if sep == b"-" or asm.current is not None:  # part of a multi-line reply
-            reply = asm.add(int(digits), sep != b"-", line[4:])
+            code = int(digits)
+            if st is _S_BANNER and asm.current is not None and asm.current.code != code:
+                self.banner_end(self.server_ts)
+                st = self.sstate
+            reply = asm.add(code, sep != b"-", line[4:])
             if reply is not None:
                 self.server_reply(reply, st, self.server_ts)
             return
@@ -202,6 +212,7 @@ class ServerSide(ParserCore):
             self.tls_bytes += n
             return
         self.sbuf.drain()  # what follows may start mid-line: RESYNC waits for a reply line
+        self.sbuf.checkpoint()
         self.assembler.reset()
         self.sstate = ServerState.RESYNC
         q = self.queue
@@ -220,15 +231,21 @@ class ServerSide(ParserCore):
             return
         parsed = parse_reply_line(line)
         if parsed is None:
-            if line.startswith(_HTTP_RESPONSE):
+            if st is _S_RESYNC:
+                self.sbuf.rollback()  # a skipped line's bare LF or length is no violation
+            elif line.startswith(_HTTP_RESPONSE):
                 self.http_resume = st
                 self.sstate = _S_HTTP_HEADERS
-            elif st is not _S_RESYNC:
+            else:
                 self.count(Anomaly.MALFORMED_REPLY)
             return
         code, last, rtext = parsed
         if RFC_REPLY_LINE < len(line) + 2 <= self.limits.max_line:
             self.count(Anomaly.OVERLONG_LINE)
+        cur = self.assembler.current
+        if st is _S_BANNER and cur is not None and cur.code != code:
+            self.banner_end(ts)
+            st = self.sstate
         reply = self.assembler.add(code, last, rtext)
         if reply is not None:
             self.server_reply(reply, st, ts)
@@ -248,6 +265,10 @@ class ServerSide(ParserCore):
             )
         if st is _S_RESYNC:
             self.sstate = _S_REPLIES
+            if self.midstream and code in GREETING_CODES and self.midstream_banner(ts):
+                self.banner = reply.lines[0] if reply.lines else ""
+                self.banner_code = code
+                return
         elif st is _S_BANNER:
             self.sstate = _S_REPLIES
             self.banner_ts = ts
@@ -258,6 +279,54 @@ class ServerSide(ParserCore):
                 return
             self.count(Anomaly.NO_BANNER)
         self.on_reply(reply, ts)
+
+    def banner_end(self, ts: float) -> None:
+        """A multi-line greeting cut short is the banner (Postscreen's ``220-`` teaser).
+
+        Postscreen sends the first line of a multi-line 220 and waits; a client that talks into
+        that pause (a pregreet) gets no more of the greeting but the replies to its commands
+        (postscreen_smtpd.c: "Send no SMTP banner to pregreeting clients"), or a 521 and the end.
+        The greeting ends where a line of another code (or the end of the connection) cuts it.
+        """
+        cur = self.assembler.current
+        if self.sstate is _S_BANNER and cur is not None and cur.code in GREETING_CODES:
+            self.assembler.reset()
+            self.server_reply(cur, _S_BANNER, ts)
+
+    def midstream_banner(self, ts: float) -> bool:
+        """True if a greeting code that ends a mid-stream resync is in fact the banner.
+
+        So it is when the pick-up missed only the handshake: the client has sent nothing yet,
+        no reply came before, and no server bytes were lost.
+        """
+        if self.bytes_from_client or self.banner_ts is not None:
+            return False
+        if sum(self.reply_codes.values()) != 1 or self.anomalies.get(Anomaly.GAP_SERVER):
+            return False
+        self.banner_ts = ts
+        q = self.queue
+        if q and q[0].kind is _K_GAP:
+            q.popleft()  # nothing before the banner was lost after all
+        if self.cstate is ClientState.RESYNC:
+            self.cstate = ClientState.COMMAND
+        self.lost_start = False
+        self.ext_known = True
+        return True
+
+    def server_held(self) -> None:
+        """Server bytes after the 220 to STARTTLS before the client's next bytes: held, counted.
+
+        A server never speaks first in TLS (RFC 8446 2), so this is response injection; at most
+        ``max_line`` bytes are kept, to be parsed if the client goes on in plaintext.
+        """
+        buf = self.sbuf
+        if not len(buf):
+            return
+        if not self.tls_resp_injected:
+            self.tls_resp_injected = True
+            self.count(Anomaly.STARTTLS_RESPONSE_INJECTION)
+        if len(buf) > self.limits.max_line:
+            buf.drain()
 
     def next_pending(self, ts: float) -> Pending | None:
         """The line this reply answers; None if it answers nothing or a line lost in a gap."""
@@ -312,7 +381,7 @@ class ServerSide(ParserCore):
             txns = self.txns
             if txns and txns[0].closed and txns[0].pending <= 0:
                 self.settle()
-        if q and not self.pipelining:
+        if q and not self.pipelining and self.ext_known:
             nxt = q[0]
             if nxt.ts < ts and not nxt.flagged and nxt.kind not in _NOT_PIPELINED:
                 nxt.flagged = True
@@ -323,6 +392,7 @@ class ServerSide(ParserCore):
         if reply.code // 100 != 2:
             return
         exts, stripped, keywords = ehlo_keywords(reply)
+        self.ext_known = True
         self.extensions = exts
         self.tls_offered = STARTTLS_KEYWORD in keywords
         self.pipelining = PIPELINING_KEYWORD in keywords
@@ -336,9 +406,18 @@ class ServerSide(ParserCore):
             self.tls_established = True
             if p.txn is not None:
                 p.txn.tls = True
-            self.sstate = ServerState.TLS
-            if self.cstate is ClientState.STARTTLS_WAIT:
-                self.client_tls(0)
+            cst = self.cstate
+            if cst is ClientState.STARTTLS_WAIT:  # the client's next bytes will tell
+                self.cstate = ClientState.STARTTLS_PROBE
+                self.sstate = _S_STARTTLS_PROBE
+                self.probe_at = len(self.cbuf)  # held before the 220: injected plaintext
+                self.tls_resp_injected = False
+            elif cst is ClientState.TLS or cst is ClientState.RESYNC:
+                self.sstate = _S_TLS  # hello already sent, or lost in a gap: TLS as it was
+                if cst is ClientState.RESYNC:
+                    self.client_tls(0)
+            else:  # the client talked on in clear without waiting for this reply
+                self.count(Anomaly.STARTTLS_PLAINTEXT)
             return
         self.count(Anomaly.STARTTLS_REFUSED)
         if self.cstate is ClientState.STARTTLS_WAIT:

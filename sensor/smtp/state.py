@@ -20,11 +20,14 @@ class ClientState(Enum):
     AUTH = auto()
     """SASL response lines of an AUTH exchange (RFC 4954 4); a command-looking line ends it."""
     STARTTLS_WAIT = auto()
-    """STARTTLS sent: bytes held unparsed until the reply says whether TLS starts."""
+    """STARTTLS sent: bytes held unparsed until the reply says whether TLS starts; plaintext
+    sent before that reply is command injection (CVE-2011-0411)."""
+    STARTTLS_PROBE = auto()
+    """STARTTLS accepted (220): the next client bytes say TLS (a TLS record) or plaintext."""
     TLS = auto()
     """Encrypted after an accepted STARTTLS: counted, never parsed."""
     RESYNC = auto()
-    """After a gap: lines skipped until one starts with an SMTP verb."""
+    """After a gap or a mid-stream pick-up: lines skipped until one parses as a command."""
     HTTP_HEADERS = auto()
     """After an HTTP request line (proxy CONNECT, GET...): header lines up to the empty line."""
 
@@ -36,10 +39,13 @@ class ServerState(Enum):
     """Nothing seen yet: the first reply is the greeting (RFC 5321 3.1)."""
     REPLIES = auto()
     """Replies matched in order to the pending commands."""
+    STARTTLS_PROBE = auto()
+    """After the 220 to STARTTLS, until the client's next bytes say TLS or plaintext: server
+    bytes are held (sent before the client's hello, they are response injection)."""
     TLS = auto()
     """Encrypted after the 220 to STARTTLS: counted, never parsed."""
     RESYNC = auto()
-    """After a gap: lines skipped until one is a reply line."""
+    """After a gap or a mid-stream pick-up: lines skipped until one is a reply line."""
     HTTP_HEADERS = auto()
     """An HTTP response (a proxy answering CONNECT): skipped up to its empty line."""
 

@@ -36,8 +36,9 @@ class StreamHandler(Protocol):
     def close(self, ts: float, record: ConnRecord) -> None: ...
 
 
-HandlerFactory = Callable[[str, float, str, int, str, int], StreamHandler | None]
-"""factory(uid, ts, client_ip, client_port, server_ip, server_port), once per connection."""
+HandlerFactory = Callable[[str, float, str, int, str, int, bool], StreamHandler | None]
+"""factory(uid, ts, client_ip, client_port, server_ip, server_port, midstream), once per
+connection; midstream is True when no SYN was seen (the connection was picked up mid-stream)."""
 
 
 @dataclass(slots=True)
@@ -302,7 +303,10 @@ class Reassembler:
             cip, cport, sip, sport_ = _ip(dst), dport, _ip(src), sport
         uid = make_uid(ts, cip, cport, sip, sport_)
         c = Connection(uid, ts, (cip, cport), (sip, sport_), self._budget)
-        handler = self._factory(uid, ts, cip, cport, sip, sport_) if self._factory else None
+        midstream = not flags & SYN
+        handler = (
+            self._factory(uid, ts, cip, cport, sip, sport_, midstream) if self._factory else None
+        )
         if handler is not None:
             c.handler = handler
             for half in (c.client, c.server):

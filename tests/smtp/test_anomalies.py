@@ -36,6 +36,15 @@ CASES: dict[Anomaly, tuple[list[Event], SmtpLimits | None]] = {
          (S, b"250-mx\r\n250-XXXXXXXA\r\n250 8BITMIME\r\n")],
         None),
     Anomaly.STARTTLS_REFUSED: ([*HELLO, (C, b"STARTTLS\r\n"), (S, b"502 no\r\n")], None),
+    Anomaly.STARTTLS_INJECTION: (
+        [*HELLO, (C, b"STARTTLS\r\nRSET\r\n"), (S, b"220 go ahead\r\n"),
+         (C, b"\x16\x03\x01\x00\x05hello")], None),
+    Anomaly.STARTTLS_PLAINTEXT: (
+        [*HELLO, (C, b"STARTTLS\r\n"), (S, b"220 go ahead\r\n"), (C, b"EHLO c.example\r\n"),
+         (S, EHLO_REPLY)], None),
+    Anomaly.STARTTLS_RESPONSE_INJECTION: (
+        [*HELLO, (C, b"STARTTLS\r\n"), (S, b"220 go ahead\r\n250 injected\r\n"),
+         (C, b"\x16\x03\x01\x00\x05hello")], None),
     Anomaly.AUTH_WITHOUT_TLS: ([*HELLO, (C, b"AUTH PLAIN AHUAcA==\r\n"), (S, b"535 no\r\n")], None),
     Anomaly.COMMAND_AFTER_421: (
         [(S, BANNER), (C, b"EHLO c.example\r\n"), (S, b"421 4.3.2 shutting down\r\n"),
@@ -64,6 +73,10 @@ CASES: dict[Anomaly, tuple[list[Event], SmtpLimits | None]] = {
     Anomaly.AUTH_TOO_MANY: (
         [*HELLO, (C, b"AUTH PLAIN AHUAcA==\r\n"), (S, b"535 no\r\n"),
          (C, b"AUTH PLAIN AHUAcQ==\r\n"), (S, b"535 no\r\n")], SmtpLimits(max_auth_attempts=1)),
+    Anomaly.TXN_UNANSWERED: (
+        [*HELLO, (C, b"".join(b"MAIL FROM:<a@c.example>\r\nRCPT TO:<b@s.example>\r\n"
+                              b"DATA\r\nSubject: x\r\n\r\nx\r\n.\r\n" for _ in range(4)))],
+        SmtpLimits(max_unanswered_txns=2)),
     Anomaly.DATA_AFTER_REFUSAL: (
         [*HELLO, (C, b"MAIL FROM:<a@c.example>\r\nRCPT TO:<b@s.example>\r\nDATA\r\n"),
          (C, b"Subject: spam\r\n"),

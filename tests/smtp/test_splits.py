@@ -13,8 +13,10 @@ from sensor.smtp import SmtpLimits, session_to_dict
 
 from .dialogues import (
     AUTH_PLAIN,
+    BANNER,
     BASIC,
     BDAT,
+    EHLO_REPLY,
     PIPELINED,
     STARTTLS,
     conn_record,
@@ -44,7 +46,8 @@ def test_one_byte_at_a_time_gives_identical_records(name: str) -> None:
     assert session_to_dict(run_bytewise(events)) == session_to_dict(run(events))
 
 
-LIMITS = SmtpLimits(max_line=256, max_pending_cmds=8, max_commands=50, max_mime_bytes=2048)
+LIMITS = SmtpLimits(max_line=256, max_pending_cmds=8, max_commands=50, max_mime_bytes=2048,
+                    max_unanswered_txns=4, max_txns_per_session=20)
 
 
 def check_bounds(p: object) -> None:
@@ -55,6 +58,8 @@ def check_bounds(p: object) -> None:
     assert len(p.sbuf) <= LIMITS.max_line
     assert len(p.queue) <= LIMITS.max_pending_cmds + 8  # + gap barriers
     assert len(p.commands) <= LIMITS.max_commands
+    assert len(p.txns) <= LIMITS.max_unanswered_txns + 1  # + the open one
+    assert len(p.done) <= LIMITS.max_txns_per_session
 
 
 @settings(max_examples=200, deadline=None)
@@ -124,3 +129,33 @@ def test_interleaving_without_gaps_keeps_transactions(
     got = out[0]
     assert [session_to_dict(got)["transactions"]] == [session_to_dict(want)["transactions"]]
     assert got.auth == want.auth and got.commands == want.commands
+
+
+TXN = b"MAIL FROM:<a@c.example>\r\nRCPT TO:<b@s.example>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n"
+
+
+def test_unanswered_pipelined_transactions_stay_bounded() -> None:
+    """Issue 13: transactions the server never answers each kept a state, whatever the caps."""
+    events: list[tuple[bool, bytes | int]] = [
+        (False, BANNER), (True, b"EHLO c.example\r\n"), (False, EHLO_REPLY),
+        *[(True, TXN * 50) for _ in range(40)],
+    ]  # fmt: skip
+    s = _feed_checking_bounds(events)
+    assert len(s.transactions) == LIMITS.max_txns_per_session
+    assert s.anomalies["txn_unanswered"] >= 1 and s.anomalies["too_many_txns"] == 2000 - 20
+    assert s.anomalies["pending_overflow"] > 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 12), st.integers(0, 30)), max_size=25))
+def test_transactions_in_flight_stay_bounded(batches: list[tuple[int, int]]) -> None:
+    """Batches of pipelined transactions, each followed by some replies or none."""
+    events: list[tuple[bool, bytes | int]] = [
+        (False, BANNER), (True, b"EHLO c.example\r\n"), (False, EHLO_REPLY)]
+    for n, replies in batches:
+        events.append((True, TXN * n))
+        if replies:
+            events.append((False, b"250 2.0.0 Ok\r\n" * replies))
+    s = _feed_checking_bounds(events)
+    txns = sum(n for n, _ in batches)
+    assert len(s.transactions) == min(txns, LIMITS.max_txns_per_session)

@@ -58,7 +58,7 @@ class Harness:
         self.r = Reassembler(self._factory, self.stats, limits, ports, self.records.append)
 
     def _factory(
-        self, uid: str, ts: float, cip: str, cport: int, sip: str, sport: int
+        self, uid: str, ts: float, cip: str, cport: int, sip: str, sport: int, midstream: bool
     ) -> StreamHandler:
         h = Recorder(uid)
         self.handlers.append(h)
