@@ -83,5 +83,6 @@ class Anomaly(StrEnum):
     """A message beyond a MIME bound (SmtpLimits.max_mime_depth, max_mime_parts,
     max_mime_headers, max_mime_params, max_encoded_words): the rest of it was not walked."""
     ANALYZER_ERROR = "analyzer_error"
-    """Analysing a message raised an error: its headers and attachments are not recorded, the
-    exception type is logged with the session uid and the run goes on. Never expected: a bug."""
+    """Analysing a message or the dialogue raised an error (a bug: never expected). For a
+    message, its headers and attachments are not recorded; for the dialogue, parsing stops and
+    what was parsed is kept. The exception type is logged with the session uid; the run goes on."""

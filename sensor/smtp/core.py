@@ -77,6 +77,8 @@ class ParserCore(ABC):
         self.tls_resp_injected = False  # server bytes came after the 220 before the hello
         self.bytes_from_client = self.bytes_from_server = 0
         self.closed = False
+        self.failure: str | None = None
+        """The exception type that stopped this session's parsing (a bug of ours), if any."""
         self.midstream = midstream
         """Picked up without the TCP handshake: the start of the dialogue was not seen."""
         self.lost_start = midstream  # no HELO/EHLO or MAIL seen since a mid-stream pick-up
@@ -179,3 +181,10 @@ class ParserCore(ABC):
             _log.warning("session %s: message analysis failed (%s); its headers and attachments "
                          "are not recorded", self.uid, info.error)
         self.done.append(record)
+
+    def fail(self, exc: Exception) -> None:
+        """An exception escaped the parsing of this session: count it, log it, parse no more."""
+        self.failure = type(exc).__name__
+        self.count(Anomaly.ANALYZER_ERROR)
+        _log.warning("session %s: parsing stopped by %s: %s; what was parsed before is kept",
+                     self.uid, self.failure, exc)

@@ -48,10 +48,44 @@ class SmtpParser(ClientSide):
         lim = limits if limits is not None else SmtpLimits()
         super().__init__(uid, ts, endpoints, emit, lim, midstream)
 
+    # The session boundary: data, gap and close catch whatever escapes the parsing of this one
+    # session (a bug of ours, since hostile bytes are anomalies), so that no input ends a run.
+
     def data(self, to_server: bool, ts: float, payload: bytes) -> None:
         """In-order bytes of one direction (any split of the stream)."""
-        if not payload or self.closed:
+        if not payload or self.closed or self.failure is not None:
             return
+        try:
+            self.feed(to_server, ts, payload)
+        except Exception as exc:
+            self.fail(exc)
+
+    def gap(self, to_server: bool, ts: float, n: int) -> None:
+        """``n`` bytes of one direction were lost; the parser resynchronises."""
+        if n <= 0 or self.closed or self.failure is not None:
+            return
+        try:
+            if to_server:
+                self.client_gap(ts, n)
+            else:
+                self.server_gap(ts, n)
+        except Exception as exc:
+            self.fail(exc)
+
+    def close(self, ts: float, record: ConnRecord) -> None:
+        """The connection ended: flush everything open and emit the SmtpSession."""
+        if self.closed:
+            return
+        try:
+            session = self.finish(ts, record) if self.failure is None else self.session(record)
+        except Exception as exc:
+            self.fail(exc)
+            session = self.session(record)
+        self.closed = True
+        self.emit(session)
+
+    def feed(self, to_server: bool, ts: float, payload: bytes) -> None:
+        """``data`` inside the session boundary."""
         if not to_server:
             self.server_data(ts, payload)
             return
@@ -99,19 +133,8 @@ class SmtpParser(ClientSide):
         if self.cstate is _C_STARTTLS_WAIT and len(self.cbuf):
             self.starttls_held(ts)
 
-    def gap(self, to_server: bool, ts: float, n: int) -> None:
-        """``n`` bytes of one direction were lost; the parser resynchronises."""
-        if n <= 0 or self.closed:
-            return
-        if to_server:
-            self.client_gap(ts, n)
-        else:
-            self.server_gap(ts, n)
-
-    def close(self, ts: float, record: ConnRecord) -> None:
-        """The connection ended: flush everything open and emit the SmtpSession."""
-        if self.closed:
-            return
+    def finish(self, ts: float, record: ConnRecord) -> SmtpSession:
+        """``close`` inside the session boundary: flush everything open, return the session."""
         self.server_run(force=True)
         self.closed = True
         if self.cstate is ClientState.DATA or self.cstate is ClientState.BDAT:
@@ -136,7 +159,7 @@ class SmtpParser(ClientSide):
                 self.count(Anomaly.LINE_TRUNCATED, buf.truncated)
         while self.txns:
             self.finish_txn(self.txns.popleft())
-        self.emit(self.session(record))
+        return self.session(record)
 
     def session(self, record: ConnRecord) -> SmtpSession:
         """The emitted session record."""

@@ -86,8 +86,8 @@ CASES: dict[Anomaly, tuple[list[Event], SmtpLimits | None]] = {
          (C, nested_multipart(30).replace(b"\r\n.", b"\r\n..") + b".\r\n"),
          (S, b"250 ok\r\n")], None),
 }  # fmt: skip
-# Raised only by a bug in our own message analysis, so no dialogue shows it: tests/smtp/
-# test_message.py breaks the analysis on purpose to see it reported.
+# Raised only by a bug of ours, so no dialogue shows it: tests/smtp/test_parser.py and
+# test_message.py break the parsing on purpose to see it reported.
 UNREACHABLE = {Anomaly.ANALYZER_ERROR}
 
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from sensor.records import SmtpSession
 from sensor.smtp import SmtpLimits
@@ -220,3 +225,43 @@ def test_multiline_reply_in_one_payload_equals_line_by_line() -> None:
     assert run([(S, BANNER), (C, b"EHLO c\r\n"), (S, ehlo_reply)]).extensions == (
         "PIPELINING", "SIZE 1000", "STARTTLS",
     )  # fmt: skip
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+BOUNDARY_CHECK = """
+import sys
+from sensor.smtp import client
+from sensor.smtp.parser import SmtpParser
+from smtp.dialogues import conn_record
+
+def broken(self, line, ts):
+    raise RuntimeError("a bug in the command parser")
+
+client.ClientSide.client_line = broken
+out = []
+p = SmtpParser("Cbug", 1.0, "192.0.2.10", 40000, "198.51.100.25", 25, out.append)
+p.data(False, 1.0, b"220 mx.example.net ESMTP\\r\\n")
+p.data(True, 1.1, b"EHLO c.example\\r\\n")
+p.data(True, 1.2, b"MAIL FROM:<a@b>\\r\\n")
+p.gap(True, 1.3, 10)
+p.close(2.0, conn_record())
+[s] = out
+print(s.banner, {str(k): v for k, v in s.anomalies.items()})
+"""
+
+
+def test_an_exception_inside_one_session_is_counted_and_the_session_kept(tmp_path: Path) -> None:
+    """The session boundary (data, gap, close) holds even for a bug of ours, made here by
+    breaking the command parser. Compiled code calls it directly, so the package's sources are
+    run interpreted, in a process of their own, where the method can be replaced."""
+    pure = tmp_path / "pure"
+    shutil.copytree(ROOT / "sensor", pure / "sensor",
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", BOUNDARY_CHECK], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,  # not the repository: its compiled package would come first
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(pure), str(ROOT / "tests")])},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "mx.example.net ESMTP {'analyzer_error': 1}"
+    assert "parsing stopped by RuntimeError" in r.stderr
