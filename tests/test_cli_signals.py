@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gzip
 import json
@@ -33,6 +34,21 @@ def sensor_proc(*args: str, **kw: object) -> subprocess.Popen[str]:
         start_new_session=True,
         **kw,
     )
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """End whatever the test started (the sensor and any worker), even when the test failed."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """proc's (stdout, stderr); the whole group is killed if it does not end in time."""
+    try:
+        return proc.communicate(timeout=timeout)  # type: ignore[no-any-return]
+    finally:
+        kill_group(proc)
 
 
 def sessions_of(path: Path) -> list[dict[str, object]]:
@@ -116,10 +132,10 @@ def test_signal_mid_stream_flushes_open_connections(
         os.write(fd, b"".join(chunks))
         wait_drained(fd)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        out, err = finish(proc, 30)
     finally:
         os.close(fd)
-        proc.kill()
+        kill_group(proc)
     assert proc.returncode == code, err
     assert f"sensor: {sig.name}: stopped reading; {CONNS} open connections flushed" in err
     assert "port25-sensor run" in out  # the summary
@@ -141,7 +157,7 @@ def test_fifo_without_writer_is_reported_and_the_run_goes_on(
         "analyze", "-q", "--stream-wait", "0.5", "--sessions", str(sessions), str(fifo),
         str(closed_file),
     )  # fmt: skip
-    _, err = proc.communicate(timeout=30)
+    _, err = finish(proc, 30)
     assert time.monotonic() - t0 < 8
     assert proc.returncode == 2, err
     assert err.strip() == f"sensor: error: {fifo}: no data within 0.5 s (no writer?)"
@@ -154,7 +170,7 @@ def test_sigint_while_waiting_for_a_fifo_writer(fifo: Path, closed_file: Path) -
     time.sleep(1.0)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = finish(proc, 30)
     assert time.monotonic() - t0 < 3
     assert proc.returncode == 130, err
     assert "sensor: SIGINT: stopped reading; 0 open connections flushed" in err
@@ -230,7 +246,7 @@ def test_fifo_and_file_read_in_first_packet_order(
         "analyze", "-q", "--workers", workers, "--conns", str(conns), "--stats", "-", str(fifo),
         str(closed_file),
     )  # fmt: skip
-    out, err = proc.communicate(timeout=60)
+    out, err = finish(proc, 60)
     t.join()
     assert proc.returncode == 0, err
     if workers == "2":
@@ -252,7 +268,7 @@ def test_writer_gone_mid_record_counts_truncation(tmp_path: Path, fifo: Path) ->
     t = threading.Thread(target=writer)
     t.start()
     proc = sensor_proc("analyze", "-q", "--stats", "-", str(fifo))
-    out, err = proc.communicate(timeout=60)
+    out, err = finish(proc, 60)
     t.join()
     assert proc.returncode == 0, err
     stats = json.loads(out.splitlines()[0])
@@ -300,9 +316,9 @@ def test_workers_flush_on_the_parents_signal(
         time.sleep(0.3)
         for pid in kids:
             os.kill(pid, signal.SIGCONT)
-        out, err = proc.communicate(timeout=60)
+        out, err = finish(proc, 60)
     finally:
-        proc.kill()
+        kill_group(proc)
     assert proc.returncode == code, err
     assert f"sensor: {sig.name}: stopped reading; 200 open connections flushed" in err
     assert "port25-sensor run" in out
@@ -327,7 +343,7 @@ def test_workers_die_with_a_killed_parent(big_open: tuple[Path, int]) -> None:
         while group_members(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        proc.kill()
+        kill_group(proc)
     assert group_members(proc.pid) == []
 
 
@@ -341,9 +357,9 @@ def test_second_signal_aborts_without_orphans(tmp_path: Path, big_open: tuple[Pa
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        _, err = finish(proc, 60)
     finally:
-        proc.kill()
+        kill_group(proc)
     assert proc.returncode == 143, err
     assert "sensor: second SIGTERM: flush abandoned, outputs may be incomplete" in err
     assert "Traceback" not in err
