@@ -255,10 +255,10 @@ def _stream(
 
 
 def _merge_results(finals: list[Final_]) -> ParallelResult:
-    """Capture counters from worker 0 (every worker reads every frame); the rest summed.
+    """Capture counters from one worker (every worker reads every frame); the rest summed.
 
-    After a stop signal the workers stopped at nearby but different frames: the capture
-    counters are then worker 0's, the largest of any worker's packet count is kept.
+    After a stop signal the workers stopped at nearby but different frames: the capture counters
+    are then those of the worker that read furthest.
     """
     cap = finals[0][0]
     for other in finals[1:]:

@@ -101,6 +101,8 @@ def _probe(path: str) -> tuple[FileFormat, bool] | str:
         return "no such file"
     if os.path.isdir(path):
         return "is a directory"
+    if is_stream(path):  # opening it here would wait for a writer
+        return "is a FIFO (a stream: open_files reads it as one)"
     try:
         with open(path, "rb") as fh:
             head = fh.read(PCAPNG_MIN_SHB_LEN)
