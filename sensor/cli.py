@@ -209,7 +209,10 @@ def _execute(
         )
     if stats_path:
         stats_sink = JsonlSink(stats_path)
-        stats_sink.write(stats_dict(cap, tcp, totals, det_stats))
+        counters = stats_dict(cap, tcp, totals, det_stats)
+        if shutdown.signum:  # the input was cut short: say where the counters come from
+            counters["stopped_by"] = {"signal": shutdown.name, "flushed": shutdown.flushed}
+        stats_sink.write(counters)
         stats_sink.close()
     if not quiet:
         to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path)

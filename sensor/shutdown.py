@@ -67,7 +67,10 @@ class Shutdown:
             self._hooks.remove(hook)
 
     def install(self) -> None:
-        """Handle STOP_SIGNALS in this process (main thread only) until `restore()`."""
+        """Handle STOP_SIGNALS in this process until `restore()` (a no-op outside the main
+        thread, where Python cannot set signal handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 

@@ -213,7 +213,7 @@ def _frames(pcap: bytes) -> Iterator[tuple[float, bytes]]:
         pos += 16 + caplen
 
 
-def test_stdin_not_a_capture_and_stdin_terminal(tmp_path: Path) -> None:
+def test_stdin_not_a_capture_or_given_twice(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sensor", "analyze", "-q", "-"],
         input=b"<html>nope</html>", capture_output=True, timeout=60,
@@ -222,6 +222,10 @@ def test_stdin_not_a_capture_and_stdin_terminal(tmp_path: Path) -> None:
     assert done.stderr.decode().strip() == (
         "sensor: error: -: not a pcap or pcapng file (magic 0x3c68746d)"
     )
+    done, stats = _stdin_run(b"".join(open_smtp_chunks(2, 1, close=True)), "-")
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == "sensor: error: -: standard input given more than once"
+    assert stats["totals"]["sessions"] == 2  # the first "-" is read
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -324,6 +328,7 @@ def test_workers_flush_on_the_parents_signal(
     assert "port25-sensor run" in out
     stats = json.loads((tmp_path / "st").read_text())
     assert 0 < stats["capture"]["packets"] < total  # cut mid-run
+    assert stats["stopped_by"] == {"signal": sig.name, "flushed": 200}
     rows = sessions_of(sessions)
     assert len(rows) == 200
     assert {r["helo"] for r in rows} == {"c.test"}

@@ -265,7 +265,14 @@ def open_files(
         readable.append((_first_ts(path, fmt, compressed), index, path, fmt, compressed, None))
     if streams:
         deadline = time.monotonic() + stream_wait
+        stdin_seen = False
         for index, path in streams:
+            if path == STDIN:
+                if stdin_seen:
+                    stats.files_failed += 1
+                    on_error(path, "standard input given more than once")
+                    continue
+                stdin_seen = True
             entry = _probe_stream(path, index, len(paths), deadline, stream_wait, stop)
             if isinstance(entry, str):
                 stats.files_failed += 1
