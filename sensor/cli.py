@@ -331,8 +331,8 @@ def _abort(exc: Aborted) -> None:
     help="Processes sharing the flows (auto: one per core, at most 8).",
 )
 @click.option("--stream-wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="Wait for the first bytes of stdin ('-') and FIFOs, then skip them "
-                   "[default: 10].")  # fmt: skip
+              help="How long stdin ('-') and FIFOs may take to send their first bytes before "
+                   "they are skipped  [default: 10].")  # fmt: skip
 @_output_options
 def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **opts: Any) -> None:
     """Analyse capture files (pcap, pcapng, optionally gzip-compressed); '-' reads stdin.
