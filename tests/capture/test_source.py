@@ -259,11 +259,19 @@ def test_streams_are_named_by_dash_and_fifos(tmp_path: Path, pcap_factory: Facto
 
 
 @pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("pcapng", [False, True])
 def test_fifo_gives_the_frames_of_the_file(
-    tmp_path: Path, pcap_factory: Factory, compress: bool
+    tmp_path: Path, pcap_factory: Factory, compress: bool, pcapng: bool
 ) -> None:
     """Written in small pieces with pauses, a FIFO stream reads exactly like the file."""
     plain = pcap_factory("plain.pcap", n=50)
+    if pcapng:
+        frames, _, _ = _run([plain], use_libpcap=False)
+        plain = tmp_path / "plain.pcapng"
+        with PcapngWriter(str(plain)) as w:
+            w.add_interface(1)
+            for ts, _linktype, frame in frames:
+                w.write(ts, frame)
     want, _, _ = _run([plain], use_libpcap=False)
     data = plain.read_bytes()
     if compress:
