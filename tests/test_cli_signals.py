@@ -7,7 +7,10 @@ import fcntl
 import gzip
 import json
 import os
+import shutil
 import signal
+import smtplib
+import socket
 import subprocess
 import sys
 import termios
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from open_smtp import open_smtp_chunks, write_open_smtp
+from scripted_smtp import serve
 
 from sensor.capture.writer import PcapngWriter
 
@@ -369,3 +373,46 @@ def test_second_signal_aborts_without_orphans(tmp_path: Path, big_open: tuple[Pa
     assert "sensor: second SIGTERM: flush abandoned, outputs may be incomplete" in err
     assert "Traceback" not in err
     assert group_members(proc.pid) == []
+
+
+def _serve_one(server: socket.socket) -> None:
+    conn, _ = server.accept()
+    with conn:
+        serve(conn)
+
+
+def test_tcpdump_piped_into_analyze(tmp_path: Path) -> None:
+    """`tcpdump -w - | sensor analyze -` on loopback: a real SMTP dialogue, ended by tcpdump."""
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump is None:
+        pytest.fail("tcpdump not installed (make test installs it with apt-get as root)")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    dump = subprocess.Popen(
+        [tcpdump, "-i", "lo", "-U", "-w", "-", f"tcp port {port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert dump.stdout is not None
+    proc = sensor_proc("analyze", "-q", "--ports", str(port), "--sessions", "-", "-",
+                       stdin=dump.stdout)  # fmt: skip
+    dump.stdout.close()
+    try:
+        time.sleep(1.5)  # let tcpdump open the interface
+        t = threading.Thread(target=_serve_one, args=(server,))
+        t.start()
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=5) as c:
+            c.sendmail("alice@client.test", ["bob@mx.test"], b"Subject: piped\r\n\r\nhi\r\n")
+        t.join(5)
+        time.sleep(0.5)
+        dump.terminate()  # its end of the pipe closes: the stream ends
+        dump.wait(30)
+        out, err = finish(proc, 60)
+    finally:
+        dump.kill()
+        server.close()
+    assert proc.returncode == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["helo"] for r in rows] == ["client.test"]
+    assert rows[0]["transactions"][0]["headers"]["subject"] == "piped"
