@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -201,3 +204,55 @@ def test_flow_share_balances_even_client_ports() -> None:
     client, server = bytes([10, 0, 0, 7]), bytes([192, 0, 2, 25])
     counts = Counter(flow_share(client, server, p, 25, 2) for p in range(32768, 61000, 2))
     assert min(counts.values()) > 0.45 * sum(counts.values())
+
+
+_WITHOUT_PDEATHSIG = """
+import sys
+from sensor import parallel
+from sensor.cli import main
+parallel.die_with_parent = lambda parent: None  # leave only the pipe to tell of the death
+main(sys.argv[1:])
+"""
+
+
+def _live_in_group(pgid: int) -> list[int]:
+    """Processes of group `pgid` that are not zombies, from /proc."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry))
+    return found
+
+
+def test_workers_of_a_dead_parent_end_on_the_broken_pipe(tmp_path: Path) -> None:
+    """Without PR_SET_PDEATHSIG, a worker of a killed parent still ends: it holds no read end of
+    any pipe, so its next write fails instead of blocking forever. Its records exceed the pipe
+    buffer (1 MiB), so a worker that held a read end would block."""
+    from open_smtp import write_open_smtp
+
+    capture = tmp_path / "open.pcap"
+    write_open_smtp(capture, 2000, 60)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WITHOUT_PDEATHSIG, "analyze", "-q", "--workers", "2",
+         "--conns", os.devnull, "--sessions", os.devnull, str(capture)],
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while len(_live_in_group(proc.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(_live_in_group(proc.pid)) == 3, "the workers did not start"
+        proc.kill()
+        proc.wait(30)
+        deadline = time.monotonic() + 60
+        while _live_in_group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _live_in_group(proc.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
