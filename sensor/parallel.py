@@ -16,7 +16,7 @@ from enum import IntEnum
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from sensor.capture.source import ErrorHandler
+from sensor.capture.source import STOP_CHECK_FRAMES, CutAgreement, ErrorHandler
 from sensor.errors import SensorError
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
@@ -32,6 +32,11 @@ BATCH_RECORDS = 128
 PIPE_BUFFER_BYTES = 1 << 20
 """Kernel buffer asked for each worker's pipe (Linux caps it at /proc/sys/fs/pipe-max-size):
 how far a worker may run ahead of the merge before it blocks (backpressure)."""
+
+CUT_CATCH_UP_FRAMES = 256 * STOP_CHECK_FRAMES
+"""After a stop signal, how far past the frame where it saw the signal a worker reads at most to
+stop at the same frame as the others (beyond this, it stops where it is)."""
+_END_OF_INPUT: Final = 1 << 62  # a cut position meaning: the end of the input
 
 LineSink = Callable[[bytes], None]
 Item = tuple[int, float, int, int, int, bytes | None, Any]
@@ -129,6 +134,7 @@ def run_parallel(
     procs: list[multiprocessing.process.BaseProcess] = []
     finals: list[Final_ | None] = [None] * src.workers
     parent = os.getpid()
+    cut_state = ctx.Array("q", 2)  # shared with the workers: see _SharedCut
 
     def forward(signum: int) -> None:
         for proc in procs:
@@ -148,7 +154,7 @@ def run_parallel(
             proc = ctx.Process(
                 target=_worker_main,
                 args=(src.paths, bpf, tuple(ports), src.workers, k, out_wants(out), send_end,
-                      inherited, parent, src.shutdown),
+                      inherited, parent, src.shutdown, _SharedCut(cut_state, src.workers)),
                 name=f"sensor-worker-{k}",
                 daemon=True,
             )  # fmt: skip
@@ -284,6 +290,47 @@ def _merge_results(finals: list[Final_]) -> ParallelResult:
     return ParallelResult(cap, tcp, totals, flushed)
 
 
+class _SharedCut(CutAgreement):
+    """Workers that read the same frames stop at the same one after a signal.
+
+    Shared memory holds [the cut: the furthest position any worker stands at or has committed to
+    reach, the workers that saw the signal or the end]. At every slice boundary after the signal,
+    a worker stops if every worker has reported and it stands at the cut; else it reads on to its
+    next boundary, first raising the cut to it. No worker waits for another (the merge never
+    stalls), and all stop at the same frame: the furthest one's next boundary once the last has
+    seen the signal. A worker that would have to read more than CUT_CATCH_UP_FRAMES past where
+    it saw the signal stops where it is.
+    """
+
+    def __init__(self, shared: Any, workers: int) -> None:
+        self._shared = shared
+        self._workers = workers
+        self._seen_at = -1
+
+    def reached(self, position: int) -> bool:
+        shared = self._shared
+        with shared.get_lock():
+            if self._seen_at < 0:
+                self._seen_at = position
+                shared[1] += 1
+            if position > shared[0]:
+                shared[0] = position
+            agreed: bool = shared[1] >= self._workers and position >= shared[0]
+            if agreed or position - self._seen_at >= CUT_CATCH_UP_FRAMES:
+                return True
+            # Reading on commits this worker to the next boundary: no one may stop before it.
+            shared[0] = max(shared[0], position + STOP_CHECK_FRAMES)
+            return False
+
+    def finished(self) -> None:
+        shared = self._shared
+        with shared.get_lock():
+            if self._seen_at < 0:
+                self._seen_at = 0
+                shared[1] += 1
+            shared[0] = _END_OF_INPUT
+
+
 def _worker_main(
     paths: tuple[str, ...],
     bpf: str,
@@ -295,6 +342,7 @@ def _worker_main(
     inherited: tuple[Connection, ...],
     parent: int,
     parent_shutdown: Shutdown | None,
+    cut: CutAgreement,
 ) -> None:
     """Process entry: analyse this worker's share and send everything; never returns.
 
@@ -311,7 +359,7 @@ def _worker_main(
         for other in inherited:
             other.close()
         try:
-            result = _work(paths, bpf, ports, workers, index, wants, conn, shutdown)
+            result = _work(paths, bpf, ports, workers, index, wants, conn, shutdown, cut)
         except SensorError as exc:
             conn.send((_Msg.FAILED, exc))
         except Exception:
@@ -336,6 +384,7 @@ def _work(
     wants: WorkerWants,
     conn: Connection,
     shutdown: Shutdown,
+    cut: CutAgreement,
 ) -> Final_:
     from sensor.capture.source import open_files
     from sensor.output.jsonl import conn_to_dict, to_json_line
@@ -373,7 +422,7 @@ def _work(
         on_session=on_session if session_lines or session_recs else None,
         handlers=None if wants.smtp else no_streams,
     )
-    frames = open_files(paths, bpf, pipe.capture_stats, _ignore_error, stop=shutdown.stop)
+    frames = open_files(paths, bpf, pipe.capture_stats, _ignore_error, stop=shutdown.stop, cut=cut)
     pipe.run_share(frames, workers, index)
     at_end = True
     before = pipe.totals.connections

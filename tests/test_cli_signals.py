@@ -23,6 +23,7 @@ import pytest
 from open_smtp import open_smtp_chunks, write_open_smtp
 from scripted_smtp import serve
 
+from sensor.capture.source import STOP_CHECK_FRAMES
 from sensor.capture.writer import PcapngWriter
 
 CONNS = 20
@@ -314,9 +315,10 @@ def test_workers_flush_on_the_parents_signal(
     """The parent forwards the signal; workers flush what they hold; nothing survives."""
     capture, total = big_open
     sessions = tmp_path / "sessions.jsonl"
+    conns = tmp_path / "conns.jsonl"
     proc = sensor_proc(
-        "analyze", "--workers", "2", "--sessions", str(sessions), "--stats", str(tmp_path / "st"),
-        str(capture),
+        "analyze", "--workers", "2", "--sessions", str(sessions), "--conns", str(conns),
+        "--stats", str(tmp_path / "st"), str(capture),
     )  # fmt: skip
     try:
         kids = _hold_workers(proc, 2)
@@ -338,6 +340,28 @@ def test_workers_flush_on_the_parents_signal(
     assert {r["helo"] for r in rows} == {"c.test"}
     time.sleep(0.2)
     assert group_members(proc.pid) == []
+    # The workers agreed on one cut: the output is one process's on the frames up to it.
+    cut = stats["capture"]["packets"]
+    assert cut % STOP_CHECK_FRAMES == 0
+    head = tmp_path / "head.pcap"
+    head.write_bytes(first_records(capture.read_bytes(), cut))
+    single = subprocess.run(
+        [sys.executable, "-m", "sensor", "analyze", "-q", "--sessions", str(tmp_path / "s1"),
+         "--conns", str(tmp_path / "c1"), str(head)],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    for one, two in ((tmp_path / "s1", sessions), (tmp_path / "c1", conns)):
+        # the same records; their order may differ, as without a signal
+        assert sorted(one.read_bytes().splitlines()) == sorted(two.read_bytes().splitlines())
+
+
+def first_records(pcap: bytes, n: int) -> bytes:
+    """A classic little-endian pcap cut after its first `n` records."""
+    pos = 24
+    for _ in range(n):
+        pos += 16 + int.from_bytes(pcap[pos + 8 : pos + 12], "little")
+    return pcap[:pos]
 
 
 def test_workers_die_with_a_killed_parent(big_open: tuple[Path, int]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from sensor import parallel
 from sensor.capture.bpf import build_filter
-from sensor.capture.source import open_files
+from sensor.capture.source import STOP_CHECK_FRAMES, open_files
 from sensor.cli import main
 from sensor.errors import CaptureError
 from sensor.parallel import MAX_WORKERS_AUTO, resolve_workers
@@ -256,3 +257,39 @@ def test_workers_of_a_dead_parent_end_on_the_broken_pipe(tmp_path: Path) -> None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.integers(0, 40), min_size=2, max_size=4),
+    st.lists(st.integers(0, 3), max_size=200),
+)
+def test_workers_agree_on_one_cut(starts: list[int], schedule: list[int]) -> None:
+    """Whatever the positions and the interleaving, every worker stops at the same frame."""
+    shared = multiprocessing.get_context("fork").Array("q", 2)
+    n = len(starts)
+    cuts = [parallel._SharedCut(shared, n) for _ in range(n)]
+    pos = [s * STOP_CHECK_FRAMES for s in starts]
+    stopped: list[int | None] = [None] * n
+    order = [k % n for k in schedule] + list(range(n)) * 200
+    furthest = None  # of the workers' positions when the last one saw the signal
+    for k in order:
+        if stopped[k] is None:
+            if cuts[k].reached(pos[k]):
+                stopped[k] = pos[k]
+            else:
+                pos[k] += STOP_CHECK_FRAMES
+            if furthest is None and shared[1] == n:
+                furthest = max(pos)
+    assert None not in stopped
+    assert len(set(stopped)) == 1
+    assert furthest is not None and stopped[0] is not None
+    assert stopped[0] <= furthest + STOP_CHECK_FRAMES  # no one reads on for long
+
+
+def test_a_worker_at_the_end_of_input_takes_the_others_there() -> None:
+    shared = multiprocessing.get_context("fork").Array("q", 2)
+    done, running = parallel._SharedCut(shared, 2), parallel._SharedCut(shared, 2)
+    done.finished()
+    assert not running.reached(5 * STOP_CHECK_FRAMES)  # reads on, to the end
+    assert running.reached(5 * STOP_CHECK_FRAMES + parallel.CUT_CATCH_UP_FRAMES)  # or the cap

@@ -221,6 +221,21 @@ def _file_parts(
     yield _filtered(_pure_frames(path, fmt, compressed, stats), expr, stats, skip)
 
 
+class CutAgreement:
+    """How readers of the same frames (flow-split workers) agree on where to stop after a signal.
+
+    This base class agrees at once: a lone reader stops at the first slice boundary after the
+    stop event is set.
+    """
+
+    def reached(self, position: int) -> bool:
+        """At a slice boundary `position` (frames read), with the stop event set: stop here?"""
+        return True
+
+    def finished(self) -> None:
+        """The frames ran out: this reader's cut is the end of the input."""
+
+
 _Input = tuple[float, int, str, FileFormat, bool, "_Stream | None"]
 """(first packet time, order key, path, format, compressed, the opened stream of a stream)."""
 
@@ -234,6 +249,7 @@ def open_files(
     *,
     stop: threading.Event | None = None,
     stream_wait: float = STREAM_WAIT_S,
+    cut: CutAgreement | None = None,
 ) -> Iterator[Frame]:
     """Validate `paths` now, then return the frames of the readable ones matching `bpf`.
 
@@ -247,7 +263,8 @@ def open_files(
     the stream's turn comes), so a stream takes its place by its first packet's time like a file.
     A stream whose first record has not arrived by then is read after every file; one with no
     bytes at all is reported through `on_error`. Streams are read by the pure-Python readers.
-    Once `stop` is set, waiting and reading end within STOP_CHECK_FRAMES frames.
+    Once `stop` is set, waiting ends, and reading at the next multiple of STOP_CHECK_FRAMES
+    frames that `cut` agrees to (by default the first).
     """
     bpfmod.validate(bpf)
     readable: list[_Input] = []
@@ -281,18 +298,25 @@ def open_files(
                 readable.append(entry)
     readable.sort(key=lambda r: (r[0], r[1]))
     frames = _chain(readable, bpf, stats, use_libpcap)
-    return frames if stop is None else itertools.chain.from_iterable(_until(frames, stop))
+    if stop is None:
+        return frames
+    return itertools.chain.from_iterable(_until(frames, stop, cut or CutAgreement()))
 
 
-def _until(frames: Iterator[Frame], stop: threading.Event) -> Iterator[Iterable[Frame]]:
-    """`frames` in slices of STOP_CHECK_FRAMES, ending at a slice boundary once `stop` is set:
-    chained, the frames still pass through C code only."""
-    while not stop.is_set():
+def _until(
+    frames: Iterator[Frame], stop: threading.Event, cut: CutAgreement
+) -> Iterator[Iterable[Frame]]:
+    """`frames` in slices of STOP_CHECK_FRAMES, ending at a slice boundary once `stop` is set and
+    `cut` agrees: chained, the frames still pass through C code only."""
+    position = 0
+    while not (stop.is_set() and cut.reached(position)):
         first = next(frames, None)
         if first is None:
+            cut.finished()
             return
         yield (first,)
         yield itertools.islice(frames, STOP_CHECK_FRAMES - 1)
+        position += STOP_CHECK_FRAMES
 
 
 def _chain(
