@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from scripted_smtp import serve
 
 
@@ -66,7 +67,10 @@ def _hold_one_session(sock: socket.socket, release: threading.Event) -> None:
         release.wait(30)
 
 
-def test_live_sigterm_flushes_the_open_session_and_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_live_signal_flushes_the_open_session_and_exits_0(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     """A signal is live's normal way to stop: exit 0, summary, the open session written."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -88,7 +92,7 @@ def test_live_sigterm_flushes_the_open_session_and_exits_0(tmp_path: Path) -> No
             c.sendall(b"EHLO held.test\r\n")
             c.recv(1024)
             time.sleep(1.0)  # let the sensor read the packets
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             out, err = proc.communicate(timeout=30)
     finally:
         release.set()
@@ -96,7 +100,7 @@ def test_live_sigterm_flushes_the_open_session_and_exits_0(tmp_path: Path) -> No
         t.join(5)
         server.close()
     assert proc.returncode == 0, err
-    assert "sensor: SIGTERM: stopped reading; 1 open connections flushed" in err
+    assert f"sensor: {sig.name}: stopped reading; 1 open connections flushed" in err
     assert "port25-sensor run" in out
     rows = [json.loads(line) for line in sessions.read_text().splitlines()]
     assert [r["helo"] for r in rows] == ["held.test"]
