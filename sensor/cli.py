@@ -15,7 +15,7 @@ from sensor import __version__
 from sensor.errors import SensorError
 from sensor.pipeline import Frame, Pipeline, RunTotals, no_streams
 from sensor.records import Alert, CaptureStats, TcpStats
-from sensor.shutdown import Aborted, Shutdown
+from sensor.service.signals import Aborted, Shutdown
 
 if TYPE_CHECKING:
     from sensor.detect.detector import Detector, DetectorStats

@@ -20,7 +20,7 @@ from sensor.capture.source import STOP_CHECK_FRAMES, CutAgreement, ErrorHandler
 from sensor.errors import SensorError
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
-from sensor.shutdown import Shutdown, die_with_parent
+from sensor.service.signals import Shutdown, die_with_parent
 
 START_METHOD: Final = "fork"
 """Workers are forked: they inherit the validated configuration and the parent's frozen heap
@@ -132,7 +132,7 @@ def run_parallel(
     ctx = multiprocessing.get_context(START_METHOD)
     conns: list[Connection] = []
     procs: list[multiprocessing.process.BaseProcess] = []
-    finals: list[Final_ | None] = [None] * src.workers
+    finals: list[WorkerFinal | None] = [None] * src.workers
     parent = os.getpid()
     cut_state = ctx.Array("q", 2)  # shared with the workers: see _SharedCut
 
@@ -229,7 +229,7 @@ def _deliver(items: Iterator[Item], out: Outputs) -> None:
                 on_session(rec)
 
 
-Final_ = tuple[CaptureStats, TcpStats, RunTotals, int]
+WorkerFinal = tuple[CaptureStats, TcpStats, RunTotals, int]
 """What a worker sends last: its counters and how many connections it flushed at the end."""
 
 
@@ -237,7 +237,7 @@ def _stream(
     k: int,
     conn: Connection,
     proc: multiprocessing.process.BaseProcess,
-    finals: list[Final_ | None],
+    finals: list[WorkerFinal | None],
 ) -> Iterator[Item]:
     """Worker k's items in its emission order; stores its counters in finals[k] at the end."""
     while True:
@@ -260,7 +260,7 @@ def _stream(
         raise RuntimeError(f"worker {k} failed:\n{payload}")
 
 
-def _merge_results(finals: list[Final_]) -> ParallelResult:
+def _merge_results(finals: list[WorkerFinal]) -> ParallelResult:
     """Capture counters from one worker (every worker reads every frame); the rest summed.
 
     After a stop signal the workers stopped at nearby but different frames: the capture counters
@@ -385,7 +385,7 @@ def _work(
     conn: Connection,
     shutdown: Shutdown,
     cut: CutAgreement,
-) -> Final_:
+) -> WorkerFinal:
     from sensor.capture.source import open_files
     from sensor.output.jsonl import conn_to_dict, to_json_line
     from sensor.smtp.schema import session_to_dict
