@@ -7,6 +7,7 @@ import fcntl
 import gzip
 import json
 import os
+import pty
 import shutil
 import signal
 import smtplib
@@ -218,7 +219,7 @@ def _frames(pcap: bytes) -> Iterator[tuple[float, bytes]]:
         pos += 16 + caplen
 
 
-def test_stdin_not_a_capture_or_given_twice(tmp_path: Path) -> None:
+def test_stdin_not_a_capture_given_twice_or_a_terminal(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sensor", "analyze", "-q", "-"],
         input=b"<html>nope</html>", capture_output=True, timeout=60,
@@ -231,6 +232,19 @@ def test_stdin_not_a_capture_or_given_twice(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.decode().strip() == "sensor: error: -: standard input given more than once"
     assert stats["totals"]["sessions"] == 2  # the first "-" is read
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sensor", "analyze", "-q", "-"],
+            stdin=terminal, capture_output=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == (
+        "sensor: error: -: standard input is a terminal, not a capture stream"
+    )
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
