@@ -322,14 +322,9 @@ def _abort(exc: Aborted) -> None:
 
 @main.command()
 @click.argument("pcaps", nargs=-1, required=True, type=click.Path(dir_okay=True))
-@click.option(
-    "--workers",
-    default="1",
-    show_default=True,
-    callback=_parse_workers,
-    metavar="N|auto",
-    help="Processes sharing the flows (auto: one per core, at most 8).",
-)
+@click.option("--workers", default="1", show_default=True, callback=_parse_workers,
+              metavar="N|auto",
+              help="Processes sharing the flows (auto: one per core, at most 8).")  # fmt: skip
 @click.option("--stream-wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="How long stdin ('-') and FIFOs may take to send their first bytes before "
                    "they are skipped  [default: 10].")  # fmt: skip
@@ -424,3 +419,5 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
             source.close()
     if alerts and opts["fail_on_alert"]:
         sys.exit(1)
+
+
