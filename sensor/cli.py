@@ -335,7 +335,8 @@ def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **o
     SIGINT or SIGTERM stops the reading: open connections are flushed, the summary printed, and
     the exit code is 130 or 143.
     """
-    from sensor.capture.source import STREAM_WAIT_S, is_stream, open_files
+    from sensor.capture.source import open_files
+    from sensor.capture.stream import STREAM_WAIT_S, is_stream
 
     errors: list[tuple[str, str]] = []
     wait = STREAM_WAIT_S if stream_wait is None else stream_wait
