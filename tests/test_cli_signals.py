@@ -219,7 +219,7 @@ def _frames(pcap: bytes) -> Iterator[tuple[float, bytes]]:
         pos += 16 + caplen
 
 
-def test_stdin_not_a_capture_given_twice_or_a_terminal(tmp_path: Path) -> None:
+def test_stdin_not_a_capture_given_twice_a_terminal_or_closed(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sensor", "analyze", "-q", "-"],
         input=b"<html>nope</html>", capture_output=True, timeout=60,
@@ -245,6 +245,12 @@ def test_stdin_not_a_capture_given_twice_or_a_terminal(tmp_path: Path) -> None:
     assert done.stderr.decode().strip() == (
         "sensor: error: -: standard input is a terminal, not a capture stream"
     )
+    done = subprocess.run(
+        [sys.executable, "-m", "sensor", "analyze", "-q", "-"],
+        capture_output=True, timeout=60, preexec_fn=lambda: os.close(0),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == "sensor: error: -: standard input is closed"
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

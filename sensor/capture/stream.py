@@ -74,7 +74,7 @@ class Stream:
         "own_fd",
         "stop",
         "timed_out",
-    )  # fmt: skip
+    )
 
     def __init__(self, name: str, fd: int, own_fd: bool, stop: threading.Event | None) -> None:
         self.name = name
@@ -194,6 +194,10 @@ class StreamReader:
 def open_stream(path: str, stop: threading.Event | None) -> Stream | str:
     """Open stdin or a FIFO for reading without blocking, or say why not."""
     if path == STDIN:
+        try:
+            os.fstat(0)
+        except OSError:
+            return "standard input is closed"
         if os.isatty(0):
             return "standard input is a terminal, not a capture stream"
         return Stream(path, 0, False, stop)
@@ -240,13 +244,13 @@ def _probe_opened(raw: Stream, path: str, wait: float, classify: Classifier) -> 
         raw.rewind()
         reader, _gz = _layers(raw, True)
         head = reader.read(PCAPNG_MIN_SHB_LEN)
-        if reader.failed:
+        if reader.failed and not raw.timed_out:
             raw.close()
             return f"corrupt gzip stream on {what}"
     probed = classify(head, compressed, "stream")
     if isinstance(probed, str):
         raw.close()
-        return probed
+        return f"no complete capture header within {wait:g} s" if raw.timed_out else probed
     fmt = probed[0]
     raw.rewind()
     reader, _gz = _layers(raw, compressed)

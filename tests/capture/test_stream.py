@@ -147,3 +147,20 @@ def test_stop_ends_a_stream_that_stays_open(tmp_path: Path, pcap_factory: Factor
     hold.set()
     t.join()
     assert len(got) == 9 and stats.files_truncated == 0
+
+
+def test_header_cut_by_the_wait_is_named(tmp_path: Path, pcap_factory: Factory) -> None:
+    """A writer that sends part of the header, then nothing, is reported as such."""
+    data = pcap_factory(n=3).read_bytes()
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    hold = threading.Event()
+    t = _feed_fifo(fifo, [data[:10]], hold=hold)
+    errors: list[tuple[str, str]] = []
+    frames = open_files(
+        [str(fifo)], BPF, CaptureStats(), lambda p, r: errors.append((p, r)), stream_wait=0.3
+    )
+    hold.set()
+    t.join()
+    assert list(frames) == []
+    assert errors == [(str(fifo), "no complete capture header within 0.3 s")]
