@@ -75,6 +75,19 @@ def wait_drained(fd: int, timeout: float = 20.0) -> None:
     raise AssertionError("the sensor did not read the FIFO")
 
 
+def wait_opened(pid: int, path: Path, timeout: float = 30.0) -> None:
+    """Wait until process `pid` has `path` open (from /proc/<pid>/fd)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                        return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} was not opened")
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group `pgid`, from /proc."""
     found = []
@@ -173,7 +186,8 @@ def test_fifo_without_writer_is_reported_and_the_run_goes_on(
 def test_sigint_while_waiting_for_a_fifo_writer(fifo: Path, closed_file: Path) -> None:
     """The default wait is 10 s; SIGINT ends it at once, and the file is still analysed."""
     proc = sensor_proc("analyze", "--stats", "-", str(fifo), str(closed_file))
-    time.sleep(1.0)
+    wait_opened(proc.pid, fifo)  # by then the handlers are in place: it waits for a writer
+    time.sleep(0.3)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = finish(proc, 30)
