@@ -449,15 +449,16 @@ def test_tcpdump_piped_into_analyze(tmp_path: Path) -> None:
     server.listen()
     port = server.getsockname()[1]
     dump = subprocess.Popen(
-        [tcpdump, "-i", "lo", "-U", "-w", "-", f"tcp port {port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        # --immediate-mode: each packet is handed over at once, not when a ring block times out
+        [tcpdump, "-i", "lo", "--immediate-mode", "-U", "-w", "-", f"tcp port {port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    assert dump.stdout is not None
-    proc = sensor_proc("analyze", "-q", "--ports", str(port), "--sessions", "-", "-",
-                       stdin=dump.stdout)  # fmt: skip
+    assert dump.stdout is not None and dump.stderr is not None
+    proc = sensor_proc("analyze", "-q", "--stream-wait", "120", "--ports", str(port),
+                       "--sessions", "-", "-", stdin=dump.stdout)  # fmt: skip
     dump.stdout.close()
     try:
-        time.sleep(1.5)  # let tcpdump open the interface
+        assert b"listening on lo" in dump.stderr.readline()  # tcpdump is capturing
         t = threading.Thread(target=_serve_one, args=(server,))
         t.start()
         with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=5) as c:
@@ -472,5 +473,5 @@ def test_tcpdump_piped_into_analyze(tmp_path: Path) -> None:
         server.close()
     assert proc.returncode == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
-    assert [r["helo"] for r in rows] == ["client.test"]
+    assert [r["helo"] for r in rows] == ["client.test"], err
     assert rows[0]["transactions"][0]["headers"]["subject"] == "piped"
