@@ -47,7 +47,12 @@ class _Conn:
 
 
 def open_smtp_chunks(
-    conns: int, rounds: int, net: int = 1, start: float = BASE_TS, close: bool = False
+    conns: int,
+    rounds: int,
+    net: int = 1,
+    start: float = BASE_TS,
+    close: bool = False,
+    ehlo_reply: bytes = b"250 mx.test\r\n",
 ) -> list[bytes]:
     """A classic pcap as chunks: [file header, opening of every connection, round 1, ...].
 
@@ -74,7 +79,7 @@ def open_smtp_chunks(
         emit(opening, c.frame(True, _ACK))
         emit(opening, c.frame(False, _PSH_ACK, b"220 mx.test ESMTP\r\n"))
         emit(opening, c.frame(True, _PSH_ACK, b"EHLO c.test\r\n"))
-        emit(opening, c.frame(False, _PSH_ACK, b"250 mx.test\r\n"))
+        emit(opening, c.frame(False, _PSH_ACK, ehlo_reply))
     out.append(b"".join(opening))
     for _ in range(rounds):
         parts: list[bytes] = []

@@ -139,13 +139,16 @@ def closed_file(tmp_path: Path) -> Path:
 def test_signal_mid_stream_flushes_open_connections(
     tmp_path: Path, fifo: Path, closed_file: Path, sig: signal.Signals, code: int
 ) -> None:
-    """The run is held on a FIFO kept open: the signal ends it, the open sessions are written."""
+    """The run is held on a FIFO kept open: the signal ends it; the open sessions are written and
+    go through detection (their servers strip STARTTLS: one alert per client)."""
     sessions = tmp_path / "sessions.jsonl"
     conns = tmp_path / "conns.jsonl"
+    alerts = tmp_path / "alerts.jsonl"
     proc = sensor_proc(
-        "analyze", "--sessions", str(sessions), "--conns", str(conns), str(closed_file), str(fifo)
-    )
-    chunks = open_smtp_chunks(CONNS, 3)
+        "analyze", "--sessions", str(sessions), "--conns", str(conns), "--alerts", str(alerts),
+        str(closed_file), str(fifo),
+    )  # fmt: skip
+    chunks = open_smtp_chunks(CONNS, 3, ehlo_reply=b"250-mx.test\r\n250 XXXXXXXA\r\n")
     fd = os.open(fifo, os.O_WRONLY)  # returns once the sensor has opened the FIFO
     try:
         os.write(fd, b"".join(chunks))
@@ -165,6 +168,9 @@ def test_signal_mid_stream_flushes_open_connections(
     assert len(open_rows) == CONNS
     assert {r["helo"] for r in open_rows} == {"c.test"}
     assert len(conns.read_text().splitlines()) == 5 + CONNS
+    flagged = sessions_of(alerts)
+    assert {a["kind"] for a in flagged} == {"starttls_downgrade"}
+    assert sorted(a["host"] for a in flagged) == sorted(str(r["client_ip"]) for r in open_rows)
 
 
 def test_fifo_without_writer_is_reported_and_the_run_goes_on(
@@ -322,9 +328,10 @@ def test_writer_gone_mid_record_counts_truncation(tmp_path: Path, fifo: Path) ->
 
 @pytest.fixture(scope="module")
 def big_open(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    """400k frames of 200 connections that never close (seconds of work per worker)."""
+    """400k frames of 200 connections that never close (seconds of work per worker); their
+    servers strip STARTTLS, so detection has something to say about each client."""
     path = tmp_path_factory.mktemp("big") / "open.pcap"
-    return path, write_open_smtp(path, 200, 1000)
+    return path, write_open_smtp(path, 200, 1000, ehlo_reply=b"250-mx.test\r\n250 XXXXXXXA\r\n")
 
 
 def _hold_workers(proc: subprocess.Popen[str], n: int) -> list[int]:
@@ -350,9 +357,10 @@ def test_workers_flush_on_the_parents_signal(
     capture, total = big_open
     sessions = tmp_path / "sessions.jsonl"
     conns = tmp_path / "conns.jsonl"
+    alerts = tmp_path / "alerts.jsonl"
     proc = sensor_proc(
         "analyze", "--workers", "2", "--sessions", str(sessions), "--conns", str(conns),
-        "--stats", str(tmp_path / "st"), str(capture),
+        "--alerts", str(alerts), "--stats", str(tmp_path / "st"), str(capture),
     )  # fmt: skip
     try:
         kids = _hold_workers(proc, 2)
@@ -381,11 +389,13 @@ def test_workers_flush_on_the_parents_signal(
     head.write_bytes(first_records(capture.read_bytes(), cut))
     single = subprocess.run(
         [sys.executable, "-m", "sensor", "analyze", "-q", "--sessions", str(tmp_path / "s1"),
-         "--conns", str(tmp_path / "c1"), str(head)],
+         "--conns", str(tmp_path / "c1"), "--alerts", str(tmp_path / "a1"), str(head)],
         capture_output=True, timeout=120,
     )  # fmt: skip
     assert single.returncode == 0, single.stderr
-    for one, two in ((tmp_path / "s1", sessions), (tmp_path / "c1", conns)):
+    assert len(sessions_of(alerts)) == 200
+    pairs = ((tmp_path / "s1", sessions), (tmp_path / "c1", conns), (tmp_path / "a1", alerts))
+    for one, two in pairs:
         # the same records; their order may differ, as without a signal
         assert sorted(one.read_bytes().splitlines()) == sorted(two.read_bytes().splitlines())
 
