@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from sensor import __version__
 from sensor.errors import SensorError
 from sensor.pipeline import Frame, Pipeline, RunTotals, no_streams
 from sensor.records import Alert, CaptureStats, TcpStats
+from sensor.service.signals import Aborted, Shutdown
 
 if TYPE_CHECKING:
     from sensor.detect.detector import Detector, DetectorStats
@@ -133,13 +133,15 @@ def _execute(
     stats_path: str | None,
     errors: list[tuple[str, str]],
     progress: bool,
+    shutdown: Shutdown,
     parallel: ParallelInput | None = None,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
     With `parallel`, forked workers analyse shares of the flows of its files instead (`frames_for`
     is not used) and this process merges their records. Returns the number of alerts raised (0
-    when detection was not asked for).
+    when detection was not asked for). After a stop signal (`shutdown`), the connections still
+    open are flushed through detection and the outputs, and a line says how many.
     """
     from sensor.capture.bpf import build_filter
     from sensor.config import load_config
@@ -193,8 +195,10 @@ def _execute(
                 if sink is not None:
                     sink.close()
         cap, tcp, totals = result.capture_stats, result.tcp_stats, result.totals
+        shutdown.flushed = result.flushed
     else:
         cap, tcp, totals, det_stats = _run_in_process(
+            shutdown,
             frames_for,
             expr,
             ports,
@@ -208,17 +212,27 @@ def _execute(
         )
     if stats_path:
         stats_sink = JsonlSink(stats_path)
-        stats_sink.write(stats_dict(cap, tcp, totals, det_stats))
+        counters = stats_dict(cap, tcp, totals, det_stats)
+        if shutdown.signum:  # the input was cut short: say where the counters come from
+            counters["stopped_by"] = {"signal": shutdown.name, "flushed": shutdown.flushed}
+        stats_sink.write(counters)
         stats_sink.close()
     if not quiet:
         to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path)
         render_summary(cap, tcp, totals, errors, to_stderr, det_stats)
         if latest:
             render_alerts(list(latest.values()), to_stderr)
+    if shutdown.signum:
+        click.echo(
+            f"sensor: {shutdown.name}: stopped reading; {shutdown.flushed} open connections "
+            "flushed because of the signal",
+            err=True,
+        )
     return det_stats.alerts if det_stats is not None else 0
 
 
 def _run_in_process(
+    shutdown: Shutdown,
     frames_for: Callable[[Pipeline, str], Iterator[Frame]],
     expr: str,
     ports: tuple[int, ...],
@@ -256,7 +270,10 @@ def _run_in_process(
     try:
         pipe.run(frames)
     finally:
+        before = pipe.totals.connections
         totals = pipe.finish()
+        if shutdown.signum:
+            shutdown.flushed = totals.connections - before
         det_stats = detector.finish() if detector is not None else None
         for sink in (conn_sink, sess_sink, alert_sink):
             if sink is not None:
@@ -299,34 +316,70 @@ def _parse_workers(ctx: click.Context, param: click.Parameter, value: str) -> in
         raise click.BadParameter(str(exc)) from None
 
 
+def _abort(exc: Aborted) -> None:
+    """A second stop signal cut the flush short: say so, exit with the signal's code."""
+    import signal
+
+    name = signal.Signals(exc.signum).name
+    click.echo(f"sensor: second {name}: flush abandoned, outputs may be incomplete", err=True)
+    sys.exit(128 + exc.signum)
+
+
 @main.command()
 @click.argument("pcaps", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--workers", default="1", show_default=True, callback=_parse_workers,
               metavar="N|auto",
               help="Processes sharing the flows (auto: one per core, at most 8).")  # fmt: skip
+@click.option("--stream-wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="How long stdin ('-') and FIFOs may take to send their first bytes before "
+                   "they are skipped  [default: 10].")  # fmt: skip
 @_output_options
-def analyze(pcaps: tuple[str, ...], workers: int, **opts: Any) -> None:
-    """Analyse capture files (pcap, pcapng, optionally gzip-compressed)."""
+def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **opts: Any) -> None:
+    """Analyse capture files (pcap, pcapng, optionally gzip-compressed); '-' reads stdin.
+
+    SIGINT or SIGTERM stops the reading: open connections are flushed, the summary printed, and
+    the exit code is 130 or 143.
+    """
     from sensor.capture.source import open_files
+    from sensor.capture.stream import STREAM_WAIT_S, is_stream
 
     errors: list[tuple[str, str]] = []
+    wait = STREAM_WAIT_S if stream_wait is None else stream_wait
 
     def on_error(path: str, reason: str) -> None:
         errors.append((path, reason))
         click.echo(f"sensor: error: {path}: {reason}", err=True)
 
-    parallel = None
-    if workers > 1:  # else the single-process path, unchanged
-        from sensor.parallel import ParallelInput
+    shutdown = Shutdown()
+    shutdown.install()
+    try:
+        parallel = None
+        if workers > 1 and any(is_stream(p) for p in pcaps):
+            click.echo(
+                "sensor: note: stdin and FIFOs can be read only once: one process reads "
+                "everything (--workers ignored)",
+                err=True,
+            )
+        elif workers > 1:  # else the single-process path, unchanged
+            from sensor.parallel import ParallelInput
 
-        parallel = ParallelInput(pcaps, workers, on_error)
-    alerts = _execute(
-        lambda pipe, expr: open_files(pcaps, expr, pipe.capture_stats, on_error),
-        errors=errors,
-        progress=True,
-        parallel=parallel,
-        **opts,
-    )
+            parallel = ParallelInput(pcaps, workers, on_error, shutdown)
+        alerts = _execute(
+            lambda pipe, expr: open_files(
+                pcaps, expr, pipe.capture_stats, on_error, stop=shutdown.stop, stream_wait=wait
+            ),
+            errors=errors,
+            progress=True,
+            parallel=parallel,
+            shutdown=shutdown,
+            **opts,
+        )
+    except Aborted as exc:
+        _abort(exc)
+    finally:
+        shutdown.restore()
+    if shutdown.signum:
+        sys.exit(shutdown.exit_code)
     if errors:
         sys.exit(2)
     if alerts and opts["fail_on_alert"]:
@@ -343,22 +396,25 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
     from sensor.capture.live import LiveSource
 
     holder: list[LiveSource] = []
+    shutdown = Shutdown()
 
     def frames_for(pipe: Pipeline, expr: str) -> Iterator[Frame]:
         source = LiveSource(iface, bpf=expr)
         holder.append(source)
-        stop = lambda *_: source.stop()  # noqa: E731 - a signal handler is a one-liner
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        shutdown.add_hook(lambda _signum: source.stop())
         if duration is not None:
             timer = threading.Timer(duration, source.stop)
             timer.daemon = True
             timer.start()
         return source.frames(pipe.capture_stats)
 
+    shutdown.install()
     try:
-        alerts = _execute(frames_for, errors=[], progress=False, **opts)
+        alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, **opts)
+    except Aborted as exc:
+        _abort(exc)
     finally:
+        shutdown.restore()
         for source in holder:
             received, dropped, if_dropped = source.stats()
             click.echo(

@@ -16,10 +16,11 @@ from enum import IntEnum
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from sensor.capture.source import ErrorHandler
+from sensor.capture.source import STOP_CHECK_FRAMES, CutAgreement, ErrorHandler
 from sensor.errors import SensorError
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
+from sensor.service.signals import Shutdown, die_with_parent
 from sensor.smtp.limits import SmtpLimits
 
 START_METHOD: Final = "fork"
@@ -32,6 +33,11 @@ BATCH_RECORDS = 128
 PIPE_BUFFER_BYTES = 1 << 20
 """Kernel buffer asked for each worker's pipe (Linux caps it at /proc/sys/fs/pipe-max-size):
 how far a worker may run ahead of the merge before it blocks (backpressure)."""
+
+CUT_CATCH_UP_FRAMES = 256 * STOP_CHECK_FRAMES
+"""After a stop signal, how far past the frame where it saw the signal a worker reads at most to
+stop at the same frame as the others (beyond this, it stops where it is)."""
+_END_OF_INPUT: Final = 1 << 62  # a cut position meaning: the end of the input
 
 LineSink = Callable[[bytes], None]
 Item = tuple[int, float, int, int, int, bytes | None, Any]
@@ -73,6 +79,8 @@ class ParallelInput:
     paths: tuple[str, ...]
     workers: int
     on_error: ErrorHandler
+    shutdown: Shutdown | None = None
+    """Stop signals of the parent: forwarded to the workers, which then flush what they hold."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,6 +104,8 @@ class ParallelResult:
     capture_stats: CaptureStats
     tcp_stats: TcpStats
     totals: RunTotals
+    flushed: int = 0
+    """Connections the workers flushed at the end of their input (all workers together)."""
 
 
 def resolve_workers(value: str) -> int:
@@ -113,7 +123,10 @@ def run_parallel(
     """Analyse `src` with forked workers, delivering records to `out` in a deterministic order.
 
     Unreadable files are reported once through src.on_error; an invalid `bpf` raises
-    CaptureError before any worker starts.
+    CaptureError before any worker starts. A stop signal of `src.shutdown` is forwarded to every
+    worker, which stops reading and flushes what it holds; the merge goes on to the end. Workers
+    die with this process (PR_SET_PDEATHSIG, and a broken pipe), and are killed when it leaves
+    early (an exception, a second signal).
     """
     from sensor.capture.source import open_files
 
@@ -122,29 +135,46 @@ def run_parallel(
     ctx = multiprocessing.get_context(START_METHOD)
     conns: list[Connection] = []
     procs: list[multiprocessing.process.BaseProcess] = []
+    finals: list[WorkerFinal | None] = [None] * src.workers
+    parent = os.getpid()
+    cut_state = ctx.Array("q", 2)  # shared with the workers: see _SharedCut
+
+    def forward(signum: int) -> None:
+        for proc in procs:
+            if proc.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signum)
+
+    if src.shutdown is not None:
+        src.shutdown.add_hook(forward)
     try:
         for k in range(src.workers):
             recv_end, send_end = ctx.Pipe(duplex=False)
             _grow_pipe(send_end)
+            # A worker must not hold the read end of any pipe (its own or an earlier worker's):
+            # then a write to a pipe whose parent is gone fails at once instead of blocking.
+            inherited = (*conns, recv_end)
             proc = ctx.Process(
                 target=_worker_main,
-                args=(src.paths, bpf, tuple(ports), src.workers, k, out_wants(out), send_end),
+                args=(src.paths, bpf, tuple(ports), src.workers, k, out_wants(out), send_end,
+                      inherited, parent, src.shutdown, _SharedCut(cut_state, src.workers)),
                 name=f"sensor-worker-{k}",
                 daemon=True,
-            )
+            )  # fmt: skip
             proc.start()
             send_end.close()
             conns.append(recv_end)
             procs.append(proc)
-        finals: list[tuple[CaptureStats, TcpStats, RunTotals] | None] = [None] * src.workers
         streams = [_stream(k, c, procs[k], finals) for k, c in enumerate(conns)]
         _deliver(heapq.merge(*streams), out)
         for done in procs:
             done.join()
     finally:
+        if src.shutdown is not None:
+            src.shutdown.remove_hook(forward)
         for left in procs:
             if left.is_alive():
-                left.terminate()
+                left.kill()  # SIGKILL: a worker treats repeated stop signals as one
                 left.join()
         for c in conns:
             c.close()
@@ -204,11 +234,15 @@ def _deliver(items: Iterator[Item], out: Outputs) -> None:
                 on_session(rec)
 
 
+WorkerFinal = tuple[CaptureStats, TcpStats, RunTotals, int]
+"""What a worker sends last: its counters and how many connections it flushed at the end."""
+
+
 def _stream(
     k: int,
     conn: Connection,
     proc: multiprocessing.process.BaseProcess,
-    finals: list[tuple[CaptureStats, TcpStats, RunTotals] | None],
+    finals: list[WorkerFinal | None],
 ) -> Iterator[Item]:
     """Worker k's items in its emission order; stores its counters in finals[k] at the end."""
     while True:
@@ -231,12 +265,21 @@ def _stream(
         raise RuntimeError(f"worker {k} failed:\n{payload}")
 
 
-def _merge_results(finals: list[tuple[CaptureStats, TcpStats, RunTotals]]) -> ParallelResult:
-    """Capture counters from worker 0 (every worker reads every frame); the rest summed."""
+def _merge_results(finals: list[WorkerFinal]) -> ParallelResult:
+    """Capture counters from one worker (every worker reads every frame); the rest summed.
+
+    After a stop signal the workers stopped at nearby but different frames: the capture counters
+    are then those of the worker that read furthest.
+    """
     cap = finals[0][0]
+    for other in finals[1:]:
+        if other[0].packets > cap.packets:
+            cap = other[0]
     tcp = TcpStats()
     totals = RunTotals()
-    for _cap, t, r in finals:
+    flushed = 0
+    for _cap, t, r, n_flushed in finals:
+        flushed += n_flushed
         for f in fields(TcpStats):
             setattr(tcp, f.name, getattr(tcp, f.name) + getattr(t, f.name))
         for name in ("connections", "sessions", "transactions", "messages", "recipients"):
@@ -249,7 +292,48 @@ def _merge_results(finals: list[tuple[CaptureStats, TcpStats, RunTotals]]) -> Pa
         for name, n in r.anomalies.items():
             totals.anomalies[name] = totals.anomalies.get(name, 0) + n
     totals.anomalies = dict(sorted(totals.anomalies.items()))
-    return ParallelResult(cap, tcp, totals)
+    return ParallelResult(cap, tcp, totals, flushed)
+
+
+class _SharedCut(CutAgreement):
+    """Workers that read the same frames stop at the same one after a signal.
+
+    Shared memory holds [the cut: the furthest position any worker stands at or has committed to
+    reach, the workers that saw the signal or the end]. At every slice boundary after the signal,
+    a worker stops if every worker has reported and it stands at the cut; else it reads on to its
+    next boundary, first raising the cut to it. No worker waits for another (the merge never
+    stalls), and all stop at the same frame: the furthest one's next boundary once the last has
+    seen the signal. A worker that would have to read more than CUT_CATCH_UP_FRAMES past where
+    it saw the signal stops where it is.
+    """
+
+    def __init__(self, shared: Any, workers: int) -> None:
+        self._shared = shared
+        self._workers = workers
+        self._seen_at = -1
+
+    def reached(self, position: int) -> bool:
+        shared = self._shared
+        with shared.get_lock():
+            if self._seen_at < 0:
+                self._seen_at = position
+                shared[1] += 1
+            if position > shared[0]:
+                shared[0] = position
+            agreed: bool = shared[1] >= self._workers and position >= shared[0]
+            if agreed or position - self._seen_at >= CUT_CATCH_UP_FRAMES:
+                return True
+            # Reading on commits this worker to the next boundary: no one may stop before it.
+            shared[0] = max(shared[0], position + STOP_CHECK_FRAMES)
+            return False
+
+    def finished(self) -> None:
+        shared = self._shared
+        with shared.get_lock():
+            if self._seen_at < 0:
+                self._seen_at = 0
+                shared[1] += 1
+            shared[0] = _END_OF_INPUT
 
 
 def _worker_main(
@@ -260,12 +344,27 @@ def _worker_main(
     index: int,
     wants: WorkerWants,
     conn: Connection,
+    inherited: tuple[Connection, ...],
+    parent: int,
+    parent_shutdown: Shutdown | None,
+    cut: CutAgreement,
 ) -> None:
-    """Process entry: analyse this worker's share and send everything; never returns."""
+    """Process entry: analyse this worker's share and send everything; never returns.
+
+    The worker dies with its parent; a stop signal (the parent's forward, or the terminal's
+    SIGINT to the whole group) makes it stop reading, flush and send what it holds.
+    """
     code = 0
     try:
+        shutdown = Shutdown(abort_on_second=False)
+        shutdown.install()
+        if parent_shutdown is not None and parent_shutdown.stop.is_set():
+            shutdown.stop.set()  # the signal came between the fork and install()
+        die_with_parent(parent)
+        for other in inherited:
+            other.close()
         try:
-            result = _work(paths, bpf, ports, workers, index, wants, conn)
+            result = _work(paths, bpf, ports, workers, index, wants, conn, shutdown, cut)
         except SensorError as exc:
             conn.send((_Msg.FAILED, exc))
         except Exception:
@@ -273,9 +372,9 @@ def _worker_main(
         else:
             conn.send((_Msg.DONE, result))
         conn.close()
-    except KeyboardInterrupt:  # the terminal's SIGINT reaches the whole group; the parent reports
-        code = 130
     except BrokenPipeError:  # the parent went away
+        code = 1
+    except BaseException:  # e.g. the parent's inherited handler, before install(): just leave
         code = 1
     finally:
         os._exit(code)  # skip inherited buffers and atexit hooks: the parent owns every output
@@ -289,7 +388,9 @@ def _work(
     index: int,
     wants: WorkerWants,
     conn: Connection,
-) -> tuple[CaptureStats, TcpStats, RunTotals]:
+    shutdown: Shutdown,
+    cut: CutAgreement,
+) -> WorkerFinal:
     from sensor.capture.source import open_files
     from sensor.output.jsonl import conn_to_dict, to_json_line
     from sensor.smtp.schema import session_to_dict
@@ -327,12 +428,14 @@ def _work(
         handlers=None if wants.smtp else no_streams,
         smtp_limits=wants.smtp_limits,
     )
-    pipe.run_share(open_files(paths, bpf, pipe.capture_stats, _ignore_error), workers, index)
+    frames = open_files(paths, bpf, pipe.capture_stats, _ignore_error, stop=shutdown.stop, cut=cut)
+    pipe.run_share(frames, workers, index)
     at_end = True
+    before = pipe.totals.connections
     totals = pipe.finish()
     if batch:
         send(batch)
-    return pipe.capture_stats, pipe.tcp_stats, totals
+    return pipe.capture_stats, pipe.tcp_stats, totals, totals.connections - before
 
 
 def _frame(pipe: Pipeline | None) -> int:

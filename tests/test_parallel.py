@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ from hypothesis import strategies as st
 
 from sensor import parallel
 from sensor.capture.bpf import build_filter
-from sensor.capture.source import open_files
+from sensor.capture.source import STOP_CHECK_FRAMES, open_files
 from sensor.cli import main
 from sensor.errors import CaptureError
 from sensor.parallel import MAX_WORKERS_AUTO, resolve_workers
@@ -201,3 +205,91 @@ def test_flow_share_balances_even_client_ports() -> None:
     client, server = bytes([10, 0, 0, 7]), bytes([192, 0, 2, 25])
     counts = Counter(flow_share(client, server, p, 25, 2) for p in range(32768, 61000, 2))
     assert min(counts.values()) > 0.45 * sum(counts.values())
+
+
+_WITHOUT_PDEATHSIG = """
+import sys
+from sensor import parallel
+from sensor.cli import main
+parallel.die_with_parent = lambda parent: None  # leave only the pipe to tell of the death
+main(sys.argv[1:])
+"""
+
+
+def _live_in_group(pgid: int) -> list[int]:
+    """Processes of group `pgid` that are not zombies, from /proc."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry))
+    return found
+
+
+def test_workers_of_a_dead_parent_end_on_the_broken_pipe(tmp_path: Path) -> None:
+    """Without PR_SET_PDEATHSIG, a worker of a killed parent still ends: it holds no read end of
+    any pipe, so its next write fails instead of blocking forever. Its records exceed the pipe
+    buffer (1 MiB), so a worker that held a read end would block."""
+    from open_smtp import write_open_smtp
+
+    capture = tmp_path / "open.pcap"
+    write_open_smtp(capture, 2000, 60)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WITHOUT_PDEATHSIG, "analyze", "-q", "--workers", "2",
+         "--conns", os.devnull, "--sessions", os.devnull, str(capture)],
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while len(_live_in_group(proc.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(_live_in_group(proc.pid)) == 3, "the workers did not start"
+        proc.kill()
+        proc.wait(30)
+        deadline = time.monotonic() + 60
+        while _live_in_group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _live_in_group(proc.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.integers(0, 40), min_size=2, max_size=4),
+    st.lists(st.integers(0, 3), max_size=200),
+)
+def test_workers_agree_on_one_cut(starts: list[int], schedule: list[int]) -> None:
+    """Whatever the positions and the interleaving, every worker stops at the same frame."""
+    shared = multiprocessing.get_context("fork").Array("q", 2)
+    n = len(starts)
+    cuts = [parallel._SharedCut(shared, n) for _ in range(n)]
+    pos = [s * STOP_CHECK_FRAMES for s in starts]
+    stopped: list[int | None] = [None] * n
+    order = [k % n for k in schedule] + list(range(n)) * 200
+    furthest = None  # of the workers' positions when the last one saw the signal
+    for k in order:
+        if stopped[k] is None:
+            if cuts[k].reached(pos[k]):
+                stopped[k] = pos[k]
+            else:
+                pos[k] += STOP_CHECK_FRAMES
+            if furthest is None and shared[1] == n:
+                furthest = max(pos)
+    assert None not in stopped
+    assert len(set(stopped)) == 1
+    assert furthest is not None and stopped[0] is not None
+    assert stopped[0] <= furthest + STOP_CHECK_FRAMES  # no one reads on for long
+
+
+def test_a_worker_at_the_end_of_input_takes_the_others_there() -> None:
+    shared = multiprocessing.get_context("fork").Array("q", 2)
+    done, running = parallel._SharedCut(shared, 2), parallel._SharedCut(shared, 2)
+    done.finished()
+    assert not running.reached(5 * STOP_CHECK_FRAMES)  # reads on, to the end
+    assert running.reached(5 * STOP_CHECK_FRAMES + parallel.CUT_CATCH_UP_FRAMES)  # or the cap

@@ -8,8 +8,10 @@ import itertools
 import math
 import os
 import struct
+import threading
+import time
 import zlib
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 
 from sensor.capture import bpf as bpfmod
 from sensor.capture.common import (
@@ -30,6 +32,14 @@ from sensor.capture.fast import LibpcapRefused, Outcome, open_handle, read_libpc
 from sensor.capture.linktypes import to_dlt
 from sensor.capture.pcapfile import read_pcap
 from sensor.capture.pcapng import read_pcapng
+from sensor.capture.stream import (
+    STDIN,
+    STREAM_WAIT_S,
+    Stream,
+    is_stream,
+    probe_stream,
+    stream_frames,
+)
 from sensor.errors import CaptureError
 from sensor.records import CaptureStats
 
@@ -40,6 +50,10 @@ _PCAP_MAGICS = {struct.pack(o + "I", m) for o in "<>" for m in (PCAP_MAGIC_US, P
 _SHB_MAGIC = struct.pack("<I", PCAPNG_SHB_TYPE)
 _BOMS = {struct.pack(o + "I", PCAPNG_BYTE_ORDER_MAGIC) for o in "<>"}
 _STREAM_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
+
+STOP_CHECK_FRAMES = 1024
+"""Frames read between two checks of the stop event: a signal ends the reading within this
+many frames, without a check per frame."""
 
 
 class _SafeStream:
@@ -87,6 +101,8 @@ def _probe(path: str) -> tuple[FileFormat, bool] | str:
         return "no such file"
     if os.path.isdir(path):
         return "is a directory"
+    if is_stream(path):  # opening it here would wait for a writer
+        return "is a FIFO (a stream: open_files reads it as one)"
     try:
         with open(path, "rb") as fh:
             head = fh.read(PCAPNG_MIN_SHB_LEN)
@@ -99,12 +115,18 @@ def _probe(path: str) -> tuple[FileFormat, bool] | str:
         corrupt = isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error))
         what = "corrupt gzip file" if corrupt else "cannot read"
         return f"{what}: {getattr(exc, 'strerror', None) or exc}"
+    return _classify(head, compressed, "file")
+
+
+def _classify(head: bytes, compressed: bool, what: str) -> tuple[FileFormat, bool] | str:
+    """(format, compressed) from the first PCAPNG_MIN_SHB_LEN bytes, or why they are not a
+    capture's."""
     inside = " (inside gzip)" if compressed else ""
     if not head:
-        return "empty file" + inside
+        return f"empty {what}{inside}"
     if head[:4] in _PCAP_MAGICS:
         if len(head) < PCAP_HEADER_LEN:
-            return f"truncated pcap file header ({len(head)} of {PCAP_HEADER_LEN} bytes){inside}"
+            return f"truncated pcap {what} header ({len(head)} of {PCAP_HEADER_LEN} bytes){inside}"
         return (FileFormat.PCAP, compressed)
     if head[:4] == _SHB_MAGIC:
         if len(head) < PCAPNG_MIN_SHB_LEN:
@@ -239,12 +261,35 @@ def _file_parts(
     yield _filtered(_pure_frames(path, fmt, compressed, stats), expr, stats, skip)
 
 
+class CutAgreement:
+    """How readers of the same frames (flow-split workers) agree on where to stop after a signal.
+
+    This base class agrees at once: a lone reader stops at the first slice boundary after the
+    stop event is set.
+    """
+
+    def reached(self, position: int) -> bool:
+        """At a slice boundary `position` (frames read), with the stop event set: stop here?"""
+        return True
+
+    def finished(self) -> None:
+        """The frames ran out: this reader's cut is the end of the input."""
+
+
+_Input = tuple[float, int, str, FileFormat, bool, Stream | None]
+"""(first packet time, order key, path, format, compressed, the opened stream of a stream)."""
+
+
 def open_files(
     paths: Sequence[str],
     bpf: str,
     stats: CaptureStats,
     on_error: ErrorHandler,
     use_libpcap: bool = True,
+    *,
+    stop: threading.Event | None = None,
+    stream_wait: float = STREAM_WAIT_S,
+    cut: CutAgreement | None = None,
 ) -> Iterator[Frame]:
     """Validate `paths` now, then return the frames of the readable ones matching `bpf`.
 
@@ -252,23 +297,73 @@ def open_files(
     not a capture is reported through `on_error` and counted in stats.files_failed; an invalid
     `bpf` raises CaptureError before anything is read. stats.filtered_out only counts frames
     rejected on the pure-Python path (libpcap does not report what its filter dropped).
+
+    Streams ("-" for stdin, FIFOs) are opened without blocking and given `stream_wait` seconds
+    in all for their first bytes; their header and first record are read and kept (replayed when
+    the stream's turn comes), so a stream takes its place by its first packet's time like a file.
+    A stream whose first record has not arrived by then is read after every file; one with no
+    bytes at all is reported through `on_error`. Streams are read by the pure-Python readers.
+    Once `stop` is set, waiting ends, and reading at the next multiple of STOP_CHECK_FRAMES
+    frames that `cut` agrees to (by default the first).
     """
     bpfmod.validate(bpf)
-    readable: list[tuple[float, int, str, FileFormat, bool]] = []
+    readable: list[_Input] = []
+    streams: list[tuple[int, str]] = []
     for index, path in enumerate(paths):
+        if is_stream(path):
+            streams.append((index, path))
+            continue
         probed = _probe(path)
         if isinstance(probed, str):
             stats.files_failed += 1
             on_error(path, probed)
             continue
         fmt, compressed = probed
-        readable.append((_first_ts(path, fmt, compressed), index, path, fmt, compressed))
-    readable.sort()
-    return _chain(readable, bpf, stats, use_libpcap)
+        readable.append((_first_ts(path, fmt, compressed), index, path, fmt, compressed, None))
+    if streams:
+        deadline = time.monotonic() + stream_wait
+        stdin_seen = False
+        for index, path in streams:
+            if path == STDIN:
+                if stdin_seen:
+                    stats.files_failed += 1
+                    on_error(path, "standard input given more than once")
+                    continue
+                stdin_seen = True
+            probed_stream = probe_stream(path, deadline, stream_wait, stop, _classify)
+            if isinstance(probed_stream, str):
+                stats.files_failed += 1
+                on_error(path, probed_stream)
+                continue
+            ts, late, fmt, compressed, stream = probed_stream
+            # A stream whose first record is late (a quiet live writer) is read after every file.
+            order = len(paths) + index if late else index
+            readable.append((ts, order, path, fmt, compressed, stream))
+    readable.sort(key=lambda r: (r[0], r[1]))
+    frames = _chain(readable, bpf, stats, use_libpcap)
+    if stop is None:
+        return frames
+    return itertools.chain.from_iterable(_until(frames, stop, cut or CutAgreement()))
+
+
+def _until(
+    frames: Iterator[Frame], stop: threading.Event, cut: CutAgreement
+) -> Iterator[Iterable[Frame]]:
+    """`frames` in slices of STOP_CHECK_FRAMES, ending at a slice boundary once `stop` is set and
+    `cut` agrees: chained, the frames still pass through C code only."""
+    position = 0
+    while not (stop.is_set() and cut.reached(position)):
+        first = next(frames, None)
+        if first is None:
+            cut.finished()
+            return
+        yield (first,)
+        yield itertools.islice(frames, STOP_CHECK_FRAMES - 1)
+        position += STOP_CHECK_FRAMES
 
 
 def _chain(
-    readable: list[tuple[float, int, str, FileFormat, bool]],
+    readable: list[_Input],
     expr: str,
     stats: CaptureStats,
     use_libpcap: bool,
@@ -277,6 +372,18 @@ def _chain(
     the reader and the pipeline."""
     return itertools.chain.from_iterable(
         part
-        for _ts, _index, path, fmt, compressed in readable
-        for part in _file_parts(path, fmt, compressed, expr, stats, use_libpcap)
+        for _ts, _index, path, fmt, compressed, stream in readable
+        for part in (
+            _file_parts(path, fmt, compressed, expr, stats, use_libpcap)
+            if stream is None
+            else _stream_parts(stream, fmt, compressed, expr, stats)
+        )
     )
+
+
+def _stream_parts(
+    raw: Stream, fmt: FileFormat, compressed: bool, expr: str, stats: CaptureStats
+) -> Iterator[Iterator[Frame]]:
+    """A stream's frame iterator (pure Python: libpcap cannot replay the probed bytes)."""
+    stats.files += 1
+    yield _filtered(stream_frames(raw, fmt, compressed, stats), expr, stats, 0)

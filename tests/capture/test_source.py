@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.capture.bpf import build_filter
-from sensor.capture.source import check_file, open_files
+from sensor.capture.source import STOP_CHECK_FRAMES, check_file, open_files
 from sensor.capture.writer import PcapngWriter, PcapWriter
 from sensor.errors import CaptureError
 from sensor.records import CaptureStats
@@ -335,3 +336,13 @@ def test_both_paths_agree_on_corrupt_record_lengths(
         pstats.oversized_records,
         pstats.files_truncated,
     )
+
+
+def test_stop_ends_reading_of_files_within_a_slice(pcap_factory: Factory) -> None:
+    big = pcap_factory(n=STOP_CHECK_FRAMES * 3)
+    stop = threading.Event()
+    frames = open_files([str(big)], BPF, CaptureStats(), print, stop=stop)
+    for _ in range(10):
+        next(frames)
+    stop.set()
+    assert len(list(frames)) == STOP_CHECK_FRAMES - 10

@@ -1,0 +1,1 @@
+"""What running as a service needs: stop signals and worker lifecycle."""
