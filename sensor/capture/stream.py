@@ -13,7 +13,14 @@ import time
 import zlib
 from collections.abc import Callable, Generator, Iterator
 
-from sensor.capture.common import GZIP_MAGIC, PCAPNG_MIN_SHB_LEN, FileFormat, Frame, Streamable
+from sensor.capture.common import (
+    GZIP_MAGIC,
+    PCAPNG_MIN_SHB_LEN,
+    Cut,
+    FileFormat,
+    Frame,
+    Streamable,
+)
 from sensor.capture.linktypes import to_dlt
 from sensor.capture.pcapfile import read_pcap
 from sensor.capture.pcapng import read_pcapng
@@ -164,12 +171,14 @@ class StreamReader:
     """Reads of a stream for the capture readers: small reads are filled completely, large ones
     return what has arrived; a read error ends the stream (counted as truncation by the caller)."""
 
-    __slots__ = ("_fh", "_raw", "failed")
+    __slots__ = ("_fh", "_raw", "error", "failed", "got")
 
     def __init__(self, raw: Stream, fh: Streamable) -> None:
         self._raw = raw
         self._fh = fh
         self.failed = False
+        self.got = 0  # bytes handed to the reader
+        self.error = ""  # what ended the stream early
 
     def read(self, n: int, /) -> bytes:
         """Up to n bytes (all n for n <= STREAM_SMALL_READ unless the stream ends)."""
@@ -186,8 +195,10 @@ class StreamReader:
                     break
                 parts.append(part)
                 got += len(part)
-        except _READ_ERRORS:
+        except _READ_ERRORS as exc:
             self.failed = True
+            self.error = str(exc) or type(exc).__name__
+        self.got += got
         return b"".join(parts)
 
 
@@ -254,15 +265,17 @@ def _probe_opened(raw: Stream, path: str, wait: float, classify: Classifier) -> 
     fmt = probed[0]
     raw.rewind()
     reader, _gz = _layers(raw, compressed)
-    first = next(_read_frames(reader, fmt, CaptureStats()), None)
+    first = next(_read_frames(reader, fmt, CaptureStats(), Cut()), None)
     late = first is None and raw.timed_out
     raw.replay()
     return (first[0] if first is not None else math.inf, late, fmt, compressed, raw)
 
 
-def _read_frames(reader: StreamReader, fmt: FileFormat, stats: CaptureStats) -> Iterator[Frame]:
+def _read_frames(
+    reader: StreamReader, fmt: FileFormat, stats: CaptureStats, cut: Cut
+) -> Iterator[Frame]:
     read = read_pcap if fmt is FileFormat.PCAP else read_pcapng
-    for ts, linktype, data in read(reader, stats):
+    for ts, linktype, data in read(reader, stats, cut=cut):
         yield (ts, to_dlt(linktype), data)
 
 
@@ -270,17 +283,26 @@ def stream_frames(
     raw: Stream, fmt: FileFormat, compressed: bool, stats: CaptureStats
 ) -> Generator[Frame, None, None]:
     """Every frame of a stream, from its recorded first bytes on; read errors count as
-    truncation; the stream is closed at the end."""
+    truncation and a stream not read to its end as records is named in stats.truncated_files;
+    the stream is closed at the end."""
     try:
         reader, gz = _layers(raw, compressed)
         before = stats.files_truncated
+        cut = Cut()
         try:
-            yield from _read_frames(reader, fmt, stats)
+            yield from _read_frames(reader, fmt, stats, cut)
         except StreamStopped:  # a signal: the input was cut short, not damaged
             return
-        if reader.failed and stats.files_truncated == before:
-            stats.truncated += 1
-            stats.files_truncated += 1
+        what = cut.what
+        if reader.failed:
+            kind = "gzip stream" if compressed else "stream"
+            what = f"the {kind} could not be read past byte {reader.got} ({reader.error})" + (
+                f"; {what}" if what else "")
+            if stats.files_truncated == before:
+                stats.truncated += 1
+                stats.files_truncated += 1
+        if what is not None:
+            stats.truncated_files[raw.name] = what
         if gz is not None:
             with contextlib.suppress(*_READ_ERRORS):
                 gz.close()

@@ -164,3 +164,16 @@ def test_header_cut_by_the_wait_is_named(tmp_path: Path, pcap_factory: Factory) 
     t.join()
     assert list(frames) == []
     assert errors == [(str(fifo), "no complete capture header within 0.3 s")]
+
+
+def test_stream_cut_inside_a_record_is_named(tmp_path: Path, pcap_factory: Factory) -> None:
+    """A writer that goes away in the middle of a record: the frames before it are read and the
+    stream is named among the truncated inputs, as a cut file is."""
+    data = pcap_factory("whole.pcap", n=20).read_bytes()
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    t = _feed_fifo(fifo, [data[:-30]])
+    got, stats, errors = _run([fifo])
+    t.join()
+    assert errors == [] and len(got) == 19
+    assert stats.files_truncated == 1 and str(fifo) in stats.truncated_files
