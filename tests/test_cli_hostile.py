@@ -44,3 +44,20 @@ def test_every_hostile_message_is_analysed_and_the_run_goes_on(
     assert len(limited) >= 4  # the two deep nestings, the 160k words, the 200 levels
     names = {a["filename"] for s in sessions for t in s["transactions"] for a in t["attachments"]}
     assert "r.pdf" in names
+
+
+def test_smtputf8_headers_read_as_sent(tmp_path: Path) -> None:
+    """Postfix with real clients: SMTPUTF8 mail carries raw UTF-8 header values (RFC 6532),
+    which came out as one U+FFFD per byte."""
+    msg = ("From: Renée Müller <renée@example.org>\r\nTo: b@example.net\r\n"
+           "Subject: Grüße aus Köln ✓\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+           "Hallo\r\n").encode()  # fmt: skip
+    pcap = smtp_pcap(tmp_path / "utf8.pcap", msg)
+    out = tmp_path / "s.jsonl"
+    r = subprocess.run([sys.executable, "-m", "sensor", "analyze", "--sessions", str(out),
+                        str(pcap)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    [session] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    headers = session["transactions"][0]["headers"]
+    assert headers["subject"] == "Grüße aus Köln ✓"
+    assert headers["from"] == "Renée Müller <renée@example.org>"

@@ -66,16 +66,14 @@ def decode_text(data: bytes, charset: str) -> str:
         return data.decode("latin-1")
 
 
-def _q_decode(text: str) -> bytes:
-    """RFC 2047 4.2 "Q": ``_`` is a space, ``=XX`` a byte; anything malformed stays as it is."""
-    raw = text.replace("_", " ").encode("utf-8", "surrogateescape")
-    if b"=" not in raw:
-        return raw
+def _unescape(raw: bytes, mark: int) -> bytes:
+    """``raw`` with each ``mark`` followed by two hex digits turned into that byte; any other
+    ``mark`` stays as it is."""
     out = bytearray()
     i = 0
     n = len(raw)
     while i < n:
-        j = raw.find(b"=", i)
+        j = raw.find(mark, i)
         if j < 0:
             out += raw[i:]
             break
@@ -84,9 +82,15 @@ def _q_decode(text: str) -> bytes:
             out.append(int(raw[j + 1 : j + 3], 16))
             i = j + 3
         else:
-            out.append(raw[j])
+            out.append(mark)
             i = j + 1
     return bytes(out)
+
+
+def _q_decode(text: str) -> bytes:
+    """RFC 2047 4.2 "Q": ``_`` is a space, ``=XX`` a byte; anything malformed stays as it is."""
+    raw = text.replace("_", " ").encode("utf-8", "surrogateescape")
+    return _unescape(raw, 61) if b"=" in raw else raw
 
 
 def _b_decode(text: str) -> bytes | None:
@@ -147,24 +151,7 @@ def decode_words(value: str, max_words: int) -> tuple[str, bool]:
 def percent_decode(text: str) -> bytes:
     """RFC 2231 4 / RFC 3986 2.1 percent-encoding; a ``%`` not followed by two hex digits stays."""
     raw = text.encode("utf-8", "surrogateescape")
-    if b"%" not in raw:
-        return raw
-    out = bytearray()
-    i = 0
-    n = len(raw)
-    while i < n:
-        j = raw.find(b"%", i)
-        if j < 0:
-            out += raw[i:]
-            break
-        out += raw[i:j]
-        if j + 2 < n and raw[j + 1] in _HEX and raw[j + 2] in _HEX:
-            out.append(int(raw[j + 1 : j + 3], 16))
-            i = j + 3
-        else:
-            out.append(raw[j])
-            i = j + 1
-    return bytes(out)
+    return _unescape(raw, 37) if b"%" in raw else raw
 
 
 def decode_extended(text: str) -> str:
