@@ -15,6 +15,7 @@ and it becomes a regression test. docs/fuzzing.md has the long-run recipes.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -53,6 +54,20 @@ def seeds(target: str) -> list[bytes]:
     return [bytes(64)]  # pipeline: the structure comes from the input itself
 
 
+def scratch(name: str) -> Path:
+    """A folder of this process under the system's temporary folder. libFuzzer ends the process
+    from C, past Python's exit handlers, so each run first removes what dead runs left."""
+    base = Path(tempfile.gettempdir()) / "port25-fuzz"
+    base.mkdir(exist_ok=True)
+    for old in base.iterdir():
+        pid = old.name.rpartition("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+    path = base / f"{name}-{os.getpid()}"
+    path.mkdir()
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("target", nargs="?")
@@ -61,7 +76,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, help="corpus folder kept between runs")
     args, libfuzzer = ap.parse_known_args()
 
-    pure = Path(tempfile.mkdtemp(prefix="port25-fuzz-"))
+    pure = scratch("src")
     shutil.copytree(ROOT / "sensor", pure / "sensor",
                     ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))  # fmt: skip
     sys.path[:0] = [str(pure), str(ROOT / "tests")]
@@ -77,7 +92,7 @@ def main() -> None:
     if any(Path(a).is_file() for a in libfuzzer):  # reproduce: run just the inputs named
         atheris.Setup([sys.argv[0], *libfuzzer], target)
         atheris.Fuzz()
-    corpus = args.corpus or Path(tempfile.mkdtemp(prefix=f"corpus-{args.target}-"))
+    corpus = args.corpus or scratch(f"corpus-{args.target}")
     corpus.mkdir(parents=True, exist_ok=True)
     for i, seed in enumerate(seeds(args.target)):
         (corpus / f"seed-{i}").write_bytes(seed)
