@@ -68,3 +68,6 @@ class Anomaly(StrEnum):
     """AUTH attempts beyond SmtpLimits.max_auth_attempts (counted, not recorded)."""
     DATA_AFTER_REFUSAL = "data_after_refusal"
     """Message content was sent though the server refused DATA (no 354)."""
+    RETRANSMISSION_INCONSISTENCY = "retransmission_inconsistency"
+    """A TCP retransmission carried bytes that differ from the first copy (already delivered or
+    buffered), as in IDS evasion; the first copy was kept (ConnRecord.conflicting_overlaps)."""

@@ -52,6 +52,7 @@ class TcpLimits:
     closed_linger_s: float = 5.0  # after FIN/RST: time to wait for stragglers before the record
     expire_interval_s: float = 1.0  # packet time between two expiry passes
     max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
+    rexmit_window_bytes: int = 16384  # delivered bytes kept per direction to compare rexmits
 
 
 _RELEASED: Final = Connection("", 0.0, ("", 0), ("", 0), Budget(TcpStats(), 0, 0, 0))
@@ -109,7 +110,11 @@ class Reassembler:
         self._on_record = on_record
         lim = self._limits
         self._budget = Budget(
-            stats, lim.max_ooo_bytes_per_dir, lim.max_ooo_chunks_per_dir, lim.max_total_bytes
+            stats,
+            lim.max_ooo_bytes_per_dir,
+            lim.max_ooo_chunks_per_dir,
+            lim.max_total_bytes,
+            lim.rexmit_window_bytes,
         )
         self._flows: dict[tuple[bytes, int, bytes, int], Half] = {}  # sender 4-tuple -> its Half
         self._count = 0
@@ -136,6 +141,7 @@ class Reassembler:
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
                     h.delivered += n
+                    h.keep(payload)
                     on_data = h.on_data
                     if on_data is not None:
                         on_data(h.to_server, ts, payload)
@@ -195,6 +201,10 @@ class Reassembler:
     def buffered_bytes(self) -> int:
         """Bytes currently held out of order, all connections together."""
         return self._budget.total
+
+    def kept_bytes(self) -> int:
+        """Delivered bytes kept to compare retransmissions with, all connections together."""
+        return self._budget.kept
 
     def largest_buffer(self) -> int:
         """Bytes held out of order by the fullest single direction."""
@@ -358,6 +368,7 @@ class Reassembler:
         self._count -= 1
         budget = self._budget
         for h in (c.client, c.server):
+            h.forget()
             if h.starts:  # only if a handler raised mid-flush; keep the accounting right
                 budget.total -= h.ooo_bytes
                 budget.holders.pop(h, None)

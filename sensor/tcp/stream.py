@@ -49,17 +49,40 @@ def _is_pow10(n: int) -> bool:
     return n == 1
 
 
+KEPT_SEGMENTS: Final = 64
+"""Delivered segments kept per direction for the retransmission comparison, at most (tiny
+segments would otherwise cost a bytes object each for every byte of the window)."""
+
+
 class Budget:
     """Reassembly memory shared by every direction: the per-direction and global caps."""
 
-    __slots__ = ("holders", "max_chunks", "max_dir", "max_total", "stats", "total")
+    __slots__ = (
+        "holders",
+        "kept",
+        "max_chunks",
+        "max_dir",
+        "max_total",
+        "rexmit_window",
+        "stats",
+        "total",
+    )
 
-    def __init__(self, stats: TcpStats, max_dir: int, max_chunks: int, max_total: int) -> None:
+    def __init__(
+        self,
+        stats: TcpStats,
+        max_dir: int,
+        max_chunks: int,
+        max_total: int,
+        rexmit_window: int = 16384,
+    ) -> None:
         self.stats = stats
         self.max_dir = max_dir
         self.max_chunks = max_chunks
         self.max_total = max_total
+        self.rexmit_window = rexmit_window  # delivered bytes kept per direction for comparison
         self.total = 0
+        self.kept = 0  # delivered bytes kept for comparison, all directions together
         self.holders: dict[Half, None] = {}  # directions holding buffered data, oldest first
 
     def enforce_total(self, ts: float) -> None:
@@ -86,6 +109,8 @@ class Half:
         "gaps",
         "hist",
         "isn",
+        "kept",
+        "kept_bytes",
         "last_ack",
         "letter_counts",
         "letter_seqs",
@@ -120,6 +145,10 @@ class Half:
         self.starts: list[int] = []  # stream offsets of buffered chunks, sorted, disjoint
         self.chunks: list[bytes] = []
         self.ooo_bytes = 0
+        # The last delivered segments (stream offsets delivered - kept_bytes .. delivered), to
+        # compare retransmissions of delivered data with; None before the first delivery.
+        self.kept: list[bytes] | None = None
+        self.kept_bytes = 0
         self.fin_rel = -1  # stream offset of the FIN, -1 before one is seen
         self.last_ack = -1  # last acknowledgment number this endpoint sent, -1 none
         self.pkts = 0
@@ -188,11 +217,12 @@ class Half:
         start = self.delivered + seq_diff(seq, self.next_seq)
         d = self.delivered
         end = start + len(payload)
-        if end <= d:
-            self._retransmitted()
-            return
         if start < d:
             self._retransmitted()
+            if self.kept_bytes and end > d - self.kept_bytes:
+                self._compare_delivered(start, payload)
+            if end <= d:
+                return
             payload = payload[d - start :]
             start = d
         if not self.starts:
@@ -264,14 +294,64 @@ class Half:
         self.budget.stats.retransmissions += 1
         self.count_letter("t")
 
+    def _compare_delivered(self, start: int, payload: bytes) -> None:
+        """A retransmission over delivered bytes: count a conflict if the kept copy differs.
+
+        The first copy stays delivered (first wins); bytes older than the kept window are not
+        compared.
+        """
+        kept = self.kept
+        if not kept:
+            return
+        d = self.delivered
+        base = d - self.kept_bytes
+        lo = max(start, base)
+        hi = min(start + len(payload), d)
+        if lo >= hi:
+            return
+        old = kept[0] if len(kept) == 1 else b"".join(kept)
+        if payload[lo - start : hi - start] != old[lo - base : hi - base]:
+            self.conflicts += 1
+            self.budget.stats.conflicting_overlaps += 1
+
+    def keep(self, payload: bytes) -> None:
+        """Remember delivered bytes for the retransmission comparison, within the window."""
+        budget = self.budget
+        kept = self.kept
+        if kept is None:
+            kept = self.kept = []
+        window = budget.rexmit_window
+        n = len(payload)
+        if n > window:  # a large (offloaded) segment: its last window of bytes
+            payload = payload[n - window :]
+            n = window
+        kept.append(payload)
+        total = self.kept_bytes + n
+        budget.kept += n
+        if total > window or len(kept) > KEPT_SEGMENTS:
+            while kept and (total > window or len(kept) > KEPT_SEGMENTS):
+                k = len(kept.pop(0))
+                total -= k
+                budget.kept -= k
+        self.kept_bytes = total
+
+    def forget(self) -> None:
+        """Drop the kept bytes (after a gap they no longer end where delivery stands)."""
+        if self.kept:
+            self.budget.kept -= self.kept_bytes
+            self.kept.clear()
+            self.kept_bytes = 0
+
     def _deliver(self, ts: float, payload: bytes) -> None:
         n = len(payload)
         self.delivered += n
         self.next_seq = (self.next_seq + n) & SEQ_MASK
+        self.keep(payload)
         if self.on_data is not None:
             self.on_data(self.to_server, ts, payload)
 
     def _gap(self, ts: float, n: int) -> None:
+        self.forget()
         self.delivered += n
         self.next_seq = (self.next_seq + n) & SEQ_MASK
         self.gaps += 1
