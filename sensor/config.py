@@ -47,6 +47,23 @@ class BoundsConfig:
     max_events_per_host: int
     max_users: int
     sample_sessions: int
+    memcap_mb: int
+    """Estimated TCP reassembly state, in total (split between --workers)."""
+
+
+@dataclass(slots=True, frozen=True)
+class ReassemblyConfig:
+    """The TCP reassembly caps and timers (sensor.tcp.reassembler.TcpLimits, same names)."""
+
+    max_connections: int
+    max_ooo_bytes_per_dir: int
+    max_ooo_chunks_per_dir: int
+    max_total_bytes: int
+    rexmit_window_bytes: int
+    max_ack_gap: int
+    idle_timeout_s: float
+    closed_linger_s: float
+    expire_interval_s: float
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,6 +107,7 @@ class Config:
     suppression: SuppressionConfig
     rules: dict[str, RuleConfig]
     assumed: tuple[str, ...]
+    reassembly: ReassemblyConfig
 
 
 def default_text() -> str:
@@ -192,7 +210,7 @@ def _networks(chk: _Checker, path: str, items: list[str]) -> tuple[IPNetwork, ..
 
 def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Config:
     site_t, win_t = merged["site"], merged["windows"]
-    for section in ("windows", "bounds", "suppression"):
+    for section in ("windows", "bounds", "suppression", "reassembly"):
         for key, value in merged[section].items():
             _range(chk, f"{section}.{key}", value)
     rules: dict[str, RuleConfig] = {}
@@ -217,7 +235,8 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
                       _networks(chk, "site.mail_servers", site_t["mail_servers"]),
                       frozenset(domains))
     return Config(chk.source, site, WindowsConfig(**win_t), BoundsConfig(**merged["bounds"]),
-                  SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site))
+                  SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site),
+                  reassembly=ReassemblyConfig(**merged["reassembly"]))
 
 
 def _assumed(user: dict[str, Any], site: SiteConfig) -> tuple[str, ...]:

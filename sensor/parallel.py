@@ -20,6 +20,7 @@ from sensor.capture.source import ErrorHandler
 from sensor.errors import SensorError
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
+from sensor.tcp.reassembler import TcpLimits
 
 START_METHOD: Final = "fork"
 """Workers are forked: they inherit the validated configuration and the parent's frozen heap
@@ -105,13 +106,19 @@ def resolve_workers(value: str) -> int:
 
 
 def run_parallel(
-    src: ParallelInput, bpf: str, ports: Sequence[int], out: Outputs
+    src: ParallelInput,
+    bpf: str,
+    ports: Sequence[int],
+    out: Outputs,
+    limits: TcpLimits | None = None,
 ) -> ParallelResult:
     """Analyse `src` with forked workers, delivering records to `out` in a deterministic order.
 
-    Unreadable files are reported once through src.on_error; an invalid `bpf` raises
+    Each worker gets 1/workers of the global caps in `limits` (the memcap, connections, bytes
+    buffered). Unreadable files are reported once through src.on_error; an invalid `bpf` raises
     CaptureError before any worker starts.
     """
+    share = (limits if limits is not None else TcpLimits()).split(src.workers)
     from sensor.capture.source import open_files
 
     t0 = time.perf_counter()
@@ -125,7 +132,8 @@ def run_parallel(
             _grow_pipe(send_end)
             proc = ctx.Process(
                 target=_worker_main,
-                args=(src.paths, bpf, tuple(ports), src.workers, k, out_wants(out), send_end),
+                args=(src.paths, bpf, tuple(ports), src.workers, k, out_wants(out), share,
+                      send_end),
                 name=f"sensor-worker-{k}",
                 daemon=True,
             )
@@ -254,13 +262,14 @@ def _worker_main(
     workers: int,
     index: int,
     wants: WorkerWants,
+    limits: TcpLimits,
     conn: Connection,
 ) -> None:
     """Process entry: analyse this worker's share and send everything; never returns."""
     code = 0
     try:
         try:
-            result = _work(paths, bpf, ports, workers, index, wants, conn)
+            result = _work(paths, bpf, ports, workers, index, wants, limits, conn)
         except SensorError as exc:
             conn.send((_Msg.FAILED, exc))
         except Exception:
@@ -283,6 +292,7 @@ def _work(
     workers: int,
     index: int,
     wants: WorkerWants,
+    limits: TcpLimits,
     conn: Connection,
 ) -> tuple[CaptureStats, TcpStats, RunTotals]:
     from sensor.capture.source import open_files
@@ -319,6 +329,7 @@ def _work(
         ports=ports,
         on_conn=on_conn if conn_lines or conn_recs else None,
         on_session=on_session if session_lines or session_recs else None,
+        tcp_limits=limits,
         handlers=None if wants.smtp else no_streams,
     )
     pipe.run_share(open_files(paths, bpf, pipe.capture_stats, _ignore_error), workers, index)

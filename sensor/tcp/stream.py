@@ -49,9 +49,16 @@ def _is_pow10(n: int) -> bool:
     return n == 1
 
 
+_NO_STARTS: Final[list[int]] = []
+"""Shared by every direction that buffers nothing (never appended to): two empty lists per
+direction were a tenth of a half-open connection's memory."""
+_NO_CHUNKS: Final[list[bytes]] = []
+
 KEPT_SEGMENTS: Final = 64
 """Delivered segments kept per direction for the retransmission comparison, at most (tiny
 segments would otherwise cost a bytes object each for every byte of the window)."""
+KEPT_OVERHEAD: Final = 48
+"""Memory of one kept segment beyond its bytes (object header, list slot), for the memcap."""
 
 
 class Budget:
@@ -82,7 +89,7 @@ class Budget:
         self.max_total = max_total
         self.rexmit_window = rexmit_window  # delivered bytes kept per direction for comparison
         self.total = 0
-        self.kept = 0  # delivered bytes kept for comparison, all directions together
+        self.kept = 0  # memory of the kept delivered bytes, all directions together
         self.holders: dict[Half, None] = {}  # directions holding buffered data, oldest first
 
     def enforce_total(self, ts: float) -> None:
@@ -113,7 +120,6 @@ class Half:
         "kept_bytes",
         "last_ack",
         "letter_counts",
-        "letter_seqs",
         "next_seq",
         "note_a",
         "note_d",
@@ -125,6 +131,10 @@ class Half:
         "pkts",
         "prev_state",
         "retrans",
+        "seq_f",
+        "seq_h",
+        "seq_r",
+        "seq_s",
         "starts",
         "state",
         "syn_seen",
@@ -142,8 +152,8 @@ class Half:
         self.delivered = 0  # stream offset of the next byte to deliver (data + gaps so far)
         self.isn = -1
         self.syn_seen = False
-        self.starts: list[int] = []  # stream offsets of buffered chunks, sorted, disjoint
-        self.chunks: list[bytes] = []
+        self.starts: list[int] = _NO_STARTS  # offsets of buffered chunks, sorted, disjoint
+        self.chunks: list[bytes] = _NO_CHUNKS
         self.ooo_bytes = 0
         # The last delivered segments (stream offsets delivered - kept_bytes .. delivered), to
         # compare retransmissions of delivered data with; None before the first delivery.
@@ -162,7 +172,9 @@ class Half:
         self.prev_state = EndpointState.INACTIVE
         self.hist: list[str] = conn.hist
         self.once = ""  # history letters recorded once per direction
-        self.letter_seqs: dict[str, int] | None = None  # s/h/f/r: seq when last recorded
+        # s/h/f/r: the sequence number when last recorded, -1 never (slots: a dict per
+        # direction cost more than a SYN-only flow's whole Half)
+        self.seq_s = self.seq_h = self.seq_f = self.seq_r = -1
         self.letter_counts: dict[str, int] | None = None  # g/t/w: counts, recorded at 1, 10...
         self.fast = False  # in-order data and pure ACKs of this direction may take the fast path
         self.note_a = True  # a fast pure ACK must first call Connection.first_fast
@@ -179,12 +191,23 @@ class Half:
 
     def flag_letter(self, c: str, seq: int) -> None:
         """Record s/h/f/r again only when the sequence number differs from the last one."""
-        seqs = self.letter_seqs
-        if seqs is None:
-            seqs = self.letter_seqs = {}
-        if seqs.get(c) != seq:
-            seqs[c] = seq
-            self.hist.append(c.upper() if self.to_server else c)
+        if c == "s":
+            if self.seq_s == seq:
+                return
+            self.seq_s = seq
+        elif c == "h":
+            if self.seq_h == seq:
+                return
+            self.seq_h = seq
+        elif c == "f":
+            if self.seq_f == seq:
+                return
+            self.seq_f = seq
+        else:
+            if self.seq_r == seq:
+                return
+            self.seq_r = seq
+        self.hist.append(c.upper() if self.to_server else c)
 
     def count_letter(self, c: str) -> None:
         """Record g/t/w on a logarithmic scale: at the 1st, 10th, 100th... occurrence."""
@@ -327,18 +350,18 @@ class Half:
             n = window
         kept.append(payload)
         total = self.kept_bytes + n
-        budget.kept += n
+        budget.kept += n + KEPT_OVERHEAD
         if total > window or len(kept) > KEPT_SEGMENTS:
             while kept and (total > window or len(kept) > KEPT_SEGMENTS):
                 k = len(kept.pop(0))
                 total -= k
-                budget.kept -= k
+                budget.kept -= k + KEPT_OVERHEAD
         self.kept_bytes = total
 
     def forget(self) -> None:
         """Drop the kept bytes (after a gap they no longer end where delivery stands)."""
         if self.kept:
-            self.budget.kept -= self.kept_bytes
+            self.budget.kept -= self.kept_bytes + len(self.kept) * KEPT_OVERHEAD
             self.kept.clear()
             self.kept_bytes = 0
 
@@ -364,6 +387,9 @@ class Half:
             self.on_gap(self.to_server, ts, n)
 
     def _insert(self, start: int, data: bytes) -> None:
+        if self.starts is _NO_STARTS:
+            self.starts = []
+            self.chunks = []
         i = bisect_left(self.starts, start)
         self.starts.insert(i, start)
         self.chunks.insert(i, data)
@@ -424,6 +450,8 @@ class Half:
             if data:
                 self._deliver(ts, data)
         if not starts:
+            self.starts = _NO_STARTS
+            self.chunks = _NO_CHUNKS
             self.budget.holders.pop(self, None)
             self.conn.refresh_fast()
 
