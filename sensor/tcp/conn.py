@@ -83,6 +83,8 @@ class Connection:
     """State of one 4-tuple: the client's and server's Half, timing, handshake facts, history."""
 
     __slots__ = (
+        "_cip",
+        "_sip",
         "_uid",
         "client",
         "client_addr",
@@ -120,6 +122,7 @@ class Connection:
         budget: Budget,
     ) -> None:
         self._uid = ""  # made when first asked for: most flows of a flood never need it early
+        self._cip = self._sip = ""
         self.ts = ts
         self.last_ts = ts
         self.end_ts = ts
@@ -145,24 +148,18 @@ class Connection:
         self.syn_mss: int | None = None
         self.syn_wscale: int | None = None
 
+    def idents(self) -> tuple[str, str, str]:
+        """The uid (see `make_uid`) and the client's and server's addresses as text."""
+        if not self._uid:
+            cip = self._cip = ip_text(self.client_addr)
+            sip = self._sip = ip_text(self.server_addr)
+            self._uid = make_uid(self.ts, cip, self.client_port, sip, self.server_port)
+        return self._uid, self._cip, self._sip
+
     @property
     def uid(self) -> str:
-        """The connection's uid (see `make_uid`)."""
-        if not self._uid:
-            self._uid = make_uid(
-                self.ts, self.client_ip, self.client_port, self.server_ip, self.server_port
-            )
-        return self._uid
-
-    @property
-    def client_ip(self) -> str:
-        """The client's address as text."""
-        return ip_text(self.client_addr)
-
-    @property
-    def server_ip(self) -> str:
-        """The server's address as text."""
-        return ip_text(self.server_addr)
+        """The connection's uid."""
+        return self._uid if self._uid else self.idents()[0]
 
     def peer(self, h: Half) -> Half:
         """The other direction."""
@@ -327,12 +324,13 @@ class Connection:
         """The conn.log-like record; call after both directions were flushed."""
         c, s = self.client, self.server
         end = self.end_ts if self.phase == _CLOSED_PHASE else self.last_ts
+        uid, cip, sip = self.idents()
         return ConnRecord(
-            uid=self.uid,
+            uid=uid,
             ts=self.ts,
-            client_ip=self.client_ip,
+            client_ip=cip,
             client_port=self.client_port,
-            server_ip=self.server_ip,
+            server_ip=sip,
             server_port=self.server_port,
             duration_s=max(end - self.ts, 0.0),
             state=self.zeek_state(),

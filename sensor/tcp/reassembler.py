@@ -12,7 +12,14 @@ from typing import Final, Protocol
 from sensor.decode.packet import Segment
 from sensor.records import ConnRecord, TcpStats
 from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase, make_uid
-from sensor.tcp.stream import SEQ_MASK, Budget, EndpointState, Half, seq_diff
+from sensor.tcp.stream import (
+    KEPT_OVERHEAD,
+    SEQ_MASK,
+    Budget,
+    EndpointState,
+    Half,
+    seq_diff,
+)
 
 _FAST_FLAGS_MASK: Final = SYN | FIN | RST | ACK  # the fast path takes ACK set, SYN/FIN/RST clear
 # module constants: cheaper than enum attribute lookups
@@ -58,6 +65,7 @@ class TcpLimits:
     expire_interval_s: float = 1.0  # packet time between two expiry passes
     max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
     rexmit_window_bytes: int = 16384  # delivered bytes kept per direction to compare rexmits
+    # (each segment counted with KEPT_OVERHEAD more)
     memcap_bytes: int = 128 << 20  # estimated state of all connections (CONN_BYTES each,
     # handler_bytes per handler, buffered and kept bytes): oldest half-open flows evicted first
     handler_bytes: int = 0  # estimated memory of one stream handler, for the memcap (not a cap)
@@ -160,7 +168,15 @@ class Reassembler:
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
                     h.delivered += n
-                    h.keep(payload)
+                    kept = h.kept  # Half.keep, inlined: this is most packets
+                    if kept is not None:
+                        kept.append(payload)
+                        cost = h.kept_cost + n + KEPT_OVERHEAD
+                        h.kept_cost = cost
+                        if cost > h.kept_limit:
+                            h.grow_kept()
+                    else:
+                        h.keep(payload)
                     on_data = h.on_data
                     if on_data is not None:
                         on_data(h.to_server, ts, payload)
@@ -236,7 +252,7 @@ class Reassembler:
 
     def kept_bytes(self) -> int:
         """Delivered bytes kept to compare retransmissions with, all connections together."""
-        return sum(h.kept_bytes for h in self._flows.values())
+        return sum(h.kept_bytes() for h in self._flows.values())
 
     def largest_buffer(self) -> int:
         """Bytes held out of order by the fullest single direction."""
@@ -371,7 +387,8 @@ class Reassembler:
         factory = self._factory
         if factory is None:
             return
-        handler = factory(c.uid, c.ts, c.client_ip, c.client_port, c.server_ip, c.server_port)
+        uid, cip, sip = c.idents()
+        handler = factory(uid, c.ts, cip, c.client_port, sip, c.server_port)
         if handler is None:
             return
         c.handler = handler
@@ -426,7 +443,8 @@ class Reassembler:
         self._count -= 1
         budget = self._budget
         for h in (c.client, c.server):
-            h.forget()
+            if h.kept is not None:
+                h.forget()
             if h.starts:  # only if a handler raised mid-flush; keep the accounting right
                 budget.total -= h.ooo_bytes
                 budget.holders.pop(h, None)
@@ -438,6 +456,11 @@ class Reassembler:
             # counting frees both as soon as the last heap entry goes, instead of the cyclic
             # collector much later (it held every finished connection until a full collection).
             h.conn = _RELEASED
+        # A superseded heap entry may keep the Connection alive a while longer (evicted flows
+        # of a flood are many): let it keep only the Connection itself.
+        c.client = c.server = _RELEASED.client
+        c.hist = _RELEASED.hist
+        c.keys = ()
 
     def _deadline(self, c: Connection) -> float:
         lim = self._limits
@@ -452,7 +475,8 @@ class Reassembler:
         c.heap_deadline = deadline
         heap = self._heap
         heapq.heappush(heap, (deadline, next(self._tick), c))
-        if len(heap) > 2 * self._count + 1024:  # drop superseded entries: heap stays O(table)
+        count = self._count
+        if len(heap) > count + (count >> 2) + 1024:  # drop superseded entries: O(table)
             live = dict.fromkeys(h.conn for h in self._flows.values())
             heap[:] = [(x.heap_deadline, next(self._tick), x) for x in live]
             heapq.heapify(heap)

@@ -54,11 +54,12 @@ _NO_STARTS: Final[list[int]] = []
 direction were a tenth of a half-open connection's memory."""
 _NO_CHUNKS: Final[list[bytes]] = []
 
-KEPT_SEGMENTS: Final = 64
-"""Delivered segments kept per direction for the retransmission comparison, at most (tiny
-segments would otherwise cost a bytes object each for every byte of the window)."""
 KEPT_OVERHEAD: Final = 48
-"""Memory of one kept segment beyond its bytes (object header, list slot), for the memcap."""
+"""Memory of one kept segment beyond its bytes (object header, list slot): a kept segment costs
+its length plus this against the retransmission window, so tiny segments cannot pile up."""
+KEPT_STEP: Final = 512
+"""Memcap charge a direction's kept bytes reserve at a time (up to the window), so that the
+in-order path only compares its cost with its reservation."""
 
 
 class Budget:
@@ -87,9 +88,9 @@ class Budget:
         self.max_dir = max_dir
         self.max_chunks = max_chunks
         self.max_total = max_total
-        self.rexmit_window = rexmit_window  # delivered bytes kept per direction for comparison
+        self.rexmit_window = rexmit_window  # memory kept per direction to compare rexmits
         self.total = 0
-        self.kept = 0  # memory of the kept delivered bytes, all directions together
+        self.kept = 0  # memcap charge of kept delivered bytes (reservations), all directions
         self.holders: dict[Half, None] = {}  # directions holding buffered data, oldest first
 
     def enforce_total(self, ts: float) -> None:
@@ -117,7 +118,8 @@ class Half:
         "hist",
         "isn",
         "kept",
-        "kept_bytes",
+        "kept_cost",
+        "kept_limit",
         "last_ack",
         "letter_counts",
         "next_seq",
@@ -155,10 +157,12 @@ class Half:
         self.starts: list[int] = _NO_STARTS  # offsets of buffered chunks, sorted, disjoint
         self.chunks: list[bytes] = _NO_CHUNKS
         self.ooo_bytes = 0
-        # The last delivered segments (stream offsets delivered - kept_bytes .. delivered), to
-        # compare retransmissions of delivered data with; None before the first delivery.
+        # The last delivered segments (ending at stream offset `delivered`), to compare
+        # retransmissions of delivered data with; None before the first delivery. kept_cost:
+        # their bytes plus KEPT_OVERHEAD each; kept_limit: the memcap reserved for them.
         self.kept: list[bytes] | None = None
-        self.kept_bytes = 0
+        self.kept_cost = 0
+        self.kept_limit = 0
         self.fin_rel = -1  # stream offset of the FIN, -1 before one is seen
         self.last_ack = -1  # last acknowledgment number this endpoint sent, -1 none
         self.pkts = 0
@@ -242,7 +246,7 @@ class Half:
         end = start + len(payload)
         if start < d:
             self._retransmitted()
-            if self.kept_bytes and end > d - self.kept_bytes:
+            if self.kept:
                 self._compare_delivered(start, payload)
             if end <= d:
                 return
@@ -326,44 +330,74 @@ class Half:
         kept = self.kept
         if not kept:
             return
+        old = kept[0] if len(kept) == 1 else b"".join(kept)
         d = self.delivered
-        base = d - self.kept_bytes
+        base = d - len(old)
         lo = max(start, base)
         hi = min(start + len(payload), d)
-        if lo >= hi:
-            return
-        old = kept[0] if len(kept) == 1 else b"".join(kept)
-        if payload[lo - start : hi - start] != old[lo - base : hi - base]:
+        if lo < hi and payload[lo - start : hi - start] != old[lo - base : hi - base]:
             self.conflicts += 1
             self.budget.stats.conflicting_overlaps += 1
 
+    def kept_bytes(self) -> int:
+        """Delivered bytes kept for the comparison."""
+        return sum(len(p) for p in self.kept) if self.kept else 0
+
     def keep(self, payload: bytes) -> None:
         """Remember delivered bytes for the retransmission comparison, within the window."""
-        budget = self.budget
         kept = self.kept
         if kept is None:
             kept = self.kept = []
-        window = budget.rexmit_window
-        n = len(payload)
-        if n > window:  # a large (offloaded) segment: its last window of bytes
-            payload = payload[n - window :]
-            n = window
+            window = self.budget.rexmit_window
+            step = window if window < KEPT_STEP else KEPT_STEP
+            self.kept_limit = step
+            self.budget.kept += step
         kept.append(payload)
-        total = self.kept_bytes + n
-        budget.kept += n + KEPT_OVERHEAD
-        if total > window or len(kept) > KEPT_SEGMENTS:
-            while kept and (total > window or len(kept) > KEPT_SEGMENTS):
-                k = len(kept.pop(0))
-                total -= k
-                budget.kept -= k + KEPT_OVERHEAD
-        self.kept_bytes = total
+        cost = self.kept_cost + len(payload) + KEPT_OVERHEAD
+        self.kept_cost = cost
+        if cost > self.kept_limit:
+            self.grow_kept()
+
+    def grow_kept(self) -> None:
+        """The kept cost passed its reservation: reserve more memcap up to the window; past
+        the window, drop the oldest segments down to half of it (not one per packet)."""
+        kept = self.kept
+        if kept is None:
+            return
+        budget = self.budget
+        window = budget.rexmit_window
+        cost = self.kept_cost
+        if cost <= window:
+            want = cost + KEPT_STEP
+            more = (want if want < window else window) - self.kept_limit
+            self.kept_limit += more
+            budget.kept += more
+            return
+        if self.kept_limit < window:
+            budget.kept += window - self.kept_limit
+            self.kept_limit = window
+        while cost > window // 2 and len(kept) > 1:  # the older half at a time, at C speed
+            del kept[: len(kept) // 2]
+            cost = sum(map(len, kept)) + KEPT_OVERHEAD * len(kept)
+        if cost > window:  # the newest alone is larger than the window: its tail
+            newest = kept[-1]
+            room = window - KEPT_OVERHEAD
+            if room > 0:
+                kept[-1] = newest[len(newest) - room :]
+                cost = window
+            else:
+                kept.clear()
+                cost = 0
+        self.kept_cost = cost
 
     def forget(self) -> None:
-        """Drop the kept bytes (after a gap they no longer end where delivery stands)."""
+        """Drop the kept bytes and their reservation (after a gap they no longer end where
+        delivery stands; at the end of the connection)."""
         if self.kept:
-            self.budget.kept -= self.kept_bytes + len(self.kept) * KEPT_OVERHEAD
             self.kept.clear()
-            self.kept_bytes = 0
+        self.kept_cost = 0
+        self.budget.kept -= self.kept_limit
+        self.kept_limit = 0
 
     def _deliver(self, ts: float, payload: bytes) -> None:
         n = len(payload)

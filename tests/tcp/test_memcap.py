@@ -67,8 +67,11 @@ def test_memcap_evicts_the_oldest_half_open_flows_first() -> None:
 
 
 def test_memcap_then_evicts_the_least_recently_active_connection() -> None:
-    h = Harness(TcpLimits(memcap_bytes=3 * (CONN_BYTES + 5000) + 2000, handler_bytes=5000))
     sessions = [Conv(cport=50000 + k, client=bytes([192, 0, 2, k + 1])) for k in range(4)]
+    probe = Harness(TcpLimits(handler_bytes=5000))
+    for cv in sessions[:3]:
+        probe.feed([(1.0, s) for s in smtp_start(cv)])
+    h = Harness(TcpLimits(memcap_bytes=probe.r.memory() + 1000, handler_bytes=5000))
     for k, cv in enumerate(sessions[:3]):
         h.feed([(1.0 + k, s) for s in smtp_start(cv)])
     h.r.segment(5.0, sessions[0].c(52, b"RCPT TO:<b@example.org>\r\n", ACK | PSH, ack=76))

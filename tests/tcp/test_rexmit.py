@@ -106,15 +106,41 @@ def test_partial_overlap_with_delivered_bytes_compares_only_the_overlap() -> Non
 
 
 def test_bytes_older_than_the_window_are_not_compared() -> None:
-    h = Harness(TcpLimits(rexmit_window_bytes=8))
+    # each kept segment counts its bytes plus KEPT_OVERHEAD (48) against the window
+    h = Harness(TcpLimits(rexmit_window_bytes=120))
     cv = Conv()
     h.feed([(1.0, s) for s in cv.handshake()])
-    h.feed([(2.0, cv.c(0, b"0123456789")), (2.1, cv.c(10, b"abcd")), (2.2, cv.c(0, b"XX"))])
-    assert h.r.kept_bytes() == 4  # the 10-byte segment was larger than the window: its tail
-    h.feed([(2.3, cv.c(12, b"cX"))])
+    h.feed([(2.0, cv.c(0, b"0123456789")), (2.1, cv.c(10, b"abcd"))])
+    assert h.r.kept_bytes() == 14  # 58 + 52 <= 120
+    h.feed([(2.2, cv.c(14, b"efgh"))])  # 162 > 120: the oldest go, down to half the window
+    assert h.r.kept_bytes() == 4
+    h.feed([(2.3, cv.c(0, b"XX")), (2.4, cv.c(12, b"cdeX"))])
     h.r.flush()
     (rec,) = h.records
-    assert rec.conflicting_overlaps == 1  # "XX" fell outside the window, "cX" did not
+    assert rec.conflicting_overlaps == 1  # "XX" fell out of the window, "eX" over "ef" did not
+    assert rec.retrans_segments == 2
+
+
+def test_a_segment_larger_than_the_window_keeps_its_tail() -> None:
+    h = Harness(TcpLimits(rexmit_window_bytes=58))
+    cv = Conv()
+    h.feed([(1.0, s) for s in cv.handshake()])
+    h.feed([(2.0, cv.c(0, b"0123456789abcdefghij"))])
+    assert h.r.kept_bytes() == 10
+    h.feed([(2.1, cv.c(0, b"XXXXXXXXXXabcdefghij")), (2.2, cv.c(9, b"9Xb"))])
+    h.r.flush()
+    assert h.records[0].conflicting_overlaps == 1  # only the second reaches the kept tail
+
+
+def test_kept_bytes_are_charged_to_the_memcap_and_released() -> None:
+    h = Harness()
+    cv = Conv()
+    h.feed([(1.0, s) for s in cv.handshake()])
+    base = h.r.memory()
+    h.feed([(2.0 + i * 0.01, cv.c(i * 100, bytes(100))) for i in range(400)])
+    assert base + 16384 >= h.r.memory() > base + 8192  # reserved up to the window
+    h.r.flush()
+    assert h.r.memory() == 0
 
 
 def test_a_gap_forgets_the_kept_bytes() -> None:
