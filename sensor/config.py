@@ -188,6 +188,10 @@ def _range(chk: _Checker, path: str, value: object) -> None:
         assert isinstance(value, float)
         if not 0.0 < value <= 1.0:
             raise chk.fail(path, "a number > 0 and <= 1", value)
+    elif key == "rexmit_window_bytes":
+        assert isinstance(value, int)
+        if value < 0:
+            raise chk.fail(path, "an integer >= 0 (0: off)", value)
     elif key == "escalate_factor":
         assert isinstance(value, float)
         if not value > 1.0:

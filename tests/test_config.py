@@ -122,6 +122,8 @@ def test_reassembly_caps_and_memcap_reach_the_tcp_limits() -> None:
     assert (lim.rexmit_window_bytes, lim.max_connections, lim.idle_timeout_s) == (100, 7, 30.0)
     for key, value in asdict(cfg.reassembly).items():  # every key is the TcpLimits field it sets
         assert getattr(lim, key) == value
+    off = parse_config("[reassembly]\nrexmit_window_bytes = 0\n", "t.toml")
+    assert limits_from_config(off).rexmit_window_bytes == 0
 
 
 @pytest.mark.parametrize(
@@ -134,6 +136,8 @@ def test_reassembly_caps_and_memcap_reach_the_tcp_limits() -> None:
         ("[bounds]\nmemcap_mb = -1\n", "bounds.memcap_mb: expected an integer > 0, got -1"),
         ("[reassembly]\nidle_timeout_s = 0\n",
          "reassembly.idle_timeout_s: expected a number > 0, got 0.0"),
+        ("[reassembly]\nrexmit_window_bytes = -1\n",
+         "reassembly.rexmit_window_bytes: expected an integer >= 0 (0: off), got -1"),
     ],
 )  # fmt: skip
 def test_bad_reassembly_values_name_the_key(text: str, message: str) -> None:

@@ -65,7 +65,7 @@ class TcpLimits:
     expire_interval_s: float = 1.0  # packet time between two expiry passes
     max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
     rexmit_window_bytes: int = 16384  # delivered bytes kept per direction to compare rexmits
-    # (each segment counted with KEPT_OVERHEAD more)
+    # (each segment counted with KEPT_OVERHEAD more); 0: no comparison
     memcap_bytes: int = 128 << 20  # estimated state of all connections (CONN_BYTES each,
     # handler_bytes per handler, buffered and kept bytes): oldest half-open flows evicted first
     handler_bytes: int = 0  # estimated memory of one stream handler, for the memcap (not a cap)
@@ -175,8 +175,6 @@ class Reassembler:
                         h.kept_cost = cost
                         if cost > h.kept_limit:
                             h.grow_kept()
-                    else:
-                        h.keep(payload)
                     on_data = h.on_data
                     if on_data is not None:
                         on_data(h.to_server, ts, payload)
@@ -382,8 +380,12 @@ class Reassembler:
         return sender
 
     def _wire(self, c: Connection, ts: float) -> None:
-        """The connection's first payload byte: give it its handler (lazily, to spare floods)."""
+        """The connection's first payload byte: give it its handler (lazily, to spare floods)
+        and lists to keep delivered bytes in (unless the retransmission window is 0)."""
         c.wired = True
+        if self._limits.rexmit_window_bytes > 0:
+            c.client.kept = []
+            c.server.kept = []
         factory = self._factory
         if factory is None:
             return

@@ -58,8 +58,8 @@ KEPT_OVERHEAD: Final = 48
 """Memory of one kept segment beyond its bytes (object header, list slot): a kept segment costs
 its length plus this against the retransmission window, so tiny segments cannot pile up."""
 KEPT_STEP: Final = 512
-"""Memcap charge a direction's kept bytes reserve at a time (up to the window), so that the
-in-order path only compares its cost with its reservation."""
+"""Memcap a direction's kept bytes reserve first; then twice their cost at a time (up to the
+window), so that the in-order path only compares their cost with the reservation."""
 
 
 class Budget:
@@ -158,7 +158,8 @@ class Half:
         self.chunks: list[bytes] = _NO_CHUNKS
         self.ooo_bytes = 0
         # The last delivered segments (ending at stream offset `delivered`), to compare
-        # retransmissions of delivered data with; None before the first delivery. kept_cost:
+        # retransmissions of delivered data with; None before the connection's first payload
+        # byte, and always when the window is 0 (comparison off). kept_cost:
         # their bytes plus KEPT_OVERHEAD each; kept_limit: the memcap reserved for them.
         self.kept: list[bytes] | None = None
         self.kept_cost = 0
@@ -346,12 +347,8 @@ class Half:
     def keep(self, payload: bytes) -> None:
         """Remember delivered bytes for the retransmission comparison, within the window."""
         kept = self.kept
-        if kept is None:
-            kept = self.kept = []
-            window = self.budget.rexmit_window
-            step = window if window < KEPT_STEP else KEPT_STEP
-            self.kept_limit = step
-            self.budget.kept += step
+        if kept is None:  # the connection has no handler yet, or the window is 0 (off)
+            return
         kept.append(payload)
         cost = self.kept_cost + len(payload) + KEPT_OVERHEAD
         self.kept_cost = cost
@@ -367,8 +364,8 @@ class Half:
         budget = self.budget
         window = budget.rexmit_window
         cost = self.kept_cost
-        if cost <= window:
-            want = cost + KEPT_STEP
+        if cost <= window:  # reserve geometrically: a handful of calls per direction
+            want = 2 * cost if cost > KEPT_STEP else cost + KEPT_STEP
             more = (want if want < window else window) - self.kept_limit
             self.kept_limit += more
             budget.kept += more

@@ -13,7 +13,7 @@ from tcp_helpers import ACK, FIN, PSH, SYN, Conv, Harness
 
 from sensor.capture.writer import PcapWriter
 from sensor.simulate.frames import make_direction
-from sensor.tcp.reassembler import TcpLimits
+from sensor.tcp.reassembler import CONN_BYTES, TcpLimits
 
 FIRST_RCPT = b"RCPT TO:<alice@example.org>\r\n"
 EVIL_RCPT = b"RCPT TO:<eve99@example.org>\r\n"  # same length: a clean byte-for-byte overwrite
@@ -182,3 +182,14 @@ def test_identical_duplicates_never_count_conflicts(
     assert bytes(h.handlers[0].stream[True]) == data
     assert rec.conflicting_overlaps == 0
     assert h.stats.conflicting_overlaps == 0
+
+
+def test_a_window_of_zero_turns_the_comparison_of_delivered_bytes_off() -> None:
+    h = Harness(TcpLimits(rexmit_window_bytes=0))
+    cv = Conv()
+    h.feed([(1.0, s) for s in cv.handshake()])
+    h.feed([(2.0, cv.c(0, b"abcd")), (2.1, cv.c(0, b"XXXX"))])  # over delivered: not compared
+    h.feed([(2.2, cv.c(8, b"ijkl")), (2.3, cv.c(8, b"iXkl"))])  # over buffered: still compared
+    assert h.r.memory() == CONN_BYTES + 4  # the buffered "ijkl", nothing kept
+    h.r.flush()
+    assert h.records[0].conflicting_overlaps == 1
