@@ -370,7 +370,8 @@ class Reassembler:
         self._count += 1
         young = self._young
         young.append(c)
-        if len(young) > 2 * self._count + 1024:  # drop entries of wired or removed connections
+        count = self._count
+        if len(young) > count + (count >> 2) + 1024:  # drop wired or removed connections
             self._young = deque(x for x in young if not (x.removed or x.wired))
         stats = self._stats
         stats.connections += 1
