@@ -13,7 +13,7 @@ import click
 
 from sensor import __version__
 from sensor.errors import SensorError
-from sensor.pipeline import Frame, Pipeline, RunTotals, no_streams
+from sensor.pipeline import Frame, Pipeline, RunTotals, limits_from_config, no_streams
 from sensor.records import Alert, CaptureStats, TcpStats
 from sensor.service.signals import Aborted, Shutdown
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sensor.output.jsonl import JsonlSink
     from sensor.parallel import ParallelInput
     from sensor.smtp.limits import SmtpLimits
+    from sensor.tcp.reassembler import TcpLimits
 
 _GC_YOUNG_THRESHOLD = 500_000  # net container allocations between young collections (default
 # 700). Each young collection walks every young object, and session records live for the
@@ -188,7 +189,7 @@ def _execute(
         sys.stdout.flush()  # forked workers must not inherit (and repeat) buffered output
         sys.stderr.flush()
         try:
-            result = run_parallel(parallel, expr, ports, outs)
+            result = run_parallel(parallel, expr, ports, outs, limits_from_config(cfg))
         finally:
             det_stats = detector.finish() if detector is not None else None
             for sink in (conn_sink, sess_sink, alert_sink):
@@ -208,6 +209,7 @@ def _execute(
             detector,
             progress and not quiet,
             smtp,
+            limits_from_config(cfg),
             cfg.smtp,
         )
     if stats_path:
@@ -242,6 +244,7 @@ def _run_in_process(
     detector: Detector | None,
     progress: bool,
     smtp: bool,
+    limits: TcpLimits,
     smtp_limits: SmtpLimits | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
@@ -261,6 +264,7 @@ def _run_in_process(
         ports=ports,
         on_conn=_fan_out(conn_outs),
         on_session=_fan_out(sess_outs),
+        tcp_limits=limits,
         handlers=None if smtp else no_streams,
         smtp_limits=smtp_limits,
     )

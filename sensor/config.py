@@ -48,6 +48,23 @@ class BoundsConfig:
     max_events_per_host: int
     max_users: int
     sample_sessions: int
+    memcap_mb: int
+    """Estimated TCP reassembly state, in total (split between --workers)."""
+
+
+@dataclass(slots=True, frozen=True)
+class ReassemblyConfig:
+    """The TCP reassembly caps and timers (sensor.tcp.reassembler.TcpLimits, same names)."""
+
+    max_connections: int
+    max_ooo_bytes_per_dir: int
+    max_ooo_chunks_per_dir: int
+    max_total_bytes: int
+    rexmit_window_bytes: int
+    max_ack_gap: int
+    idle_timeout_s: float
+    closed_linger_s: float
+    expire_interval_s: float
 
 
 @dataclass(slots=True, frozen=True)
@@ -91,6 +108,7 @@ class Config:
     suppression: SuppressionConfig
     rules: dict[str, RuleConfig]
     assumed: tuple[str, ...]
+    reassembly: ReassemblyConfig
     smtp: SmtpLimits = field(default_factory=SmtpLimits)  # [smtp]: the SMTP parser's bounds
 
 
@@ -172,6 +190,10 @@ def _range(chk: _Checker, path: str, value: object) -> None:
         assert isinstance(value, float)
         if not 0.0 < value <= 1.0:
             raise chk.fail(path, "a number > 0 and <= 1", value)
+    elif key == "rexmit_window_bytes":
+        assert isinstance(value, int)
+        if value < 0:
+            raise chk.fail(path, "an integer >= 0 (0: off)", value)
     elif key == "escalate_factor":
         assert isinstance(value, float)
         if not value > 1.0:
@@ -197,7 +219,7 @@ def _networks(chk: _Checker, path: str, items: list[str]) -> tuple[IPNetwork, ..
 
 def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Config:
     site_t, win_t = merged["site"], merged["windows"]
-    for section in ("windows", "bounds", "suppression"):
+    for section in ("windows", "bounds", "suppression", "reassembly"):
         for key, value in merged[section].items():
             _range(chk, f"{section}.{key}", value)
     rules: dict[str, RuleConfig] = {}
@@ -223,6 +245,7 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
                       frozenset(domains))
     return Config(chk.source, site, WindowsConfig(**win_t), BoundsConfig(**merged["bounds"]),
                   SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site),
+                  reassembly=ReassemblyConfig(**merged["reassembly"]),
                   smtp=_smtp_limits(chk, merged["smtp"]))
 
 

@@ -22,6 +22,7 @@ from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 from sensor.service.signals import Shutdown, die_with_parent
 from sensor.smtp.limits import SmtpLimits
+from sensor.tcp.reassembler import TcpLimits
 
 START_METHOD: Final = "fork"
 """Workers are forked: they inherit the validated configuration and the parent's frozen heap
@@ -118,16 +119,22 @@ def resolve_workers(value: str) -> int:
 
 
 def run_parallel(
-    src: ParallelInput, bpf: str, ports: Sequence[int], out: Outputs
+    src: ParallelInput,
+    bpf: str,
+    ports: Sequence[int],
+    out: Outputs,
+    limits: TcpLimits | None = None,
 ) -> ParallelResult:
     """Analyse `src` with forked workers, delivering records to `out` in a deterministic order.
 
-    Unreadable files are reported once through src.on_error; an invalid `bpf` raises
+    Each worker gets 1/workers of the global caps in `limits` (the memcap, connections, bytes
+    buffered). Unreadable files are reported once through src.on_error; an invalid `bpf` raises
     CaptureError before any worker starts. A stop signal of `src.shutdown` is forwarded to every
     worker, which stops reading and flushes what it holds; the merge goes on to the end. Workers
     die with this process (PR_SET_PDEATHSIG, and a broken pipe), and are killed when it leaves
     early (an exception, a second signal).
     """
+    share = (limits if limits is not None else TcpLimits()).split(src.workers)
     from sensor.capture.source import open_files
 
     t0 = time.perf_counter()
@@ -156,8 +163,9 @@ def run_parallel(
             inherited = (*conns, recv_end)
             proc = ctx.Process(
                 target=_worker_main,
-                args=(src.paths, bpf, tuple(ports), src.workers, k, out_wants(out), send_end,
-                      inherited, parent, src.shutdown, _SharedCut(cut_state, src.workers)),
+                args=(src.paths, bpf, tuple(ports), src.workers, k, out_wants(out), share,
+                      send_end, inherited, parent, src.shutdown,
+                      _SharedCut(cut_state, src.workers)),
                 name=f"sensor-worker-{k}",
                 daemon=True,
             )  # fmt: skip
@@ -343,6 +351,7 @@ def _worker_main(
     workers: int,
     index: int,
     wants: WorkerWants,
+    limits: TcpLimits,
     conn: Connection,
     inherited: tuple[Connection, ...],
     parent: int,
@@ -364,7 +373,9 @@ def _worker_main(
         for other in inherited:
             other.close()
         try:
-            result = _work(paths, bpf, ports, workers, index, wants, conn, shutdown, cut)
+            result = _work(
+                paths, bpf, ports, workers, index, wants, limits, conn, shutdown, cut
+            )
         except SensorError as exc:
             conn.send((_Msg.FAILED, exc))
         except Exception:
@@ -387,6 +398,7 @@ def _work(
     workers: int,
     index: int,
     wants: WorkerWants,
+    limits: TcpLimits,
     conn: Connection,
     shutdown: Shutdown,
     cut: CutAgreement,
@@ -425,6 +437,7 @@ def _work(
         ports=ports,
         on_conn=on_conn if conn_lines or conn_recs else None,
         on_session=on_session if session_lines or session_recs else None,
+        tcp_limits=limits,
         handlers=None if wants.smtp else no_streams,
         smtp_limits=wants.smtp_limits,
     )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Final
 
 from sensor.decode.packet import Decoder
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 from sensor.smtp.parser import SmtpLimits, SmtpParser
 from sensor.tcp.reassembler import HandlerFactory, Reassembler, StreamHandler, TcpLimits
+
+if TYPE_CHECKING:
+    from sensor.config import Config
 
 Frame = tuple[float, int, bytes]
 
@@ -27,6 +30,28 @@ def flow_share(src: bytes, dst: bytes, sport: int, dport: int, workers: int) -> 
     `src` and `dst` are packed addresses as the decoder gives them (never empty).
     """
     return ((sport + dport + src[-1] + dst[-1]) * FLOW_MIX >> FLOW_MIX_SHIFT) % workers
+
+
+SMTP_PARSER_BYTES: Final = 5000
+"""Estimated memory of one SMTP parser with a short dialogue under way (tracemalloc, 64-bit
+CPython 3.11), charged to the reassembly memcap for each connection that carries payload."""
+
+
+def limits_from_config(cfg: Config) -> TcpLimits:
+    """The reassembly caps of a configuration ([reassembly] and [bounds] memcap_mb)."""
+    r = cfg.reassembly
+    return TcpLimits(
+        max_connections=r.max_connections,
+        max_ooo_bytes_per_dir=r.max_ooo_bytes_per_dir,
+        max_ooo_chunks_per_dir=r.max_ooo_chunks_per_dir,
+        max_total_bytes=r.max_total_bytes,
+        idle_timeout_s=r.idle_timeout_s,
+        closed_linger_s=r.closed_linger_s,
+        expire_interval_s=r.expire_interval_s,
+        max_ack_gap=r.max_ack_gap,
+        rexmit_window_bytes=r.rexmit_window_bytes,
+        memcap_bytes=cfg.bounds.memcap_mb << 20,
+    )
 
 
 def no_streams(
@@ -76,10 +101,13 @@ class Pipeline:
         # One bounds object for every parser of the run (never mutated once the run starts).
         self._smtp_limits = smtp_limits if smtp_limits is not None else SmtpLimits()
         self._decoder = Decoder(self.capture_stats)
+        limits = tcp_limits if tcp_limits is not None else TcpLimits()
+        if handlers is None and limits.handler_bytes == 0:
+            limits = replace(limits, handler_bytes=SMTP_PARSER_BYTES)
         self._reasm = Reassembler(
             self._new_handler if handlers is None else handlers,
             self.tcp_stats,
-            tcp_limits,
+            limits,
             server_ports=self._ports,
             on_record=self._conn_done,
         )

@@ -47,6 +47,8 @@ class TcpStats:
     connections: int = 0
     active_peak: int = 0
     evicted_lru: int = 0
+    evicted_memcap: int = 0
+    evicted_half_open: int = 0
     timed_out: int = 0
     flushed_at_end: int = 0
     ooo_segments: int = 0

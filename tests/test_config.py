@@ -88,7 +88,8 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_every_default_key_is_documented_by_a_comment_block() -> None:
     text = default_text()
     parsed = tomllib.loads(text)
-    assert set(parsed) == {"site", "windows", "bounds", "smtp", "suppression", "rules"}
+    assert set(parsed) == {"site", "windows", "bounds", "reassembly", "smtp", "suppression",
+                           "rules"}
     for name in parsed["rules"]:
         header = f"[rules.{name}]\n#"
         assert header in text, f"rules.{name} has no comment"
@@ -116,3 +117,39 @@ def test_config_check_validates_a_file(tmp_path: Path) -> None:
 
 def test_config_without_an_option_is_a_usage_error() -> None:
     assert CliRunner().invoke(config_cmd, []).exit_code == 2
+
+
+def test_reassembly_caps_and_memcap_reach_the_tcp_limits() -> None:
+    from dataclasses import asdict
+
+    from sensor.pipeline import limits_from_config
+
+    cfg = parse_config("[bounds]\nmemcap_mb = 64\n[reassembly]\nrexmit_window_bytes = 100\n"
+                       "max_connections = 7\nidle_timeout_s = 30\n", "t.toml")
+    lim = limits_from_config(cfg)
+    assert lim.memcap_bytes == 64 << 20
+    assert (lim.rexmit_window_bytes, lim.max_connections, lim.idle_timeout_s) == (100, 7, 30.0)
+    for key, value in asdict(cfg.reassembly).items():  # every key is the TcpLimits field it sets
+        assert getattr(lim, key) == value
+    off = parse_config("[reassembly]\nrexmit_window_bytes = 0\n", "t.toml")
+    assert limits_from_config(off).rexmit_window_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[reassembly]\nmax_connections = 0\n",
+         "reassembly.max_connections: expected an integer > 0, got 0"),
+        ("[reassembly]\nrexmit_window_bytes = \"big\"\n",
+         'reassembly.rexmit_window_bytes: expected an integer, got "big"'),
+        ("[bounds]\nmemcap_mb = -1\n", "bounds.memcap_mb: expected an integer > 0, got -1"),
+        ("[reassembly]\nidle_timeout_s = 0\n",
+         "reassembly.idle_timeout_s: expected a number > 0, got 0.0"),
+        ("[reassembly]\nrexmit_window_bytes = -1\n",
+         "reassembly.rexmit_window_bytes: expected an integer >= 0 (0: off), got -1"),
+    ],
+)  # fmt: skip
+def test_bad_reassembly_values_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "t.toml")
+    assert str(err.value) == f"t.toml: {message}"

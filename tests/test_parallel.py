@@ -293,3 +293,68 @@ def test_a_worker_at_the_end_of_input_takes_the_others_there() -> None:
     done.finished()
     assert not running.reached(5 * STOP_CHECK_FRAMES)  # reads on, to the end
     assert running.reached(5 * STOP_CHECK_FRAMES + parallel.CUT_CATCH_UP_FRAMES)  # or the cap
+
+
+def _flood_capture(path: Path, flows: int, sessions: int) -> list[str]:
+    """SYN-only flows with complete SMTP sessions mixed in; the sessions' recipients."""
+    from sensor.capture.writer import PcapWriter
+    from sensor.simulate.frames import make_direction
+
+    syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
+    rcpts: list[str] = []
+    ts = 1_700_000_000.0
+    with PcapWriter(str(path)) as w:
+        for i in range(flows):
+            d = make_direction(f"10.1.{i >> 8}.{i & 255}", "192.0.2.25", 1024 + i, 25, 64, 0, 1, 0)
+            w.write(ts, d.frame(i * 7919, 0, syn, 64240, b"", b"", 0))
+            ts += 0.001
+            if i % (flows // sessions) != 0:
+                continue
+            k = len(rcpts)
+            rcpts.append(f"user{k}@example.org")
+            c = make_direction(f"198.51.100.{k + 1}", "192.0.2.25", 30000, 25, 64, 0, 1, 0)
+            s = make_direction("192.0.2.25", f"198.51.100.{k + 1}", 25, 30000, 64, 0, 1, 0)
+            cs, ss = 1000, 5000
+            frames = [c.frame(cs, 0, syn, 64240, b"", b"", 0),
+                      s.frame(ss, cs + 1, syn | ack, 65160, b"", b"", 0)]  # fmt: skip
+            cs, ss = cs + 1, ss + 1
+            frames.append(c.frame(cs, ss, ack, 502, b"", b"", 0))
+            for to_server, line in [
+                (False, b"220 mx ESMTP\r\n"), (True, b"HELO c\r\n"), (False, b"250 mx\r\n"),
+                (True, b"MAIL FROM:<a@example.com>\r\n"), (False, b"250 ok\r\n"),
+                (True, f"RCPT TO:<{rcpts[-1]}>\r\n".encode()), (False, b"250 ok\r\n"),
+                (True, b"QUIT\r\n"), (False, b"221 bye\r\n"),
+            ]:  # fmt: skip
+                if to_server:
+                    frames.append(c.frame(cs, ss, ack | psh, 502, b"", line, 0))
+                    cs += len(line)
+                else:
+                    frames.append(s.frame(ss, cs, ack | psh, 509, b"", line, 0))
+                    ss += len(line)
+            frames += [c.frame(cs, ss, ack | fin, 502, b"", b"", 0),
+                       s.frame(ss, cs + 1, ack | fin, 509, b"", b"", 0),
+                       c.frame(cs + 1, ss + 1, ack, 502, b"", b"", 0)]  # fmt: skip
+            for f in frames:
+                w.write(ts, f)
+                ts += 0.0001
+    return rcpts
+
+
+def test_under_a_memcap_workers_split_it_and_account_for_every_flow(tmp_path: Path) -> None:
+    flows = 3000
+    cap = tmp_path / "flood.pcap"
+    rcpts = _flood_capture(cap, flows, 10)
+    cfg = tmp_path / "small.toml"
+    cfg.write_text("[bounds]\nmemcap_mb = 1\n")
+    per_process = (1 << 20) // 1700  # connections a 1 MiB memcap holds (CONN_BYTES each)
+    for workers in ("1", "2"):
+        out = analyze(cap, tmp_path / workers, workers, "--config", str(cfg))
+        conns = [json.loads(line) for line in out["conns"].splitlines()]
+        assert len(conns) == flows + len(rcpts)  # every flow accounted for
+        seen = {r["addr"] for line in out["sessions"].splitlines()
+                for t in json.loads(line)["transactions"] for r in t["rcpt_to"]}  # fmt: skip
+        assert seen == set(rcpts)  # the real sessions were analysed, none evicted
+        tcp = json.loads(out["stats"])["tcp"]
+        assert tcp["evicted_memcap"] == tcp["evicted_half_open"] > flows // 2
+        assert sum(c["end_reason"] == "evicted" for c in conns) == tcp["evicted_memcap"]
+        assert tcp["active_peak"] <= per_process + 2  # with workers: the sum of each one's

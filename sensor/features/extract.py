@@ -20,9 +20,10 @@ ABUSE_ANOMALIES: Final = frozenset({
     Anomaly.UNKNOWN_COMMAND, Anomaly.NON_SMTP_VERB, Anomaly.OUT_OF_SEQUENCE,
     Anomaly.COMMAND_AFTER_421, Anomaly.TOO_MANY_RCPTS, Anomaly.TOO_MANY_COMMANDS,
     Anomaly.BDAT_INVALID_SIZE, Anomaly.PENDING_OVERFLOW, Anomaly.LINE_TRUNCATED, Anomaly.BAD_PATH,
-    Anomaly.DATA_AFTER_REFUSAL, Anomaly.AUTH_TOO_MANY,
+    Anomaly.DATA_AFTER_REFUSAL, Anomaly.AUTH_TOO_MANY, Anomaly.RETRANSMISSION_INCONSISTENCY,
 })
-"""Anomalies that are a client's doing and that legitimate MTAs do not produce."""
+"""Anomalies that are a client's doing and that legitimate MTAs do not produce (a retransmission
+that rewrites bytes already sent is the classic IDS evasion, not a TCP stack's habit)."""
 
 REFUSED_STATES: Final = frozenset({"REJ"})
 UNANSWERED_STATES: Final = frozenset({"S0", "SH", "RSTOS0"})

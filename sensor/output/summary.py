@@ -67,6 +67,8 @@ def render_summary(
         "tcp: gaps": tcp.gaps,
         "tcp: conflicting overlaps": tcp.conflicting_overlaps,
         "tcp: evicted (connection cap)": tcp.evicted_lru,
+        "tcp: evicted (memory cap)": tcp.evicted_memcap,
+        "tcp: evicted before any payload": tcp.evicted_half_open,
         "tcp: out-of-order cap hits": tcp.ooo_cap_hits,
         "tcp: total buffer cap hits": tcp.total_cap_hits,
     }

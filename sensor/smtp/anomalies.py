@@ -86,3 +86,6 @@ class Anomaly(StrEnum):
     """Analysing a message or the dialogue raised an error (a bug: never expected). For a
     message, its headers and attachments are not recorded; for the dialogue, parsing stops and
     what was parsed is kept. The exception type is logged with the session uid; the run goes on."""
+    RETRANSMISSION_INCONSISTENCY = "retransmission_inconsistency"
+    """A TCP retransmission carried bytes that differ from the first copy (already delivered or
+    buffered), as in IDS evasion; the first copy was kept (ConnRecord.conflicting_overlaps)."""

@@ -157,6 +157,8 @@ class SmtpParser(ClientSide):
                 self.count(Anomaly.BARE_LF, buf.bare_lf)
                 self.count(Anomaly.BARE_CR, buf.bare_cr)
                 self.count(Anomaly.LINE_TRUNCATED, buf.truncated)
+        if record.conflicting_overlaps:  # the reassembler kept the first copy of each
+            self.count(Anomaly.RETRANSMISSION_INCONSISTENCY, record.conflicting_overlaps)
         while self.txns:
             self.finish_txn(self.txns.popleft())
         return self.session(record)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import socket
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Final
 
@@ -56,13 +58,36 @@ _CLOSED_PHASE: Final = Phase.CLOSED
 # Zeek: originator SYN then RST, no responder reply
 _RSTOS0: Final = re.compile(r"\^?S[^HAFGIQ]*R")
 
+_BASE62: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_UID_CHARS: Final = 16  # plus the leading "C": 17 characters, like Zeek's uids
+# one hash byte -> one character
+_UID_TABLE: Final = bytes(ord(_BASE62[b % 62]) for b in range(256))
+
+
+def make_uid(ts: float, cip: str, cport: int, sip: str, sport: int) -> str:
+    """Deterministic Zeek-like uid: "C" and 16 base62 characters of a hash of ts and 4-tuple."""
+    digest = hashlib.blake2b(f"{ts!r}|{cip}|{cport}|{sip}|{sport}".encode(), digest_size=_UID_CHARS)
+    return "C" + digest.digest().translate(_UID_TABLE).decode()
+
+
+def ip_text(addr: bytes) -> str:
+    """A packed IPv4 or IPv6 address as text (hex for anything else)."""
+    if len(addr) == 4:
+        return socket.inet_ntop(socket.AF_INET, addr)
+    if len(addr) == 16:
+        return socket.inet_ntop(socket.AF_INET6, addr)
+    return addr.hex()
+
 
 class Connection:
     """State of one 4-tuple: the client's and server's Half, timing, handshake facts, history."""
 
     __slots__ = (
+        "_cip",
+        "_sip",
+        "_uid",
         "client",
-        "client_ip",
+        "client_addr",
         "client_port",
         "closing_ts",
         "end_reason",
@@ -77,7 +102,7 @@ class Connection:
         "rtt",
         "rtt_pending",
         "server",
-        "server_ip",
+        "server_addr",
         "server_port",
         "syn_mss",
         "syn_ts",
@@ -86,23 +111,24 @@ class Connection:
         "syn_wscale",
         "synack_seen",
         "ts",
-        "uid",
+        "wired",
     )
 
     def __init__(
         self,
-        uid: str,
         ts: float,
-        client: tuple[str, int],
-        server: tuple[str, int],
+        client: tuple[bytes, int],
+        server: tuple[bytes, int],
         budget: Budget,
     ) -> None:
-        self.uid = uid
+        self._uid = ""  # made when first asked for: most flows of a flood never need it early
+        self._cip = self._sip = ""
         self.ts = ts
         self.last_ts = ts
         self.end_ts = ts
-        self.client_ip, self.client_port = client
-        self.server_ip, self.server_port = server
+        self.client_addr, self.client_port = client  # packed addresses, as decoded
+        self.server_addr, self.server_port = server
+        self.wired = False  # the handler factory was asked (at the first payload byte)
         self.hist: list[str] = []
         self.client = Half(self, True, budget)
         self.server = Half(self, False, budget)
@@ -121,6 +147,19 @@ class Connection:
         self.syn_window: int | None = None
         self.syn_mss: int | None = None
         self.syn_wscale: int | None = None
+
+    def idents(self) -> tuple[str, str, str]:
+        """The uid (see `make_uid`) and the client's and server's addresses as text."""
+        if not self._uid:
+            cip = self._cip = ip_text(self.client_addr)
+            sip = self._sip = ip_text(self.server_addr)
+            self._uid = make_uid(self.ts, cip, self.client_port, sip, self.server_port)
+        return self._uid, self._cip, self._sip
+
+    @property
+    def uid(self) -> str:
+        """The connection's uid."""
+        return self._uid if self._uid else self.idents()[0]
 
     def peer(self, h: Half) -> Half:
         """The other direction."""
@@ -285,12 +324,13 @@ class Connection:
         """The conn.log-like record; call after both directions were flushed."""
         c, s = self.client, self.server
         end = self.end_ts if self.phase == _CLOSED_PHASE else self.last_ts
+        uid, cip, sip = self.idents()
         return ConnRecord(
-            uid=self.uid,
+            uid=uid,
             ts=self.ts,
-            client_ip=self.client_ip,
+            client_ip=cip,
             client_port=self.client_port,
-            server_ip=self.server_ip,
+            server_ip=sip,
             server_port=self.server_port,
             duration_s=max(end - self.ts, 0.0),
             state=self.zeek_state(),

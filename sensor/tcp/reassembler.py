@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import socket
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
@@ -12,18 +11,23 @@ from typing import Final, Protocol
 
 from sensor.decode.packet import Segment
 from sensor.records import ConnRecord, TcpStats
-from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase
-from sensor.tcp.stream import SEQ_MASK, Budget, EndpointState, Half, seq_diff
+from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase, make_uid
+from sensor.tcp.stream import (
+    KEPT_OVERHEAD,
+    SEQ_MASK,
+    Budget,
+    EndpointState,
+    Half,
+    seq_diff,
+)
 
 _FAST_FLAGS_MASK: Final = SYN | FIN | RST | ACK  # the fast path takes ACK set, SYN/FIN/RST clear
 # module constants: cheaper than enum attribute lookups
 _OPEN: Final = Phase.OPEN
 _CLOSING: Final = Phase.CLOSING
 _CLOSED: Final = Phase.CLOSED
-_BASE62: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_UID_CHARS: Final = 16  # plus the leading "C": 17 characters, like Zeek's uids
-# one hash byte -> one character
-_UID_TABLE: Final = bytes(ord(_BASE62[b % 62]) for b in range(256))
+
+__all__ = ["HandlerFactory", "Reassembler", "StreamHandler", "TcpLimits", "make_uid"]
 
 
 class StreamHandler(Protocol):
@@ -38,7 +42,15 @@ class StreamHandler(Protocol):
 
 HandlerFactory = Callable[[str, float, str, int, str, int, bool], StreamHandler | None]
 """factory(uid, ts, client_ip, client_port, server_ip, server_port, midstream), once per
-connection; midstream is True when no SYN was seen (the connection was picked up mid-stream)."""
+connection, when its first payload byte arrives: a flow that never carries one (a SYN flood)
+gets no handler, and its ConnRecord only goes to on_record. midstream is True when no SYN was
+seen either way (the connection was picked up mid-stream)."""
+
+
+CONN_BYTES: Final = 1700
+"""Estimated memory of one connection without its handler: the Connection, both Halves, the
+two flow-table entries and keys, its deadline-heap entry and history (measured with tracemalloc
+on a SYN-only flood, 64-bit CPython 3.11; tests/tcp/test_memcap.py keeps it honest)."""
 
 
 @dataclass(slots=True)
@@ -48,29 +60,36 @@ class TcpLimits:
     max_connections: int = 262144  # table entries, closed ones lingering included (LRU beyond)
     max_ooo_bytes_per_dir: int = 1 << 20  # bytes buffered out of order per direction
     max_ooo_chunks_per_dir: int = 4096  # separate out-of-order chunks per direction
-    max_total_bytes: int = 256 << 20  # bytes buffered across all connections
+    max_total_bytes: int = 64 << 20  # bytes buffered across all connections
     idle_timeout_s: float = 300.0  # packet time without a packet before a connection ends
     closed_linger_s: float = 5.0  # after FIN/RST: time to wait for stragglers before the record
     expire_interval_s: float = 1.0  # packet time between two expiry passes
     max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
+    rexmit_window_bytes: int = 16384  # delivered bytes kept per direction to compare rexmits
+    # (each segment counted with KEPT_OVERHEAD more); 0: no comparison
+    memcap_bytes: int = 128 << 20  # estimated state of all connections (CONN_BYTES each,
+    # handler_bytes per handler, buffered and kept bytes): oldest half-open flows evicted first
+    handler_bytes: int = 0  # estimated memory of one stream handler, for the memcap (not a cap)
+
+    def split(self, workers: int) -> TcpLimits:
+        """The share of one of `workers` flow-split workers: every global cap divided by it."""
+        return TcpLimits(
+            max_connections=max(1, self.max_connections // workers),
+            max_ooo_bytes_per_dir=self.max_ooo_bytes_per_dir,
+            max_ooo_chunks_per_dir=self.max_ooo_chunks_per_dir,
+            max_total_bytes=max(1, self.max_total_bytes // workers),
+            idle_timeout_s=self.idle_timeout_s,
+            closed_linger_s=self.closed_linger_s,
+            expire_interval_s=self.expire_interval_s,
+            max_ack_gap=self.max_ack_gap,
+            rexmit_window_bytes=self.rexmit_window_bytes,
+            memcap_bytes=max(1, self.memcap_bytes // workers),
+            handler_bytes=self.handler_bytes,
+        )
 
 
-_RELEASED: Final = Connection("", 0.0, ("", 0), ("", 0), Budget(TcpStats(), 0, 0, 0))
+_RELEASED: Final = Connection(0.0, (b"", 0), (b"", 0), Budget(TcpStats(), 0, 0, 0))
 """What the halves of a removed connection point at, in place of it."""
-
-
-def make_uid(ts: float, cip: str, cport: int, sip: str, sport: int) -> str:
-    """Deterministic Zeek-like uid: "C" and 16 base62 characters of a hash of ts and 4-tuple."""
-    digest = hashlib.blake2b(f"{ts!r}|{cip}|{cport}|{sip}|{sport}".encode(), digest_size=_UID_CHARS)
-    return "C" + digest.digest().translate(_UID_TABLE).decode()
-
-
-def _ip(addr: bytes) -> str:
-    if len(addr) == 4:
-        return socket.inet_ntop(socket.AF_INET, addr)
-    if len(addr) == 16:
-        return socket.inet_ntop(socket.AF_INET6, addr)
-    return addr.hex()
 
 
 class Reassembler:
@@ -86,6 +105,7 @@ class Reassembler:
         "_count",
         "_factory",
         "_flows",
+        "_handlers",
         "_heap",
         "_limits",
         "_next_check",
@@ -93,6 +113,7 @@ class Reassembler:
         "_server_ports",
         "_stats",
         "_tick",
+        "_young",
     )
 
     def __init__(
@@ -110,10 +131,18 @@ class Reassembler:
         self._on_record = on_record
         lim = self._limits
         self._budget = Budget(
-            stats, lim.max_ooo_bytes_per_dir, lim.max_ooo_chunks_per_dir, lim.max_total_bytes
+            stats,
+            lim.max_ooo_bytes_per_dir,
+            lim.max_ooo_chunks_per_dir,
+            lim.max_total_bytes,
+            lim.rexmit_window_bytes,
         )
         self._flows: dict[tuple[bytes, int, bytes, int], Half] = {}  # sender 4-tuple -> its Half
         self._count = 0
+        self._handlers = 0  # connections holding a handler
+        # connections in creation order that carried no payload yet (evicted first), lazily
+        # cleaned: an entry whose connection was wired or removed is skipped
+        self._young: deque[Connection] = deque()
         self._heap: list[tuple[float, int, Connection]] = []  # (deadline, tick, conn), lazy
         self._tick = count()
         self._next_check = float("-inf")
@@ -129,7 +158,10 @@ class Reassembler:
             if payload:
                 if h.fast and seq == h.next_seq:
                     if h.note_d:
-                        h.conn.first_fast(h, ts, "d")
+                        c = h.conn
+                        if not c.wired:
+                            self._wire(c, ts)
+                        c.first_fast(h, ts, "d")
                     h.conn.last_ts = ts
                     h.pkts += 1
                     h.wire += wire
@@ -137,6 +169,13 @@ class Reassembler:
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
                     h.delivered += n
+                    kept = h.kept  # Half.keep, inlined: this is most packets
+                    if kept is not None:
+                        kept.append(payload)
+                        cost = h.kept_cost + n + KEPT_OVERHEAD
+                        h.kept_cost = cost
+                        if cost > h.kept_limit:
+                            h.grow_kept()
                     on_data = h.on_data
                     if on_data is not None:
                         on_data(h.to_server, ts, payload)
@@ -174,6 +213,8 @@ class Reassembler:
             else:
                 self._stats.timed_out += 1
                 self._finish(c, now, EndReason.TIMEOUT)
+        if self.memory() > self._limits.memcap_bytes:  # kept and buffered bytes grew
+            self._enforce_memcap(now, None)
         self._next_check = now + self._limits.expire_interval_s
 
     def flush(self) -> None:
@@ -187,6 +228,7 @@ class Reassembler:
                 self._stats.flushed_at_end += 1
                 self._finish(c, c.last_ts, EndReason.EOF)
         self._heap.clear()
+        self._young.clear()
 
     @property
     def next_expiry_check(self) -> float:
@@ -196,6 +238,20 @@ class Reassembler:
     def buffered_bytes(self) -> int:
         """Bytes currently held out of order, all connections together."""
         return self._budget.total
+
+    def memory(self) -> int:
+        """Estimated bytes of reassembly state, as the memcap counts them."""
+        b = self._budget
+        return (
+            self._count * CONN_BYTES
+            + self._handlers * self._limits.handler_bytes
+            + b.total
+            + b.kept
+        )
+
+    def kept_bytes(self) -> int:
+        """Delivered bytes kept to compare retransmissions with, all connections together."""
+        return sum(h.kept_bytes() for h in self._flows.values())
 
     def largest_buffer(self) -> int:
         """Bytes held out of order by the fullest single direction."""
@@ -256,6 +312,8 @@ class Reassembler:
             self._close(c, ts, EndReason.RST)
             return
         if n:
+            if not c.wired:
+                self._wire(c, ts)
             h.accept(ts, seq, payload)
         if flags & FIN:
             h.set_fin(seq, n)
@@ -288,8 +346,11 @@ class Reassembler:
     def _create(
         self, ts: float, src: bytes, dst: bytes, sport: int, dport: int, flags: int
     ) -> Half:
-        if self._count >= self._limits.max_connections:
-            self._evict_one(ts)
+        lim = self._limits
+        if self._count >= lim.max_connections:
+            self._evict_one(ts, None, False)
+        if self.memory() + CONN_BYTES > lim.memcap_bytes:
+            self._enforce_memcap(ts, None, CONN_BYTES)
         ports = self._server_ports
         if flags & SYN:
             sender_is_client = not flags & ACK
@@ -298,20 +359,9 @@ class Reassembler:
         else:
             sender_is_client = sport >= dport
         if sender_is_client:
-            cip, cport, sip, sport_ = _ip(src), sport, _ip(dst), dport
+            c = Connection(ts, (src, sport), (dst, dport), self._budget)
         else:
-            cip, cport, sip, sport_ = _ip(dst), dport, _ip(src), sport
-        uid = make_uid(ts, cip, cport, sip, sport_)
-        c = Connection(uid, ts, (cip, cport), (sip, sport_), self._budget)
-        midstream = not flags & SYN
-        handler = (
-            self._factory(uid, ts, cip, cport, sip, sport_, midstream) if self._factory else None
-        )
-        if handler is not None:
-            c.handler = handler
-            for half in (c.client, c.server):
-                half.on_data = handler.data
-                half.on_gap = handler.gap
+            c = Connection(ts, (dst, dport), (src, sport), self._budget)
         sender = c.client if sender_is_client else c.server
         key_s = (src, sport, dst, dport)
         key_r = (dst, dport, src, sport)
@@ -319,12 +369,46 @@ class Reassembler:
         self._flows[key_s] = sender  # on a 4-tuple equal to its reverse, the sender wins
         c.keys = (key_s, key_r)
         self._count += 1
+        young = self._young
+        young.append(c)
+        count = self._count
+        if len(young) > count + (count >> 2) + 1024:  # drop wired or removed connections
+            self._young = deque(x for x in young if not (x.removed or x.wired))
         stats = self._stats
         stats.connections += 1
         if self._count > stats.active_peak:
             stats.active_peak = self._count
         self._schedule(c, ts + self._limits.idle_timeout_s)
         return sender
+
+    def _wire(self, c: Connection, ts: float) -> None:
+        """The connection's first payload byte: give it its handler (lazily, to spare floods)
+        and lists to keep delivered bytes in (unless the retransmission window is 0)."""
+        c.wired = True
+        if self._limits.rexmit_window_bytes > 0:
+            c.client.kept = []
+            c.server.kept = []
+        factory = self._factory
+        if factory is None:
+            return
+        uid, cip, sip = c.idents()
+        midstream = not (c.client.syn_seen or c.server.syn_seen)
+        handler = factory(uid, c.ts, cip, c.client_port, sip, c.server_port, midstream)
+        if handler is None:
+            return
+        c.handler = handler
+        for half in (c.client, c.server):
+            half.on_data = handler.data
+            half.on_gap = handler.gap
+        self._handlers += 1
+        if self.memory() > self._limits.memcap_bytes:
+            self._enforce_memcap(ts, c)
+
+    def _enforce_memcap(self, ts: float, keep: Connection | None, room: int = 0) -> None:
+        """Evict until the estimate plus `room` fits the memcap (never `keep`)."""
+        cap = self._limits.memcap_bytes - room
+        while self.memory() > cap and self._evict_one(ts, keep, True):
+            pass
 
     def _close(self, c: Connection, ts: float, reason: EndReason) -> None:
         """FIN exchange done or RST: deliver what is buffered now; the record waits the linger."""
@@ -352,8 +436,10 @@ class Reassembler:
         if self._on_record is not None:
             self._on_record(rec)
         if c.handler is not None:
-            c.handler.close(ts, rec)
+            self._handlers -= 1
+            handler = c.handler
             c.handler = None
+            handler.close(ts, rec)
 
     def _remove(self, c: Connection) -> None:
         c.removed = True
@@ -362,17 +448,24 @@ class Reassembler:
         self._count -= 1
         budget = self._budget
         for h in (c.client, c.server):
+            if h.kept is not None:
+                h.forget()
             if h.starts:  # only if a handler raised mid-flush; keep the accounting right
                 budget.total -= h.ooo_bytes
                 budget.holders.pop(h, None)
-                h.starts.clear()
-                h.chunks.clear()
+                h.starts = []
+                h.chunks = []
                 h.ooo_bytes = 0
             h.on_data = h.on_gap = None
             # Half.conn points back at its Connection: break that cycle so that reference
             # counting frees both as soon as the last heap entry goes, instead of the cyclic
             # collector much later (it held every finished connection until a full collection).
             h.conn = _RELEASED
+        # A superseded heap entry may keep the Connection alive a while longer (evicted flows
+        # of a flood are many): let it keep only the Connection itself.
+        c.client = c.server = _RELEASED.client
+        c.hist = _RELEASED.hist
+        c.keys = ()
 
     def _deadline(self, c: Connection) -> float:
         lim = self._limits
@@ -387,28 +480,59 @@ class Reassembler:
         c.heap_deadline = deadline
         heap = self._heap
         heapq.heappush(heap, (deadline, next(self._tick), c))
-        if len(heap) > 2 * self._count + 1024:  # drop superseded entries: heap stays O(table)
+        count = self._count
+        if len(heap) > count + (count >> 2) + 1024:  # drop superseded entries: O(table)
             live = dict.fromkeys(h.conn for h in self._flows.values())
             heap[:] = [(x.heap_deadline, next(self._tick), x) for x in live]
             heapq.heapify(heap)
 
-    def _evict_one(self, ts: float) -> None:
-        """Make room: the connection whose deadline comes first (lingering ones, then LRU)."""
+    def _evict_one(self, ts: float, keep: Connection | None, memcap: bool) -> bool:
+        """Make room: the oldest connection that carried no payload yet, else the one whose
+        deadline comes first (lingering closed ones, then the least recently active).
+
+        Returns False when there is nothing left to evict but `keep`.
+        """
+        stats = self._stats
+        young = self._young
+        while young:
+            c = young.popleft()
+            if c.removed or c.wired or c is keep:
+                continue
+            if c.phase != _CLOSED:
+                stats.evicted_half_open += 1
+            self._evict(c, ts, memcap)
+            return True
         heap = self._heap
+        kept_entry: tuple[float, int, Connection] | None = None
+        evicted = False
         while heap:
-            dl, _, c = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            dl, _, c = entry
             if c.removed or dl != c.heap_deadline:
+                continue
+            if c is keep:
+                kept_entry = entry
                 continue
             real = self._deadline(c)
             if real > dl:
                 self._schedule(c, real)
                 continue
-            if c.phase == _CLOSED:
-                self._emit(c, c.end_ts)
-            else:
-                self._stats.evicted_lru += 1
-                self._finish(c, ts, EndReason.EVICTED)
+            self._evict(c, ts, memcap)
+            evicted = True
+            break
+        if kept_entry is not None:
+            heapq.heappush(heap, kept_entry)
+        return evicted
+
+    def _evict(self, c: Connection, ts: float, memcap: bool) -> None:
+        if c.phase == _CLOSED:
+            self._emit(c, c.end_ts)  # only its linger is cut short: not counted
             return
+        if memcap:
+            self._stats.evicted_memcap += 1
+        else:
+            self._stats.evicted_lru += 1
+        self._finish(c, ts, EndReason.EVICTED)
 
 
 def _fin_acked(h: Half, peer: Half) -> bool:

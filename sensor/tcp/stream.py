@@ -49,17 +49,48 @@ def _is_pow10(n: int) -> bool:
     return n == 1
 
 
+_NO_STARTS: Final[list[int]] = []
+"""Shared by every direction that buffers nothing (never appended to): two empty lists per
+direction were a tenth of a half-open connection's memory."""
+_NO_CHUNKS: Final[list[bytes]] = []
+
+KEPT_OVERHEAD: Final = 48
+"""Memory of one kept segment beyond its bytes (object header, list slot): a kept segment costs
+its length plus this against the retransmission window, so tiny segments cannot pile up."""
+KEPT_STEP: Final = 512
+"""Memcap a direction's kept bytes reserve first; then twice their cost at a time (up to the
+window), so that the in-order path only compares their cost with the reservation."""
+
+
 class Budget:
     """Reassembly memory shared by every direction: the per-direction and global caps."""
 
-    __slots__ = ("holders", "max_chunks", "max_dir", "max_total", "stats", "total")
+    __slots__ = (
+        "holders",
+        "kept",
+        "max_chunks",
+        "max_dir",
+        "max_total",
+        "rexmit_window",
+        "stats",
+        "total",
+    )
 
-    def __init__(self, stats: TcpStats, max_dir: int, max_chunks: int, max_total: int) -> None:
+    def __init__(
+        self,
+        stats: TcpStats,
+        max_dir: int,
+        max_chunks: int,
+        max_total: int,
+        rexmit_window: int = 16384,
+    ) -> None:
         self.stats = stats
         self.max_dir = max_dir
         self.max_chunks = max_chunks
         self.max_total = max_total
+        self.rexmit_window = rexmit_window  # memory kept per direction to compare rexmits
         self.total = 0
+        self.kept = 0  # memcap charge of kept delivered bytes (reservations), all directions
         self.holders: dict[Half, None] = {}  # directions holding buffered data, oldest first
 
     def enforce_total(self, ts: float) -> None:
@@ -86,9 +117,11 @@ class Half:
         "gaps",
         "hist",
         "isn",
+        "kept",
+        "kept_cost",
+        "kept_limit",
         "last_ack",
         "letter_counts",
-        "letter_seqs",
         "next_seq",
         "note_a",
         "note_d",
@@ -100,6 +133,10 @@ class Half:
         "pkts",
         "prev_state",
         "retrans",
+        "seq_f",
+        "seq_h",
+        "seq_r",
+        "seq_s",
         "starts",
         "state",
         "syn_seen",
@@ -117,9 +154,16 @@ class Half:
         self.delivered = 0  # stream offset of the next byte to deliver (data + gaps so far)
         self.isn = -1
         self.syn_seen = False
-        self.starts: list[int] = []  # stream offsets of buffered chunks, sorted, disjoint
-        self.chunks: list[bytes] = []
+        self.starts: list[int] = _NO_STARTS  # offsets of buffered chunks, sorted, disjoint
+        self.chunks: list[bytes] = _NO_CHUNKS
         self.ooo_bytes = 0
+        # The last delivered segments (ending at stream offset `delivered`), to compare
+        # retransmissions of delivered data with; None before the connection's first payload
+        # byte, and always when the window is 0 (comparison off). kept_cost:
+        # their bytes plus KEPT_OVERHEAD each; kept_limit: the memcap reserved for them.
+        self.kept: list[bytes] | None = None
+        self.kept_cost = 0
+        self.kept_limit = 0
         self.fin_rel = -1  # stream offset of the FIN, -1 before one is seen
         self.last_ack = -1  # last acknowledgment number this endpoint sent, -1 none
         self.pkts = 0
@@ -133,7 +177,9 @@ class Half:
         self.prev_state = EndpointState.INACTIVE
         self.hist: list[str] = conn.hist
         self.once = ""  # history letters recorded once per direction
-        self.letter_seqs: dict[str, int] | None = None  # s/h/f/r: seq when last recorded
+        # s/h/f/r: the sequence number when last recorded, -1 never (slots: a dict per
+        # direction cost more than a SYN-only flow's whole Half)
+        self.seq_s = self.seq_h = self.seq_f = self.seq_r = -1
         self.letter_counts: dict[str, int] | None = None  # g/t/w: counts, recorded at 1, 10...
         self.fast = False  # in-order data and pure ACKs of this direction may take the fast path
         self.note_a = True  # a fast pure ACK must first call Connection.first_fast
@@ -150,12 +196,23 @@ class Half:
 
     def flag_letter(self, c: str, seq: int) -> None:
         """Record s/h/f/r again only when the sequence number differs from the last one."""
-        seqs = self.letter_seqs
-        if seqs is None:
-            seqs = self.letter_seqs = {}
-        if seqs.get(c) != seq:
-            seqs[c] = seq
-            self.hist.append(c.upper() if self.to_server else c)
+        if c == "s":
+            if self.seq_s == seq:
+                return
+            self.seq_s = seq
+        elif c == "h":
+            if self.seq_h == seq:
+                return
+            self.seq_h = seq
+        elif c == "f":
+            if self.seq_f == seq:
+                return
+            self.seq_f = seq
+        else:
+            if self.seq_r == seq:
+                return
+            self.seq_r = seq
+        self.hist.append(c.upper() if self.to_server else c)
 
     def count_letter(self, c: str) -> None:
         """Record g/t/w on a logarithmic scale: at the 1st, 10th, 100th... occurrence."""
@@ -188,11 +245,12 @@ class Half:
         start = self.delivered + seq_diff(seq, self.next_seq)
         d = self.delivered
         end = start + len(payload)
-        if end <= d:
-            self._retransmitted()
-            return
         if start < d:
             self._retransmitted()
+            if self.kept:
+                self._compare_delivered(start, payload)
+            if end <= d:
+                return
             payload = payload[d - start :]
             start = d
         if not self.starts:
@@ -264,14 +322,90 @@ class Half:
         self.budget.stats.retransmissions += 1
         self.count_letter("t")
 
+    def _compare_delivered(self, start: int, payload: bytes) -> None:
+        """A retransmission over delivered bytes: count a conflict if the kept copy differs.
+
+        The first copy stays delivered (first wins); bytes older than the kept window are not
+        compared.
+        """
+        kept = self.kept
+        if not kept:
+            return
+        old = kept[0] if len(kept) == 1 else b"".join(kept)
+        d = self.delivered
+        base = d - len(old)
+        lo = max(start, base)
+        hi = min(start + len(payload), d)
+        if lo < hi and payload[lo - start : hi - start] != old[lo - base : hi - base]:
+            self.conflicts += 1
+            self.budget.stats.conflicting_overlaps += 1
+
+    def kept_bytes(self) -> int:
+        """Delivered bytes kept for the comparison."""
+        return sum(len(p) for p in self.kept) if self.kept else 0
+
+    def keep(self, payload: bytes) -> None:
+        """Remember delivered bytes for the retransmission comparison, within the window."""
+        kept = self.kept
+        if kept is None:  # the connection has no handler yet, or the window is 0 (off)
+            return
+        kept.append(payload)
+        cost = self.kept_cost + len(payload) + KEPT_OVERHEAD
+        self.kept_cost = cost
+        if cost > self.kept_limit:
+            self.grow_kept()
+
+    def grow_kept(self) -> None:
+        """The kept cost passed its reservation: reserve more memcap up to the window; past
+        the window, drop the oldest segments down to half of it (not one per packet)."""
+        kept = self.kept
+        if kept is None:
+            return
+        budget = self.budget
+        window = budget.rexmit_window
+        cost = self.kept_cost
+        if cost <= window:  # reserve geometrically: a handful of calls per direction
+            want = 2 * cost if cost > KEPT_STEP else cost + KEPT_STEP
+            more = (want if want < window else window) - self.kept_limit
+            self.kept_limit += more
+            budget.kept += more
+            return
+        if self.kept_limit < window:
+            budget.kept += window - self.kept_limit
+            self.kept_limit = window
+        while cost > window // 2 and len(kept) > 1:  # the older half at a time, at C speed
+            del kept[: len(kept) // 2]
+            cost = sum(map(len, kept)) + KEPT_OVERHEAD * len(kept)
+        if cost > window:  # the newest alone is larger than the window: its tail
+            newest = kept[-1]
+            room = window - KEPT_OVERHEAD
+            if room > 0:
+                kept[-1] = newest[len(newest) - room :]
+                cost = window
+            else:
+                kept.clear()
+                cost = 0
+        self.kept_cost = cost
+
+    def forget(self) -> None:
+        """Drop the kept bytes and their reservation (after a gap they no longer end where
+        delivery stands; at the end of the connection)."""
+        if self.kept:
+            self.kept.clear()
+        self.kept_cost = 0
+        self.budget.kept -= self.kept_limit
+        self.kept_limit = 0
+
     def _deliver(self, ts: float, payload: bytes) -> None:
         n = len(payload)
         self.delivered += n
         self.next_seq = (self.next_seq + n) & SEQ_MASK
+        self.keep(payload)
         if self.on_data is not None:
             self.on_data(self.to_server, ts, payload)
 
     def _gap(self, ts: float, n: int) -> None:
+        self.forget()
         self.delivered += n
         self.next_seq = (self.next_seq + n) & SEQ_MASK
         self.gaps += 1
@@ -284,6 +418,9 @@ class Half:
             self.on_gap(self.to_server, ts, n)
 
     def _insert(self, start: int, data: bytes) -> None:
+        if self.starts is _NO_STARTS:
+            self.starts = []
+            self.chunks = []
         i = bisect_left(self.starts, start)
         self.starts.insert(i, start)
         self.chunks.insert(i, data)
@@ -344,6 +481,8 @@ class Half:
             if data:
                 self._deliver(ts, data)
         if not starts:
+            self.starts = _NO_STARTS
+            self.chunks = _NO_CHUNKS
             self.budget.holders.pop(self, None)
             self.conn.refresh_fast()
 

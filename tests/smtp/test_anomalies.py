@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sensor.smtp import Anomaly, SmtpLimits
 
-from .dialogues import BANNER, EHLO_REPLY, C, Event, S, run
+from .dialogues import BANNER, EHLO_REPLY, C, Event, S, conn_record, new_parser, run
 from .hostile_mail import nested_multipart
 
 HELLO: list[Event] = [(S, BANNER), (C, b"EHLO c.example\r\n"), (S, EHLO_REPLY)]
@@ -91,8 +93,20 @@ CASES: dict[Anomaly, tuple[list[Event], SmtpLimits | None]] = {
 UNREACHABLE = {Anomaly.ANALYZER_ERROR}
 
 
+FROM_RECORD = {Anomaly.RETRANSMISSION_INCONSISTENCY}
+"""Anomalies the reassembler reports through the ConnRecord given to close(), not a dialogue."""
+
+
 def test_every_anomaly_has_a_dialogue() -> None:
-    assert set(CASES) == set(Anomaly) - UNREACHABLE
+    assert set(CASES) | FROM_RECORD == set(Anomaly) - UNREACHABLE
+
+
+def test_conflicting_retransmissions_in_the_record_become_an_anomaly() -> None:
+    out: list = []  # type: ignore[type-arg]
+    p = new_parser(out)
+    p.data(S, 100.0, BANNER)
+    p.close(200.0, replace(conn_record(), conflicting_overlaps=2))
+    assert out[0].anomalies == {"retransmission_inconsistency": 2}
 
 
 @pytest.mark.parametrize("anomaly", list(CASES), ids=[a.value for a in CASES])
