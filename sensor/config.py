@@ -60,7 +60,7 @@ class ReassemblyConfig:
     max_ooo_bytes_per_dir: int
     max_ooo_chunks_per_dir: int
     max_total_bytes: int
-    rexmit_window_bytes: int
+    rexmit_segments: int
     max_ack_gap: int
     idle_timeout_s: float
     closed_linger_s: float
@@ -190,7 +190,7 @@ def _range(chk: _Checker, path: str, value: object) -> None:
         assert isinstance(value, float)
         if not 0.0 < value <= 1.0:
             raise chk.fail(path, "a number > 0 and <= 1", value)
-    elif key == "rexmit_window_bytes":
+    elif key == "rexmit_segments":
         assert isinstance(value, int)
         if value < 0:
             raise chk.fail(path, "an integer >= 0 (0: off)", value)

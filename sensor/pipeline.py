@@ -51,7 +51,7 @@ def limits_from_config(cfg: Config) -> TcpLimits:
         closed_linger_s=r.closed_linger_s,
         expire_interval_s=r.expire_interval_s,
         max_ack_gap=r.max_ack_gap,
-        rexmit_window_bytes=r.rexmit_window_bytes,
+        rexmit_segments=r.rexmit_segments,
         memcap_bytes=cfg.bounds.memcap_mb << 20,
     )
 

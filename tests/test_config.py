@@ -124,15 +124,15 @@ def test_reassembly_caps_and_memcap_reach_the_tcp_limits() -> None:
 
     from sensor.pipeline import limits_from_config
 
-    cfg = parse_config("[bounds]\nmemcap_mb = 64\n[reassembly]\nrexmit_window_bytes = 100\n"
+    cfg = parse_config("[bounds]\nmemcap_mb = 64\n[reassembly]\nrexmit_segments = 4\n"
                        "max_connections = 7\nidle_timeout_s = 30\n", "t.toml")
     lim = limits_from_config(cfg)
     assert lim.memcap_bytes == 64 << 20
-    assert (lim.rexmit_window_bytes, lim.max_connections, lim.idle_timeout_s) == (100, 7, 30.0)
+    assert (lim.rexmit_segments, lim.max_connections, lim.idle_timeout_s) == (4, 7, 30.0)
     for key, value in asdict(cfg.reassembly).items():  # every key is the TcpLimits field it sets
         assert getattr(lim, key) == value
-    off = parse_config("[reassembly]\nrexmit_window_bytes = 0\n", "t.toml")
-    assert limits_from_config(off).rexmit_window_bytes == 0
+    off = parse_config("[reassembly]\nrexmit_segments = 0\n", "t.toml")
+    assert limits_from_config(off).rexmit_segments == 0
 
 
 @pytest.mark.parametrize(
@@ -140,13 +140,13 @@ def test_reassembly_caps_and_memcap_reach_the_tcp_limits() -> None:
     [
         ("[reassembly]\nmax_connections = 0\n",
          "reassembly.max_connections: expected an integer > 0, got 0"),
-        ("[reassembly]\nrexmit_window_bytes = \"big\"\n",
-         'reassembly.rexmit_window_bytes: expected an integer, got "big"'),
+        ("[reassembly]\nrexmit_segments = \"big\"\n",
+         'reassembly.rexmit_segments: expected an integer, got "big"'),
         ("[bounds]\nmemcap_mb = -1\n", "bounds.memcap_mb: expected an integer > 0, got -1"),
         ("[reassembly]\nidle_timeout_s = 0\n",
          "reassembly.idle_timeout_s: expected a number > 0, got 0.0"),
-        ("[reassembly]\nrexmit_window_bytes = -1\n",
-         "reassembly.rexmit_window_bytes: expected an integer >= 0 (0: off), got -1"),
+        ("[reassembly]\nrexmit_segments = -1\n",
+         "reassembly.rexmit_segments: expected an integer >= 0 (0: off), got -1"),
     ],
 )  # fmt: skip
 def test_bad_reassembly_values_name_the_key(text: str, message: str) -> None:

@@ -13,7 +13,7 @@ from sensor.decode.packet import Segment
 from sensor.records import ConnRecord, TcpStats
 from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase, make_uid
 from sensor.tcp.stream import (
-    KEPT_OVERHEAD,
+    KEPT_COST,
     SEQ_MASK,
     Budget,
     EndpointState,
@@ -65,8 +65,7 @@ class TcpLimits:
     closed_linger_s: float = 5.0  # after FIN/RST: time to wait for stragglers before the record
     expire_interval_s: float = 1.0  # packet time between two expiry passes
     max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
-    rexmit_window_bytes: int = 16384  # delivered bytes kept per direction to compare rexmits
-    # (each segment counted with KEPT_OVERHEAD more); 0: no comparison
+    rexmit_segments: int = 2  # delivered segments kept per direction to compare rexmits; 0: off
     memcap_bytes: int = 128 << 20  # estimated state of all connections (CONN_BYTES each,
     # handler_bytes per handler, buffered and kept bytes): oldest half-open flows evicted first
     handler_bytes: int = 0  # estimated memory of one stream handler, for the memcap (not a cap)
@@ -82,7 +81,7 @@ class TcpLimits:
             closed_linger_s=self.closed_linger_s,
             expire_interval_s=self.expire_interval_s,
             max_ack_gap=self.max_ack_gap,
-            rexmit_window_bytes=self.rexmit_window_bytes,
+            rexmit_segments=self.rexmit_segments,
             memcap_bytes=max(1, self.memcap_bytes // workers),
             handler_bytes=self.handler_bytes,
         )
@@ -107,6 +106,7 @@ class Reassembler:
         "_flows",
         "_handlers",
         "_heap",
+        "_kept_max",
         "_limits",
         "_next_check",
         "_on_record",
@@ -131,12 +131,9 @@ class Reassembler:
         self._on_record = on_record
         lim = self._limits
         self._budget = Budget(
-            stats,
-            lim.max_ooo_bytes_per_dir,
-            lim.max_ooo_chunks_per_dir,
-            lim.max_total_bytes,
-            lim.rexmit_window_bytes,
+            stats, lim.max_ooo_bytes_per_dir, lim.max_ooo_chunks_per_dir, lim.max_total_bytes
         )
+        self._kept_max = lim.rexmit_segments
         self._flows: dict[tuple[bytes, int, bytes, int], Half] = {}  # sender 4-tuple -> its Half
         self._count = 0
         self._handlers = 0  # connections holding a handler
@@ -172,10 +169,11 @@ class Reassembler:
                     kept = h.kept  # Half.keep, inlined: this is most packets
                     if kept is not None:
                         kept.append(payload)
-                        cost = h.kept_cost + n + KEPT_OVERHEAD
-                        h.kept_cost = cost
-                        if cost > h.kept_limit:
-                            h.grow_kept()
+                        budget = h.budget
+                        budget.kept += n + KEPT_COST
+                        if len(kept) > self._kept_max:
+                            budget.kept -= len(kept[0]) + KEPT_COST
+                            del kept[0]
                     on_data = h.on_data
                     if on_data is not None:
                         on_data(h.to_server, ts, payload)
@@ -385,9 +383,10 @@ class Reassembler:
         """The connection's first payload byte: give it its handler (lazily, to spare floods)
         and lists to keep delivered bytes in (unless the retransmission window is 0)."""
         c.wired = True
-        if self._limits.rexmit_window_bytes > 0:
-            c.client.kept = []
-            c.server.kept = []
+        if self._kept_max > 0:
+            for h in (c.client, c.server):
+                h.kept = []
+                h.kept_max = self._kept_max
         factory = self._factory
         if factory is None:
             return

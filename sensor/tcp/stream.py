@@ -54,43 +54,22 @@ _NO_STARTS: Final[list[int]] = []
 direction were a tenth of a half-open connection's memory."""
 _NO_CHUNKS: Final[list[bytes]] = []
 
-KEPT_OVERHEAD: Final = 48
-"""Memory of one kept segment beyond its bytes (object header, list slot): a kept segment costs
-its length plus this against the retransmission window, so tiny segments cannot pile up."""
-KEPT_STEP: Final = 512
-"""Memcap a direction's kept bytes reserve first; then twice their cost at a time (up to the
-window), so that the in-order path only compares their cost with the reservation."""
+KEPT_COST: Final = 40
+"""Memory of one kept segment beyond its payload (its bytes object, its list slot)."""
 
 
 class Budget:
     """Reassembly memory shared by every direction: the per-direction and global caps."""
 
-    __slots__ = (
-        "holders",
-        "kept",
-        "max_chunks",
-        "max_dir",
-        "max_total",
-        "rexmit_window",
-        "stats",
-        "total",
-    )
+    __slots__ = ("holders", "kept", "max_chunks", "max_dir", "max_total", "stats", "total")
 
-    def __init__(
-        self,
-        stats: TcpStats,
-        max_dir: int,
-        max_chunks: int,
-        max_total: int,
-        rexmit_window: int = 16384,
-    ) -> None:
+    def __init__(self, stats: TcpStats, max_dir: int, max_chunks: int, max_total: int) -> None:
         self.stats = stats
         self.max_dir = max_dir
         self.max_chunks = max_chunks
         self.max_total = max_total
-        self.rexmit_window = rexmit_window  # memory kept per direction to compare rexmits
         self.total = 0
-        self.kept = 0  # memcap charge of kept delivered bytes (reservations), all directions
+        self.kept = 0  # memory of the delivered segments kept, all directions (KEPT_COST each)
         self.holders: dict[Half, None] = {}  # directions holding buffered data, oldest first
 
     def enforce_total(self, ts: float) -> None:
@@ -118,8 +97,7 @@ class Half:
         "hist",
         "isn",
         "kept",
-        "kept_cost",
-        "kept_limit",
+        "kept_max",
         "last_ack",
         "letter_counts",
         "next_seq",
@@ -157,13 +135,11 @@ class Half:
         self.starts: list[int] = _NO_STARTS  # offsets of buffered chunks, sorted, disjoint
         self.chunks: list[bytes] = _NO_CHUNKS
         self.ooo_bytes = 0
-        # The last delivered segments (ending at stream offset `delivered`), to compare
-        # retransmissions of delivered data with; None before the connection's first payload
-        # byte, and always when the window is 0 (comparison off). kept_cost:
-        # their bytes plus KEPT_OVERHEAD each; kept_limit: the memcap reserved for them.
+        # The last delivered segments (ending at stream offset `delivered`), at most kept_max,
+        # to compare retransmissions of delivered data with; None before the connection's first
+        # payload byte, and always when kept_max is 0 (comparison off).
         self.kept: list[bytes] | None = None
-        self.kept_cost = 0
-        self.kept_limit = 0
+        self.kept_max = 0
         self.fin_rel = -1  # stream offset of the FIN, -1 before one is seen
         self.last_ack = -1  # last acknowledgment number this endpoint sent, -1 none
         self.pkts = 0
@@ -325,7 +301,7 @@ class Half:
     def _compare_delivered(self, start: int, payload: bytes) -> None:
         """A retransmission over delivered bytes: count a conflict if the kept copy differs.
 
-        The first copy stays delivered (first wins); bytes older than the kept window are not
+        The first copy stays delivered (first wins); bytes older than the kept segments are not
         compared.
         """
         kept = self.kept
@@ -345,56 +321,23 @@ class Half:
         return sum(len(p) for p in self.kept) if self.kept else 0
 
     def keep(self, payload: bytes) -> None:
-        """Remember delivered bytes for the retransmission comparison, within the window."""
+        """Remember a delivered segment for the retransmission comparison (the last kept_max)."""
         kept = self.kept
-        if kept is None:  # the connection has no handler yet, or the window is 0 (off)
+        if kept is None:  # the connection has no handler yet, or the comparison is off
             return
         kept.append(payload)
-        cost = self.kept_cost + len(payload) + KEPT_OVERHEAD
-        self.kept_cost = cost
-        if cost > self.kept_limit:
-            self.grow_kept()
-
-    def grow_kept(self) -> None:
-        """The kept cost passed its reservation: reserve more memcap up to the window; past
-        the window, drop the oldest segments down to half of it (not one per packet)."""
-        kept = self.kept
-        if kept is None:
-            return
         budget = self.budget
-        window = budget.rexmit_window
-        cost = self.kept_cost
-        if cost <= window:  # reserve geometrically: a handful of calls per direction
-            want = 2 * cost if cost > KEPT_STEP else cost + KEPT_STEP
-            more = (want if want < window else window) - self.kept_limit
-            self.kept_limit += more
-            budget.kept += more
-            return
-        if self.kept_limit < window:
-            budget.kept += window - self.kept_limit
-            self.kept_limit = window
-        while cost > window // 2 and len(kept) > 1:  # the older half at a time, at C speed
-            del kept[: len(kept) // 2]
-            cost = sum(map(len, kept)) + KEPT_OVERHEAD * len(kept)
-        if cost > window:  # the newest alone is larger than the window: its tail
-            newest = kept[-1]
-            room = window - KEPT_OVERHEAD
-            if room > 0:
-                kept[-1] = newest[len(newest) - room :]
-                cost = window
-            else:
-                kept.clear()
-                cost = 0
-        self.kept_cost = cost
+        budget.kept += len(payload) + KEPT_COST
+        if len(kept) > self.kept_max:
+            budget.kept -= len(kept[0]) + KEPT_COST
+            del kept[0]
 
     def forget(self) -> None:
-        """Drop the kept bytes and their reservation (after a gap they no longer end where
-        delivery stands; at the end of the connection)."""
-        if self.kept:
-            self.kept.clear()
-        self.kept_cost = 0
-        self.budget.kept -= self.kept_limit
-        self.kept_limit = 0
+        """Drop the kept segments (after a gap they no longer end where delivery stands)."""
+        kept = self.kept
+        if kept:
+            self.budget.kept -= sum(map(len, kept)) + KEPT_COST * len(kept)
+            kept.clear()
 
     def _deliver(self, ts: float, payload: bytes) -> None:
         n = len(payload)

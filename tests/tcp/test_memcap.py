@@ -115,4 +115,4 @@ def test_split_divides_every_global_cap() -> None:
     share = lim.split(2)
     assert (share.max_connections, share.max_total_bytes, share.memcap_bytes) == (500, 150, 5 << 20)
     assert share.max_ooo_bytes_per_dir == lim.max_ooo_bytes_per_dir  # per direction: unchanged
-    assert share.rexmit_window_bytes == lim.rexmit_window_bytes
+    assert share.rexmit_segments == lim.rexmit_segments

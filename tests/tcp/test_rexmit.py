@@ -14,6 +14,7 @@ from tcp_helpers import ACK, FIN, PSH, SYN, Conv, Harness
 from sensor.capture.writer import PcapWriter
 from sensor.simulate.frames import make_direction
 from sensor.tcp.reassembler import CONN_BYTES, TcpLimits
+from sensor.tcp.stream import KEPT_COST
 
 FIRST_RCPT = b"RCPT TO:<alice@example.org>\r\n"
 EVIL_RCPT = b"RCPT TO:<eve99@example.org>\r\n"  # same length: a clean byte-for-byte overwrite
@@ -105,40 +106,31 @@ def test_partial_overlap_with_delivered_bytes_compares_only_the_overlap() -> Non
     assert h.r.kept_bytes() == 0  # released with the connection
 
 
-def test_bytes_older_than_the_window_are_not_compared() -> None:
-    # each kept segment counts its bytes plus KEPT_OVERHEAD (48) against the window
-    h = Harness(TcpLimits(rexmit_window_bytes=120))
+def test_segments_older_than_the_kept_ones_are_not_compared() -> None:
+    h = Harness(TcpLimits(rexmit_segments=2))
     cv = Conv()
     h.feed([(1.0, s) for s in cv.handshake()])
     h.feed([(2.0, cv.c(0, b"0123456789")), (2.1, cv.c(10, b"abcd"))])
-    assert h.r.kept_bytes() == 14  # 58 + 52 <= 120
-    h.feed([(2.2, cv.c(14, b"efgh"))])  # 162 > 120: the oldest go, down to half the window
-    assert h.r.kept_bytes() == 4
+    assert h.r.kept_bytes() == 14
+    h.feed([(2.2, cv.c(14, b"efgh"))])  # a third: the oldest goes
+    assert h.r.kept_bytes() == 8
     h.feed([(2.3, cv.c(0, b"XX")), (2.4, cv.c(12, b"cdeX"))])
     h.r.flush()
     (rec,) = h.records
-    assert rec.conflicting_overlaps == 1  # "XX" fell out of the window, "eX" over "ef" did not
+    assert rec.conflicting_overlaps == 1  # "XX" is older than the kept segments, "eX" is not
     assert rec.retrans_segments == 2
 
 
-def test_a_segment_larger_than_the_window_keeps_its_tail() -> None:
-    h = Harness(TcpLimits(rexmit_window_bytes=58))
+def test_kept_segments_are_charged_to_the_memcap_and_released() -> None:
+    h = Harness(TcpLimits(rexmit_segments=3))
     cv = Conv()
     h.feed([(1.0, s) for s in cv.handshake()])
-    h.feed([(2.0, cv.c(0, b"0123456789abcdefghij"))])
-    assert h.r.kept_bytes() == 10
-    h.feed([(2.1, cv.c(0, b"XXXXXXXXXXabcdefghij")), (2.2, cv.c(9, b"9Xb"))])
-    h.r.flush()
-    assert h.records[0].conflicting_overlaps == 1  # only the second reaches the kept tail
-
-
-def test_kept_bytes_are_charged_to_the_memcap_and_released() -> None:
-    h = Harness()
-    cv = Conv()
-    h.feed([(1.0, s) for s in cv.handshake()])
-    base = h.r.memory()
-    h.feed([(2.0 + i * 0.01, cv.c(i * 100, bytes(100))) for i in range(400)])
-    assert base + 16384 >= h.r.memory() > base + 8192  # reserved up to the window
+    h.feed([(2.0, cv.c(0, b"abc"))])
+    base = h.r.memory() - (3 + KEPT_COST)  # the connection and its handler
+    h.feed([(2.0 + i * 0.01, cv.c(3 + i * 100, bytes(100))) for i in range(5)])
+    assert h.r.memory() == base + 3 * (100 + KEPT_COST)  # the last three only
+    h.feed([(3.0, cv.c(1000, b"x")), (3.1, cv.s(0, b"", ack=1000))])  # a gap, then "x"
+    assert h.r.memory() == base + 1 + KEPT_COST  # the gap dropped the others
     h.r.flush()
     assert h.r.memory() == 0
 
@@ -159,14 +151,14 @@ def test_a_gap_forgets_the_kept_bytes() -> None:
 @given(
     st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=30),
     st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 400)), max_size=30),
-    st.sampled_from([1, 16, 100, 16384]),
+    st.sampled_from([1, 2, 5, 100]),
 )
 def test_identical_duplicates_never_count_conflicts(
-    pieces: list[bytes], dups: list[tuple[int, int]], window: int
+    pieces: list[bytes], dups: list[tuple[int, int]], kept: int
 ) -> None:
     data = b"".join(pieces)
     cv = Conv(cisn=0xFFFFFF00)
-    h = Harness(TcpLimits(rexmit_window_bytes=window))
+    h = Harness(TcpLimits(rexmit_segments=kept))
     h.feed([(1.0, s) for s in cv.handshake()])
     off = 0
     ts = 2.0
@@ -184,8 +176,8 @@ def test_identical_duplicates_never_count_conflicts(
     assert h.stats.conflicting_overlaps == 0
 
 
-def test_a_window_of_zero_turns_the_comparison_of_delivered_bytes_off() -> None:
-    h = Harness(TcpLimits(rexmit_window_bytes=0))
+def test_zero_kept_segments_turn_the_comparison_of_delivered_bytes_off() -> None:
+    h = Harness(TcpLimits(rexmit_segments=0))
     cv = Conv()
     h.feed([(1.0, s) for s in cv.handshake()])
     h.feed([(2.0, cv.c(0, b"abcd")), (2.1, cv.c(0, b"XXXX"))])  # over delivered: not compared
