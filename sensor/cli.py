@@ -18,6 +18,7 @@ from sensor.records import Alert, CaptureStats, TcpStats
 from sensor.service.signals import Aborted, Shutdown
 
 if TYPE_CHECKING:
+    from sensor.decode.packet import DecodeLimits
     from sensor.detect.detector import Detector, DetectorStats
     from sensor.output.jsonl import JsonlSink
     from sensor.parallel import ParallelInput
@@ -158,7 +159,7 @@ def _execute(
     if detect and not quiet:
         for line in cfg.assumed:
             click.echo(f"sensor: assumed {line}", err=True)
-    expr = bpf if bpf is not None else build_filter(ports)
+    expr = bpf if bpf is not None else build_filter(ports, cfg.decode.max_vlan_tags)
     alert_sink = JsonlSink(alerts_path) if alerts_path else None
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
@@ -185,6 +186,7 @@ def _execute(
             session=detector.on_session if detector is not None else None,
             smtp=smtp,
             smtp_limits=cfg.smtp,
+            decode_limits=cfg.decode,
         )
         sys.stdout.flush()  # forked workers must not inherit (and repeat) buffered output
         sys.stderr.flush()
@@ -211,6 +213,7 @@ def _execute(
             smtp,
             limits_from_config(cfg),
             cfg.smtp,
+            cfg.decode,
         )
     if stats_path:
         stats_sink = JsonlSink(stats_path)
@@ -246,6 +249,7 @@ def _run_in_process(
     smtp: bool,
     limits: TcpLimits,
     smtp_limits: SmtpLimits | None = None,
+    decode_limits: DecodeLimits | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -267,6 +271,7 @@ def _run_in_process(
         tcp_limits=limits,
         handlers=None if smtp else no_streams,
         smtp_limits=smtp_limits,
+        decode_limits=decode_limits,
     )
     frames = frames_for(pipe, expr)
     if progress and sys.stderr.isatty():

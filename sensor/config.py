@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from sensor.decode.packet import DecodeLimits
 from sensor.errors import ConfigError
 from sensor.smtp.limits import RFC_COMMAND_LINE, SmtpLimits
 
@@ -110,6 +111,7 @@ class Config:
     assumed: tuple[str, ...]
     reassembly: ReassemblyConfig
     smtp: SmtpLimits = field(default_factory=SmtpLimits)  # [smtp]: the SMTP parser's bounds
+    decode: DecodeLimits = field(default_factory=DecodeLimits)  # [decode]: the decoder's bounds
 
 
 def default_text() -> str:
@@ -246,7 +248,15 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
     return Config(chk.source, site, WindowsConfig(**win_t), BoundsConfig(**merged["bounds"]),
                   SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site),
                   reassembly=ReassemblyConfig(**merged["reassembly"]),
-                  smtp=_smtp_limits(chk, merged["smtp"]))
+                  smtp=_smtp_limits(chk, merged["smtp"]),
+                  decode=_decode_limits(chk, merged["decode"]))
+
+
+def _decode_limits(chk: _Checker, table: dict[str, Any]) -> DecodeLimits:
+    """The [decode] section: every bound an integer > 0."""
+    for key, value in table.items():
+        _range(chk, f"decode.{key}", value)
+    return DecodeLimits(**table)
 
 
 def _smtp_limits(chk: _Checker, table: dict[str, Any]) -> SmtpLimits:

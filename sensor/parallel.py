@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Final
 
 from sensor.capture.source import STOP_CHECK_FRAMES, CutAgreement, ErrorHandler
+from sensor.decode.packet import DecodeLimits
 from sensor.errors import SensorError
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
@@ -96,6 +97,8 @@ class Outputs:
     """False: workers stop after reassembly (nothing reads SMTP sessions)."""
     smtp_limits: SmtpLimits | None = None
     """The SMTP parser's bounds ([smtp] in the configuration); None: the defaults."""
+    decode_limits: DecodeLimits | None = None
+    """The frame decoder's bounds ([decode] in the configuration); None: the defaults."""
 
 
 @dataclass(slots=True)
@@ -202,6 +205,7 @@ class WorkerWants:
     smtp: bool
     """False: stop after reassembly (nothing reads SMTP sessions)."""
     smtp_limits: SmtpLimits | None = None
+    decode_limits: DecodeLimits | None = None
 
 
 def out_wants(out: Outputs) -> WorkerWants:
@@ -213,6 +217,7 @@ def out_wants(out: Outputs) -> WorkerWants:
         session_records=out.session is not None,
         smtp=out.smtp,
         smtp_limits=out.smtp_limits,
+        decode_limits=out.decode_limits,
     )
 
 
@@ -440,6 +445,7 @@ def _work(
         tcp_limits=limits,
         handlers=None if wants.smtp else no_streams,
         smtp_limits=wants.smtp_limits,
+        decode_limits=wants.decode_limits,
     )
     frames = open_files(paths, bpf, pipe.capture_stats, _ignore_error, stop=shutdown.stop, cut=cut)
     pipe.run_share(frames, workers, index)

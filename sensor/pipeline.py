@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final
 
-from sensor.decode.packet import Decoder
+from sensor.decode.packet import DecodeLimits, Decoder
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 from sensor.smtp.parser import SmtpLimits, SmtpParser
 from sensor.tcp.reassembler import HandlerFactory, Reassembler, StreamHandler, TcpLimits
@@ -90,6 +90,7 @@ class Pipeline:
         on_session: Callable[[SmtpSession], None] | None = None,
         tcp_limits: TcpLimits | None = None,
         smtp_limits: SmtpLimits | None = None,
+        decode_limits: DecodeLimits | None = None,
         handlers: HandlerFactory | None = None,
     ) -> None:
         """`handlers` gives each connection its stream consumer (None: an SmtpParser on the
@@ -102,7 +103,7 @@ class Pipeline:
         self._on_session = on_session
         # One bounds object for every parser of the run (never mutated once the run starts).
         self._smtp_limits = smtp_limits if smtp_limits is not None else SmtpLimits()
-        self._decoder = Decoder(self.capture_stats)
+        self._decoder = Decoder(self.capture_stats, decode_limits)
         limits = tcp_limits if tcp_limits is not None else TcpLimits()
         if handlers is None and limits.handler_bytes == 0:
             limits = replace(limits, handler_bytes=SMTP_PARSER_BYTES)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -88,8 +91,8 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_every_default_key_is_documented_by_a_comment_block() -> None:
     text = default_text()
     parsed = tomllib.loads(text)
-    assert set(parsed) == {"site", "windows", "bounds", "reassembly", "smtp", "suppression",
-                           "rules"}
+    assert set(parsed) == {"site", "windows", "bounds", "reassembly", "decode", "smtp",
+                           "suppression", "rules"}
     for name in parsed["rules"]:
         header = f"[rules.{name}]\n#"
         assert header in text, f"rules.{name} has no comment"
@@ -143,6 +146,7 @@ def test_reassembly_caps_and_memcap_reach_the_tcp_limits() -> None:
         ("[reassembly]\nrexmit_segments = \"big\"\n",
          'reassembly.rexmit_segments: expected an integer, got "big"'),
         ("[bounds]\nmemcap_mb = -1\n", "bounds.memcap_mb: expected an integer > 0, got -1"),
+        ("[decode]\nmax_vlan_tags = 0\n", "decode.max_vlan_tags: expected an integer > 0, got 0"),
         ("[reassembly]\nidle_timeout_s = 0\n",
          "reassembly.idle_timeout_s: expected a number > 0, got 0.0"),
         ("[reassembly]\nrexmit_segments = -1\n",
@@ -153,3 +157,24 @@ def test_bad_reassembly_values_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(text, "t.toml")
     assert str(err.value) == f"t.toml: {message}"
+
+
+def test_decode_limits_reach_the_decoder_and_the_default_filter(tmp_path: Path) -> None:
+    """A frame with 3 VLAN tags is analysed by default and counted with max_vlan_tags = 2."""
+    from capture.capture_helpers import eth, ip4_tcp, write_pcap_raw
+
+    from sensor.capture.bpf import build_filter
+
+    cfg = parse_config("[decode]\nmax_vlan_tags = 2\nmax_ip6_ext_headers = 3\n", "t.toml")
+    assert (cfg.decode.max_vlan_tags, cfg.decode.max_ip6_ext_headers) == (2, 3)
+    assert build_filter([25], 2).count("vlan and") == 2
+    pcap = tmp_path / "deep.pcap"
+    write_pcap_raw(pcap, [(1, 0, eth(ip4_tcp(0), vlans=[1, 2, 3]))])
+    conf = tmp_path / "site.toml"
+    conf.write_text("[decode]\nmax_vlan_tags = 2\n")
+    for extra, deep in (([], 0), (["--config", str(conf)], 1)):
+        stats = tmp_path / "st.json"
+        r = subprocess.run([sys.executable, "-m", "sensor", "analyze", "-q", "--stats", str(stats),
+                            *extra, str(pcap)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(stats.read_text())["capture"]["vlan_too_deep"] == deep

@@ -40,7 +40,7 @@ FilterFn = Callable[[bytes], int]
 """A compiled filter: nonzero when the frame matches."""
 
 
-def build_filter(ports: Sequence[int] = DEFAULT_PORTS) -> str:
+def build_filter(ports: Sequence[int] = DEFAULT_PORTS, vlan_tags: int = MAX_VLAN_TAGS) -> str:
     """The default capture filter: TCP on `ports` and every encapsulation the decoder unwraps.
 
     Per layer, "tcp port 25" takes IPv4 and IPv6 whose first next header is TCP; a narrow
@@ -49,7 +49,8 @@ def build_filter(ports: Sequence[int] = DEFAULT_PORTS) -> str:
     tests only look right after the fixed header); the decoder walks the chain and counts what
     it cannot parse. Each `vlan` keyword moves the offsets of everything after it in the
     expression (pcap-filter(7)), so tag n+1 is tested inside the clause of tag n, up to
-    MAX_VLAN_TAGS; a frame with one more tag is passed to the decoder, which counts it.
+    `vlan_tags` (the decoder's [capture] max_vlan_tags); a frame with one more tag is passed to
+    the decoder, which counts it.
     """
     if not ports:
         raise ValueError("at least one port is needed")
@@ -59,7 +60,7 @@ def build_filter(ports: Sequence[int] = DEFAULT_PORTS) -> str:
     base = " or ".join(f"tcp port {port}" for port in ports)
     layer = f"{base} or {IP6_EXT_CLAUSE}"
     expr = "vlan"  # one tag too many: let it through for the decoder to count
-    for _ in range(MAX_VLAN_TAGS):
+    for _ in range(vlan_tags):
         expr = f"vlan and ({layer} or ({expr}))"
     return f"{layer} or ({expr})"
 

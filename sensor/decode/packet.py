@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Final
 
@@ -73,9 +74,19 @@ AF_INET: Final = 2
 AF_INET6_BSD: Final = (24, 28, 30)  # NetBSD/OpenBSD, FreeBSD, Darwin
 
 MAX_VLAN_TAGS: Final = 8
-"""Stacked 802.1Q/802.1ad tags followed; a frame with more is counted in vlan_too_deep."""
+"""Stacked 802.1Q/802.1ad tags followed by default ([capture] max_vlan_tags); a frame with more
+is counted in vlan_too_deep."""
 MAX_IPV6_EXT_HEADERS: Final = 16
-"""IPv6 extension headers walked; a packet with more is counted in ip6_ext_too_long."""
+"""IPv6 extension headers walked by default ([capture] max_ip6_ext_headers); a packet with more
+is counted in ip6_ext_too_long."""
+
+
+@dataclass(slots=True, frozen=True)
+class DecodeLimits:
+    """Bounds of the frame decoder ([decode] in the configuration), each counted when hit."""
+
+    max_vlan_tags: int = MAX_VLAN_TAGS  # vlan_too_deep: stacked VLAN tags followed
+    max_ip6_ext_headers: int = MAX_IPV6_EXT_HEADERS  # ip6_ext_too_long: extension headers walked
 
 # Plain ints of the enums above: comparing against an enum member costs ~5x more per packet.
 _ET_IPV4: Final = int(EtherType.IPV4)
@@ -133,10 +144,15 @@ _H: Final = struct.Struct("!H")
 class Decoder:
     """Turns (linktype, frame bytes) into a Segment, or None after counting why it is not one."""
 
-    __slots__ = ("stats",)
+    __slots__ = ("max_ext", "max_vlan", "stats")
 
-    def __init__(self, stats: CaptureStats | None = None) -> None:
+    def __init__(
+        self, stats: CaptureStats | None = None, limits: DecodeLimits | None = None
+    ) -> None:
         self.stats = stats if stats is not None else CaptureStats()
+        lim = limits if limits is not None else DecodeLimits()
+        self.max_vlan = lim.max_vlan_tags
+        self.max_ext = lim.max_ip6_ext_headers
 
     def decode(self, linktype: int, data: bytes) -> Segment | None:
         """Decode one frame; Ethernet, untagged or with one 802.1Q tag, takes the quickest way."""
@@ -215,7 +231,7 @@ class Decoder:
         tags = 0
         while etype in _VLAN_TYPES:
             tags += 1
-            if tags > MAX_VLAN_TAGS:
+            if tags > self.max_vlan:
                 self.stats.vlan_too_deep += 1
                 return None
             if len(data) < off + 4:
@@ -325,7 +341,7 @@ class Decoder:
         plen, nxt, hlim, src, dst = _IP6.unpack_from(data, off)
         end = len(data) if plen == 0 else off + _IP6_LEN + plen  # plen 0: jumbogram (RFC 2675)
         pos = off + _IP6_LEN
-        for _ in range(MAX_IPV6_EXT_HEADERS):
+        for _ in range(self.max_ext):
             if nxt == _P_TCP:
                 return self._tcp(data, pos, end, src, dst, hlim)
             if nxt in _IP6_WALK:

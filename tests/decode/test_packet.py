@@ -23,8 +23,9 @@ from scapy.layers.inet6 import (  # noqa: E402
 )
 from scapy.layers.ipsec import AH  # noqa: E402
 from scapy.layers.l2 import ARP, CookedLinux, Dot1AD, Dot1Q, Ether  # noqa: E402
+from scapy.packet import Raw  # noqa: E402
 
-from sensor.decode.packet import Decoder, Segment, ip_str, tcp_options  # noqa: E402
+from sensor.decode.packet import DecodeLimits, Decoder, Segment, ip_str, tcp_options  # noqa: E402
 from sensor.records import CaptureStats  # noqa: E402
 
 MAC_A = "02:00:00:00:00:01"
@@ -401,3 +402,16 @@ def test_one_unpack_cases_agree_with_the_general_code(
             quick, general = Decoder(), Decoder()
             assert short(quick, data, off) == long(general, data, off)
             assert quick.stats == general.stats
+
+
+def test_decode_limits_set_how_deep_the_decoder_looks() -> None:
+    """[decode] max_vlan_tags and max_ip6_ext_headers: one more than the limit is counted."""
+    tags = b"".join(struct.pack("!HH", 0x8100, n + 1) for n in range(3))
+    frame = bytes(12) + tags + b"\x08\x00" + bytes(V4 / TCP_SEG / PAYLOAD)
+    chain = b"".join(_generic_ext(60, 60, 0) for _ in range(2)) + _generic_ext(60, 6, 0)
+    ip6 = bytes(_eth() / IPv6(src=V6.src, dst=V6.dst, nh=60) / Raw(chain) / TCP_SEG / PAYLOAD)
+    narrow = Decoder(CaptureStats(), DecodeLimits(max_vlan_tags=2, max_ip6_ext_headers=3))
+    assert narrow.decode(1, frame) is None and narrow.decode(1, ip6) is None
+    assert (narrow.stats.vlan_too_deep, narrow.stats.ip6_ext_too_long) == (1, 1)
+    wide = Decoder(CaptureStats(), DecodeLimits(max_vlan_tags=3, max_ip6_ext_headers=4))
+    assert wide.decode(1, frame) is not None and wide.decode(1, ip6) is not None
