@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from open_smtp import open_smtp_chunks, write_open_smtp
+from proc_util import children_of, group_members
 from scripted_smtp import serve
 
 from sensor.capture.source import STOP_CHECK_FRAMES
@@ -86,38 +87,6 @@ def wait_opened(pid: int, path: Path, timeout: float = 30.0) -> None:
                         return
         time.sleep(0.02)
     raise AssertionError(f"{path} was not opened")
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group `pgid`, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append(int(entry))
-    return found
-
-
-def children_of(pid: int) -> list[int]:
-    """Live child processes of `pid`, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture

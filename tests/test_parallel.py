@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from proc_util import group_members
 
 from sensor import parallel
 from sensor.capture.bpf import build_filter
@@ -216,20 +217,6 @@ main(sys.argv[1:])
 """
 
 
-def _live_in_group(pgid: int) -> list[int]:
-    """Processes of group `pgid` that are not zombies, from /proc."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append(int(entry))
-    return found
-
-
 def test_workers_of_a_dead_parent_end_on_the_broken_pipe(tmp_path: Path) -> None:
     """Without PR_SET_PDEATHSIG, a worker of a killed parent still ends: it holds no read end of
     any pipe, so its next write fails instead of blocking forever. Its records exceed the pipe
@@ -245,15 +232,15 @@ def test_workers_of_a_dead_parent_end_on_the_broken_pipe(tmp_path: Path) -> None
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
-        while len(_live_in_group(proc.pid)) < 3 and time.monotonic() < deadline:
+        while len(group_members(proc.pid)) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert len(_live_in_group(proc.pid)) == 3, "the workers did not start"
+        assert len(group_members(proc.pid)) == 3, "the workers did not start"
         proc.kill()
         proc.wait(30)
         deadline = time.monotonic() + 60
-        while _live_in_group(proc.pid) and time.monotonic() < deadline:
+        while group_members(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _live_in_group(proc.pid) == []
+        assert group_members(proc.pid) == []
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

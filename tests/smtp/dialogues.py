@@ -26,15 +26,22 @@ def conn_record(duration: float = 3.5) -> ConnRecord:
     return ConnRecord(**kwargs)  # type: ignore[arg-type]
 
 
-def new_parser(out: list[SmtpSession], limits: SmtpLimits | None = None) -> SmtpParser:
-    """A parser for the fabricated connection, emitting into ``out``."""
-    return SmtpParser("CtEst1", 100.0, "192.0.2.10", 40000, "198.51.100.25", 25, out.append, limits)
+def new_parser(
+    out: list[SmtpSession], limits: SmtpLimits | None = None, midstream: bool = False
+) -> SmtpParser:
+    """A parser for the fabricated connection, emitting into ``out`` (``midstream``: told that
+    the handshake was not seen)."""
+    return SmtpParser(
+        "CtEst1", 100.0, "192.0.2.10", 40000, "198.51.100.25", 25, out.append, limits, midstream
+    )
 
 
-def run(events: Iterable[Event], limits: SmtpLimits | None = None) -> SmtpSession:
+def run(
+    events: Iterable[Event], limits: SmtpLimits | None = None, midstream: bool = False
+) -> SmtpSession:
     """Feed events (event i at ts 100+i) and return the emitted session."""
     out: list[SmtpSession] = []
-    p = new_parser(out, limits)
+    p = new_parser(out, limits, midstream)
     for i, (to_server, payload) in enumerate(events):
         if isinstance(payload, int):
             p.gap(to_server, 100.0 + i, payload)

@@ -52,17 +52,7 @@ MIDSTREAM_DATA: list[Event] = [
 
 def run_midstream(events: Sequence[Event]) -> SmtpSession:
     """Feed events (event i at ts 100+i) to a parser told the handshake was not seen."""
-    out: list[SmtpSession] = []
-    p = SmtpParser("CtEst1", 100.0, "192.0.2.10", 40000, "198.51.100.25", 25, out.append,
-                   midstream=True)  # fmt: skip
-    for i, (to_server, payload) in enumerate(events):
-        if isinstance(payload, int):
-            p.gap(to_server, 100.0 + i, payload)
-        else:
-            p.data(to_server, 100.0 + i, payload)
-    p.close(200.0, conn_record())
-    assert len(out) == 1
-    return out[0]
+    return run(events, midstream=True)
 
 
 def test_pick_up_inside_data_counts_no_violation() -> None:
