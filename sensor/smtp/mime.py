@@ -144,7 +144,7 @@ def params(value: str, cap: int) -> tuple[dict[str, str], bool]:
     Names are lower case; the first occurrence of a name wins. A quoted string may hold ``;``
     and backslash escapes.
     """
-    found: list[tuple[str, str, bool]] = []  # name, value, was quoted
+    found: list[tuple[str, str]] = []
     n = len(value)
     i = value.find(";")
     limited = False
@@ -155,7 +155,6 @@ def params(value: str, cap: int) -> tuple[dict[str, str], bool]:
         j = i + 1
         eq = -1
         quoted = False
-        chunks: list[str] = []
         start = j
         while j < n:  # one parameter: up to a ";" outside quotes
             c = value[j]
@@ -171,23 +170,20 @@ def params(value: str, cap: int) -> tuple[dict[str, str], bool]:
         if eq > 0:
             name = value[start:eq].strip().lower()
             raw = value[eq + 1 : j].strip()
-            was_quoted = len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"'
-            if was_quoted:
-                chunks.append(raw[1:-1].replace("\\\\", "\\").replace('\\"', '"'))
-            else:
-                chunks.append(raw)
+            if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':  # a quoted string, unquoted
+                raw = raw[1:-1].replace("\\\\", "\\").replace('\\"', '"')
             if name:
-                found.append((name, "".join(chunks), was_quoted))
+                found.append((name, raw))
         i = j if j < n else -1
     return _join_rfc2231(found), limited
 
 
-def _join_rfc2231(found: list[tuple[str, str, bool]]) -> dict[str, str]:
+def _join_rfc2231(found: list[tuple[str, str]]) -> dict[str, str]:
     """Plain parameters as they are; RFC 2231 ``name*``, ``name*N``, ``name*N*`` joined and
     decoded into ``name``."""
     out: dict[str, str] = {}
     pieces: dict[str, list[tuple[int, str, bool]]] = {}
-    for name, value, _quoted in found:
+    for name, value in found:
         m = _CONTINUATION.fullmatch(name)
         if m is None:
             if name not in out:
@@ -246,13 +242,12 @@ def boundary(items: list[tuple[str, str]], cap: int) -> str | None:
 class Delimiters:
     """Finds the delimiter lines of one boundary (RFC 2046 5.1.1) in a range of a copy."""
 
-    __slots__ = ("line_pat", "literal", "start_pat")
+    __slots__ = ("line_pat", "literal")
 
     def __init__(self, bound: bytes) -> None:
         sep = re.escape(b"--" + bound)
         tail = rb"(--)?[ \t]*(?:\r\n|\r|\n|\Z)"
         self.literal = re.compile(sep + tail)
-        self.start_pat = self.literal
         self.line_pat = re.compile(rb"[\r\n]" + sep + tail)
 
     def find(self, data: bytes, start: int, stop: int, limit: int) -> list[tuple[int, int, bool]]:
@@ -278,7 +273,7 @@ class Delimiters:
                 out.append((at, m.end(), m.group(1) is not None))
                 pos = m.end()
             else:
-                m = self.start_pat.match(data, pos, stop) if pos == start else None
+                m = self.literal.match(data, pos, stop) if pos == start else None
                 if m is None:
                     m = self.line_pat.search(data, max(pos - 1, start), stop)
                     if m is None:

@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sensor.records import SmtpSession
-from sensor.smtp import SmtpParser, session_to_dict
+from sensor.smtp import session_to_dict
 from sensor.smtp.commands import is_command_line
 from sensor.smtp.replies import parse_reply_line
 
@@ -22,10 +22,9 @@ from .dialogues import (
     C,
     Event,
     S,
-    conn_record,
     run,
 )
-from .test_splits import LIMITS, check_bounds
+from .test_splits import feed_checking_bounds
 
 # The end of a message whose start (and the commands before it) the capture missed: text lines,
 # dot-stuffed lines, lines that start with an SMTP verb in prose, then the end-of-data dot.
@@ -179,15 +178,6 @@ def test_random_bytes_before_a_dialogue_never_count_violations(
 def test_random_bytes_and_gaps_after_a_pick_up_never_raise(
     events: list[tuple[bool, bytes | int]],
 ) -> None:
-    out: list[SmtpSession] = []
-    p = SmtpParser("CtEst1", 100.0, "192.0.2.10", 40000, "198.51.100.25", 25, out.append,
-                   LIMITS, midstream=True)  # fmt: skip
-    for i, (to_server, payload) in enumerate(events):
-        if isinstance(payload, int):
-            p.gap(to_server, float(i), payload)
-        else:
-            p.data(to_server, float(i), payload)
-        check_bounds(p)
-    p.close(999.0, conn_record())
-    assert len(out) == 1 and out[0].midstream
-    session_to_dict(out[0])
+    s = feed_checking_bounds(events, midstream=True)
+    assert s.midstream
+    session_to_dict(s)

@@ -66,13 +66,15 @@ def check_bounds(p: object) -> None:
 @given(st.lists(st.tuples(st.booleans(), st.one_of(st.binary(max_size=400), st.integers(1, 500))),
                 max_size=40))  # fmt: skip
 def test_random_bytes_and_gaps_never_raise(events: list[tuple[bool, bytes | int]]) -> None:
-    session_to_dict(_feed_checking_bounds(events))
+    session_to_dict(feed_checking_bounds(events))
 
 
-def _feed_checking_bounds(events: list[tuple[bool, bytes | int]]) -> SmtpSession:
+def feed_checking_bounds(
+    events: list[tuple[bool, bytes | int]], midstream: bool = False
+) -> SmtpSession:
     """Feed data and gaps (event i at ts i), checking every bound after each; one session out."""
     out: list[SmtpSession] = []
-    p = new_parser(out, LIMITS)
+    p = new_parser(out, LIMITS, midstream)
     for i, (to_server, payload) in enumerate(events):
         if isinstance(payload, int):
             p.gap(to_server, float(i), payload)
@@ -107,7 +109,7 @@ def shuffled_dialogue(draw: st.DrawFn) -> list[tuple[bool, bytes | int]]:
 @settings(max_examples=150, deadline=None)
 @given(shuffled_dialogue())
 def test_interleavings_and_gaps_never_raise(events: list[tuple[bool, bytes | int]]) -> None:
-    _feed_checking_bounds(events)
+    feed_checking_bounds(events)
 
 
 @settings(max_examples=100, deadline=None)
@@ -140,7 +142,7 @@ def test_unanswered_pipelined_transactions_stay_bounded() -> None:
         (False, BANNER), (True, b"EHLO c.example\r\n"), (False, EHLO_REPLY),
         *[(True, TXN * 50) for _ in range(40)],
     ]  # fmt: skip
-    s = _feed_checking_bounds(events)
+    s = feed_checking_bounds(events)
     assert len(s.transactions) == LIMITS.max_txns_per_session
     assert s.anomalies["txn_unanswered"] >= 1 and s.anomalies["too_many_txns"] == 2000 - 20
     assert s.anomalies["pending_overflow"] > 0
@@ -156,6 +158,6 @@ def test_transactions_in_flight_stay_bounded(batches: list[tuple[int, int]]) -> 
         events.append((True, TXN * n))
         if replies:
             events.append((False, b"250 2.0.0 Ok\r\n" * replies))
-    s = _feed_checking_bounds(events)
+    s = feed_checking_bounds(events)
     txns = sum(n for n, _ in batches)
     assert len(s.transactions) == min(txns, LIMITS.max_txns_per_session)
