@@ -35,6 +35,8 @@ _LAZY_COMMANDS = {  # subcommands that live beside their stage, imported only wh
     "simulate": ("sensor.simulate.cli", "simulate"),
     "config": ("sensor.detect.cli", "config_cmd"),
     "evaluate": ("sensor.detect.cli", "evaluate_cmd"),
+    "train": ("sensor.detect.cli", "train_cmd"),
+    "inspect": ("sensor.detect.cli", "inspect_cmd"),
 }
 
 
@@ -115,6 +117,14 @@ def _output_options(fn: Callable[..., None]) -> Callable[..., None]:
                      help="No summary table. With only --conns, SMTP is then not parsed."),
         click.option("--stats", "stats_path", metavar="FILE|-",
                      help="Write the run's counters as one JSON object."),
+        click.option("--model", "model_path", metavar="FILE", type=click.Path(),
+                     help="Trained host model (`sensor train`) scoring host windows with the "
+                          "rules [default: the bundled models/default.skops]."),
+        click.option("--no-model", is_flag=True, help="Rules only: no model scoring."),
+        click.option("--host-scores", "host_scores_path", metavar="FILE|-",
+                     help="Write one JSON line per host: its highest model score, role, the "
+                          "rule kinds raised and the features that stood out (implies "
+                          "detection)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
@@ -133,6 +143,9 @@ def _execute(
     bpf: str | None,
     quiet: bool,
     stats_path: str | None,
+    model_path: str | None,
+    no_model: bool,
+    host_scores_path: str | None,
     errors: list[tuple[str, str]],
     progress: bool,
     shutdown: Shutdown,
@@ -151,7 +164,7 @@ def _execute(
     from sensor.output.summary import render_alerts, render_summary, stats_dict
 
     _tune_gc()
-    detect = bool(alerts_path) or fail_on_alert
+    detect = bool(alerts_path) or fail_on_alert or bool(host_scores_path)
     # SMTP sessions feed the session log, detection, the summary and --stats; when none of them
     # is asked for (a quiet run writing connection records only), the run stops after reassembly.
     smtp = bool(sessions_path) or detect or not quiet or bool(stats_path)
@@ -160,7 +173,13 @@ def _execute(
         for line in cfg.assumed:
             click.echo(f"sensor: assumed {line}", err=True)
     expr = bpf if bpf is not None else build_filter(ports, cfg.decode.max_vlan_tags)
+    if no_model and (model_path or host_scores_path):
+        raise click.UsageError("--no-model cannot go with --model or --host-scores")
+    scorer, model_name = (None, "")
+    if detect and not no_model:
+        scorer, model_name = _open_model(model_path, quiet)
     alert_sink = JsonlSink(alerts_path) if alerts_path else None
+    scores_sink = JsonlSink(host_scores_path) if host_scores_path else None
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
     latest: dict[tuple[str, str], Alert] = {}  # newest alert per (host, kind), for the summary
@@ -175,7 +194,7 @@ def _execute(
         if (a.host, a.kind) in latest or len(latest) < _SUMMARY_ALERTS:
             latest[(a.host, a.kind)] = a
 
-    detector = Detector(cfg, on_alert) if detect else None
+    detector = Detector(cfg, on_alert, scorer, model_name) if detect else None
     if parallel is not None:
         from sensor.parallel import Outputs, run_parallel
 
@@ -194,6 +213,7 @@ def _execute(
             result = run_parallel(parallel, expr, ports, outs, limits_from_config(cfg))
         finally:
             det_stats = detector.finish() if detector is not None else None
+            _write_host_scores(detector, scores_sink)
             for sink in (conn_sink, sess_sink, alert_sink):
                 if sink is not None:
                     sink.close()
@@ -214,6 +234,7 @@ def _execute(
             limits_from_config(cfg),
             cfg.smtp,
             cfg.decode,
+            scores_sink,
         )
     if stats_path:
         stats_sink = JsonlSink(stats_path)
@@ -223,7 +244,7 @@ def _execute(
         stats_sink.write(counters)
         stats_sink.close()
     if not quiet:
-        to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path)
+        to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path, host_scores_path)
         render_summary(cap, tcp, totals, errors, to_stderr, det_stats)
         if latest:
             render_alerts(list(latest.values()), to_stderr)
@@ -250,6 +271,7 @@ def _run_in_process(
     limits: TcpLimits,
     smtp_limits: SmtpLimits | None = None,
     decode_limits: DecodeLimits | None = None,
+    scores_sink: JsonlSink | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -284,10 +306,39 @@ def _run_in_process(
         if shutdown.signum:
             shutdown.flushed = totals.connections - before
         det_stats = detector.finish() if detector is not None else None
+        _write_host_scores(detector, scores_sink)
         for sink in (conn_sink, sess_sink, alert_sink):
             if sink is not None:
                 sink.close()
     return pipe.capture_stats, pipe.tcp_stats, totals, det_stats
+
+
+def _open_model(path: str | None, quiet: bool) -> tuple[Any, str]:
+    """The scorer of the model asked for, or of the bundled one (None when it is absent)."""
+    from sensor.detect.scoring import ChildScorer
+
+    if path is None:
+        from sensor.detect.model import bundled_model
+
+        path = bundled_model()
+        if path is None:
+            if not quiet:
+                click.echo("sensor: note: no bundled model found: rules only", err=True)
+            return None, ""
+        return ChildScorer(path), f"bundled ({path})"
+    return ChildScorer(path), path
+
+
+def _write_host_scores(detector: Detector | None, sink: JsonlSink | None) -> None:
+    """One JSON line per host the model scored (written once detection has finished)."""
+    if sink is None:
+        return
+    try:
+        if detector is not None:
+            for line in detector.host_scores():
+                sink.write(line)
+    finally:
+        sink.close()
 
 
 def _tune_gc() -> None:

@@ -77,6 +77,16 @@ class SuppressionConfig:
 
 
 @dataclass(slots=True, frozen=True)
+class ModelConfig:
+    """[model]: how the trained host model scores host windows and raises anomalous_host."""
+
+    score_interval_s: int
+    severity: int
+    sid: int
+    top_features: int
+
+
+@dataclass(slots=True, frozen=True)
 class RuleConfig:
     """One rule's switch, severity, signature id and thresholds (validated against the defaults)."""
 
@@ -112,6 +122,7 @@ class Config:
     reassembly: ReassemblyConfig
     smtp: SmtpLimits = field(default_factory=SmtpLimits)  # [smtp]: the SMTP parser's bounds
     decode: DecodeLimits = field(default_factory=DecodeLimits)  # [decode]: the decoder's bounds
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(10, 6, 250100, 5))
 
 
 def default_text() -> str:
@@ -221,7 +232,7 @@ def _networks(chk: _Checker, path: str, items: list[str]) -> tuple[IPNetwork, ..
 
 def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Config:
     site_t, win_t = merged["site"], merged["windows"]
-    for section in ("windows", "bounds", "suppression", "reassembly"):
+    for section in ("windows", "bounds", "suppression", "reassembly", "model"):
         for key, value in merged[section].items():
             _range(chk, f"{section}.{key}", value)
     rules: dict[str, RuleConfig] = {}
@@ -249,7 +260,8 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
                   SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site),
                   reassembly=ReassemblyConfig(**merged["reassembly"]),
                   smtp=_smtp_limits(chk, merged["smtp"]),
-                  decode=_decode_limits(chk, merged["decode"]))
+                  decode=_decode_limits(chk, merged["decode"]),
+                  model=ModelConfig(**merged["model"]))
 
 
 def _decode_limits(chk: _Checker, table: dict[str, Any]) -> DecodeLimits:

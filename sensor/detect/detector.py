@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sensor.config import Config
 from sensor.detect.alerts import Suppressor, make_alert
@@ -13,6 +13,9 @@ from sensor.detect.rules import RULES, TRIGGERS, Rule
 from sensor.features.hosts import HostState, HostTable
 from sensor.features.schema import change_mask
 from sensor.records import Alert, ConnRecord, HostFeatures, SmtpSession
+
+if TYPE_CHECKING:
+    from sensor.detect.scoring import ModelStage, Scorer
 
 _Gated = tuple[tuple[CompiledGate, tuple[Rule, str]], ...]
 MAX_MASKS: Final = 4096  # distinct change masks whose triggered rules are remembered
@@ -32,12 +35,17 @@ class DetectorStats:
     updates: int = 0
     suppressed: int = 0
     alerts_by_kind: dict[str, int] = field(default_factory=dict)
+    model: str = ""  # the model that scored host windows ("" when none did)
+    model_scored: int = 0  # host windows scored
+    model_batches: int = 0
+    model_alerts: int = 0  # anomalous_host alerts and "both" updates
 
 
 class Detector:
     """Feed it ConnRecords and SmtpSessions as they close; it calls `emit` with each Alert."""
 
-    def __init__(self, config: Config, emit: Callable[[Alert], None]) -> None:
+    def __init__(self, config: Config, emit: Callable[[Alert], None],
+                 scorer: Scorer | None = None, model_name: str = "") -> None:
         self.config = config
         self.table = HostTable(config)
         self._emit = emit
@@ -55,16 +63,35 @@ class Detector:
         self._suppress = Suppressor(config.suppression, config.bounds.max_hosts)
         self._alerts_by_kind: dict[str, int] = {}
         self._alerts = 0
+        self.model_name = model_name
+        self.stage: ModelStage | None = None
+        self._out: Callable[[Alert], None] = self._count_emit
+        if scorer is not None:
+            from sensor.detect.scoring import ModelStage
+
+            self.stage = ModelStage(config, scorer, self._count_emit, self._suppress)
+            self._out = self.stage.out
+
+    def _count_emit(self, alert: Alert) -> None:
+        self._alerts += 1
+        self._alerts_by_kind[alert.kind] = self._alerts_by_kind.get(alert.kind, 0) + 1
+        self._emit(alert)
 
     def on_conn(self, rec: ConnRecord) -> None:
         """One closed TCP connection."""
+        stage = self.stage
         for st, mask in self.table.on_conn(rec):
             self._evaluate(st, mask)
+            if stage is not None:
+                stage.touch(st, st.now)
 
     def on_session(self, s: SmtpSession) -> None:
         """One closed SMTP session."""
+        stage = self.stage
         for st, mask in self.table.on_session(s):
             self._evaluate(st, mask)
+            if stage is not None:
+                stage.touch(st, st.now)
 
     def evaluate(self, f: HostFeatures) -> list[Alert]:
         """Run every enabled rule on one snapshot; returns (and emits) the alerts it allows."""
@@ -81,9 +108,7 @@ class Detector:
             if update is None:
                 continue
             alert = make_alert(cfg.site.sensor, f, finding, update)
-            self._alerts += 1
-            self._alerts_by_kind[alert.kind] = self._alerts_by_kind.get(alert.kind, 0) + 1
-            self._emit(alert)
+            self._out(alert)
             out.append(alert)
         return out
 
@@ -110,6 +135,12 @@ class Detector:
     def finish(self) -> DetectorStats:
         """End of input (rules already ran per record): returns the counters and releases the
         per-host state at once, rather than leaving a large table to the cyclic collector."""
+        stage = self.stage
+        if stage is not None:
+            try:
+                stage.finish()
+            finally:
+                stage.scorer.close()
         stats = self.stats
         self.table.release()
         return stats
@@ -122,4 +153,12 @@ class Detector:
             records=t.records, hosts=t.hosts, hosts_active=len(self.table), evicted=t.evicted,
             events_dropped=self.table.dropped_events(), users_evicted=t.users_evicted,
             alerts=self._alerts, updates=self._suppress.updates,
-            suppressed=self._suppress.suppressed, alerts_by_kind=dict(self._alerts_by_kind))
+            suppressed=self._suppress.suppressed, alerts_by_kind=dict(self._alerts_by_kind),
+            model=self.model_name if self.stage is not None else "",
+            model_scored=self.stage.scored if self.stage is not None else 0,
+            model_batches=self.stage.batches if self.stage is not None else 0,
+            model_alerts=self.stage.alerts if self.stage is not None else 0)
+
+    def host_scores(self) -> list[dict[str, Any]]:
+        """Every scored host's highest model score, most anomalous first (empty without a model)."""
+        return self.stage.host_scores() if self.stage is not None else []

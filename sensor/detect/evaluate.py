@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sensor.config import Config
 from sensor.detect.detector import Detector, DetectorStats
 from sensor.errors import CaptureError, ConfigError
 from sensor.records import Alert
+
+if TYPE_CHECKING:
+    from sensor.detect.model import HostModel
 
 
 @dataclass(slots=True, frozen=True)
@@ -95,28 +99,127 @@ def score_alerts(labels: dict[str, Label], alerts: Iterable[Alert]) -> Evaluatio
     return Evaluation(kinds, fps, unlabelled, benign, n)
 
 
-def run_detection(paths: Iterable[str], config: Config) -> tuple[list[Alert], DetectorStats]:
-    """Analyse capture files with the detector; returns every alert and the detector's counters."""
+def run_detection(paths: Iterable[str], config: Config, model: HostModel | None = None,
+                  host_scores: list[dict[str, Any]] | None = None,
+                  ports: tuple[int, ...] = (25,)) -> tuple[list[Alert], DetectorStats]:
+    """Analyse capture files with the detector (and `model`, scored in this process); returns
+    every alert and the detector's counters, and fills `host_scores` when given."""
     from sensor.capture.bpf import build_filter
     from sensor.capture.source import open_files
     from sensor.pipeline import Pipeline
 
     alerts: list[Alert] = []
-    det = Detector(config, alerts.append)
-    pipe = Pipeline(ports=(25,), on_conn=det.on_conn, on_session=det.on_session)
+    scorer = None
+    if model is not None:
+        from sensor.detect.scoring import LocalScorer
+
+        scorer = LocalScorer(model)
+    det = Detector(config, alerts.append, scorer, "model" if model is not None else "")
+    pipe = Pipeline(ports=ports, on_conn=det.on_conn, on_session=det.on_session)
     errors: list[str] = []
 
     def failed(path: str, reason: str) -> None:
         errors.append(f"{path}: {reason}")
 
-    pipe.run(open_files(list(paths), build_filter([25]), pipe.capture_stats, failed))
+    pipe.run(open_files(list(paths), build_filter(ports), pipe.capture_stats, failed))
     pipe.finish()
     if errors:
         raise CaptureError("; ".join(errors))
-    return alerts, det.finish()
+    stats = det.finish()
+    if host_scores is not None:
+        host_scores.extend(det.host_scores())
+    return alerts, stats
 
 
 def evaluate(label_path: str, paths: Iterable[str], config: Config) -> Evaluation:
-    """Run the detector over labelled captures and score its alerts."""
+    """Run the detector (rules only) over labelled captures and score its alerts."""
     alerts, _ = run_detection(paths, config)
     return score_alerts(read_labels(label_path), alerts)
+
+
+MODES = ("rules", "model", "both")
+
+
+@dataclass(slots=True)
+class ModeResult:
+    """Host-level figures of one detection mode (rules alone, model alone, both together)."""
+
+    mode: str
+    precision: float
+    recall: float
+    roc_auc: float | None  # None when the labels hold only one class
+    pr_auc: float | None
+    detected: list[str]
+    false_positive_hosts: list[str]
+    ttd_s: dict[str, float]  # malicious host -> first flag - attack start
+    curve: tuple[list[float], list[float]]  # ROC (fpr, tpr) for the plot
+
+
+def host_level(labels: dict[str, Label], alerts: list[Alert],
+               host_scores: list[dict[str, Any]], threshold: float) -> dict[str, ModeResult]:
+    """Precision, recall, ROC AUC, PR AUC, false-positive hosts and time to detect per mode.
+
+    A host is flagged by the rules when any rule alert (source rule or both) names it, by the
+    model when its highest score is over the threshold (an anomalous_host alert, or a rule alert
+    the model confirmed). The ranking scores: the rules' highest alert score; the model's
+    highest score; for both, the larger of the two on the rules' scale (0.5 at the threshold)."""
+    rule_score: dict[str, float] = {}
+    rule_first: dict[str, float] = {}
+    model_first: dict[str, float] = {}
+    for a in sorted(alerts, key=lambda x: x.ts):
+        if a.source in ("rule", "both") and a.kind != "anomalous_host" and \
+                a.rule != "model_confirms":
+            rule_score[a.host] = max(rule_score.get(a.host, 0.0), a.score)
+            rule_first.setdefault(a.host, a.ts)
+        if a.source in ("model", "both"):
+            model_first.setdefault(a.host, a.ts)
+    model_score = {str(h["host"]): float(h["score"]) for h in host_scores}
+    hosts = [ip for ip in labels]
+    truth = [labels[ip].malicious for ip in hosts]
+
+    def scaled(ip: str) -> float:
+        s = model_score.get(ip, 0.0)
+        if threshold <= 0 or threshold == float("inf"):
+            return 0.0
+        return 0.5 * s / threshold if s <= threshold else 1.0 - 0.5 * threshold / s
+
+    out: dict[str, ModeResult] = {}
+    for mode in MODES:
+        if mode == "rules":
+            score = {ip: rule_score.get(ip, 0.0) for ip in hosts}
+            first = rule_first
+        elif mode == "model":
+            score = {ip: model_score.get(ip, 0.0) for ip in hosts}
+            first = model_first
+        else:
+            score = {ip: max(rule_score.get(ip, 0.0), scaled(ip)) for ip in hosts}
+            first = {ip: min(t for t in (rule_first.get(ip), model_first.get(ip))
+                             if t is not None)
+                     for ip in set(rule_first) | set(model_first)}
+        flagged = {ip for ip in hosts if ip in first}
+        out[mode] = _figures(mode, labels, hosts, truth, [score[ip] for ip in hosts], flagged,
+                             first)
+    return out
+
+
+def _figures(mode: str, labels: dict[str, Label], hosts: list[str], truth: list[bool],
+             scores: list[float], flagged: set[str], first: dict[str, float]) -> ModeResult:
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+    mal = [ip for ip, t in zip(hosts, truth, strict=True) if t]
+    detected = sorted(ip for ip in mal if ip in flagged)
+    fps = sorted(ip for ip, t in zip(hosts, truth, strict=True) if not t and ip in flagged)
+    n_flag = len(detected) + len(fps)
+    both_classes = 0 < len(mal) < len(hosts)
+    roc = pr = None
+    curve: tuple[list[float], list[float]] = ([], [])
+    if both_classes:
+        y = [1 if t else 0 for t in truth]
+        roc = float(roc_auc_score(y, scores))
+        pr = float(average_precision_score(y, scores))
+        fpr, tpr, _ = roc_curve(y, scores)
+        curve = ([float(v) for v in fpr], [float(v) for v in tpr])
+    ttd = {ip: first[ip] - (labels[ip].attack_start or first[ip]) for ip in detected}
+    return ModeResult(mode, len(detected) / n_flag if n_flag else 1.0,
+                      len(detected) / len(mal) if mal else 1.0, roc, pr, detected, fps, ttd,
+                      curve)

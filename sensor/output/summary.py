@@ -77,6 +77,9 @@ def render_summary(
         rows.append(("skipped: filtered out by libpcap", "not counted"))
     if detect is not None:
         rows.append(("hosts tracked", detect.hosts))
+        if detect.model:
+            rows.append(("model", detect.model))
+            rows.append(("model: host windows scored", detect.model_scored))
         rows.append(("alerts", detect.alerts))
         rows.extend((f"alerts: {kind}", n) for kind, n in sorted(detect.alerts_by_kind.items()))
         if detect.updates:

@@ -1,0 +1,504 @@
+"""The trained host model: fitting, threshold calibration, explanations, skops persistence.
+
+A model file is a skops archive of one dict: the scikit-learn Pipeline (transforms, then the
+detector), the alert threshold, the per-role training statistics the explanations quote, check
+rows with their expected scores, and the model card. It is loaded only through skops with the
+trusted-type list below: never pickle, never ``trusted=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sensor import __version__
+from sensor.detect.rules import span
+from sensor.errors import ModelError
+from sensor.features.schema import (
+    FEATURE_NAMES,
+    FEATURE_SCHEMA_VERSION,
+    HOST_SCALARS,
+    WINDOW_PREFIXES,
+    vector,
+)
+from sensor.records import HostFeatures
+
+FORMAT = "port25-host-model/1"
+ROLES: tuple[str, ...] = ("outside", "inside", "mta", "server")
+ROLE_TEXT = {"outside": "outside client", "inside": "inside client", "mta": "authorised MTA",
+             "server": "our server"}
+MODEL_FEATURES: tuple[str, ...] = FEATURE_NAMES + tuple(f"role_{r}" for r in ROLES)
+"""The model's input columns: the feature schema's vector, then the host's role, one-hot."""
+DETECTORS = ("iforest", "iforest-per-role", "lof", "hbos")
+DEFAULT_DETECTOR = "iforest"
+CHECK_ROWS = 32  # training rows stored with their scores to verify a loaded model
+SCALE_FLOOR = 0.25  # on the log scale: a feature constant in training still has a unit of spread
+MIN_DEVIATION = 2.0  # robust z below which a feature is not quoted as deviating
+
+# Every type a model file may hold: skops refuses to load any other. Our own estimators, the
+# scikit-learn ones the detectors are built from, and the numpy and builtin types they carry.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "builtins.slice",
+    "numpy.dtype",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.ndarray",
+    "numpy.random.mtrand.RandomState",
+    "numpy.random._mt19937.MT19937",
+    "numpy.random._mt19937.__bit_generator_ctor",
+    "numpy.random._pickle.__bit_generator_ctor",
+    "numpy.random._pickle.__randomstate_ctor",
+    "sensor.detect.estimators.HistogramDetector",
+    "sensor.detect.estimators.LogCounts",
+    "sensor.detect.estimators.RoleSplitDetector",
+    "sklearn.ensemble._iforest.IsolationForest",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.neighbors._lof.LocalOutlierFactor",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.RobustScaler",
+    "sklearn.tree._classes.ExtraTreeRegressor",
+    "sklearn.tree._tree.Tree",
+)
+
+
+def role_of(f: HostFeatures) -> int:
+    """The host's role as an index of ROLES: authorised MTA, our server (it received sessions
+    from clients), inside client (home_net) or outside client."""
+    if f.mail_server:
+        return 2
+    if f.in_home_net:
+        return 3 if f.long.srv_sessions > 0 else 1
+    return 0
+
+
+def row(f: HostFeatures) -> list[float]:
+    """The model's input row of one host snapshot (MODEL_FEATURES order)."""
+    out = vector(f)
+    r = role_of(f)
+    out.extend(1.0 if i == r else 0.0 for i in range(len(ROLES)))
+    return out
+
+
+def make_pipeline(detector: str, seed: int, n_features: int = len(MODEL_FEATURES)) -> Any:
+    """A fresh, unfitted Pipeline: log counts, robust scaling, then the detector."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import RobustScaler
+
+    from sensor.detect.estimators import HistogramDetector, LogCounts, RoleSplitDetector
+
+    forest = IsolationForest(n_estimators=200, max_samples=256, random_state=seed)
+    role_cols = tuple(range(n_features - len(ROLES), n_features))
+    est: Any
+    if detector == "iforest":
+        est = forest
+    elif detector == "iforest-per-role":
+        est = RoleSplitDetector(forest, role_cols)
+    elif detector == "lof":
+        est = LocalOutlierFactor(n_neighbors=35, novelty=True)
+    elif detector == "hbos":
+        est = HistogramDetector()
+    else:
+        raise ModelError(f"detector: expected one of {', '.join(DETECTORS)}, got {detector!r}")
+    return Pipeline([("log", LogCounts()), ("scale", RobustScaler()), ("detect", est)])
+
+
+@dataclass(slots=True)
+class Deviation:
+    """One feature of a host far from what its role showed in training."""
+
+    feature: str
+    value: float
+    reference: float  # the training percentile quoted (99.9th above, 0.1th below)
+    above: bool
+    z: float
+    text: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"feature": self.feature, "value": _clean(self.value),
+                "training_p999" if self.above else "training_p001": _clean(self.reference),
+                "text": self.text}
+
+
+def _clean(v: float) -> float:
+    r = round(float(v), 3)
+    return int(r) if r == int(r) else r
+
+
+@dataclass(slots=True)
+class RoleStats:
+    """Per-role training statistics of every feature: robust centre and spread on the log scale
+    (for ranking deviations), and raw 0.1th/50th/99.9th percentiles (for the words)."""
+
+    centre: Any  # (roles + 1, features); the last row is every role together
+    scale: Any
+    p001: Any
+    p50: Any
+    p999: Any
+    rows: Any  # training rows per role (roles + 1)
+
+    @classmethod
+    def of(cls, X: Any, roles: Any) -> RoleStats:
+        n_roles, n_feat = len(ROLES), X.shape[1]
+        shape = (n_roles + 1, n_feat)
+        centre, scale = np.zeros(shape), np.ones(shape)
+        p001, p50, p999 = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        counts = np.zeros(n_roles + 1)
+        logx = np.sign(X) * np.log1p(np.abs(X))
+        for r in range(n_roles + 1):
+            mask = roles == r if r < n_roles else np.ones(len(X), dtype=bool)
+            counts[r] = int(mask.sum())
+            if not mask.any():
+                centre[r], scale[r] = centre[n_roles], scale[n_roles]  # filled below
+                continue
+            lx = logx[mask]
+            q25, q50, q75 = np.quantile(lx, [0.25, 0.5, 0.75], axis=0)
+            centre[r] = q50
+            scale[r] = np.maximum((q75 - q25) / 1.349, SCALE_FLOOR)
+            p001[r], p50[r], p999[r] = np.quantile(X[mask], [0.001, 0.5, 0.999], axis=0)
+        for r in range(n_roles):  # a role absent from training: explained against every role
+            if counts[r] == 0:
+                centre[r], scale[r] = centre[n_roles], scale[n_roles]
+                p001[r], p50[r], p999[r] = p001[n_roles], p50[n_roles], p999[n_roles]
+        return cls(centre, scale, p001, p50, p999, counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"centre": self.centre, "scale": self.scale, "p001": self.p001, "p50": self.p50,
+                "p999": self.p999, "rows": self.rows}
+
+
+def _phrase(name: str, value: float, windows: dict[str, float]) -> tuple[str, str]:
+    """(phrase with the value, unit) of a feature column, the window named in words."""
+    from sensor.features import schema
+
+    texts: dict[str, tuple[str, str]] = getattr(schema, "FEATURE_TEXT", {})
+    base, where = name, ""
+    for prefix in WINDOW_PREFIXES:
+        if name.startswith(prefix + "_"):
+            base = name[len(prefix) + 1:]
+            where = f" in {span(windows[prefix])}"
+            break
+    template, unit = texts.get(base, (f"{base.replace('_', ' ')} = {{v}}", "number"))
+    return template.format(v=_fmt(value, unit)) + where, unit
+
+
+def _fmt(v: float, unit: str) -> str:
+    if unit == "share":
+        return f"{round(100 * v)}%"
+    if unit == "bytes":
+        return f"{v / 1e6:.1f} MB" if v >= 1e6 else f"{v / 1e3:.1f} kB" if v >= 1e3 else \
+            f"{v:.0f} bytes"
+    if float(v).is_integer():
+        return f"{int(v)}"
+    return f"{v:.2f}"
+
+
+class HostModel:
+    """A loaded (or freshly trained) model: scores rows, explains them, knows its card."""
+
+    def __init__(self, pipeline: Any, threshold: float, stats: RoleStats, card: dict[str, Any],
+                 check_x: Any, check_scores: Any) -> None:
+        self.pipeline = pipeline
+        self.threshold = threshold
+        self.stats = stats
+        self.card = card
+        self.check_x = check_x
+        self.check_scores = check_scores
+
+    def scores(self, X: Any) -> Any:
+        """Anomaly scores of rows (MODEL_FEATURES order): higher is more anomalous."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[0] == 0:
+            return np.zeros(0)
+        return -np.asarray(self.pipeline.score_samples(X), dtype=np.float64)
+
+    def explain(self, x: Sequence[float], windows: dict[str, float],
+                top: int = 5) -> list[Deviation]:
+        """The `top` features of one row that deviate most from its role in training."""
+        return explain_row(self.stats, x, windows, top)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "card": self.card, "pipeline": self.pipeline,
+                "threshold": self.threshold, "stats": self.stats.to_dict(),
+                "check_x": self.check_x, "check_scores": self.check_scores}
+
+
+def explain_row(stats: RoleStats, x: Sequence[float], windows: dict[str, float],
+                top: int = 5) -> list[Deviation]:
+    """The `top` features of one row that deviate most from its role in training, one per base
+    feature (the window where it deviates most), each at least MIN_DEVIATION robust z away."""
+    n_feat = len(FEATURE_NAMES)
+    xa = np.asarray(x[:n_feat], dtype=np.float64)
+    roles = x[n_feat:n_feat + len(ROLES)]
+    r = next((i for i, v in enumerate(roles) if v > 0.5), len(ROLES))
+    lx = np.sign(xa) * np.log1p(np.abs(xa))
+    z = (lx - stats.centre[r][:n_feat]) / stats.scale[r][:n_feat]
+    order = np.argsort(-np.abs(z), kind="stable")
+    out: list[Deviation] = []
+    seen: set[str] = set()
+    for j in order:
+        zj = float(z[j])
+        if abs(zj) < MIN_DEVIATION or len(out) >= top:
+            break
+        name = FEATURE_NAMES[j]
+        base = name if name in HOST_SCALARS else name.split("_", 1)[1]
+        if base in seen:
+            continue
+        above = zj > 0
+        ref = float(stats.p999[r][j] if above else stats.p001[r][j])
+        if (above and xa[j] <= ref) or (not above and xa[j] >= ref):
+            continue  # within the training range after all: not worth a word
+        seen.add(base)
+        phrase, unit = _phrase(name, float(xa[j]), windows)
+        pct = "99.9th" if above else "0.1th"
+        out.append(Deviation(name, float(xa[j]), ref, above, zj,
+                             f"{phrase}; {pct} percentile in training: {_fmt(ref, unit)}"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# fitting
+
+
+@dataclass(slots=True)
+class TrainingSet:
+    """Host-window rows collected for training, with what the card says about them."""
+
+    X: Any  # (rows, MODEL_FEATURES)
+    hosts_per_role: dict[str, int]
+    files: list[str]
+    span: tuple[float, float]
+    command: str
+
+
+def fit(data: TrainingSet, *, detector: str = DEFAULT_DETECTOR, seed: int = 0,
+        target_fpr: float = 1e-4, contamination: float = 0.0,
+        windows: dict[str, float] | None = None) -> HostModel:
+    """Fit the pipeline, calibrate the threshold, and build the model card.
+
+    With `contamination` > 0 the archive is taken to hold that share of attack windows: the
+    pipeline is fitted once, the highest-scoring share of rows is dropped, and it is fitted again
+    on the rest, over which the threshold is then calibrated."""
+    import sklearn
+    import skops
+
+    X = np.asarray(data.X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] != len(MODEL_FEATURES):
+        raise ModelError(f"training: need at least 2 host-windows of {len(MODEL_FEATURES)} "
+                         f"features, got {X.shape[0] if X.ndim == 2 else 0}")
+    if not 0.0 < target_fpr < 1.0:
+        raise ModelError(f"--target-fpr: expected a rate between 0 and 1, got {target_fpr}")
+    if not 0.0 <= contamination < 0.5:
+        raise ModelError(f"--contamination: expected a share in [0, 0.5), got {contamination}")
+    pipe = make_pipeline(detector, seed).fit(X)
+    trimmed = 0
+    if contamination > 0:
+        s = -pipe.score_samples(X)
+        keep = s <= np.quantile(s, 1.0 - contamination)
+        trimmed = int((~keep).sum())
+        X = X[keep]
+        pipe = make_pipeline(detector, seed).fit(X)
+    scores = -np.asarray(pipe.score_samples(X), dtype=np.float64)
+    threshold = float(np.quantile(scores, 1.0 - target_fpr, method="higher"))
+    roles = np.argmax(X[:, len(FEATURE_NAMES):], axis=1)
+    stats = RoleStats.of(X, roles)
+    # check rows: the highest scores and an even spread of the rest, fixed by the seed-free order
+    order = np.argsort(-scores, kind="stable")
+    picks = np.unique(np.concatenate([order[:CHECK_ROWS // 2],
+                                      np.linspace(0, len(X) - 1, CHECK_ROWS // 2).astype(int)]))
+    windows_per_role = {ROLES[r]: int((roles == r).sum()) for r in range(len(ROLES))}
+    card: dict[str, Any] = {
+        "format": FORMAT,
+        "sensor_version": __version__,
+        "sklearn_version": sklearn.__version__,
+        "skops_version": skops.__version__,
+        "numpy_version": np.__version__,
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "feature_names": list(MODEL_FEATURES),
+        "detector": detector,
+        "pipeline": " -> ".join(f"{name}: {type(step).__name__}" for name, step in pipe.steps),
+        "seed": seed,
+        "threshold": threshold,
+        "target_fpr": target_fpr,
+        "contamination": contamination,
+        "training": {
+            "files": list(data.files),
+            "span": [data.span[0], data.span[1]],
+            "host_windows": len(data.X),
+            "host_windows_trimmed": trimmed,
+            "hosts_per_role": dict(data.hosts_per_role),
+            "windows_per_role": windows_per_role,
+            "windows_s": dict(windows or {}),
+        },
+        "command": data.command,
+    }
+    return HostModel(pipe, threshold, stats, card, X[picks].copy(), scores[picks].copy())
+
+
+# --------------------------------------------------------------------------------------------
+# persistence
+
+
+def save(model: HostModel, path: str) -> None:
+    """Write the model as a skops archive."""
+    import skops.io as sio
+
+    try:
+        sio.dump(model.to_dict(), path)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot write the model: {exc.strerror}") from None
+
+
+def _fail(path: str, why: str) -> ModelError:
+    return ModelError(f"{path}: {why}")
+
+
+def peek_card(path: str) -> dict[str, Any]:
+    """The model card read from the archive without scikit-learn: checks the file is a whole,
+    uncorrupted archive of our format and feature schema before a run starts."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise _fail(path, f"corrupt model file (member {bad} fails its checksum)")
+            schema = json.loads(zf.read("schema.json"))
+    except FileNotFoundError:
+        raise _fail(path, "no such model file") from None
+    except IsADirectoryError:
+        raise _fail(path, "expected a model file, got a directory") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot read the model file: {exc.strerror}") from None
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, UnicodeDecodeError):
+        raise _fail(path, "not a model file (expected a skops archive written by "
+                          "`sensor train`; truncated or altered?)") from None
+    card = _plain(_content(schema).get("card"))
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise _fail(path, f"not a port25-sensor model (expected format {FORMAT})")
+    _check_card(path, card)
+    return card
+
+
+def _content(node: Any) -> dict[str, Any]:
+    content = node.get("content") if isinstance(node, dict) else None
+    return content if isinstance(content, dict) else {}
+
+
+def _plain(node: Any) -> Any:
+    """A skops JSON node of plain data (dict, list, str, int, float, bool, None) as Python."""
+    if not isinstance(node, dict) or "__class__" not in node:
+        return None
+    cls, content = node.get("__class__"), node.get("content")
+    if node.get("is_json") is True and isinstance(content, str):
+        try:
+            return json.loads(content)
+        except ValueError:
+            return None
+    if cls == "dict" and isinstance(content, dict):
+        return {k: _plain(v) for k, v in content.items()}
+    if cls in ("list", "tuple") and isinstance(content, list):
+        return [_plain(v) for v in content]
+    return None
+
+
+def _check_card(path: str, card: dict[str, Any]) -> None:
+    version = card.get("feature_schema_version")
+    if version != FEATURE_SCHEMA_VERSION:
+        raise _fail(path, f"trained for feature schema {version}, this sensor has "
+                          f"{FEATURE_SCHEMA_VERSION}: retrain it with `sensor train`")
+    if card.get("feature_names") != list(MODEL_FEATURES):
+        raise _fail(path, "its feature names differ from this sensor's: retrain it with "
+                          "`sensor train`")
+    threshold = card.get("threshold")
+    if not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise _fail(path, "its card has no finite threshold")
+
+
+def load(path: str) -> HostModel:
+    """Load and verify a model: only trusted types, our format and schema, and its check rows
+    scoring as recorded. Any failure is one ModelError line, never a model that scores wrong."""
+    card = peek_card(path)
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # skops raises what the archive's contents provoke
+        raise _fail(path, f"unreadable model file ({type(exc).__name__})") from None
+    foreign = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if foreign:
+        raise _fail(path, "refusing to load: it holds types outside the sensor's trusted list: "
+                          + ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else ""))
+    try:
+        obj = sio.load(path, trusted=list(untrusted))
+    except Exception as exc:  # a hostile or damaged archive: whatever it provokes is refused
+        raise _fail(path, f"unreadable model file ({type(exc).__name__})") from None
+    try:
+        stats = obj["stats"]
+        model = HostModel(obj["pipeline"], float(obj["threshold"]),
+                          RoleStats(stats["centre"], stats["scale"], stats["p001"],
+                                    stats["p50"], stats["p999"], stats["rows"]),
+                          card, np.asarray(obj["check_x"], dtype=np.float64),
+                          np.asarray(obj["check_scores"], dtype=np.float64))
+        if model.threshold != card["threshold"]:
+            raise ValueError("threshold")
+        n_feat, n_rows = len(MODEL_FEATURES), len(ROLES) + 1
+        for arr in (model.stats.centre, model.stats.scale, model.stats.p001, model.stats.p50,
+                    model.stats.p999):
+            if np.shape(arr) != (n_rows, n_feat) or not np.all(np.isfinite(arr)):
+                raise ValueError("stats")
+        got = model.scores(model.check_x)
+        if got.shape != model.check_scores.shape or not np.allclose(
+                got, model.check_scores, rtol=0, atol=1e-9):
+            raise ValueError("check rows")
+    except Exception:  # anything off in a loaded archive means it was altered
+        raise _fail(path, "model file altered or inconsistent: its contents do not match its "
+                          "own check rows; retrain it or restore the original") from None
+    return model
+
+
+def card_text(card: dict[str, Any], path: str) -> str:
+    """The model card as a SOC engineer reads it (`sensor inspect`)."""
+    t = card.get("training", {})
+    span_ = t.get("span", [0, 0])
+    from sensor.detect.alerts import iso_time
+
+    lines = [
+        f"model {path}",
+        f"  format            {card.get('format')}",
+        f"  detector          {card.get('detector')}: {card.get('pipeline')}",
+        f"  threshold         {card.get('threshold'):.6f} (target false-positive rate "
+        f"{card.get('target_fpr'):g} over the training host-windows)",
+        f"  feature schema    version {card.get('feature_schema_version')}, "
+        f"{len(card.get('feature_names', []))} features",
+        f"  versions          sensor {card.get('sensor_version')}, scikit-learn "
+        f"{card.get('sklearn_version')}, skops {card.get('skops_version')}, numpy "
+        f"{card.get('numpy_version')}",
+        f"  seed              {card.get('seed')}",
+        f"  contamination     {card.get('contamination')} "
+        f"({t.get('host_windows_trimmed', 0)} host-windows trimmed)",
+        f"  training files    {len(t.get('files', []))}: " + ", ".join(
+            Path(f).name for f in t.get("files", [])[:6]) + (
+            " ..." if len(t.get("files", [])) > 6 else ""),
+        f"  training span     {iso_time(span_[0])} .. {iso_time(span_[1])}",
+        f"  host-windows      {t.get('host_windows')}",
+    ]
+    for role in ROLES:
+        hosts = t.get("hosts_per_role", {}).get(role, 0)
+        windows = t.get("windows_per_role", {}).get(role, 0)
+        lines.append(f"    {ROLE_TEXT[role]:<16}  hosts {hosts:>6}  windows {windows:>8}")
+    lines.append(f"  command           {card.get('command')}")
+    return "\n".join(lines)
+
+
+def bundled_model() -> str | None:
+    """The model shipped with the sensor (models/default.skops beside the package), if any."""
+    path = Path(__file__).resolve().parents[2] / "models" / "default.skops"
+    return str(path) if path.is_file() else None

@@ -1,0 +1,521 @@
+"""The model half of detection at run time: batches of host windows scored, verdicts as alerts.
+
+Hosts whose features changed are snapshot together every [model] score_interval_s of packet
+time and scored as one batch. A scorer may answer later than asked (the model loads and scores
+in a child process during `analyze`, so that the packet loop never waits for scikit-learn):
+rule alerts raised meanwhile queue behind the batch, and each batch's verdicts are applied in
+order before the alerts after it are released. The output is therefore the same whatever the
+scorer's speed, as if every batch had been scored the moment it was taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import struct
+import threading
+from array import array
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from sensor.config import Config
+from sensor.detect.alerts import Suppressor, iso_time
+from sensor.detect.model import (
+    MODEL_FEATURES,
+    ROLES,
+    HostModel,
+    RoleStats,
+    explain_row,
+    peek_card,
+    role_of,
+    row,
+)
+from sensor.detect.rules import AlertKind, Finding, score
+from sensor.errors import ModelError
+from sensor.records import Alert, HostFeatures
+
+_NF: Final = len(MODEL_FEATURES)
+_HEADER: Final = struct.Struct("<cQ")  # message kind, payload length
+
+
+class Scorer:
+    """Scores batches of rows in submission order: submit now, take the results later."""
+
+    threshold: float = float("inf")
+
+    def submit(self, rows: array[float], n: int) -> None:
+        raise NotImplementedError
+
+    def result(self, block: bool) -> Any:
+        """The next batch's scores (numpy array), or None when not ready and not `block`."""
+        raise NotImplementedError
+
+    def stats(self) -> RoleStats | None:
+        """The model's training statistics once known (for explanations)."""
+        return None
+
+    def close(self) -> None:
+        """Release the scorer (a child process exits)."""
+
+
+class LocalScorer(Scorer):
+    """A model in this process: each batch is scored when submitted."""
+
+    def __init__(self, model: HostModel) -> None:
+        self.model = model
+        self.threshold = model.threshold
+        self._done: deque[Any] = deque()
+
+    def submit(self, rows: array[float], n: int) -> None:
+        import numpy as np
+
+        self._done.append(self.model.scores(np.frombuffer(rows, dtype=np.float64)
+                                            .reshape(n, _NF)))
+
+    def result(self, block: bool) -> Any:
+        return self._done.popleft() if self._done else None
+
+    def stats(self) -> RoleStats | None:
+        return self.model.stats
+
+
+class CollectingScorer(Scorer):
+    """No model: keeps every submitted row (training data) and scores nothing."""
+
+    def __init__(self) -> None:
+        self.rows: list[array[float]] = []
+        self.count = 0
+        self._pending = 0
+
+    def submit(self, rows: array[float], n: int) -> None:
+        self.rows.append(rows)
+        self.count += n
+        self._pending += 1
+
+    def result(self, block: bool) -> Any:
+        if not self._pending:
+            return None
+        self._pending -= 1
+        return _Zeros()
+
+
+class _Zeros:
+    """Scores of a batch no model scored: never above the (infinite) threshold."""
+
+    def __getitem__(self, i: int) -> float:
+        return 0.0
+
+
+class ChildScorer(Scorer):
+    """The model loaded and scoring in a forked child process.
+
+    The card is checked here first (whole archive, our format and feature schema), so a wrong
+    file stops the run before it starts; the child then loads it through skops with the trusted
+    types and verifies its check rows, which takes scikit-learn's import time (over a second) off
+    the packet loop. A failure in the child surfaces as a ModelError at the next batch."""
+
+    def __init__(self, path: str) -> None:
+        card = peek_card(path)
+        self.path = path
+        self.threshold = float(card["threshold"])
+        self._stats: RoleStats | None = None
+        self._results: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
+        self._requests: queue.Queue[bytes | None] = queue.Queue()
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            os.close(to_child_w)
+            os.close(from_child_r)
+            _child_main(path, to_child_r, from_child_w)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.pid = pid
+        self._out = os.fdopen(to_child_w, "wb", buffering=0)
+        self._in = os.fdopen(from_child_r, "rb", buffering=0)
+        self._writer = threading.Thread(target=self._write_loop, name="model-writer", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name="model-reader", daemon=True)
+        self._writer.start()
+        self._reader.start()
+        self._error: str | None = None
+
+    def _write_loop(self) -> None:
+        while True:
+            msg = self._requests.get()
+            if msg is None:
+                break
+            try:
+                self._out.write(msg)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            self._out.close()
+
+    def _read_loop(self) -> None:
+        while True:
+            head = _read_exact(self._in, _HEADER.size)
+            if head is None:
+                self._results.put((b"D", b""))
+                return
+            kind, length = _HEADER.unpack(head)
+            body = _read_exact(self._in, length)
+            if body is None:
+                self._results.put((b"D", b""))
+                return
+            self._results.put((kind, body))
+
+    def submit(self, rows: array[float], n: int) -> None:
+        self._requests.put(_HEADER.pack(b"X", len(rows) * 8) + rows.tobytes())
+
+    def _next(self, block: bool) -> tuple[bytes, bytes] | None:
+        try:
+            return self._results.get(block)
+        except queue.Empty:
+            return None
+
+    def result(self, block: bool) -> Any:
+        import numpy as np
+
+        while True:
+            msg = self._next(block)
+            if msg is None:
+                return None
+            kind, body = msg
+            if kind == b"S":
+                self._stats = _stats_from(body)
+                continue
+            if kind == b"R":
+                return np.frombuffer(body, dtype=np.float64)
+            if kind == b"E":
+                raise ModelError(body.decode("utf-8", "replace"))
+            raise ModelError(f"{self.path}: the model process ended unexpectedly")
+
+    def stats(self) -> RoleStats | None:
+        return self._stats
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._writer.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self._in.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, os.WNOHANG)
+
+
+def _read_exact(fh: Any, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = fh.read(n - len(buf))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _stats_bytes(stats: RoleStats) -> bytes:
+    import numpy as np
+
+    parts = [np.ascontiguousarray(a, dtype=np.float64).tobytes()
+             for a in (stats.centre, stats.scale, stats.p001, stats.p50, stats.p999, stats.rows)]
+    return b"".join(parts)
+
+
+def _stats_from(body: bytes) -> RoleStats:
+    import numpy as np
+
+    shape = (len(ROLES) + 1, _NF)
+    size = shape[0] * shape[1]
+    flat = np.frombuffer(body, dtype=np.float64)
+    arrays = [flat[i * size:(i + 1) * size].reshape(shape) for i in range(5)]
+    return RoleStats(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], flat[5 * size:])
+
+
+def _child_main(path: str, inp: int, out: int) -> None:  # pragma: no cover - runs in the child
+    """The child's whole life: load, send the statistics, score batches until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and closes the pipe
+    code = 0
+    try:
+        with os.fdopen(inp, "rb", buffering=0) as rd, os.fdopen(out, "wb", buffering=0) as wr:
+            try:
+                from sensor.detect.model import load
+
+                model = load(path)
+            except ModelError as exc:
+                body = str(exc).encode()
+                wr.write(_HEADER.pack(b"E", len(body)) + body)
+                os._exit(0)
+            import numpy as np
+
+            body = _stats_bytes(model.stats)
+            wr.write(_HEADER.pack(b"S", len(body)) + body)
+            while True:
+                head = _read_exact(rd, _HEADER.size)
+                if head is None:
+                    break
+                _, length = _HEADER.unpack(head)
+                data = _read_exact(rd, length)
+                if data is None:
+                    break
+                X = np.frombuffer(data, dtype=np.float64).reshape(-1, _NF)
+                res = np.ascontiguousarray(model.scores(X), dtype=np.float64).tobytes()
+                wr.write(_HEADER.pack(b"R", len(res)) + res)
+    except BaseException:
+        code = 1
+    os._exit(code)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HostScore:
+    """A host's highest model score in the run, and what stood out then."""
+
+    score: float
+    ts: float
+    role: int
+    top: list[dict[str, object]]
+
+
+@dataclass(slots=True)
+class _Flag:
+    """The model's latest verdict above threshold on a host."""
+
+    ts: float
+    score: float
+    family: str
+    top: list[dict[str, object]]
+
+
+@dataclass(slots=True)
+class _Batch:
+    snaps: list[HostFeatures]
+    rows: array[float]
+
+
+class ModelStage:
+    """Dirty hosts -> batches -> scores -> anomalous_host alerts, "both" marks, host scores."""
+
+    def __init__(self, config: Config, scorer: Scorer, emit: Callable[[Alert], None],
+                 suppressor: Suppressor) -> None:
+        self.config = config
+        self.scorer = scorer
+        self.threshold = scorer.threshold
+        self._emit = emit
+        self._suppress = suppressor
+        self._interval = float(config.model.score_interval_s)
+        self._next = 0.0
+        self._dirty: dict[str, Any] = {}
+        self._pending: deque[_Batch | Alert] = deque()
+        self._max = config.bounds.max_hosts
+        self.best: OrderedDict[str, HostScore] = OrderedDict()
+        self.rule_kinds: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._flags: OrderedDict[str, _Flag] = OrderedDict()
+        self._confirmed: dict[tuple[str, str], float] = {}
+        self.scored = 0
+        self.batches = 0
+        self.alerts = 0
+        w = config.windows
+        self._windows = {"short": float(w.short_s), "medium": float(w.medium_s),
+                         "long": float(w.long_s)}
+        from sensor.features import schema
+
+        self._family: dict[str, str] = dict(getattr(schema, "FEATURE_FAMILY", {}))
+        self._families: dict[str, tuple[str, ...]] = dict(getattr(schema, "FAMILIES", {}))
+
+    # -- input side --------------------------------------------------------------------------
+
+    def touch(self, st: Any, now: float) -> None:
+        """A host's features changed at packet time `now`."""
+        self._dirty[st.ip] = st
+        if now >= self._next:
+            if self._next == 0.0:
+                self._next = now + self._interval
+            else:
+                self.flush(now)
+
+    def flush(self, now: float) -> None:
+        """Score every host that changed since the last batch."""
+        from sensor.features.hosts import HostTable
+
+        if self._dirty:
+            snaps = [HostTable.snapshot(st) for st in self._dirty.values()]
+            self._dirty = {}
+            rows: array[float] = array("d")
+            for f in snaps:
+                rows.extend(row(f))
+            self.scorer.submit(rows, len(snaps))
+            self._pending.append(_Batch(snaps, rows))
+            self.batches += 1
+        while self._next <= now:
+            self._next += self._interval
+        self.drain(block=False)
+
+    def out(self, alert: Alert) -> None:
+        """A rule alert: released now, or after the batches taken before it are applied."""
+        if self._pending:
+            self._pending.append(alert)
+        else:
+            self._release(alert)
+
+    def finish(self) -> None:
+        """End of input: score what changed last and apply every verdict."""
+        self.flush(self._next)
+        self.drain(block=True)
+
+    # -- output side -------------------------------------------------------------------------
+
+    def drain(self, block: bool) -> None:
+        """Apply ready batches in order, releasing the rule alerts queued behind each."""
+        pending = self._pending
+        while pending:
+            head = pending[0]
+            if isinstance(head, _Batch):
+                scores = self.scorer.result(block)
+                if scores is None:
+                    return
+                pending.popleft()
+                self._apply(head, scores)
+            else:
+                pending.popleft()
+                self._release(head)
+
+    def _release(self, alert: Alert) -> None:
+        kinds = self.rule_kinds.get(alert.host)
+        if kinds is None:
+            kinds = self.rule_kinds[alert.host] = {}
+            if len(self.rule_kinds) > self._max:
+                self.rule_kinds.popitem(last=False)
+        kinds.setdefault(alert.kind, alert.ts)
+        flag = self._flags.get(alert.host)
+        if flag is not None and self._matches(flag, alert.kind, alert.ts):
+            self._confirmed[(alert.host, alert.kind)] = alert.ts
+            alert = _both(alert, flag, self.threshold)
+        self._emit(alert)
+
+    def _matches(self, flag: _Flag, kind: str, ts: float) -> bool:
+        if ts - flag.ts >= self.config.suppression.interval_s:
+            return False
+        return not flag.family or kind in self._families.get(flag.family, ())
+
+    def _apply(self, batch: _Batch, scores: Any) -> None:
+        stats = self.scorer.stats()
+        threshold = self.threshold
+        top_n = self.config.model.top_features
+        rows = batch.rows
+        for i, f in enumerate(batch.snaps):
+            s = float(scores[i])
+            self.scored += 1
+            best = self.best.get(f.host)
+            flagged = s > threshold
+            if best is not None and s <= best.score and not flagged:
+                self.best.move_to_end(f.host)
+                continue
+            x = rows[i * _NF:(i + 1) * _NF]
+            top = [d.to_dict() for d in explain_row(stats, x, self._windows, top_n)] \
+                if stats is not None else []
+            if best is None or s > best.score:
+                self.best[f.host] = HostScore(s, f.ts, role_of(f), top)
+                self.best.move_to_end(f.host)
+                if len(self.best) > self._max:
+                    self.best.popitem(last=False)
+            if flagged:
+                self._flagged(f, s, top)
+
+    def _family_of(self, top: list[dict[str, object]]) -> str:
+        votes: dict[str, int] = {}
+        for rank, d in enumerate(top):
+            name = str(d["feature"])
+            base = name.split("_", 1)[1] if name.split("_", 1)[0] in self._windows else name
+            fam = self._family.get(base, "")
+            if fam:
+                votes[fam] = votes.get(fam, 0) + len(top) - rank
+        return max(votes, key=lambda k: (votes[k], k)) if votes else ""
+
+    def _flagged(self, f: HostFeatures, s: float, top: list[dict[str, object]]) -> None:
+        flag = _Flag(f.ts, s, self._family_of(top), top)
+        self._flags[f.host] = flag
+        self._flags.move_to_end(f.host)
+        if len(self._flags) > self._max:
+            self._flags.popitem(last=False)
+        interval = self.config.suppression.interval_s
+        for kind, ts in (self.rule_kinds.get(f.host) or {}).items():
+            if f.ts - ts < interval and self._matches(flag, kind, f.ts):
+                if (f.host, kind) not in self._confirmed:
+                    self._confirmed[(f.host, kind)] = f.ts
+                    self._confirm(f, kind, flag)
+                return
+        finding = self._finding(f, s, top)
+        update = self._suppress.decide(f.host, finding, f.ts)
+        if update is None:
+            return
+        from sensor.detect.alerts import make_alert
+
+        alert = make_alert(self.config.site.sensor, f, finding, update)
+        alert = replace(alert, source="model", evidence={
+            **alert.evidence, "model": self._evidence(s, top)})
+        self.alerts += 1
+        self._emit(alert)
+
+    def _evidence(self, s: float, top: list[dict[str, object]]) -> dict[str, object]:
+        return {"score": round(s, 6), "threshold": round(self.threshold, 6), "top_features": top}
+
+    def _finding(self, f: HostFeatures, s: float, top: list[dict[str, object]]) -> Finding:
+        cfg = self.config.model
+        words = "; ".join(str(d["text"]) for d in top[:3]) or "an unusual mix of features"
+        role = ROLES[role_of(f)]
+        summary = (f"{f.host} ({_ROLE_WORDS[role]}) behaves unlike anything in training "
+                   f"(model score {s:.3f} over threshold {self.threshold:.3f}): {words}")
+        severity = cfg.severity + (1 if s > self.threshold * 1.15 else 0)
+        return Finding(AlertKind.ANOMALOUS_HOST, "model_score", min(severity, 10), cfg.sid,
+                       score(s, self.threshold), float(self.config.windows.long_s), summary,
+                       {}, s, f.long_start)
+
+    def _confirm(self, f: HostFeatures, kind: str, flag: _Flag) -> None:
+        """The model flags a host a rule already alerted on for the same family: an update of
+        that alert with source "both"."""
+        words = "; ".join(str(d["text"]) for d in flag.top[:3])
+        alert = Alert(ts=f.ts, time=iso_time(f.ts), sensor=self.config.site.sensor, host=f.host,
+                      kind=kind, severity=self.config.model.severity, sid=self.config.model.sid,
+                      rule="model_confirms", score=score(flag.score, self.threshold),
+                      source="both", window_s=float(self.config.windows.long_s),
+                      summary=f"{f.host}: the trained model also scores it anomalous "
+                              f"({flag.score:.3f} over {self.threshold:.3f})"
+                              + (f": {words}" if words else ""),
+                      evidence={"features": {}, "sessions": list(f.sessions),
+                                "update": "model confirms",
+                                "model": self._evidence(flag.score, flag.top)},
+                      first_seen=f.long_start, last_seen=f.ts)
+        self.alerts += 1
+        self._emit(alert)
+
+    def host_scores(self) -> list[dict[str, object]]:
+        """One JSON-ready line per host scored, most anomalous first."""
+        out = []
+        for host, hs in self.best.items():
+            kinds = sorted((self.rule_kinds.get(host) or {}).keys())
+            out.append({"host": host, "score": round(hs.score, 6),
+                        "threshold": round(self.threshold, 6),
+                        "flagged": hs.score > self.threshold, "ts": hs.ts,
+                        "time": iso_time(hs.ts), "role": ROLES[hs.role], "rule_kinds": kinds,
+                        "top_features": hs.top})
+        out.sort(key=lambda d: (-float(str(d["score"])), str(d["host"])))
+        return out
+
+
+_ROLE_WORDS: Final = {"outside": "an outside client", "inside": "an inside client",
+                      "mta": "an authorised MTA", "server": "our server"}
+
+
+def _both(alert: Alert, flag: _Flag, threshold: float) -> Alert:
+    evidence = dict(alert.evidence)
+    evidence["model"] = {"score": round(flag.score, 6), "threshold": round(threshold, 6),
+                         "top_features": flag.top}
+    return replace(alert, source="both", evidence=evidence)
