@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+# scikit-learn's estimator checks (tests/detect/test_estimators.py) include one that needs SciPy's
+# array API mode, read once when SciPy is first imported: set here, before any test imports it.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ROOT / "tests" / "data" / "public" / "zeek"

@@ -129,6 +129,7 @@ class RoleSplitDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             rows = X[roles == r]
             self.per_role_.append(clone(base).fit(rows) if len(rows) >= self.min_samples
                                   else None)
+        self.offset_ = float(getattr(self.global_, "offset_", 0.0))
         return self
 
     def score_samples(self, X: Array) -> Array:
@@ -149,7 +150,141 @@ class RoleSplitDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def decision_function(self, X: Array) -> Array:
         """score_samples less the global estimator's offset: negative for outliers."""
-        return self.score_samples(X) - getattr(self.global_, "offset_", 0.0)
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Array) -> Array:
+        """1 for inliers, -1 for outliers."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+
+class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
+    """Empirical-tail (copula-style, after ECOD) outlier score, one set of marginals per role.
+
+    Each feature's value is placed in its role's training distribution: its right tail
+    probability p (with `two_sided`, the smaller of both tails; counts are anomalous when high,
+    not when a host is quieter than usual) — Laplace-smoothed, so a value beyond everything seen in
+    training has p = 1/(n+2)) gives -log(2p), zero in the middle of the distribution. Features
+    are grouped (`groups`: one id per column, -1 to leave a column out, e.g. the same count over
+    several windows): a group counts with its most extreme column, and a sample's anomaly is the
+    sum of its `top_k` most extreme groups, so one wildly unusual behaviour outweighs many mildly
+    unusual ones. Marginals are kept as at most `n_points` breakpoints per feature: every
+    distinct value when there are few, else quantiles plus the most extreme values seen.
+    `score_samples` is minus that sum over its largest possible value, top_k * log((n+2)/2) for
+    the role's n training rows, so that scores of roles trained on more or fewer rows compare
+    (higher: more normal; -1 at most anomalous)."""
+
+    def __init__(self, role_columns: tuple[int, ...] = (), groups: tuple[int, ...] = (),
+                 top_k: int = 3, n_points: int = 96, min_samples: int = 50,
+                 two_sided: bool = False, contamination: float = 0.01) -> None:
+        self.role_columns = role_columns
+        self.two_sided = two_sided
+        self.groups = groups
+        self.top_k = top_k
+        self.n_points = n_points
+        self.min_samples = min_samples
+        self.contamination = contamination
+
+    def _roles(self, X: Array) -> Array:
+        cols = list(self.role_columns)
+        if not cols:
+            return np.full(X.shape[0], -1)
+        on = X[:, cols] >= self.on_values_ - 1e-9
+        return np.where(on.any(axis=1), on.argmax(axis=1), -1)
+
+    def _marginals(self, X: Array) -> tuple[Array, Array, Array, float]:
+        """(breakpoints, count <= each, count >= each) per feature, padded with +inf, and n."""
+        n, m = X.shape
+        k = self.n_points
+        bps = np.full((m, k), np.inf)
+        le = np.zeros((m, k))
+        ge = np.zeros((m, k))
+        tail = max(1, k // 6)
+        levels = np.linspace(0.0, 1.0, k - 2 * tail)
+        for j in range(m):
+            col = np.sort(X[:, j])
+            uniq = np.unique(col)
+            if len(uniq) > k:
+                uniq = np.unique(np.concatenate([uniq[:tail], uniq[-tail:],
+                                                 np.quantile(col, levels)]))[:k]
+            bps[j, :len(uniq)] = uniq
+            le[j, :len(uniq)] = np.searchsorted(col, uniq, side="right")
+            ge[j, :len(uniq)] = n - np.searchsorted(col, uniq, side="left")
+        return bps, le, ge, float(n)
+
+    def fit(self, X: Array, y: Array = None) -> TailDetector:
+        X = validate_data(self, X, dtype=np.float64)
+        if not 0.0 < self.contamination <= 0.5:
+            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
+        if self.top_k < 1 or self.n_points < 4:
+            raise ValueError("top_k must be >= 1 and n_points >= 4")
+        m = X.shape[1]
+        if any(not 0 <= c < m for c in self.role_columns):
+            raise ValueError(f"role_columns {self.role_columns} out of range for {m} features")
+        if self.groups and len(self.groups) != m:
+            raise ValueError(f"groups: expected {m} ids, got {len(self.groups)}")
+        groups = np.asarray(self.groups if self.groups else range(m), dtype=np.intp)
+        self.group_ids_ = np.unique(groups[groups >= 0])
+        self.group_of_ = groups
+        cols = list(self.role_columns)
+        self.on_values_ = X[:, cols].max(axis=0) if cols else np.empty(0)
+        roles = self._roles(X)
+        n_roles = len(cols)
+        shape = (n_roles + 1, m, self.n_points)
+        self.breakpoints_ = np.full(shape, np.inf)
+        self.count_le_ = np.zeros(shape)
+        self.count_ge_ = np.zeros(shape)
+        self.n_ = np.zeros(n_roles + 1)
+        for r in range(n_roles + 1):
+            rows = X if r == n_roles else X[roles == r]
+            if r < n_roles and len(rows) < self.min_samples:
+                rows = X  # too few of this role: the pooled marginals stand in
+            b, le, ge, n = self._marginals(rows)
+            self.breakpoints_[r], self.count_le_[r], self.count_ge_[r], self.n_[r] = b, le, ge, n
+        self.offset_ = float(np.quantile(self.score_samples(X), self.contamination))
+        return self
+
+    def _role_index(self, X: Array) -> Array:
+        roles = self._roles(X)
+        return np.where(roles < 0, len(self.role_columns), roles)
+
+    def feature_scores(self, X: Array) -> Array:
+        """-log(2 p) per sample and feature (0 in the middle of the training distribution)."""
+        check_is_fitted(self, "breakpoints_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        roles = self._role_index(X)
+        out = np.zeros(X.shape)
+        for r in np.unique(roles):
+            mask = roles == r
+            xr = X[mask]
+            n = self.n_[r]
+            s = np.zeros(xr.shape)
+            for j in range(X.shape[1]):
+                bp = self.breakpoints_[r, j]
+                x = xr[:, j]
+                hi = np.searchsorted(bp, x, side="left")  # first breakpoint >= x
+                ge = np.where(hi < bp.shape[0], self.count_ge_[r, j][np.minimum(
+                    hi, bp.shape[0] - 1)], 0.0)
+                lo = np.searchsorted(bp, x, side="right") - 1  # last breakpoint <= x
+                le = np.where(lo >= 0, self.count_le_[r, j][np.maximum(lo, 0)], 0.0)
+                p = ((np.minimum(ge, le) if self.two_sided else ge) + 1.0) / (n + 2.0)
+                s[:, j] = np.maximum(0.0, -np.log(np.minimum(2.0 * p, 1.0)))
+            out[mask] = s
+        return out
+
+    def score_samples(self, X: Array) -> Array:
+        """Minus the sum of the top_k most extreme feature groups (higher: more normal)."""
+        s = self.feature_scores(X)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        most = np.log((self.n_[self._role_index(X)] + 2.0) / 2.0)
+        per_group = np.stack([s[:, self.group_of_ == g].max(axis=1) for g in self.group_ids_],
+                             axis=1) if len(self.group_ids_) else np.zeros((len(s), 1))
+        k = min(self.top_k, per_group.shape[1])
+        top = -np.sort(-per_group, axis=1)[:, :k]
+        return -top.sum(axis=1) / (k * most)
+
+    def decision_function(self, X: Array) -> Array:
+        """score_samples less the offset: negative for outliers."""
+        return self.score_samples(X) - self.offset_
 
     def predict(self, X: Array) -> Array:
         """1 for inliers, -1 for outliers."""

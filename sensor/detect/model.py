@@ -36,7 +36,7 @@ ROLE_TEXT = {"outside": "outside client", "inside": "inside client", "mta": "aut
              "server": "our server"}
 MODEL_FEATURES: tuple[str, ...] = FEATURE_NAMES + tuple(f"role_{r}" for r in ROLES)
 """The model's input columns: the feature schema's vector, then the host's role, one-hot."""
-DETECTORS = ("iforest", "iforest-per-role", "lof", "hbos")
+DETECTORS = ("iforest", "iforest-per-role", "lof", "hbos", "tail", "tail-per-role")
 DEFAULT_DETECTOR = "iforest"
 CHECK_ROWS = 32  # training rows stored with their scores to verify a loaded model
 SCALE_FLOOR = 0.25  # on the log scale: a feature constant in training still has a unit of spread
@@ -58,6 +58,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sensor.detect.estimators.HistogramDetector",
     "sensor.detect.estimators.LogCounts",
     "sensor.detect.estimators.RoleSplitDetector",
+    "sensor.detect.estimators.TailDetector",
     "sklearn.ensemble._iforest.IsolationForest",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
@@ -94,7 +95,12 @@ def make_pipeline(detector: str, seed: int, n_features: int = len(MODEL_FEATURES
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import RobustScaler
 
-    from sensor.detect.estimators import HistogramDetector, LogCounts, RoleSplitDetector
+    from sensor.detect.estimators import (
+        HistogramDetector,
+        LogCounts,
+        RoleSplitDetector,
+        TailDetector,
+    )
 
     forest = IsolationForest(n_estimators=200, max_samples=256, random_state=seed)
     role_cols = tuple(range(n_features - len(ROLES), n_features))
@@ -107,9 +113,44 @@ def make_pipeline(detector: str, seed: int, n_features: int = len(MODEL_FEATURES
         est = LocalOutlierFactor(n_neighbors=35, novelty=True)
     elif detector == "hbos":
         est = HistogramDetector()
+    elif detector in ("tail", "tail-per-role"):
+        groups = feature_groups(n_features)
+        est = TailDetector(role_cols if detector == "tail-per-role" else (), groups)
     else:
         raise ModelError(f"detector: expected one of {', '.join(DETECTORS)}, got {detector!r}")
     return Pipeline([("log", LogCounts()), ("scale", RobustScaler()), ("detect", est)])
+
+
+ACTIVITY: frozenset[str] = frozenset({
+    "conns", "sessions", "tls_sessions", "mail_from", "msgs", "msg_bytes", "bytes_out", "rcpts",
+    "rcpt_accepted", "dst_ips", "dst_24s", "helo_names", "rcpt_domains", "srv_sessions",
+    "mean_msg_size", "interarrival_cv", "tls_share"})
+"""Plain volume of mail, used when the schema names no family: one behaviour, however many
+counts show it (a backup MX flushing its queue is busy on all of them at once)."""
+
+
+def _family(base: str) -> str:
+    from sensor.features import schema
+
+    families: dict[str, str] = getattr(schema, "FEATURE_FAMILY", {})
+    if base in families:
+        return families[base]
+    return "" if base in ACTIVITY else base
+
+
+def feature_groups(n_features: int = len(MODEL_FEATURES)) -> tuple[int, ...]:
+    """One group id per model column: a feature over its windows is one group, and the plain
+    activity counts (family "") are one group together; the role columns are left out (-1)."""
+    ids: dict[str, int] = {}
+    out = []
+    for name in MODEL_FEATURES[:n_features]:
+        if name.startswith("role_"):
+            out.append(-1)
+            continue
+        base = name if name in HOST_SCALARS else name.split("_", 1)[1]
+        fam = _family(base)
+        out.append(ids.setdefault("activity" if fam == "" else base, len(ids)))
+    return tuple(out)
 
 
 @dataclass(slots=True)

@@ -107,7 +107,7 @@ def test_evaluate_command_prints_recall_fps_and_time_to_detect(
         f"{k} = {json.dumps(site[k])}\n" for k in ("home_net", "mail_servers", "local_domains")))
     labels = str(pcap.with_suffix(".labels.csv"))
     result = CliRunner().invoke(evaluate_cmd, ["--labels", labels, "--config", str(cfg),
-                                               str(pcap)])
+                                               "--no-model", str(pcap)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split()[:4] == ["kind", "hosts", "detected", "recall"]
@@ -115,9 +115,9 @@ def test_evaluate_command_prints_recall_fps_and_time_to_detect(
     assert any(ln.startswith("relay_abuse") and " 1.00 " in ln for ln in lines)
     assert "false-positive hosts: 0 of" in result.output
     as_json = CliRunner().invoke(evaluate_cmd, ["--labels", labels, "--config", str(cfg),
-                                                "--json", str(pcap)])
+                                                "--no-model", "--json", "-", str(pcap)])
     figures = json.loads(as_json.output)
     assert figures["kinds"]["open_relay"]["recall"] == 1.0
     # without a config the default home_net does not cover the simulated site: said on stderr
-    bare = CliRunner().invoke(evaluate_cmd, ["--labels", labels, str(pcap)])
+    bare = CliRunner().invoke(evaluate_cmd, ["--labels", labels, "--no-model", str(pcap)])
     assert "sensor: assumed home_net: assumed RFC 1918" in bare.output
