@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -425,7 +425,39 @@ def peek_card(path: str) -> dict[str, Any]:
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         raise _fail(path, f"not a port25-sensor model (expected format {FORMAT})")
     _check_card(path, card)
+    found: set[str] = set()
+    _types(schema, found, 0)
+    _refuse_foreign(path, found)
     return card
+
+
+PLAIN_TYPES: frozenset[str] = frozenset(
+    f"builtins.{t}" for t in ("dict", "list", "tuple", "str", "int", "float", "bool", "NoneType"))
+MAX_SCHEMA_DEPTH = 200  # nesting of a model's schema.json walked before the file is refused
+
+
+def _types(node: Any, out: set[str], depth: int) -> None:
+    """Every type a skops schema names (module.class), skops' default-trusted ones included:
+    our list is the only one that counts."""
+    if depth > MAX_SCHEMA_DEPTH:
+        out.add("<nested too deep>")
+        return
+    if isinstance(node, dict):
+        cls, mod = node.get("__class__"), node.get("__module__")
+        if isinstance(cls, str) and isinstance(mod, str):
+            out.add(f"{mod}.{cls}")
+        for value in node.values():
+            _types(value, out, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            _types(value, out, depth + 1)
+
+
+def _refuse_foreign(path: str, found: Iterable[str]) -> None:
+    foreign = sorted(set(found) - set(TRUSTED_TYPES) - PLAIN_TYPES)
+    if foreign:
+        raise _fail(path, "refusing to load: it holds types outside the sensor's trusted list: "
+                          + ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else ""))
 
 
 def _content(node: Any) -> dict[str, Any]:
@@ -473,10 +505,7 @@ def load(path: str) -> HostModel:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises what the archive's contents provoke
         raise _fail(path, f"unreadable model file ({type(exc).__name__})") from None
-    foreign = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if foreign:
-        raise _fail(path, "refusing to load: it holds types outside the sensor's trusted list: "
-                          + ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else ""))
+    _refuse_foreign(path, untrusted)
     try:
         obj = sio.load(path, trusted=list(untrusted))
     except Exception as exc:  # a hostile or damaged archive: whatever it provokes is refused
