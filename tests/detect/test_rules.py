@@ -88,17 +88,29 @@ def test_auth_bruteforce_by_count_and_by_user_spread() -> None:
 
 
 def test_compromised_account_needs_failures_success_and_burst() -> None:
-    fired = host("198.19.0.9", home=False, auth_fails_before_success=3, auth_success_ts=990.0,
-                 rcpts_after_auth_success=20, msgs_after_auth_success=2)
-    hit = compromised_account(fired, r("compromised_account"), W)
-    assert hit is not None and hit.severity == 9
-    assert "after 3 failed AUTH attempts" in hit.summary and "20 recipients" in hit.summary
+    own: dict[str, Any] = dict(auth_fails_before_success=3, auth_own_fails_before_success=3,
+                               auth_success_ts=990.0, rcpts_after_auth_success=20,
+                               msgs_after_auth_success=2)
+    hit = compromised_account(host("198.19.0.9", home=False, **own), r("compromised_account"), W)
+    assert hit is not None and hit.severity == 9 and hit.rule == "auth_fail_success_burst"
+    assert "after 3 failed AUTH attempts and" in hit.summary and "20 recipients" in hit.summary
     for change in ({"auth_fails_before_success": 2}, {"rcpts_after_auth_success": 19},
                    {"auth_success_ts": 0.0}):
-        kw: dict[str, Any] = dict(auth_fails_before_success=3, auth_success_ts=990.0,
-                                  rcpts_after_auth_success=20, msgs_after_auth_success=2)
-        kw.update(change)
+        kw = {**own, **change}
         assert compromised_account(host(home=False, **kw), r("compromised_account"), W) is None
+
+
+def test_compromised_account_after_other_clients_failures_needs_a_burst() -> None:
+    """Failures for the user by other clients: what was sent over the hour is not enough."""
+    others: dict[str, Any] = dict(auth_fails_before_success=4, auth_own_fails_before_success=0,
+                                  auth_success_ts=990.0, rcpts_after_auth_success=5,
+                                  msgs_after_auth_success=5, burst_rcpts_after_auth_success=1)
+    assert compromised_account(host(**others), r("compromised_account"), W) is None
+    burst = {**others, "rcpts_after_auth_success": 20, "burst_rcpts_after_auth_success": 20}
+    hit = compromised_account(host("198.19.0.8", home=False, **burst),
+                              r("compromised_account"), W)
+    assert hit is not None and hit.rule == "auth_others_fail_success_burst"
+    assert "for that user by other clients" in hit.summary
 
 
 def test_open_relay_is_our_server_and_relay_abuse_the_outside_client() -> None:
