@@ -134,3 +134,16 @@ def test_open_relay_is_reported_on_its_first_foreign_recipient(tmp_path: Path) -
     (relay,) = [a for a in alerts(pcap) if a["kind"] == "open_relay"]
     assert "accepted 1 recipient in foreign domains" in relay["summary"]
     assert ev["false_positive_hosts"] == {}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_stealth_scenario_stays_under_every_rule(tmp_path: Path, seed: int) -> None:
+    """Its attackers are for the model: the rules raise nothing on them, nor on the benign."""
+    pcap = simulate(tmp_path, "stealth", seed)
+    ev = evaluate(pcap)
+    assert {k: len(v["hosts"]) for k, v in ev["kinds"].items()} == {"spambot": 1,
+                                                                    "spam_source": 1}
+    assert all(v["detected"] == [] for v in ev["kinds"].values())
+    assert ev["false_positive_hosts"] == {} and ev["unlabelled_hosts"] == {}
+    malicious = {h for v in ev["kinds"].values() for h in v["hosts"]}
+    assert [a for a in alerts(pcap) if a["host"] in malicious] == []
