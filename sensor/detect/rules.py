@@ -249,24 +249,35 @@ def dictionary_harvest(f: HostFeatures, cfg: RuleConfig,
 
 
 def spam_source(f: HostFeatures, cfg: RuleConfig, windows: WindowsConfig) -> Finding | None:
-    """An outside client delivering to our servers with several spam-like traits."""
+    """An outside client delivering to our servers with several spam-like traits.
+
+    A pregreet and a HELO claiming our own domain are what bots do and MTAs never, and a
+    blocklist refusal is our own server's verdict: each counts as `strong_weight` traits, so
+    that one of them alone may fire on a sender's first session."""
     if f.in_home_net:
         return None
     w, length, start = window(f, cfg.word("window"), windows)
     traits: list[str] = []
+    weight = 0.0
+    strong = cfg.num("strong_weight")
     if w.blocked:
         traits.append(_count(w.blocked, "blocklist refusal"))
+        weight += strong
     if w.pregreet:
         traits.append(_count(w.pregreet, "pregreet"))
+        weight += strong
     if w.helo_forged:
         traits.append(_count(w.helo_forged, "HELO") + " claiming our domain")
+        weight += strong
     if w.helo_bad and w.helo_bad_share >= cfg.num("helo_bad_share"):
         traits.append(f"{_pct(w.helo_bad_share)} invalid HELO names")
+        weight += 1
     if w.rcpts >= cfg.num("reject_min_rcpts") and w.reject_ratio >= cfg.num("reject_ratio"):
         traits.append(f"{_pct(w.reject_ratio)} of {_n(w.rcpts)} recipients rejected")
-    if len(traits) < cfg.num("min_traits"):
+        weight += 1
+    if weight < cfg.num("min_traits"):
         return None
-    return _finding(f, cfg, AlertKind.SPAM_SOURCE, "inbound_spam_traits", len(traits),
+    return _finding(f, cfg, AlertKind.SPAM_SOURCE, "inbound_spam_traits", weight,
                     cfg.num("min_traits"), length, start,
                     f"{f.host} delivered to our servers with spam-sender traits in "
                     f"{span(length)}: " + ", ".join(traits),

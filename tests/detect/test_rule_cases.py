@@ -147,3 +147,35 @@ def test_the_stealth_scenario_stays_under_every_rule(tmp_path: Path, seed: int) 
     assert ev["false_positive_hosts"] == {} and ev["unlabelled_hosts"] == {}
     malicious = {h for v in ev["kinds"].values() for h in v["hosts"]}
     assert [a for a in alerts(pcap) if a["host"] in malicious] == []
+
+
+BURST_TTD_S = 120.0  # the issue: burst attacks within 2 minutes of their first session
+TTD_S = 300.0  # every other kind within 5 minutes, deliberately low-and-slow actors excepted
+BURST_KINDS = ("open_relay", "relay_abuse", "auth_bruteforce", "dictionary_harvest")
+
+
+@pytest.mark.parametrize("seed", [4, 5])  # before tuning: compromised 352 s, spam_source 450 s
+def test_time_to_detect_on_the_demo_scenario(tmp_path: Path, seed: int) -> None:
+    """Rules alone, time from each attacker's first session to its first alert of its kind."""
+    pcap = simulate(tmp_path, "demo", seed)
+    ev = evaluate(pcap)
+    assert ev["false_positive_hosts"] == {}
+    labels = {row.split(",")[0]: row.split(",") for row in
+              pcap.with_suffix(".labels.csv").read_text().splitlines()[1:]}
+    # demo's three spambots: steady from 2 min, a burst from 5 min, low-and-slow from 7 min
+    spambots = sorted(ev["kinds"]["spambot"]["hosts"], key=lambda h: float(labels[h][3]))
+    low_and_slow = spambots[-1]
+    for kind, res in ev["kinds"].items():
+        assert sorted(res["detected"]) == sorted(res["hosts"]), kind
+        for host, ttd in res["ttd_s"].items():
+            if host != low_and_slow:
+                assert 0 <= ttd <= TTD_S, (kind, host, ttd)
+            if kind in BURST_KINDS:
+                assert ttd <= BURST_TTD_S, (kind, host, ttd)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_burst_spambot_is_detected_within_two_minutes(tmp_path: Path, seed: int) -> None:
+    (ttd,) = evaluate(simulate(tmp_path, "spambot-burst", seed))["kinds"]["spambot"][
+        "ttd_s"].values()
+    assert 0 <= ttd <= BURST_TTD_S
