@@ -279,6 +279,8 @@ class HostFeatures:
     msgs_after_auth_success: float
     auth_success_ts: float  # 0.0 when no success after failures is remembered
     sessions: tuple[str, ...]  # uids of the host's most recent sessions
+    auth_own_fails_before_success: float  # of auth_fails_before_success, this client's own
+    burst_rcpts_after_auth_success: float  # recipients sent within the medium window after it
 
 
 @dataclass(slots=True, frozen=True)

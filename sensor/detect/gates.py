@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ class Gate:
     not_mta: bool = False  # host must not be an authorised mail server
     needs: tuple[Need, ...] = ()
     min_key: str | None = None  # config key of how many needs must hold (default 1)
+    weight_key: str | None = None  # config key of the most one need can count for (default 1)
 
 
 GATES: dict[str, Gate] = {
@@ -43,7 +45,7 @@ GATES: dict[str, Gate] = {
     "open_relay": Gate(home=True, needs=(Need("window", "srv_relay_rcpts", "relay_rcpts"),)),
     "relay_abuse": Gate(home=False, needs=(Need("window", "relay_rcpts", "relay_rcpts"),)),
     "dictionary_harvest": Gate(needs=(Need("window", "rcpt_unknown", "unknown_rcpts"),)),
-    "spam_source": Gate(home=False, min_key="min_traits", needs=(
+    "spam_source": Gate(home=False, min_key="min_traits", weight_key="strong_weight", needs=(
         Need("window", "blocked", None), Need("window", "pregreet", None),
         Need("window", "helo_forged", None), Need("window", "helo_bad", None),
         Need("window", "rcpts", "reject_min_rcpts"))),
@@ -105,4 +107,6 @@ def compile_gate(gate: Gate, cfg: RuleConfig) -> CompiledGate:
          0.0 if n.threshold_key is None else cfg.num(n.threshold_key), n.threshold_key is None)
         for n in gate.needs)
     min_hits = 1.0 if gate.min_key is None else cfg.num(gate.min_key)
+    if gate.weight_key is not None:  # a need counting for w traits: ceil(min / w) needs suffice
+        min_hits = float(math.ceil(min_hits / max(1.0, cfg.num(gate.weight_key))))
     return CompiledGate(gate.home, gate.not_mta, needs, min_hits)

@@ -166,21 +166,38 @@ def auth_bruteforce(f: HostFeatures, cfg: RuleConfig, windows: WindowsConfig) ->
 
 def compromised_account(f: HostFeatures, cfg: RuleConfig,
                         windows: WindowsConfig) -> Finding | None:
-    """AUTH failures, then a success, then a sending burst (Zeek and Suricata leave this out)."""
+    """AUTH failures, then a success, then a sending burst (Zeek and Suricata leave this out).
+
+    When the client failed itself, what it sent since the success counts. When only other
+    clients failed for the user (one host guesses, another logs in), only a burst within the
+    medium window of the success counts: a printer that logs in as that user and sends its
+    usual mail over the hour is not the guesser."""
     if not f.auth_success_ts or f.auth_fails_before_success < cfg.num("failures_before"):
         return None
     rc, ms = f.rcpts_after_auth_success, f.msgs_after_auth_success
-    if rc < cfg.num("rcpts_after") and ms < cfg.num("msgs_after"):
-        return None
-    value, threshold = (rc, cfg.num("rcpts_after")) if rc >= cfg.num("rcpts_after") else (
-        ms, cfg.num("msgs_after"))
-    return _finding(f, cfg, AlertKind.COMPROMISED_ACCOUNT, "auth_fail_success_burst", value,
+    own = f.auth_own_fails_before_success >= cfg.num("failures_before")
+    if own:
+        if rc < cfg.num("rcpts_after") and ms < cfg.num("msgs_after"):
+            return None
+        value, threshold = (rc, cfg.num("rcpts_after")) if rc >= cfg.num("rcpts_after") else (
+            ms, cfg.num("msgs_after"))
+        who = ""
+        rule = "auth_fail_success_burst"
+    else:
+        value, threshold = f.burst_rcpts_after_auth_success, cfg.num("others_burst_rcpts")
+        if value < threshold:
+            return None
+        who = " for that user by other clients"
+        rule = "auth_others_fail_success_burst"
+    return _finding(f, cfg, AlertKind.COMPROMISED_ACCOUNT, rule, value,
                     threshold, windows.long_s, f.long_start,
                     f"{f.host} logged in after {_n(f.auth_fails_before_success)} failed AUTH "
-                    f"attempts and then sent {_count(ms, 'message')} to {_count(rc, 'recipient')}: "
-                    f"a likely stolen password",
+                    f"attempts{who} and then sent {_count(ms, 'message')} to "
+                    f"{_count(rc, 'recipient')}: a likely stolen password",
                     {"auth_fails_before_success": f.auth_fails_before_success,
-                     "rcpts_after_auth_success": rc, "msgs_after_auth_success": ms})
+                     "auth_own_fails_before_success": f.auth_own_fails_before_success,
+                     "rcpts_after_auth_success": rc, "msgs_after_auth_success": ms,
+                     "burst_rcpts_after_auth_success": f.burst_rcpts_after_auth_success})
 
 
 def open_relay(f: HostFeatures, cfg: RuleConfig, windows: WindowsConfig) -> Finding | None:
@@ -192,9 +209,10 @@ def open_relay(f: HostFeatures, cfg: RuleConfig, windows: WindowsConfig) -> Find
         return None
     return _finding(f, cfg, AlertKind.OPEN_RELAY, "unauthenticated_relay", w.srv_relay_rcpts,
                     cfg.num("relay_rcpts"), length, start,
-                    f"our server {f.host} accepted {_n(w.srv_relay_rcpts)} recipients in foreign "
-                    f"domains without AUTH from {_count(w.srv_relay_clients, 'outside client')} in "
-                    f"{span(length)}: it is an open relay",
+                    f"our server {f.host} accepted {_count(w.srv_relay_rcpts, 'recipient')} in "
+                    f"foreign domains without AUTH from "
+                    f"{_count(w.srv_relay_clients, 'outside client')} in {span(length)}: "
+                    f"it is an open relay",
                     {"srv_relay_rcpts": w.srv_relay_rcpts,
                      "srv_relay_clients": w.srv_relay_clients, "srv_sessions": w.srv_sessions})
 
@@ -231,24 +249,35 @@ def dictionary_harvest(f: HostFeatures, cfg: RuleConfig,
 
 
 def spam_source(f: HostFeatures, cfg: RuleConfig, windows: WindowsConfig) -> Finding | None:
-    """An outside client delivering to our servers with several spam-like traits."""
+    """An outside client delivering to our servers with several spam-like traits.
+
+    A pregreet and a HELO claiming our own domain are what bots do and MTAs never, and a
+    blocklist refusal is our own server's verdict: each counts as `strong_weight` traits, so
+    that one of them alone may fire on a sender's first session."""
     if f.in_home_net:
         return None
     w, length, start = window(f, cfg.word("window"), windows)
     traits: list[str] = []
+    weight = 0.0
+    strong = cfg.num("strong_weight")
     if w.blocked:
         traits.append(_count(w.blocked, "blocklist refusal"))
+        weight += strong
     if w.pregreet:
         traits.append(_count(w.pregreet, "pregreet"))
+        weight += strong
     if w.helo_forged:
         traits.append(_count(w.helo_forged, "HELO") + " claiming our domain")
+        weight += strong
     if w.helo_bad and w.helo_bad_share >= cfg.num("helo_bad_share"):
         traits.append(f"{_pct(w.helo_bad_share)} invalid HELO names")
+        weight += 1
     if w.rcpts >= cfg.num("reject_min_rcpts") and w.reject_ratio >= cfg.num("reject_ratio"):
         traits.append(f"{_pct(w.reject_ratio)} of {_n(w.rcpts)} recipients rejected")
-    if len(traits) < cfg.num("min_traits"):
+        weight += 1
+    if weight < cfg.num("min_traits"):
         return None
-    return _finding(f, cfg, AlertKind.SPAM_SOURCE, "inbound_spam_traits", len(traits),
+    return _finding(f, cfg, AlertKind.SPAM_SOURCE, "inbound_spam_traits", weight,
                     cfg.num("min_traits"), length, start,
                     f"{f.host} delivered to our servers with spam-sender traits in "
                     f"{span(length)}: " + ", ".join(traits),

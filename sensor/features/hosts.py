@@ -18,8 +18,9 @@ MAX_USER_FAILURES: Final = 64  # AUTH failure times remembered per user name
 class HostState(HostWindows):
     """Long-lived state of one host: its windows (inherited, one object per host) and scalars."""
 
-    __slots__ = ("fails_before", "first_seen", "in_home_net", "ip", "last_start", "mail_server",
-                 "msgs_after", "now", "rcpts_after", "sessions", "success_ts")
+    __slots__ = ("burst_rcpts_after", "fails_before", "first_seen", "in_home_net", "ip",
+                 "last_start", "mail_server", "msgs_after", "now", "own_fails_before",
+                 "rcpts_after", "sessions", "success_ts")
 
     def __init__(self, ip: str, lengths: tuple[float, ...], max_events: int, in_home_net: bool,
                  mail_server: bool, now: float) -> None:
@@ -35,6 +36,8 @@ class HostState(HostWindows):
         self.fails_before = 0.0
         self.rcpts_after = 0.0
         self.msgs_after = 0.0
+        self.own_fails_before = 0.0  # of fails_before, those by this client itself
+        self.burst_rcpts_after = 0.0  # of rcpts_after, those within the medium window
 
 
 @dataclass(slots=True)
@@ -168,10 +171,14 @@ class HostTable:
             st.sessions = (*kept[len(kept) - keep + 1:], uid)
 
     def _auth_state(self, st: HostState, s: SmtpSession, authed: bool) -> bool:
-        """Failures (by this client or for the user) then a success, then what was sent after."""
-        long_s = self._lengths[-1]
+        """Failures (by this client or for the user) then a success, then what was sent after.
+
+        The client's own failures are kept apart from those for the user by other clients: a
+        benign client logging in as a user someone else was guessing is not the guesser."""
+        long_s, burst_s = self._lengths[-1], self._lengths[1]
         if st.success_ts and st.now - st.success_ts > long_s:
             st.success_ts = st.fails_before = st.rcpts_after = st.msgs_after = 0.0
+            st.own_fails_before = st.burst_rcpts_after = 0.0
         if not s.auth and not st.success_ts:
             return False
         fails = st.total(2, "auth_failures")
@@ -187,13 +194,16 @@ class HostTable:
                                                                     att.ts - long_s))
                 if before > 0:
                     st.success_ts, st.fails_before = att.ts, before
-                    st.rcpts_after = st.msgs_after = 0.0
+                    st.own_fails_before = fails
+                    st.rcpts_after = st.msgs_after = st.burst_rcpts_after = 0.0
         moved = False
         if authed and st.success_ts:
             for tx in s.transactions:
                 if tx.ts >= st.success_ts:
                     st.rcpts_after += len(tx.rcpt_to)
                     st.msgs_after += tx.data_mode is not None
+                    if tx.ts - st.success_ts <= burst_s:
+                        st.burst_rcpts_after += len(tx.rcpt_to)
                     moved = True
         self.stats.users_evicted = self._users.evicted
         return moved
@@ -211,7 +221,8 @@ class HostTable:
             st.ip, now, st.in_home_net, st.mail_server, st.first_seen,
             w.snapshot(0), w.snapshot(1), w.snapshot(2),
             w.start(0, now), w.start(1, now), w.start(2, now),
-            st.fails_before, st.rcpts_after, st.msgs_after, st.success_ts, st.sessions)
+            st.fails_before, st.rcpts_after, st.msgs_after, st.success_ts, st.sessions,
+            st.own_fails_before, st.burst_rcpts_after)
 
     def release(self) -> None:
         """Forget every host and user at once (end of input); the counters stay."""

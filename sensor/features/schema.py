@@ -46,7 +46,7 @@ def change_mask(names: tuple[str, ...]) -> int:
     return mask
 HOST_SCALARS: tuple[str, ...] = (
     "in_home_net", "mail_server", "auth_fails_before_success", "rcpts_after_auth_success",
-    "msgs_after_auth_success",
+    "msgs_after_auth_success", "auth_own_fails_before_success", "burst_rcpts_after_auth_success",
 )
 WINDOW_PREFIXES = ("short", "medium", "long")
 FEATURE_NAMES: tuple[str, ...] = HOST_SCALARS + tuple(
@@ -64,7 +64,8 @@ def _window_values(w: WindowFeatures) -> list[float]:
 def vector(f: HostFeatures) -> list[float]:
     """The host's features as floats in FEATURE_NAMES order."""
     out = [float(f.in_home_net), float(f.mail_server), f.auth_fails_before_success,
-           f.rcpts_after_auth_success, f.msgs_after_auth_success]
+           f.rcpts_after_auth_success, f.msgs_after_auth_success,
+           f.auth_own_fails_before_success, f.burst_rcpts_after_auth_success]
     for w in (f.short, f.medium, f.long):
         out.extend(_window_values(w))
     return out

@@ -32,12 +32,16 @@ def host(ip: str = "10.20.4.10", *, home: bool = True, mta: bool = False, ts: fl
     m = {**s, **(medium or {})}
     lg = {**m, **(long or {})}
     base: dict[str, Any] = dict(auth_fails_before_success=0.0, rcpts_after_auth_success=0.0,
-                                msgs_after_auth_success=0.0, auth_success_ts=0.0)
+                                msgs_after_auth_success=0.0, auth_success_ts=0.0,
+                                auth_own_fails_before_success=0.0,
+                                burst_rcpts_after_auth_success=0.0)
     base.update(scalars)
     return HostFeatures(ip, ts, home, mta, ts - 3000, window(**s), window(**m), window(**lg),
                         ts - 50, ts - 500, ts - 3000, base["auth_fails_before_success"],
                         base["rcpts_after_auth_success"], base["msgs_after_auth_success"],
-                        base["auth_success_ts"], ("Cuid1", "Cuid2"))
+                        base["auth_success_ts"], ("Cuid1", "Cuid2"),
+                        base["auth_own_fails_before_success"],
+                        base["burst_rcpts_after_auth_success"])
 
 
 def conn(client: str, server: str, ts: float) -> ConnRecord:

@@ -40,7 +40,7 @@ def counts_of(f: HostFeatures) -> Counts:
 
 @settings(max_examples=300, deadline=None)
 @given(short=windows, medium=windows, long=windows, home=st.booleans(), mta=st.booleans(),
-       scalars=st.lists(st.sampled_from([0.0, 1.0, 3.0, 30.0]), min_size=4, max_size=4),
+       scalars=st.lists(st.sampled_from([0.0, 1.0, 3.0, 30.0]), min_size=6, max_size=6),
        low=st.booleans())
 def test_a_rule_that_fires_always_passes_its_gate(
         short: WindowFeatures, medium: WindowFeatures, long: WindowFeatures, home: bool,
@@ -48,7 +48,7 @@ def test_a_rule_that_fires_always_passes_its_gate(
     cfg = LOW if low else CFG
     f = HostFeatures("10.20.4.10", 5000.0, home, mta, 1000.0, short, medium, long,
                      4950.0, 4500.0, 1400.0, scalars[0], scalars[1], scalars[2], scalars[3],
-                     ("C1",))
+                     ("C1",), scalars[4], scalars[5])
     for name, rule in RULES.items():
         gate = compile_gate(GATES[name], cfg.rules[name])
         if rule(f, cfg.rules[name], cfg.windows) is not None:
@@ -68,7 +68,8 @@ def test_rules_firing_on_one_or_two_signals_pass_their_gates(cfg: Config) -> Non
         w = WindowFeatures(*[values.get(n, 0.0) for n in NAMES])
         for home, mta in ((True, False), (True, True), (False, False)):
             f = HostFeatures("10.20.4.10", 5000.0, home, mta, 1000.0, w, w, w, 4950.0,
-                             4500.0, 1400.0, 30.0, 30.0, 30.0, 4000.0, ("C1",))
+                             4500.0, 1400.0, 30.0, 30.0, 30.0, 4000.0, ("C1",), 30.0,
+                             30.0)
             for name, rule in RULES.items():
                 if rule(f, cfg.rules[name], cfg.windows) is not None:
                     fired += 1

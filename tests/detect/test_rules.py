@@ -88,17 +88,29 @@ def test_auth_bruteforce_by_count_and_by_user_spread() -> None:
 
 
 def test_compromised_account_needs_failures_success_and_burst() -> None:
-    fired = host("198.19.0.9", home=False, auth_fails_before_success=3, auth_success_ts=990.0,
-                 rcpts_after_auth_success=20, msgs_after_auth_success=2)
-    hit = compromised_account(fired, r("compromised_account"), W)
-    assert hit is not None and hit.severity == 9
-    assert "after 3 failed AUTH attempts" in hit.summary and "20 recipients" in hit.summary
-    for change in ({"auth_fails_before_success": 2}, {"rcpts_after_auth_success": 19},
+    own: dict[str, Any] = dict(auth_fails_before_success=3, auth_own_fails_before_success=3,
+                               auth_success_ts=990.0, rcpts_after_auth_success=10,
+                               msgs_after_auth_success=2)
+    hit = compromised_account(host("198.19.0.9", home=False, **own), r("compromised_account"), W)
+    assert hit is not None and hit.severity == 9 and hit.rule == "auth_fail_success_burst"
+    assert "after 3 failed AUTH attempts and" in hit.summary and "10 recipients" in hit.summary
+    for change in ({"auth_fails_before_success": 2}, {"rcpts_after_auth_success": 9},
                    {"auth_success_ts": 0.0}):
-        kw: dict[str, Any] = dict(auth_fails_before_success=3, auth_success_ts=990.0,
-                                  rcpts_after_auth_success=20, msgs_after_auth_success=2)
-        kw.update(change)
+        kw = {**own, **change}
         assert compromised_account(host(home=False, **kw), r("compromised_account"), W) is None
+
+
+def test_compromised_account_after_other_clients_failures_needs_a_burst() -> None:
+    """Failures for the user by other clients: what was sent over the hour is not enough."""
+    others: dict[str, Any] = dict(auth_fails_before_success=4, auth_own_fails_before_success=0,
+                                  auth_success_ts=990.0, rcpts_after_auth_success=5,
+                                  msgs_after_auth_success=5, burst_rcpts_after_auth_success=1)
+    assert compromised_account(host(**others), r("compromised_account"), W) is None
+    burst = {**others, "rcpts_after_auth_success": 20, "burst_rcpts_after_auth_success": 20}
+    hit = compromised_account(host("198.19.0.8", home=False, **burst),
+                              r("compromised_account"), W)
+    assert hit is not None and hit.rule == "auth_others_fail_success_burst"
+    assert "for that user by other clients" in hit.summary
 
 
 def test_open_relay_is_our_server_and_relay_abuse_the_outside_client() -> None:
@@ -127,11 +139,21 @@ def test_spam_source_counts_traits() -> None:
     two = host("198.19.0.1", home=False, medium={"blocked": 1, "pregreet": 2, "sessions": 3})
     hit = spam_source(two, r("spam_source"), W)
     assert hit is not None and hit.summary.endswith("1 blocklist refusal, 2 pregreets")
-    one = host("198.19.0.1", home=False, medium={"pregreet": 1})
-    assert spam_source(one, r("spam_source"), W) is None
-    rejects = host("198.19.0.1", home=False, medium={"rcpts": 5, "reject_ratio": 0.6,
-                                                      "helo_bad": 2, "helo_bad_share": 1.0})
-    assert spam_source(rejects, r("spam_source"), W) is not None
+    # a pregreet, a HELO claiming our domain or a blocklist refusal fires alone (strong_weight)
+    for strong in ("pregreet", "helo_forged", "blocked"):
+        one = host("198.19.0.1", home=False, medium={strong: 1, "sessions": 1})
+        assert spam_source(one, r("spam_source"), W) is not None, strong
+        weak = config("[rules.spam_source]\nstrong_weight = 1\n").rules["spam_source"]
+        assert spam_source(one, weak, W) is None, strong
+    # weak traits need each other: invalid HELO names alone, or rejections alone, do not fire
+    bad_helo = {"helo_bad": 2, "helo_bad_share": 1.0}
+    assert spam_source(host("198.19.0.1", home=False, medium=bad_helo), r("spam_source"),
+                       W) is None
+    rejects = {"rcpts": 2, "reject_ratio": 0.5}
+    assert spam_source(host("198.19.0.1", home=False, medium=rejects), r("spam_source"),
+                       W) is None
+    both = host("198.19.0.1", home=False, medium={**bad_helo, **rejects})
+    assert spam_source(both, r("spam_source"), W) is not None
     inside = host(medium={"blocked": 3, "pregreet": 3})
     assert spam_source(inside, r("spam_source"), W) is None
 
