@@ -74,7 +74,8 @@ def main() -> int:
         f"{args.out}: {args.detector}, {rows:,} host-windows from {len(paths)} captures "
         f"({got.packets:,} packets); threshold {model.threshold:.4f}; simulate "
         f"{simulated - began:.1f} s, collect {collected - simulated:.1f} s, fit "
-        f"{fitted - collected:.1f} s ({rows / max(fitted - collected, 1e-9):,.0f} host-windows/s)\n")
+        f"{fitted - collected:.1f} s "
+        f"({rows / max(fitted - collected, 1e-9):,.0f} host-windows/s)\n")
     return 0
 
 
