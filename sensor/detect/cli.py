@@ -209,8 +209,10 @@ def evaluate_cmd(labels_path: str, config_path: str | None, model_path: str | No
                    "share is left out and the model refitted on the rest.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed: the same inputs and seed give the same model.")
-@click.option("--detector", type=click.Choice(["iforest", "iforest-per-role", "lof", "hbos"]),
-              default="iforest", show_default=True, help="Outlier detector of the pipeline.")
+@click.option("--detector", type=click.Choice(["iforest", "iforest-per-role", "lof", "hbos", "tail",
+                                               "tail-per-role"]),
+              default="tail-per-role", show_default=True,
+              help="Outlier detector of the pipeline.")
 @click.option("--ports", default="25,587", show_default=True,
               help="SMTP server ports to analyse in captures.")
 def train_cmd(pcaps: tuple[str, ...], output: str, config_path: str | None,

@@ -37,7 +37,7 @@ ROLE_TEXT = {"outside": "outside client", "inside": "inside client", "mta": "aut
 MODEL_FEATURES: tuple[str, ...] = FEATURE_NAMES + tuple(f"role_{r}" for r in ROLES)
 """The model's input columns: the feature schema's vector, then the host's role, one-hot."""
 DETECTORS = ("iforest", "iforest-per-role", "lof", "hbos", "tail", "tail-per-role")
-DEFAULT_DETECTOR = "iforest"
+DEFAULT_DETECTOR = "tail-per-role"
 CHECK_ROWS = 32  # training rows stored with their scores to verify a loaded model
 SCALE_FLOOR = 0.25  # on the log scale: a feature constant in training still has a unit of spread
 MIN_DEVIATION = 2.0  # robust z below which a feature is not quoted as deviating
@@ -129,6 +129,14 @@ ACTIVITY: frozenset[str] = frozenset({
 counts show it (a backup MX flushing its queue is busy on all of them at once)."""
 
 
+IGNORED: frozenset[str] = frozenset({
+    "auth_fails_before_success", "rcpts_after_auth_success", "msgs_after_auth_success",
+    "burst_rcpts_after_auth_success"})
+"""Host scalars the model leaves out: they count other clients' AUTH failures for the same user
+and what followed, which the compromised_account rule weighs; to the model, a printer logging in
+as a user someone else attacked would look like the attacker. It keeps the host's own failures."""
+
+
 def _family(base: str) -> str:
     from sensor.features import schema
 
@@ -148,6 +156,9 @@ def feature_groups(n_features: int = len(MODEL_FEATURES)) -> tuple[int, ...]:
             out.append(-1)
             continue
         base = name if name in HOST_SCALARS else name.split("_", 1)[1]
+        if base in IGNORED:
+            out.append(-1)
+            continue
         fam = _family(base)
         out.append(ids.setdefault("activity" if fam == "" else base, len(ids)))
     return tuple(out)
@@ -292,7 +303,7 @@ def explain_row(stats: RoleStats, x: Sequence[float], windows: dict[str, float],
             break
         name = FEATURE_NAMES[j]
         base = name if name in HOST_SCALARS else name.split("_", 1)[1]
-        if base in seen:
+        if base in seen or base in IGNORED:
             continue
         above = zj > 0
         ref = float(stats.p999[r][j] if above else stats.p001[r][j])
