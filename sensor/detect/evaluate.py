@@ -97,19 +97,19 @@ def score_alerts(labels: dict[str, Label], alerts: Iterable[Alert]) -> Evaluatio
 
 def run_detection(paths: Iterable[str], config: Config) -> tuple[list[Alert], DetectorStats]:
     """Analyse capture files with the detector; returns every alert and the detector's counters."""
-    from sensor.capture.bpf import build_filter
+    from sensor.capture.bpf import DEFAULT_PORTS, build_filter
     from sensor.capture.source import open_files
     from sensor.pipeline import Pipeline
 
     alerts: list[Alert] = []
     det = Detector(config, alerts.append)
-    pipe = Pipeline(ports=(25,), on_conn=det.on_conn, on_session=det.on_session)
+    pipe = Pipeline(ports=DEFAULT_PORTS, on_conn=det.on_conn, on_session=det.on_session)
     errors: list[str] = []
 
     def failed(path: str, reason: str) -> None:
         errors.append(f"{path}: {reason}")
 
-    pipe.run(open_files(list(paths), build_filter([25]), pipe.capture_stats, failed))
+    pipe.run(open_files(list(paths), build_filter(DEFAULT_PORTS), pipe.capture_stats, failed))
     pipe.finish()
     if errors:
         raise CaptureError("; ".join(errors))
