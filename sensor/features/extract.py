@@ -249,6 +249,11 @@ _R5XX: Final = _S["rcpt_5xx"]
 _UNKNOWN: Final = _S["rcpt_unknown"]
 _FOREIGN: Final = _S["rcpt_foreign"]
 _RELAY: Final = _S["relay_rcpts"]
+_CLEAR_OFFERED: Final = _S["auth_clear_tls_offered"]
+_USER_FOREIGN: Final = _S["auth_user_foreign"]
+_LITERAL_OTHER: Final = _S["helo_literal_other"]
+_SLOPPY: Final = _S["sloppy_paths"]
+_REPLY_ATTACH: Final = _S["reply_attach_msgs"]
 _T_HELO: Final = TAGS[_D["helo_names"]]
 _T_USER: Final = TAGS[_D["auth_users"]]
 _T_DOMAIN: Final = TAGS[_D["rcpt_domains"]]
@@ -268,6 +273,7 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     """The window events of one SMTP session that spoke (see `spoke`)."""
     client_home = view.roles(s.client_ip)[0]
     server_home = view.roles(s.server_ip)[0]
+    crossing = client_home != server_home  # across the home_net boundary
     adds: list[tuple[int, float]] = [ONE[_SESSIONS]]
     keys: list[str] = []
     if s.banner_code == 0 and not s.midstream:  # picked up mid-stream: the banner went unseen
@@ -279,6 +285,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
         adds.append(ONE[_HELO_SESSIONS])
         if bad:
             adds.append(ONE[_HELO_BAD])
+            if crossing and s.helo_kind == "ip_literal":
+                adds.append(ONE[_LITERAL_OTHER])
         if forged:
             adds.append(ONE[_HELO_FORGED])
         keys.append(_T_HELO + s.helo.lower())
@@ -293,6 +301,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
             adds.append(ONE[_NON_SMTP])  # CVE-2011-0411 injection: no MTA does it by mistake
         if an.get(Anomaly.STRIPPED_STARTTLS):
             adds.append(ONE[_STRIPPED])
+        if crossing and an.get(Anomaly.SLOPPY_PATH):
+            adds.append(ONE[_SLOPPY])
     if _blocked(s):
         adds.append(ONE[_BLOCKED])
     if s.bytes_from_client:
@@ -301,6 +311,7 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     failures = 0
     if s.auth:
         attempts = successes = clear = 0
+        clear_offered = foreign_user = False
         for att in s.auth:
             attempts += 1
             if att.outcome == "failure":
@@ -313,7 +324,15 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
                     clear += 1
             if att.user:
                 keys.append(_T_USER + att.user.lower())
+                if crossing and not foreign_user and "@" in att.user:
+                    foreign_user = _foreign_user(att.user, s.banner, view)
+            if crossing and s.tls_offered and not att.after_starttls:
+                clear_offered = True
         adds.append(_pair(_AUTH_ATTEMPTS, attempts))
+        if clear_offered:
+            adds.append(ONE[_CLEAR_OFFERED])
+        if foreign_user:
+            adds.append(ONE[_USER_FOREIGN])
         for idx, n in ((_AUTH_FAILURES, failures), (_AUTH_SUCCESSES, successes),
                        (_AUTH_CLEAR, clear)):
             if n:
@@ -321,6 +340,10 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     relay = 0
     if s.transactions:
         relay = _transactions(s, view, adds, keys, client_home, server_home, authed)
+        if crossing:
+            replies = _reply_attachments(s)
+            if replies:
+                adds.append(_pair(_REPLY_ATTACH, replies))
     server: tuple[Adds, Keys] | None = None
     if server_home:
         sa: list[tuple[int, float]] = [ONE[_SRV_SESSIONS]]
@@ -332,6 +355,40 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
             sa.append((_SRV_AUTH_FAILURES, failures))
         server = (tuple(sa), sk)
     return SessionEvents((tuple(adds), tuple(keys)), server, authed, relay)
+
+
+def _server_domain(banner: str | None) -> str:
+    """The domain of the host name a server greets with ("smtp.mail.example" -> "mail.example"),
+    or "" when the greeting names none."""
+    words = banner.split(None, 1) if banner else []
+    if not words:
+        return ""
+    host = words[0].lower().rstrip(".")
+    dots = host.count(".")
+    if not dots or host.startswith("["):
+        return ""
+    return host.partition(".")[2] if dots >= 2 else host
+
+
+def _foreign_user(user: str, banner: str | None, view: SiteView) -> bool:
+    """An AUTH user name that is an address in a domain neither ours nor the server's own."""
+    domain = user.rpartition("@")[2].lower().rstrip(".")
+    if not domain or view.local(domain):
+        return False
+    server = _server_domain(banner)
+    return not server or not (domain == server or domain.endswith("." + server)
+                              or server.endswith("." + domain))
+
+
+def _reply_attachments(s: SmtpSession) -> int:
+    """Messages whose subject marks a reply ("Re:") and that carry an attachment."""
+    n = 0
+    for tx in s.transactions:
+        if tx.attachments:
+            subject = tx.headers.get("subject")
+            if subject and subject.lstrip()[:3].lower() == "re:":
+                n += 1
+    return n
 
 
 def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
