@@ -207,7 +207,7 @@ class WindowFeatures:
     refused_conns: float  # REJ
     unanswered_conns: float  # S0, SH, RSTOS0, OTH without a reply
     reset_conns: float  # reset by the server before any payload (RSTR/RSTRH)
-    ext_conns: float  # to servers outside home_net
+    ext_conns: float  # to servers outside home_net, not on the submission port (587)
     ext_failed_conns: float
     # SMTP sessions the host opened as client
     sessions: float
@@ -221,7 +221,7 @@ class WindowFeatures:
     non_smtp: float  # another protocol spoken on the SMTP port
     stripped_starttls: float
     mail_from: float  # MAIL FROM commands (ET 2000328 counts these)
-    ext_mail_from: float  # MAIL FROM to servers outside home_net
+    ext_mail_from: float  # MAIL FROM to servers outside home_net, not on port 587
     msgs: float  # transactions that sent content
     msg_bytes: float
     bytes_out: float  # client payload bytes

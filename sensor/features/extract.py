@@ -32,6 +32,9 @@ BLOCKED_CODES: Final = frozenset({521, 554})  # RFC 7504 521 "does not accept ma
 _BLOCK_TEXT: Final = re.compile(r"block|blacklist|denylist|spamhaus|dnsbl|\brbl\b|listed", re.I)
 _UNKNOWN_TEXT: Final = re.compile(r"unknown|no such user|does not exist|not found", re.I)
 USER_UNKNOWN: Final = "5.1.1"  # RFC 3463 3.2: bad destination mailbox address
+SUBMISSION_PORT: Final = 587  # RFC 6409: clients submitting through their provider, not MTAs
+"""Connections to an outside server on this port are not direct delivery to an MX: they are
+left out of the ext_* counts (ext_conns, ext_failed_conns, ext_dst_ips, ext_mail_from)."""
 
 
 _Ranges = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
@@ -156,7 +159,7 @@ def conn_event(rec: ConnRecord, server_home: bool) -> tuple[Adds, Keys]:
     if failed:
         adds.append(ONE[_FAILED])
     ip = rec.server_ip
-    if server_home:
+    if server_home or rec.server_port == SUBMISSION_PORT:
         return tuple(adds), (_T_DST_IPS + ip, _T_DST_24S + net_of(ip))
     adds.append(ONE[_EXT_CONNS])
     if failed:
@@ -339,7 +342,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
                 adds.append(_pair(idx, n))
     relay = 0
     if s.transactions:
-        relay = _transactions(s, view, adds, keys, client_home, server_home, authed)
+        relay = _transactions(s, view, adds, keys, client_home, server_home, authed,
+                              not server_home and s.server_port != SUBMISSION_PORT)
         if crossing:
             replies = _reply_attachments(s)
             if replies:
@@ -393,7 +397,7 @@ def _reply_attachments(s: SmtpSession) -> int:
 
 def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
                   keys: list[str], client_home: bool, server_home: bool,
-                  authed: bool) -> int:
+                  authed: bool, direct: bool) -> int:
     """Append the counts of the session's mail transactions; returns the relayed recipients."""
     mail_from = msgs = rcpts = accepted = r4xx = r5xx = unknown = foreign = relay = 0
     msg_bytes = 0
@@ -427,7 +431,7 @@ def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
     # plain tests rather than a loop over (index, count) pairs: this runs once per session
     if mail_from:
         adds.append(_pair(_MAIL_FROM, mail_from))
-        if not server_home:
+        if direct:  # to an outside server, not on the submission port
             adds.append(_pair(_EXT_MAIL_FROM, mail_from))
     if msgs:
         adds.append(_pair(_MSGS, msgs))
