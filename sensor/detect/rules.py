@@ -287,12 +287,12 @@ def starttls_downgrade(f: HostFeatures, cfg: RuleConfig,
 
 
 def protocol_abuse(f: HostFeatures, cfg: RuleConfig, windows: WindowsConfig) -> Finding | None:
-    """Another protocol spoken to port 25 (or STARTTLS injection), or many SMTP violations."""
+    """Another protocol spoken to an SMTP port (or STARTTLS injection), or many SMTP violations."""
     w, length, start = window(f, cfg.word("window"), windows)
     other = w.non_smtp >= cfg.num("non_smtp")
     if not other and w.abuse_anomalies < cfg.num("violations"):
         return None
-    what = (f"spoke another protocol to port 25 (or injected commands behind STARTTLS) in "
+    what = (f"spoke another protocol to an SMTP port (or injected commands behind STARTTLS) in "
             f"{_n(w.non_smtp)} sessions" if other else
             f"committed {_n(w.abuse_anomalies)} SMTP protocol violations")
     return _finding(f, cfg, AlertKind.PROTOCOL_ABUSE, "non_smtp" if other else "violations",
