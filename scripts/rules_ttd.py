@@ -45,8 +45,8 @@ def evaluate(folder: Path, name: str, seed: int) -> dict[str, Any]:
     cfg.write_text("[site]\n" + "".join(
         f"{k} = {json.dumps(site[k])}\n" for k in ("home_net", "mail_servers", "local_domains")))
     figures: dict[str, Any] = json.loads(sensor(
-        "evaluate", "--no-model", "--json", "-", "--labels", str(pcap.with_suffix(".labels.csv")), "--config",
-        str(cfg), str(pcap)))
+        "evaluate", "--no-model", "--json", "-", "--labels",
+        str(pcap.with_suffix(".labels.csv")), "--config", str(cfg), str(pcap)))
     return figures
 
 

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Final
 from sensor.decode.packet import DecodeLimits, Decoder
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 from sensor.smtp.parser import SmtpLimits, SmtpParser
-from sensor.tcp.reassembler import HandlerFactory, Reassembler, StreamHandler, TcpLimits
+from sensor.tcp.reassembler import (
+    DEFAULT_SERVER_PORTS,
+    HandlerFactory,
+    Reassembler,
+    StreamHandler,
+    TcpLimits,
+)
 
 if TYPE_CHECKING:
     from sensor.config import Config
@@ -85,7 +91,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        ports: Iterable[int] = (25,),
+        ports: Iterable[int] = DEFAULT_SERVER_PORTS,
         on_conn: Callable[[ConnRecord], None] | None = None,
         on_session: Callable[[SmtpSession], None] | None = None,
         tcp_limits: TcpLimits | None = None,

@@ -207,7 +207,7 @@ class WindowFeatures:
     refused_conns: float  # REJ
     unanswered_conns: float  # S0, SH, RSTOS0, OTH without a reply
     reset_conns: float  # reset by the server before any payload (RSTR/RSTRH)
-    ext_conns: float  # to servers outside home_net
+    ext_conns: float  # to servers outside home_net, not on the submission port (587)
     ext_failed_conns: float
     # SMTP sessions the host opened as client
     sessions: float
@@ -221,7 +221,7 @@ class WindowFeatures:
     non_smtp: float  # another protocol spoken on the SMTP port
     stripped_starttls: float
     mail_from: float  # MAIL FROM commands (ET 2000328 counts these)
-    ext_mail_from: float  # MAIL FROM to servers outside home_net
+    ext_mail_from: float  # MAIL FROM to servers outside home_net, not on port 587
     msgs: float  # transactions that sent content
     msg_bytes: float
     bytes_out: float  # client payload bytes
@@ -240,6 +240,12 @@ class WindowFeatures:
     srv_sessions: float
     srv_relay_rcpts: float  # foreign recipients it accepted without AUTH from outside clients
     srv_auth_failures: float
+    # stolen-credential submission, in sessions across the home_net boundary
+    auth_clear_tls_offered: float  # AUTH sent in clear although the server offered STARTTLS
+    auth_user_foreign: float  # AUTH as an address of a domain neither ours nor the server's
+    helo_literal_other: float  # HELO/EHLO an address literal that is not the client's address
+    sloppy_paths: float  # MAIL FROM / RCPT TO in a syntax RFC 5321 does not allow (sloppy_path)
+    reply_attach_msgs: float  # messages with a "Re:" subject carrying an attachment
     # distinct counts
     dst_ips: float
     dst_24s: float  # distinct /24 (IPv4) or /48 (IPv6) destination networks

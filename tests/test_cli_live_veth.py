@@ -1,4 +1,4 @@
-"""`sensor live` on a veth end between two network namespaces, IPv4 and IPv6, default port 25."""
+"""`sensor live` on a veth end between two network namespaces, IPv4 and IPv6, default ports."""
 
 from __future__ import annotations
 

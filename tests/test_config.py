@@ -92,7 +92,7 @@ def test_every_default_key_is_documented_by_a_comment_block() -> None:
     text = default_text()
     parsed = tomllib.loads(text)
     assert set(parsed) == {"site", "windows", "bounds", "reassembly", "decode", "smtp",
-                           "suppression", "rules"}
+                           "suppression", "model", "rules"}
     for name in parsed["rules"]:
         header = f"[rules.{name}]\n#"
         assert header in text, f"rules.{name} has no comment"
@@ -110,7 +110,7 @@ def test_config_check_validates_a_file(tmp_path: Path) -> None:
     good.write_text('[site]\nhome_net = ["192.0.2.0/24"]\n')
     result = CliRunner().invoke(config_cmd, ["--check", str(good)])
     assert result.exit_code == 0, result.output
-    assert "ok (10 rules enabled, home_net 192.0.2.0/24)" in result.stdout
+    assert "ok (11 rules enabled, home_net 192.0.2.0/24)" in result.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("[bounds]\nmax_hosts = 0\n")
     result = CliRunner().invoke(config_cmd, ["--check", str(bad)])

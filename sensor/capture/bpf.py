@@ -10,7 +10,9 @@ from sensor.capture.linktypes import LinkType, to_dlt
 from sensor.errors import CaptureError
 
 SMTP_PORT = 25  # IANA service names registry: smtp 25/tcp (RFC 5321)
-DEFAULT_PORTS: tuple[int, ...] = (SMTP_PORT,)
+SUBMISSION_PORT = 587  # IANA service names registry: submission 587/tcp (RFC 6409)
+DEFAULT_PORTS: tuple[int, ...] = (SMTP_PORT, SUBMISSION_PORT)
+"""Relay and message submission: a bot sending with stolen credentials uses the latter."""
 BPF_SNAPLEN = 262144
 """Snap length given to pcap_compile; only bounds the offsets the filter may read."""
 _NETMASK_UNKNOWN = 0xFFFFFFFF  # PCAP_NETMASK_UNKNOWN: no "ip broadcast" in our filters

@@ -101,13 +101,14 @@ def score_alerts(labels: dict[str, Label], alerts: Iterable[Alert]) -> Evaluatio
 
 def run_detection(paths: Iterable[str], config: Config, model: HostModel | None = None,
                   host_scores: list[dict[str, Any]] | None = None,
-                  ports: tuple[int, ...] = (25,)) -> tuple[list[Alert], DetectorStats]:
+                  ports: tuple[int, ...] | None = None) -> tuple[list[Alert], DetectorStats]:
     """Analyse capture files with the detector (and `model`, scored in this process); returns
     every alert and the detector's counters, and fills `host_scores` when given."""
-    from sensor.capture.bpf import build_filter
+    from sensor.capture.bpf import DEFAULT_PORTS, build_filter
     from sensor.capture.source import open_files
     from sensor.pipeline import Pipeline
 
+    ports = DEFAULT_PORTS if ports is None else ports
     alerts: list[Alert] = []
     scorer = None
     if model is not None:

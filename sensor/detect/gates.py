@@ -53,6 +53,8 @@ GATES: dict[str, Gate] = {
     "starttls_downgrade": Gate(needs=(Need("window", "stripped_starttls", "stripped"),)),
     "protocol_abuse": Gate(needs=(Need("window", "non_smtp", "non_smtp"),
                                   Need("window", "abuse_anomalies", "violations"))),
+    "stolen_credential_submission": Gate(home=True, not_mta=True, needs=(
+        Need("window", "auth_clear_tls_offered", "clear_auth_sessions"),)),
 }
 """Every rule's gate by its config section name; each mirrors the comparisons of the rule."""
 

@@ -316,12 +316,12 @@ def starttls_downgrade(f: HostFeatures, cfg: RuleConfig,
 
 
 def protocol_abuse(f: HostFeatures, cfg: RuleConfig, windows: WindowsConfig) -> Finding | None:
-    """Another protocol spoken to port 25 (or STARTTLS injection), or many SMTP violations."""
+    """Another protocol spoken to an SMTP port (or STARTTLS injection), or many SMTP violations."""
     w, length, start = window(f, cfg.word("window"), windows)
     other = w.non_smtp >= cfg.num("non_smtp")
     if not other and w.abuse_anomalies < cfg.num("violations"):
         return None
-    what = (f"spoke another protocol to port 25 (or injected commands behind STARTTLS) in "
+    what = (f"spoke another protocol to an SMTP port (or injected commands behind STARTTLS) in "
             f"{_n(w.non_smtp)} sessions" if other else
             f"committed {_n(w.abuse_anomalies)} SMTP protocol violations")
     return _finding(f, cfg, AlertKind.PROTOCOL_ABUSE, "non_smtp" if other else "violations",
@@ -330,6 +330,40 @@ def protocol_abuse(f: HostFeatures, cfg: RuleConfig, windows: WindowsConfig) -> 
                     f"{f.host} {what} in {span(length)}",
                     {"non_smtp": w.non_smtp, "abuse_anomalies": w.abuse_anomalies,
                      "sessions": w.sessions})
+
+
+def stolen_credential_submission(f: HostFeatures, cfg: RuleConfig,
+                                 windows: WindowsConfig) -> Finding | None:
+    """A home_net host, not an authorised MTA, logging in to an outside server in clear though
+    STARTTLS was offered, with the marks of a bot rather than a mail client (Emotet's spam)."""
+    if not f.in_home_net or f.mail_server:
+        return None
+    w, length, start = window(f, cfg.word("window"), windows)
+    if w.auth_clear_tls_offered < cfg.num("clear_auth_sessions"):
+        return None
+    traits: list[str] = []
+    if w.auth_user_foreign:
+        traits.append("as an account of another domain than the server's")
+    if w.helo_literal_other:
+        traits.append("greeting with an address literal that is not its own")
+    if w.sloppy_paths:
+        traits.append("sloppy MAIL FROM/RCPT TO syntax")
+    if w.reply_attach_msgs:
+        traits.append(_count(w.reply_attach_msgs, '"Re:" message') + " with an attachment")
+    if len(traits) < cfg.num("min_traits"):
+        return None
+    return _finding(f, cfg, AlertKind.SPAMBOT, "stolen_credential_submission", len(traits),
+                    cfg.num("min_traits"), length, start,
+                    f"{f.host} sent AUTH in clear to outside mail servers that offered STARTTLS "
+                    f"in {_count(w.auth_clear_tls_offered, 'session')} in {span(length)}, "
+                    + ", ".join(traits) + ": a bot sending spam with stolen credentials "
+                    "(a mail client would have started TLS)",
+                    {"auth_clear_tls_offered": w.auth_clear_tls_offered,
+                     "auth_user_foreign": w.auth_user_foreign,
+                     "helo_literal_other": w.helo_literal_other,
+                     "sloppy_paths": w.sloppy_paths, "reply_attach_msgs": w.reply_attach_msgs,
+                     "auth_successes": w.auth_successes, "auth_failures": w.auth_failures,
+                     "ext_dst_ips": w.ext_dst_ips, "msgs": w.msgs})
 
 
 TRIGGERS: dict[str, tuple[str, ...]] = {
@@ -343,6 +377,8 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "plaintext_auth": ("auth_clear_ext_success",),
     "starttls_downgrade": ("stripped_starttls",),
     "protocol_abuse": ("non_smtp", "abuse_anomalies"),
+    "stolen_credential_submission": ("auth_clear_tls_offered", "auth_user_foreign",
+                                     "helo_literal_other", "sloppy_paths", "reply_attach_msgs"),
 }
 """The counts whose growth can make each rule fire (or escalate); a rule is re-run only then,
 since the counts it compares only fall between two such records."""
@@ -358,5 +394,6 @@ RULES: dict[str, Rule] = {
     "plaintext_auth": plaintext_auth,
     "starttls_downgrade": starttls_downgrade,
     "protocol_abuse": protocol_abuse,
+    "stolen_credential_submission": stolen_credential_submission,
 }
 """Every rule by its config section name (rules.<name>); evaluated in this order."""

@@ -32,6 +32,9 @@ BLOCKED_CODES: Final = frozenset({521, 554})  # RFC 7504 521 "does not accept ma
 _BLOCK_TEXT: Final = re.compile(r"block|blacklist|denylist|spamhaus|dnsbl|\brbl\b|listed", re.I)
 _UNKNOWN_TEXT: Final = re.compile(r"unknown|no such user|does not exist|not found", re.I)
 USER_UNKNOWN: Final = "5.1.1"  # RFC 3463 3.2: bad destination mailbox address
+SUBMISSION_PORT: Final = 587  # RFC 6409: clients submitting through their provider, not MTAs
+"""Connections to an outside server on this port are not direct delivery to an MX: they are
+left out of the ext_* counts (ext_conns, ext_failed_conns, ext_dst_ips, ext_mail_from)."""
 
 
 _Ranges = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
@@ -156,7 +159,7 @@ def conn_event(rec: ConnRecord, server_home: bool) -> tuple[Adds, Keys]:
     if failed:
         adds.append(ONE[_FAILED])
     ip = rec.server_ip
-    if server_home:
+    if server_home or rec.server_port == SUBMISSION_PORT:
         return tuple(adds), (_T_DST_IPS + ip, _T_DST_24S + net_of(ip))
     adds.append(ONE[_EXT_CONNS])
     if failed:
@@ -249,6 +252,11 @@ _R5XX: Final = _S["rcpt_5xx"]
 _UNKNOWN: Final = _S["rcpt_unknown"]
 _FOREIGN: Final = _S["rcpt_foreign"]
 _RELAY: Final = _S["relay_rcpts"]
+_CLEAR_OFFERED: Final = _S["auth_clear_tls_offered"]
+_USER_FOREIGN: Final = _S["auth_user_foreign"]
+_LITERAL_OTHER: Final = _S["helo_literal_other"]
+_SLOPPY: Final = _S["sloppy_paths"]
+_REPLY_ATTACH: Final = _S["reply_attach_msgs"]
 _T_HELO: Final = TAGS[_D["helo_names"]]
 _T_USER: Final = TAGS[_D["auth_users"]]
 _T_DOMAIN: Final = TAGS[_D["rcpt_domains"]]
@@ -268,6 +276,7 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     """The window events of one SMTP session that spoke (see `spoke`)."""
     client_home = view.roles(s.client_ip)[0]
     server_home = view.roles(s.server_ip)[0]
+    crossing = client_home != server_home  # across the home_net boundary
     adds: list[tuple[int, float]] = [ONE[_SESSIONS]]
     keys: list[str] = []
     if s.banner_code == 0 and not s.midstream:  # picked up mid-stream: the banner went unseen
@@ -279,6 +288,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
         adds.append(ONE[_HELO_SESSIONS])
         if bad:
             adds.append(ONE[_HELO_BAD])
+            if crossing and s.helo_kind == "ip_literal":
+                adds.append(ONE[_LITERAL_OTHER])
         if forged:
             adds.append(ONE[_HELO_FORGED])
         keys.append(_T_HELO + s.helo.lower())
@@ -293,6 +304,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
             adds.append(ONE[_NON_SMTP])  # CVE-2011-0411 injection: no MTA does it by mistake
         if an.get(Anomaly.STRIPPED_STARTTLS):
             adds.append(ONE[_STRIPPED])
+        if crossing and an.get(Anomaly.SLOPPY_PATH):
+            adds.append(ONE[_SLOPPY])
     if _blocked(s):
         adds.append(ONE[_BLOCKED])
     if s.bytes_from_client:
@@ -301,6 +314,7 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     failures = 0
     if s.auth:
         attempts = successes = clear = 0
+        clear_offered = foreign_user = False
         for att in s.auth:
             attempts += 1
             if att.outcome == "failure":
@@ -313,14 +327,27 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
                     clear += 1
             if att.user:
                 keys.append(_T_USER + att.user.lower())
+                if crossing and not foreign_user and "@" in att.user:
+                    foreign_user = _foreign_user(att.user, s.banner, view)
+            if crossing and s.tls_offered and not att.after_starttls:
+                clear_offered = True
         adds.append(_pair(_AUTH_ATTEMPTS, attempts))
+        if clear_offered:
+            adds.append(ONE[_CLEAR_OFFERED])
+        if foreign_user:
+            adds.append(ONE[_USER_FOREIGN])
         for idx, n in ((_AUTH_FAILURES, failures), (_AUTH_SUCCESSES, successes),
                        (_AUTH_CLEAR, clear)):
             if n:
                 adds.append(_pair(idx, n))
     relay = 0
     if s.transactions:
-        relay = _transactions(s, view, adds, keys, client_home, server_home, authed)
+        relay = _transactions(s, view, adds, keys, client_home, server_home, authed,
+                              not server_home and s.server_port != SUBMISSION_PORT)
+        if crossing:
+            replies = _reply_attachments(s)
+            if replies:
+                adds.append(_pair(_REPLY_ATTACH, replies))
     server: tuple[Adds, Keys] | None = None
     if server_home:
         sa: list[tuple[int, float]] = [ONE[_SRV_SESSIONS]]
@@ -334,9 +361,43 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     return SessionEvents((tuple(adds), tuple(keys)), server, authed, relay)
 
 
+def _server_domain(banner: str | None) -> str:
+    """The domain of the host name a server greets with ("smtp.mail.example" -> "mail.example"),
+    or "" when the greeting names none."""
+    words = banner.split(None, 1) if banner else []
+    if not words:
+        return ""
+    host = words[0].lower().rstrip(".")
+    dots = host.count(".")
+    if not dots or host.startswith("["):
+        return ""
+    return host.partition(".")[2] if dots >= 2 else host
+
+
+def _foreign_user(user: str, banner: str | None, view: SiteView) -> bool:
+    """An AUTH user name that is an address in a domain neither ours nor the server's own."""
+    domain = user.rpartition("@")[2].lower().rstrip(".")
+    if not domain or view.local(domain):
+        return False
+    server = _server_domain(banner)
+    return not server or not (domain == server or domain.endswith("." + server)
+                              or server.endswith("." + domain))
+
+
+def _reply_attachments(s: SmtpSession) -> int:
+    """Messages whose subject marks a reply ("Re:") and that carry an attachment."""
+    n = 0
+    for tx in s.transactions:
+        if tx.attachments:
+            subject = tx.headers.get("subject")
+            if subject and subject.lstrip()[:3].lower() == "re:":
+                n += 1
+    return n
+
+
 def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
                   keys: list[str], client_home: bool, server_home: bool,
-                  authed: bool) -> int:
+                  authed: bool, direct: bool) -> int:
     """Append the counts of the session's mail transactions; returns the relayed recipients."""
     mail_from = msgs = rcpts = accepted = r4xx = r5xx = unknown = foreign = relay = 0
     msg_bytes = 0
@@ -370,7 +431,7 @@ def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
     # plain tests rather than a loop over (index, count) pairs: this runs once per session
     if mail_from:
         adds.append(_pair(_MAIL_FROM, mail_from))
-        if not server_home:
+        if direct:  # to an outside server, not on the submission port
             adds.append(_pair(_EXT_MAIL_FROM, mail_from))
     if msgs:
         adds.append(_pair(_MSGS, msgs))

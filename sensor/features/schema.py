@@ -18,6 +18,9 @@ ADDITIVE: tuple[str, ...] = (
     "rcpt_4xx", "rcpt_5xx", "rcpt_unknown", "rcpt_foreign", "relay_rcpts", "auth_attempts",
     "auth_failures", "auth_successes", "auth_clear_ext_success", "srv_sessions",
     "srv_relay_rcpts", "srv_auth_failures",
+    # stolen-credential submission: sessions across the home_net boundary
+    "auth_clear_tls_offered", "auth_user_foreign", "helo_literal_other", "sloppy_paths",
+    "reply_attach_msgs",
 )
 # Running sums the derived features need but that are not features themselves.
 HIDDEN: tuple[str, ...] = ("ia_n", "ia_sum", "ia_sumsq", "helo_sessions")

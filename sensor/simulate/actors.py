@@ -17,12 +17,14 @@ from sensor.simulate.content import (
     user_name,
 )
 from sensor.simulate.dialogue import AuthPlan, SessionPlan, TxnPlan
-from sensor.simulate.frames import OsProfile
+from sensor.simulate.frames import SMTP_PORT, SUBMISSION_PORT, OsProfile
 from sensor.simulate.servers import POSTFIX, PROFILES, Reply, ServerProfile
 from sensor.simulate.spec import INTERNAL_KINDS, Actor, ActorKind, AuthMech, HeloStyle, Site, Target
 from sensor.simulate.tcpflow import ConnectOutcome, Impairments
 
 DOMAIN_UNIVERSE = 50_000  # distinct internet domains actors can mail to
+PROVIDERS = 4  # outside mail providers whose submission servers an actor's hosts log in to
+STOLEN_ACCOUNTS = 6  # accounts of foreign domains a submission bot holds, when none are given
 _PASSWORDS = ("123456", "password", "qwerty", "admin123", "letmein", "Summer2026!", "welcome1")
 
 
@@ -36,6 +38,7 @@ class Server:
     os: OsProfile
     internal: bool
     domain: str
+    port: int = SMTP_PORT
 
 
 def _pool_addresses(networks: Iterable[str], version: int, count: int, used: set[str],
@@ -119,6 +122,10 @@ class ActorRuntime:
         users = random.Random("users/" + ",".join(site.local_domains))
         self.local_users = sorted({user_name(users) for _ in range(site.users)})
         self.internal = actor.kind in INTERNAL_KINDS
+        self.provider_ids = [rng.randrange(DOMAIN_UNIVERSE) for _ in range(PROVIDERS)]
+        # a bot's stolen accounts: addresses of domains that are neither ours nor the provider's
+        self.stolen = [f"{user_name(rng)}@{_domain(rng.randrange(DOMAIN_UNIVERSE))}"
+                       for _ in range(STOLEN_ACCOUNTS)]
 
     def templates(self) -> list[BodyTemplate]:
         """Message bodies, built on first use."""
@@ -146,6 +153,20 @@ class ActorRuntime:
         dom = _domain(idx)
         return Server(ip, f"mx{1 + idx % 3}.{dom}", profile, os, False, dom)
 
+    def _submission_server(self, rng: random.Random, host_index: int, version: int) -> Server:
+        """An outside provider's submission server; each host mostly uses one provider."""
+        a = self.actor
+        ids = self.provider_ids
+        idx = ids[host_index % len(ids)] if rng.random() < 0.8 else rng.choice(ids)
+        pools = [n for n in self.site.external_mx
+                 if ipaddress.ip_network(n, strict=False).version == version]
+        if not pools:
+            raise ConfigError(f"actor {a.name}: site.external_mx has no IPv{version} pool")
+        net = ipaddress.ip_network(pools[idx % len(pools)], strict=False)
+        ip = str(net.network_address + 1 + (idx * 7919 + 5) % max(1, net.num_addresses - 2))
+        dom = _domain(idx)
+        return Server(ip, f"smtp.{dom}", POSTFIX, OsProfile.LINUX, False, dom, SUBMISSION_PORT)
+
     def _our_server(self, rng: random.Random, version: int) -> Server:
         a = self.actor
         choices = [s for s in self.ours.get(a.target, [])
@@ -165,6 +186,10 @@ class ActorRuntime:
             return f"{h.choice(('DESKTOP', 'PRN', 'NAS', 'WIN'))}-{h.getrandbits(24):06X}"
         if style is HeloStyle.IP:
             return f"[{ip}]" if ":" not in ip else f"[IPv6:{ip}]"
+        if style is HeloStyle.OTHER_IP:  # not its own: an address the bot was told, or made up
+            if ":" in ip:
+                return f"[IPv6:2001:db8:fe00::{h.getrandbits(16):x}]"
+            return f"[198.19.{h.randint(0, 255)}.{h.randint(1, 254)}]"
         return rng.choice((server.domain, "localhost", "user", ip, "xx_" + random_local_part(rng),
                            f"{random_local_part(rng)}.{server.domain}"))
 
@@ -174,9 +199,12 @@ class ActorRuntime:
         a, kind = self.actor, self.actor.kind
         ip = self.hosts[host_index]
         version = ipaddress.ip_address(ip).version
-        external = a.target is Target.EXTERNAL
-        server = self._external_server(rng, version) if external else self._our_server(
-            rng, version)
+        if a.target is Target.EXTERNAL:
+            server = self._external_server(rng, version)
+        elif a.target is Target.SUBMISSION:
+            server = self._submission_server(rng, host_index, version)
+        else:
+            server = self._our_server(rng, version)
         outcome = ConnectOutcome.ESTABLISHED
         roll = rng.random()
         if roll < a.refused:
@@ -184,14 +212,14 @@ class ActorRuntime:
         elif roll < a.refused + a.unanswered:
             outcome = ConnectOutcome.UNANSWERED
         ext = server.profile.extensions
-        auths = self._auths(session_index, rng)
+        auths = self._auths(session_index, rng, host_index, server)
         ehlo = bool(auths) or rng.random() < a.ehlo
         plan = SessionPlan(
             outcome=outcome, profile=server.profile, server_name=server.name, client_ip=ip,
             helo_name=self._helo(rng, host_index, ip, server), ehlo=ehlo,
             pregreet=rng.random() < a.pregreet,
             blocked=a.blocklist_text if rng.random() < a.blocklisted else None,
-            offer_auth=a.target in (Target.RELAY, Target.OPEN_RELAY),
+            offer_auth=a.target in (Target.RELAY, Target.OPEN_RELAY, Target.SUBMISSION),
             starttls=ehlo and "STARTTLS" in ext and rng.random() < a.tls,
             pipelining=ehlo and a.pipelining and "PIPELINING" in ext,
             auths=auths, quit=rng.random() < a.quit)
@@ -202,15 +230,22 @@ class ActorRuntime:
             n = rng.randint(*a.messages)
             # a client that uses CHUNKING uses it for every message of the session
             bdat = ehlo and "CHUNKING" in ext and rng.random() < a.bdat
-            plan.txns = [self._txn(rng, host_index, ip, server, ts_s, bdat, bool(auths))
+            account = auths[-1].user if auths and a.target is Target.SUBMISSION else None
+            plan.txns = [self._txn(rng, host_index, ip, server, ts_s, bdat, bool(auths), account)
                          for _ in range(n)]
         return plan, server
 
-    def _auths(self, session_index: int, rng: random.Random) -> list[AuthPlan]:
+    def _auths(self, session_index: int, rng: random.Random, host_index: int,
+               server: Server) -> list[AuthPlan]:
         a = self.actor
         if a.auth is AuthMech.NONE:
             return []
         users = a.auth_users or tuple(self.local_users[:50])
+        if a.kind is ActorKind.MAIL_CLIENT and not a.auth_users:  # its own provider account
+            users = (f"{self.local_users[(host_index * 37) % len(self.local_users)]}"
+                     f"@{server.domain}",)
+        elif a.kind is ActorKind.SUBMISSION_SPAMBOT and not a.auth_users:
+            users = tuple(self.stolen)
         if a.kind is ActorKind.COMPROMISED_ACCOUNT:
             victim = users[0]
             if session_index < a.fail_sessions:
@@ -243,6 +278,8 @@ class ActorRuntime:
     def _recipient(self, rng: random.Random, server: Server) -> tuple[str, bool]:
         """A recipient address and whether it exists."""
         a = self.actor
+        if a.target is Target.SUBMISSION:  # the provider relays to anywhere
+            return f"{user_name(rng)}@{_domain(rng.choice(self.dest_ids))}", True
         if a.target is Target.EXTERNAL:
             return f"{user_name(rng)}@{server.domain}", True
         if a.target in (Target.OPEN_RELAY,) or a.kind is ActorKind.COMPROMISED_ACCOUNT:
@@ -253,9 +290,9 @@ class ActorRuntime:
         return f"{rng.choice(self.local_users)}@{dom}", True
 
     def _txn(self, rng: random.Random, host_index: int, ip: str, server: Server, ts_s: float,
-             bdat: bool, authed: bool) -> TxnPlan:
+             bdat: bool, authed: bool, account: str | None = None) -> TxnPlan:
         a = self.actor
-        sender = self._sender(rng, host_index)
+        sender = account if account is not None else self._sender(rng, host_index)
         roll = rng.random()
         mail_reply = Reply.MAIL_OK
         if roll < a.reject_4xx * 0.2:
@@ -284,7 +321,8 @@ class ActorRuntime:
         message = compose(rng, template, a.flavour, ts_s, sender, [r for r, _ in rcpts],
                           received)
         data_reply = Reply.CONTENT_REJECTED if rng.random() < a.data_reject else Reply.QUEUED
-        return TxnPlan(sender, mail_reply, rcpts, message, data_reply, bdat)
+        return TxnPlan(sender, mail_reply, rcpts, message, data_reply, bdat,
+                       a.sloppy_paths > 0 and rng.random() < a.sloppy_paths)
 
 
 def site_servers(site: Site) -> dict[Target, list[Server]]:

@@ -30,6 +30,10 @@ _ATTACHMENTS = (("report", "application", "pdf", "pdf"), ("notes", "application"
                 ("archive", "application", "zip", "zip"))
 _SPAM_ATTACHMENTS = (("invoice", "application", "zip", "zip"), ("document", "text", "html",
                      "html"), ("payment", "application", "x-msdownload", "exe"))
+_THREAD_ATTACHMENTS = (("invoice", "application", "vnd.ms-word.document.macroEnabled.12", "docm"),
+                       ("document", "application", "zip", "zip"),
+                       ("report", "application", "vnd.ms-excel.sheet.macroEnabled.12", "xlsm"))
+THREAD_TEXT_BYTES = (200, 600)  # a hijacked-thread reply: a line or two above the attachment
 MAX_MESSAGE_BYTES = 4_000_000  # cap on one generated message, whatever the size distribution
 
 
@@ -40,6 +44,8 @@ class Flavour(StrEnum):
     NEWSLETTER = "newsletter"
     SPAM = "spam"
     SCAN = "scan"
+    THREAD = "thread"
+    """Replies in stolen mail threads ("Re:"), a short text and a macro document or archive."""
 
 
 def domain_name(rng: random.Random) -> str:
@@ -89,12 +95,15 @@ def _build_template(rng: random.Random, flavour: Flavour, size: int, attach_prob
     words = _SPAM_WORDS + _WORDS[:8] if flavour is Flavour.SPAM else _WORDS
     attach = rng.random() < attach_prob
     text_bytes = max(200, size // 3 if attach else size)
+    if flavour is Flavour.THREAD:
+        text_bytes = min(max(THREAD_TEXT_BYTES[0], size // 20), THREAD_TEXT_BYTES[1])
     msg.set_content(_text(rng, words, text_bytes))
     if flavour is Flavour.NEWSLETTER or rng.random() < html_prob:
         html = "<html><body><p>" + _text(rng, words, text_bytes).replace("\n", "</p><p>")
         msg.add_alternative(html + "</p></body></html>\n", subtype="html")
     if attach:
-        pool = _SPAM_ATTACHMENTS if flavour is Flavour.SPAM else _ATTACHMENTS
+        pool = (_SPAM_ATTACHMENTS if flavour is Flavour.SPAM else
+                _THREAD_ATTACHMENTS if flavour is Flavour.THREAD else _ATTACHMENTS)
         stem, maintype, subtype, ext = ("scan", "application", "pdf", "pdf") if (
             flavour is Flavour.SCAN) else rng.choice(pool)
         raw = max(64, (size - text_bytes) * 3 // 4)
@@ -127,6 +136,8 @@ _SUBJECTS = {
     Flavour.SPAM: ("You are a WINNER", "Verify your account now", "Limited offer inside",
                    "Invoice overdue", "Cheap meds, free shipping", "Your parcel is waiting"),
     Flavour.SCAN: ("Scanned document", "Message from scanner", "Scan to email"),
+    Flavour.THREAD: ("Re: invoice", "RE: payment confirmation", "Re: meeting notes",
+                     "Re: documents you asked for", "RE: order details"),
 }
 
 

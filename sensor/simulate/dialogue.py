@@ -31,6 +31,7 @@ class TxnPlan:
     message: bytes
     data_reply: Reply
     bdat: bool
+    sloppy: bool = False  # MAIL FROM in a form RFC 5321 4.1.2 does not allow, as bots write it
 
 
 @dataclass(slots=True)
@@ -62,6 +63,15 @@ class SessionPlan:
     txns: list[TxnPlan] = field(default_factory=list)
     quit: bool = True
     reset: bool = False
+
+
+def _mail_from(txn: TxnPlan, rng: random.Random) -> bytes:
+    """The MAIL command: RFC 5321 4.1.2 syntax, or a sloppy form servers accept anyway."""
+    if not txn.sloppy:
+        return f"MAIL FROM:<{txn.mail_from}>".encode()
+    if rng.random() < 0.5:
+        return f"MAIL FROM: <{txn.mail_from}>".encode()
+    return f"MAIL FROM:{txn.mail_from}".encode()
 
 
 def _us(rng: random.Random, bounds: tuple[int, int]) -> int:
@@ -193,7 +203,7 @@ class Player:
         """One transaction; True when the message was accepted."""
         p, rng = self.plan, self.rng
         size = len(txn.message)
-        mail = f"MAIL FROM:<{txn.mail_from}>".encode()
+        mail = _mail_from(txn, rng)
         if p.ehlo and rng.random() < 0.7:
             mail += b" SIZE=" + str(size).encode()
         mail += b"\r\n"

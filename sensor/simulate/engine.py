@@ -18,7 +18,7 @@ from sensor.simulate.actors import ActorRuntime, Server, allocate_hosts, site_se
 from sensor.simulate.dialogue import Player
 from sensor.simulate.frames import OS_TRAITS
 from sensor.simulate.scenario import merge
-from sensor.simulate.spec import MALICIOUS_KINDS, ActorKind, Scenario, Target
+from sensor.simulate.spec import LABEL_KINDS, MALICIOUS_KINDS, ActorKind, Scenario, Target
 from sensor.simulate.tcpflow import TcpFlow
 from sensor.simulate.timing import session_times
 
@@ -80,7 +80,7 @@ def simulate(scenarios: list[Scenario], out: str, seed: int = 0,
         runtimes.append(rt)
         malicious = actor.kind in MALICIOUS_KINDS
         for hi, ip in enumerate(hosts):
-            labels[ip] = HostLabel(ip, actor.kind.value, malicious,
+            labels[ip] = HostLabel(ip, LABEL_KINDS.get(actor.kind, actor.kind.value), malicious,
                                    "attacker" if malicious else "client")
             trng = random.Random(f"{seed}/timing/{actor.name}/{hi}")
             for si, t in enumerate(session_times(trng, actor.timing, sc.duration_s,
@@ -160,7 +160,8 @@ def _flow(rt: ActorRuntime, hi: int, server: Server, start_us: int,
         rtt_server, server_hops = rng.randint(12_000, 160_000), rng.randint(8, 20)
     return TcpFlow(rng, start_us, rt.hosts[hi], server.ip, a.os, server.os, rtt_client,
                    rtt_server, min(rt.hops[hi], OS_TRAITS[a.os].ttl - 1),
-                   min(server_hops, OS_TRAITS[server.os].ttl - 1), a.vlan, rt.impair)
+                   min(server_hops, OS_TRAITS[server.os].ttl - 1), a.vlan, rt.impair,
+                   server.port)
 
 
 def _iso(t_us: int | None) -> str:

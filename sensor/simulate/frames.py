@@ -13,6 +13,7 @@ ETHERTYPE_VLAN = 0x8100  # IEEE 802.1Q tag protocol identifier
 IPPROTO_TCP = 6  # RFC 790 assigned protocol number
 IPV4_DONT_FRAGMENT = 0x4000  # RFC 791 section 3.1, flags field
 SMTP_PORT = 25  # RFC 5321 section 4.5.4.2
+SUBMISSION_PORT = 587  # RFC 6409 section 3.1
 
 _ETH = struct.Struct("!6s6sH")
 _VLAN = struct.Struct("!6s6sHHH")

@@ -179,6 +179,7 @@ _ACTOR: dict[str, Conv] = {
     "auth_fail": _prob, "fail_sessions": _INT0, "messages": _pair(_INT0, "integers"),
     "rcpts": _pair(_INT1, "integers"), "destinations": _INT1, "flavour": _enum(Flavour),
     "size_median": _INT1, "size_sigma": _num_min(0), "attach": _prob, "html": _prob,
+    "sloppy_paths": _prob,
     "templates": _INT1, "reject_4xx": _prob, "reject_5xx": _prob, "data_reject": _prob,
     "unknown_user": _prob, "refused": _prob, "unanswered": _prob, "pregreet": _prob,
     "blocklisted": _prob, "blocklist_text": _str, "quit": _prob, "retransmit": _prob,

@@ -36,14 +36,26 @@ class ActorKind(StrEnum):
     """An outside client probing many guessed recipients at our MX (550 5.1.1)."""
     SPAM_SOURCE = "spam_source"
     """An inbound spam sender: blocklisted replies, pregreet, bad HELO."""
+    MAIL_CLIENT = "mail_client"
+    """A home_net PC's mail program submitting to an outside provider on port 587: STARTTLS,
+    then AUTH and the message, all encrypted."""
+    SUBMISSION_SPAMBOT = "submission_spambot"
+    """A home_net PC infected with an Emotet-style bot spamming through outside providers'
+    submission servers (587) with stolen credentials: AUTH LOGIN in clear though STARTTLS is
+    offered, as accounts of foreign domains, a HELO literal not its own, sloppy MAIL FROM, short
+    "Re:" messages with attachments. Labelled kind spambot (the alert's kind)."""
 
 
 MALICIOUS_KINDS = frozenset({
     ActorKind.SPAMBOT, ActorKind.AUTH_BRUTEFORCE, ActorKind.COMPROMISED_ACCOUNT,
     ActorKind.RELAY_ABUSE, ActorKind.DICTIONARY_HARVEST, ActorKind.SPAM_SOURCE,
+    ActorKind.SUBMISSION_SPAMBOT,
 })
 INTERNAL_KINDS = frozenset({ActorKind.OUTBOUND_MTA, ActorKind.APPLIANCE, ActorKind.MONITORING,
-                            ActorKind.SPAMBOT})
+                            ActorKind.SPAMBOT, ActorKind.MAIL_CLIENT,
+                            ActorKind.SUBMISSION_SPAMBOT})
+LABEL_KINDS: dict[ActorKind, str] = {ActorKind.SUBMISSION_SPAMBOT: ActorKind.SPAMBOT.value}
+"""The kind written in the labels where it is not the actor's own: the alert kind expected."""
 
 
 class TimingModel(StrEnum):
@@ -70,6 +82,8 @@ class HeloStyle(StrEnum):
     """A single label, e.g. DESKTOP-7F3K2."""
     IP = "ip"
     """An address literal, e.g. [10.20.4.17]."""
+    OTHER_IP = "other_ip"
+    """An address literal that is not the client's own, e.g. a public address [198.19.4.7]."""
     INVALID = "invalid"
     """Garbage or a forged name of the receiving domain."""
 
@@ -94,6 +108,9 @@ class Target(StrEnum):
     """Our submission/relay servers (site.relay)."""
     OPEN_RELAY = "open_relay"
     """Our misconfigured servers that relay for anyone (site.open_relays)."""
+    SUBMISSION = "submission"
+    """Outside mail providers' submission servers (RFC 6409 port 587, STARTTLS and AUTH
+    offered), in the site.external_mx pools."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -156,6 +173,7 @@ class Actor:
     size_median: int = 6000
     size_sigma: float = 1.0
     attach: float = 0.15
+    sloppy_paths: float = 0.0
     html: float = 0.3
     templates: int = 12
     reject_4xx: float = 0.01
@@ -235,6 +253,19 @@ KIND_DEFAULTS: dict[ActorKind, dict[str, object]] = {
         "unknown_user": 0.96, "flavour": Flavour.SPAM, "quit": 0.8,
         "timing": Timing(TimingModel.STEADY, interval_s=30.0, jitter=0.2, start_s=180.0,
                          length_s=600.0)},
+    ActorKind.MAIL_CLIENT: {
+        **_INTERNAL_NET, "count": 6, "os": OsProfile.WINDOWS, "target": Target.SUBMISSION,
+        "helo": HeloStyle.BARE, "ehlo": 1.0, "tls": 1.0, "auth": AuthMech.LOGIN,
+        "messages": (1, 2), "rcpts": (1, 3), "destinations": 400, "attach": 0.3,
+        "timing": Timing(rate_per_hour=6.0)},
+    ActorKind.SUBMISSION_SPAMBOT: {
+        **_INTERNAL_NET, "os": OsProfile.WINDOWS, "target": Target.SUBMISSION,
+        "helo": HeloStyle.OTHER_IP, "ehlo": 1.0, "tls": 0.0, "pipelining": False,
+        "auth": AuthMech.LOGIN, "messages": (1, 2), "rcpts": (1, 3), "destinations": 2000,
+        "flavour": Flavour.THREAD, "size_median": 60000, "size_sigma": 0.4, "attach": 1.0,
+        "html": 0.0, "sloppy_paths": 1.0, "reject_4xx": 0.02, "reject_5xx": 0.05,
+        "quit": 0.8, "timing": Timing(TimingModel.BURST, rate_per_hour=30.0, start_s=240.0,
+                                      length_s=600.0)},
     ActorKind.SPAM_SOURCE: {
         "count": 4, "os": OsProfile.WINDOWS, "target": Target.MX, "helo": HeloStyle.INVALID,
         "ehlo": 0.6, "pipelining": False, "rcpts": (1, 6), "flavour": Flavour.SPAM,

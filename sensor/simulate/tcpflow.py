@@ -73,6 +73,7 @@ class TcpFlow:
         server_hops: int,
         vlan: int,
         impair: Impairments,
+        server_port: int = SMTP_PORT,
     ) -> None:
         self.rng = rng
         self.packets: list[tuple[int, bytes]] = []
@@ -85,9 +86,9 @@ class TcpFlow:
         sport = rng.randint(ct.port_lo, ct.port_hi)
         flow_label = rng.getrandbits(20)
         self.dirs: tuple[Direction, Direction] = (
-            make_direction(client_ip, server_ip, sport, SMTP_PORT, ct.ttl - client_hops, vlan,
+            make_direction(client_ip, server_ip, sport, server_port, ct.ttl - client_hops, vlan,
                            rng.getrandbits(16), flow_label),
-            make_direction(server_ip, client_ip, SMTP_PORT, sport, st.ttl - server_hops, vlan,
+            make_direction(server_ip, client_ip, server_port, sport, st.ttl - server_hops, vlan,
                            rng.getrandbits(16), rng.getrandbits(20)),
         )
         self.nxt = [rng.getrandbits(32), rng.getrandbits(32)]

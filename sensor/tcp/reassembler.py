@@ -47,6 +47,7 @@ gets no handler, and its ConnRecord only goes to on_record. midstream is True wh
 seen either way (the connection was picked up mid-stream)."""
 
 
+DEFAULT_SERVER_PORTS: Final = frozenset({25, 587})  # smtp (RFC 5321), submission (RFC 6409)
 CONN_BYTES: Final = 1700
 """Estimated memory of one connection without its handler: the Connection, both Halves, the
 two flow-table entries and keys, its deadline-heap entry and history (measured with tracemalloc
@@ -121,7 +122,7 @@ class Reassembler:
         factory: HandlerFactory | None,
         stats: TcpStats,
         limits: TcpLimits | None = None,
-        server_ports: frozenset[int] = frozenset({25}),
+        server_ports: frozenset[int] = DEFAULT_SERVER_PORTS,
         on_record: Callable[[ConnRecord], None] | None = None,
     ) -> None:
         self._factory = factory

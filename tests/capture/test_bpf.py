@@ -7,6 +7,7 @@ import pytest
 from capture_helpers import eth_tcp, ip4_tcp
 
 from sensor.capture.bpf import (
+    DEFAULT_PORTS,
     IP6_EXT_CLAUSE,
     build_filter,
     compile_filter,
@@ -14,6 +15,7 @@ from sensor.capture.bpf import (
     validate,
 )
 from sensor.errors import CaptureError
+from sensor.tcp.reassembler import DEFAULT_SERVER_PORTS
 
 
 def test_default_filter_text() -> None:
@@ -22,15 +24,26 @@ def test_default_filter_text() -> None:
         "((ip6 proto 0 or ip6 proto 43 or ip6 proto 44 or ip6 proto 51 or ip6 proto 60)"
         " and not ip6 multicast)"
     )
-    layer = f"tcp port 25 or {ext}"
+    layer = f"tcp port 25 or tcp port 587 or {ext}"
     text = build_filter()
     assert text.startswith(f"{layer} or (vlan and ({layer} or (vlan and ({layer} or (vlan and ")
     assert text.endswith(f"{layer} or (vlan)" + ")" * 16)
-    assert text.count("vlan") == 9 and text.count("tcp port 25") == 9
-    two = build_filter([25, 587])
-    assert two.startswith(f"tcp port 25 or tcp port 587 or {ext} or (vlan and (tcp port 25 or ")
-    assert two.count("tcp port 587") == 9
+    assert text.count("vlan") == 9 and text.count("tcp port 25 ") == 9
+    assert text.count("tcp port 587") == 9
+    one = build_filter([25])
+    assert one.startswith(f"tcp port 25 or {ext} or (vlan and (tcp port 25 or ")
+    assert "587" not in one
     assert strip_vlan_clauses(text) == layer
+
+
+def test_default_ports_are_relay_and_submission_everywhere() -> None:
+    """The capture filter, the reassembler's server ports and the CLI agree on 25 and 587."""
+    assert DEFAULT_PORTS == (25, 587)
+    assert frozenset(DEFAULT_PORTS) == DEFAULT_SERVER_PORTS
+    full = compile_filter(1, build_filter())
+    assert full is not None
+    assert full(eth_tcp(1, dport=587)) and full(eth_tcp(1, dport=587, vlans=[7]))
+    assert not full(eth_tcp(1, dport=465))
 
 
 @pytest.mark.parametrize("ports", [[], [0], [70000]])

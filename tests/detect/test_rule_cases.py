@@ -103,8 +103,9 @@ def simulate(tmp_path: Path, scenario: str, seed: int) -> Path:
 
 def evaluate(pcap: Path) -> dict[str, Any]:
     """`sensor evaluate --json` on a simulated capture with its site config."""
-    out = run("evaluate", "--no-model", "--json", "-", "--labels", str(pcap.with_suffix(".labels.csv")),
-              "--config", str(pcap.with_suffix(".toml")), str(pcap))
+    out = run("evaluate", "--no-model", "--json", "-", "--labels",
+              str(pcap.with_suffix(".labels.csv")), "--config", str(pcap.with_suffix(".toml")),
+              str(pcap))
     figures: dict[str, Any] = json.loads(out)
     return figures
 
