@@ -51,6 +51,9 @@ def seeds(target: str) -> list[bytes]:
     if target == "config":
         return [(ROOT / "sensor" / "default_config.toml").read_bytes(),
                 (ROOT / "pcaps" / "demo.toml").read_bytes()]  # fmt: skip
+    if target == "model":  # mode byte, then member / offset / cut / insertion (harnesses)
+        return [bytes([200]) + bytes(8), bytes([40, 0, 1, 0, 0, 10, 4]) + b"{}[]\"\\",
+                bytes([130, 0, 0, 0, 100, 2, 6]) + b"999999"]
     return [bytes(64)]  # pipeline: the structure comes from the input itself
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -414,11 +415,21 @@ def _fail(path: str, why: str) -> ModelError:
     return ModelError(f"{path}: {why}")
 
 
+MAX_MODEL_BYTES = 256 << 20  # uncompressed size of every member of a model archive together
+MAX_MODEL_MEMBERS = 4096
+
+
 def peek_card(path: str) -> dict[str, Any]:
     """The model card read from the archive without scikit-learn: checks the file is a whole,
-    uncorrupted archive of our format and feature schema before a run starts."""
+    uncorrupted archive of our format and feature schema, within size bounds and holding only
+    trusted types, before a run starts."""
     try:
         with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_MODEL_MEMBERS or sum(i.file_size for i in infos) > \
+                    MAX_MODEL_BYTES:
+                raise _fail(path, f"refusing to load: more than {MAX_MODEL_BYTES >> 20} MiB or "
+                                  f"{MAX_MODEL_MEMBERS} members uncompressed")
             bad = zf.testzip()
             if bad is not None:
                 raise _fail(path, f"corrupt model file (member {bad} fails its checksum)")
@@ -429,7 +440,8 @@ def peek_card(path: str) -> dict[str, Any]:
         raise _fail(path, "expected a model file, got a directory") from None
     except OSError as exc:
         raise _fail(path, f"cannot read the model file: {exc.strerror}") from None
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, UnicodeDecodeError):
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, RecursionError,
+            NotImplementedError, zlib.error, OverflowError):
         raise _fail(path, "not a model file (expected a skops archive written by "
                           "`sensor train`; truncated or altered?)") from None
     card = _plain(_content(schema).get("card"))
@@ -476,9 +488,9 @@ def _content(node: Any) -> dict[str, Any]:
     return content if isinstance(content, dict) else {}
 
 
-def _plain(node: Any) -> Any:
+def _plain(node: Any, depth: int = 0) -> Any:
     """A skops JSON node of plain data (dict, list, str, int, float, bool, None) as Python."""
-    if not isinstance(node, dict) or "__class__" not in node:
+    if not isinstance(node, dict) or "__class__" not in node or depth > MAX_SCHEMA_DEPTH:
         return None
     cls, content = node.get("__class__"), node.get("content")
     if node.get("is_json") is True and isinstance(content, str):
@@ -487,9 +499,9 @@ def _plain(node: Any) -> Any:
         except ValueError:
             return None
     if cls == "dict" and isinstance(content, dict):
-        return {k: _plain(v) for k, v in content.items()}
+        return {k: _plain(v, depth + 1) for k, v in content.items()}
     if cls in ("list", "tuple") and isinstance(content, list):
-        return [_plain(v) for v in content]
+        return [_plain(v, depth + 1) for v in content]
     return None
 
 

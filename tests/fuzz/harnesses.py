@@ -143,7 +143,66 @@ def fuzz_config(data: bytes) -> None:
         parse_config(data.decode("utf-8", "replace"), "fuzz.toml")
 
 
+_MODEL: list[bytes] = []  # a small valid model archive, made once per process
+
+
+def _small_model() -> bytes:
+    if not _MODEL:
+        import random
+        import tempfile
+
+        from sensor.detect import model as host_model
+
+        rng = random.Random(1)
+        n = len(host_model.MODEL_FEATURES)
+        rows = []
+        for i in range(120):
+            row = [float(rng.randrange(4)) for _ in range(n - 4)] + [0.0] * 4
+            row[n - 4 + i % 4] = 1.0
+            rows.append(row)
+        data = host_model.TrainingSet(rows, {"outside": 30}, ["fuzz"], (0.0, 1.0), "fuzz")
+        m = host_model.fit(data, detector="tail-per-role", seed=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f"{tmp}/m.skops"
+            host_model.save(m, path)
+            with open(path, "rb") as fh:
+                _MODEL.append(fh.read())
+    return _MODEL[0]
+
+
+def fuzz_model(data: bytes) -> None:
+    """Model loading: a valid archive with one member's bytes changed (and its checksum made
+    right, so the change reaches skops and our checks), or raw bytes; a model or ModelError."""
+    import tempfile
+    import zipfile
+
+    from sensor.detect.model import load
+    from sensor.errors import ModelError
+
+    r = Reader(data)
+    mode = r.int(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/fuzz.skops"
+        if mode < 16:
+            with open(path, "wb") as fh:
+                fh.write(r.bytes(r.left()))
+        else:
+            src = zipfile.ZipFile(io.BytesIO(_small_model()))
+            names = src.namelist()
+            target = names[r.int(2) % len(names)] if mode < 128 else "schema.json"
+            with zipfile.ZipFile(path, "w") as out:
+                for name in names:
+                    body = src.read(name)
+                    if name == target:
+                        at = r.int(3) % (len(body) + 1)
+                        cut = r.int(1) % 8
+                        body = body[:at] + r.bytes(r.int(1) % 64) + body[at + cut:]
+                    out.writestr(name, body)
+        with contextlib.suppress(ModelError):
+            load(path)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "pcap": fuzz_pcap, "pcapng": fuzz_pcapng, "decode": fuzz_decode, "pipeline": fuzz_pipeline,
-    "smtp": fuzz_smtp, "mime": fuzz_mime, "config": fuzz_config,
+    "smtp": fuzz_smtp, "mime": fuzz_mime, "config": fuzz_config, "model": fuzz_model,
 }  # fmt: skip
