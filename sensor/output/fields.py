@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Final
 
 from sensor.errors import RecordError
+
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**64 - 1
+"""Integers a record may hold: what orjson reads back as integers (it reads larger ones as
+floats), far beyond any counter of the sensor."""
 
 
 def shown(v: object) -> str:
@@ -17,6 +23,8 @@ def shown(v: object) -> str:
         return "an object"
     if isinstance(v, list):
         return "a list"
+    if isinstance(v, int) and v.bit_length() > 128:  # repr() of a huge integer may even fail
+        return f"an integer of {v.bit_length()} bits"
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -60,32 +68,37 @@ class Fields:
         return v
 
     def integer(self, key: str) -> int:
-        """An integer (not a boolean, not a float)."""
+        """An integer of at most 64 bits (not a boolean, not a float)."""
         v = self._get(key)
         if not isinstance(v, int) or isinstance(v, bool):
             raise self._bad(key, "an integer", v)
+        if not INT_MIN <= v <= INT_MAX:
+            raise self._bad(key, "a 64-bit integer", v)
         return v
 
     def opt_integer(self, key: str) -> int | None:
-        """An integer or null."""
+        """An integer of at most 64 bits, or null."""
         v = self._get(key)
         if v is None:
             return None
         if not isinstance(v, int) or isinstance(v, bool):
             raise self._bad(key, "an integer or null", v)
-        return v
+        return self.integer(key)
 
     def number(self, key: str) -> float:
-        """A number, as a float (an integer is accepted: JSON does not tell 1 from 1.0)."""
+        """A finite number, as a float (an integer is accepted: JSON does not tell 1 from 1.0).
+        NaN and infinities are refused: no record has them, and they would be written as null."""
         v = self._get(key)
         if isinstance(v, float):
+            if not math.isfinite(v):
+                raise self._bad(key, "a finite number", v)
             return v
         if not isinstance(v, int) or isinstance(v, bool):
             raise self._bad(key, "a number", v)
         try:
             return float(v)
         except OverflowError:
-            raise self._bad(key, "a number within float range", v) from None
+            raise self._bad(key, "a finite number", v) from None
 
     def opt_number(self, key: str) -> float | None:
         """A number or null."""
@@ -132,27 +145,29 @@ class Fields:
         return dict(v)
 
     def count_map(self, key: str) -> dict[str, int]:
-        """An object of integer values."""
+        """An object of 64-bit integer values."""
         v = self._get(key)
         if not isinstance(v, dict):
             raise self._bad(key, "an object of integers", v)
         for k, item in v.items():
-            if not isinstance(item, int) or isinstance(item, bool):
+            if not isinstance(item, int) or isinstance(item, bool) or not (
+                    INT_MIN <= item <= INT_MAX):
                 raise RecordError(
-                    f"{self._name(key)}.{k}: expected an integer, got {shown(item)}")
+                    f"{self._name(key)}.{k}: expected a 64-bit integer, got {shown(item)}")
         return dict(v)
 
     def code_map(self, key: str) -> dict[int, int]:
-        """An object whose keys are integers written as decimal strings, of integer values."""
+        """An object whose keys are 64-bit integers written as decimal strings, of integer
+        values."""
         out: dict[int, int] = {}
         for k, n in self.count_map(key).items():
             try:
                 code = int(k)
             except ValueError:
                 code = None
-            if code is None or str(code) != k:
+            if code is None or str(code) != k or not INT_MIN <= code <= INT_MAX:
                 raise RecordError(
-                    f"{self._name(key)}: expected integer keys, got {shown(k)}") from None
+                    f"{self._name(key)}: expected 64-bit integer keys, got {shown(k)}")
             out[code] = n
         return out
 
