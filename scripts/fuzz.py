@@ -51,6 +51,20 @@ def seeds(target: str) -> list[bytes]:
     if target == "config":
         return [(ROOT / "sensor" / "default_config.toml").read_bytes(),
                 (ROOT / "pcaps" / "demo.toml").read_bytes()]  # fmt: skip
+    if target == "records":
+        import gzip
+
+        from smtp.dialogues import AUTH_PLAIN, BASIC, STARTTLS, conn_record, run
+
+        from sensor.output.jsonl import conn_to_dict, to_json_line
+        from sensor.smtp.schema import session_to_dict
+
+        lines = [to_json_line(session_to_dict(run(d))) for d in (BASIC, AUTH_PLAIN, STARTTLS)]
+        lines.append(to_json_line(conn_to_dict(conn_record())))
+        odd = session_to_dict(run(BASIC))
+        odd["helo"] = "caf\udce9"  # a surrogate escape: the writer's standard-library fallback
+        lines.append(to_json_line(odd))
+        return [*lines, b"".join(lines), gzip.compress(b"".join(lines[:2]), mtime=0)]
     return [bytes(64)]  # pipeline: the structure comes from the input itself
 
 

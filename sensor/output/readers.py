@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import gzip
 import heapq
-import io
 import json
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import BinaryIO, Final
 
 import orjson
 
@@ -112,8 +111,8 @@ class ReadStats:
     sessions_paired: int = 0  # sessions placed after their connection record (same uid)
 
 
-class _FileErrors:
-    """Collects one file's bad lines: the first is reported with file:line, the rest counted."""
+class BadLines:
+    """Collects one log's bad lines: the first is kept with its line number, the rest counted."""
 
     __slots__ = ("first", "n")
 
@@ -122,24 +121,25 @@ class _FileErrors:
         self.n = 0
 
     def add(self, lineno: int, problem: str) -> None:
+        """One more bad line."""
         if not self.n:
             self.first = f"line {lineno}: {problem}"
         self.n += 1
 
 
-def _read_file(path: str, stats: ReadStats, errors: _FileErrors, max_line: int
-               ) -> tuple[list[LoggedRecord], str | None]:
-    """Every valid record of one log, in file order, and a fatal problem (None when none)."""
+def read_stream(raw: BinaryIO, stats: ReadStats, bad: BadLines, max_line: int = MAX_LINE_BYTES
+                ) -> tuple[list[LoggedRecord], str | None]:
+    """Every valid record of one log (read through gzip when it starts with the gzip magic
+    number), in its order, and the problem that stopped the reading early (None when none).
+
+    Bad lines go to `bad`; a final line cut short and a cut gzip stream count as truncated.
+    """
     out: list[LoggedRecord] = []
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        return out, f"cannot open: {exc.strerror or exc}"
     lineno = 0
     try:
         magic = raw.read(2)
         raw.seek(0)
-        fh: io.BufferedIOBase = raw
+        fh: BinaryIO | gzip.GzipFile = raw
         if magic == _GZIP_MAGIC:
             fh = gzip.GzipFile(fileobj=raw, mode="rb")
         while True:
@@ -150,7 +150,7 @@ def _read_file(path: str, stats: ReadStats, errors: _FileErrors, max_line: int
             if len(line) > max_line and not line.endswith(b"\n"):
                 while line and not line.endswith(b"\n"):  # skip the rest of the line
                     line = fh.readline(max_line + 1)
-                errors.add(lineno, f"line longer than {max_line} bytes")
+                bad.add(lineno, f"line longer than {max_line} bytes")
                 continue
             if not line.strip():
                 continue  # a blank line is no record (and hurts none)
@@ -160,19 +160,27 @@ def _read_file(path: str, stats: ReadStats, errors: _FileErrors, max_line: int
             except RecordError as exc:
                 if not line.endswith(b"\n"):
                     stats.truncated_lines += 1
-                    errors.add(lineno, f"truncated final line ({exc})")
+                    bad.add(lineno, f"truncated final line ({exc})")
                 else:
-                    errors.add(lineno, str(exc))
+                    bad.add(lineno, str(exc))
                 continue
             out.append(rec)
     except EOFError:
         stats.truncated_lines += 1
-        errors.add(lineno + 1, "gzip stream cut short (the last records are lost)")
+        bad.add(lineno + 1, "gzip stream cut short (the last records are lost)")
     except (OSError, zlib.error) as exc:
         return out, f"unreadable after line {lineno}: {exc}"
-    finally:
-        raw.close()
     return out, None
+
+
+def _read_file(path: str, stats: ReadStats, bad: BadLines, max_line: int
+               ) -> tuple[list[LoggedRecord], str | None]:
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        return [], f"cannot open: {exc.strerror or exc}"
+    with raw:
+        return read_stream(raw, stats, bad, max_line)
 
 
 def iter_logged_records(
@@ -202,7 +210,7 @@ def iter_logged_records(
     silenced: list[str] = []
     for path in paths:
         st.files += 1
-        errors = _FileErrors()
+        errors = BadLines()
         recs, fatal = _read_file(path, st, errors, max_line)
         st.bad_lines += errors.n
         files.append(recs)
@@ -223,11 +231,13 @@ def iter_logged_records(
     if silenced and on_error is not None:
         on_error(silenced[0], f"and {len(silenced) - 1} more files with bad lines or errors "
                               "(not listed)")  # fmt: skip
-    yield from _in_detector_order(files, st)
+    yield from in_detector_order(files, st)
 
 
-def _in_detector_order(files: list[list[LoggedRecord]], st: ReadStats) -> Iterator[LoggedRecord]:
-    """Pairs sessions with their connection records and merges the files (see the caller)."""
+def in_detector_order(files: list[list[LoggedRecord]], st: ReadStats) -> Iterator[LoggedRecord]:
+    """The records of several logs (each in its own order) in the detector's order: sessions
+    paired with their connection records, logs merged by close time (see iter_logged_records).
+    Empties `files`."""
     waiting: dict[str, deque[SmtpSession]] = {}
     for recs in files:
         for rec in recs:
