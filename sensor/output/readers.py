@@ -7,9 +7,10 @@ import gzip
 import heapq
 import json
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import BinaryIO, Final
 
 import orjson
@@ -18,6 +19,7 @@ from sensor.errors import RecordError
 from sensor.output.fields import Fields, shown
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp.schema import SCHEMA_VERSION, session_from_dict
+from sensor.tcp.reassembler import TcpLimits
 
 LoggedRecord = ConnRecord | SmtpSession
 
@@ -26,6 +28,12 @@ MAX_LINE_BYTES: Final = 64 << 20
 longer line is skipped and counted as bad, so that a corrupt file cannot fill memory."""
 MAX_FILE_ERRORS: Final = 20
 """Files whose bad lines are reported one line each; the rest are summed up in one last line."""
+MAX_PENDING_SESSIONS: Final = 1_000_000
+"""Sessions held back at most while they wait for their connection record (in one run's logs
+they wait for the records of at most an idle timeout); beyond, the oldest go on alone."""
+RECENT_CONNS: Final = 65_536
+"""Connection records remembered that came without their session, for a log in which a session
+follows its connection record (the logs of `analyze` never need it)."""
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 
 
@@ -108,17 +116,22 @@ class ReadStats:
     bad_lines: int = 0  # not a record (truncated final lines included)
     truncated_lines: int = 0  # a final line cut short (a log still being written, a cut file)
     files_with_bad_lines: int = 0
-    sessions_paired: int = 0  # sessions placed after their connection record (same uid)
+    sessions_paired: int = 0  # sessions placed right after their connection record (same uid)
+    sessions_unpaired: int = 0  # with connection logs read, sessions whose record never came
+    pending_peak: int = 0  # most sessions held at once waiting for their connection record
+    pending_overflow: int = 0  # sessions let go early because MAX_PENDING_SESSIONS were held
 
 
 class BadLines:
-    """Collects one log's bad lines: the first is kept with its line number, the rest counted."""
+    """One log's bad lines (the first kept with its line number, the rest counted) and the
+    problem that stopped its reading early, if any."""
 
-    __slots__ = ("first", "n")
+    __slots__ = ("fatal", "first", "n")
 
     def __init__(self) -> None:
         self.first = ""
         self.n = 0
+        self.fatal: str | None = None
 
     def add(self, lineno: int, problem: str) -> None:
         """One more bad line."""
@@ -128,13 +141,13 @@ class BadLines:
 
 
 def read_stream(raw: BinaryIO, stats: ReadStats, bad: BadLines, max_line: int = MAX_LINE_BYTES
-                ) -> tuple[list[LoggedRecord], str | None]:
-    """Every valid record of one log (read through gzip when it starts with the gzip magic
-    number), in its order, and the problem that stopped the reading early (None when none).
+                ) -> Iterator[LoggedRecord]:
+    """The valid records of one log (read through gzip when it starts with the gzip magic
+    number), in its order.
 
-    Bad lines go to `bad`; a final line cut short and a cut gzip stream count as truncated.
+    Bad lines go to `bad`, and so does a problem that stops the reading (`bad.fatal`); a final
+    line cut short and a cut gzip stream count as truncated.
     """
-    out: list[LoggedRecord] = []
     lineno = 0
     try:
         magic = raw.read(2)
@@ -164,23 +177,64 @@ def read_stream(raw: BinaryIO, stats: ReadStats, bad: BadLines, max_line: int = 
                 else:
                     bad.add(lineno, str(exc))
                 continue
-            out.append(rec)
+            yield rec
     except EOFError:
         stats.truncated_lines += 1
         bad.add(lineno + 1, "gzip stream cut short (the last records are lost)")
     except (OSError, zlib.error) as exc:
-        return out, f"unreadable after line {lineno}: {exc}"
-    return out, None
+        bad.fatal = f"unreadable after line {lineno}: {exc}"
 
 
-def _read_file(path: str, stats: ReadStats, bad: BadLines, max_line: int
-               ) -> tuple[list[LoggedRecord], str | None]:
+class _Reporter:
+    """Turns each file's bad lines into at most one on_error call, MAX_FILE_ERRORS files in all."""
+
+    __slots__ = ("on_error", "reported", "silenced", "stats")
+
+    def __init__(self, on_error: Callable[[str, str], None] | None, stats: ReadStats) -> None:
+        self.on_error = on_error
+        self.stats = stats
+        self.reported = 0
+        self.silenced: list[str] = []
+
+    def file_done(self, path: str, bad: BadLines) -> None:
+        st = self.stats
+        st.bad_lines += bad.n
+        problems = []
+        if bad.n:
+            st.files_with_bad_lines += 1
+            more = f"; {bad.n} bad lines in all" if bad.n > 1 else ""
+            problems.append(f"{bad.first}{more}")
+        if bad.fatal is not None:
+            st.files_failed += 1
+            problems.append(bad.fatal)
+        if not problems or self.on_error is None:
+            return
+        if self.reported < MAX_FILE_ERRORS:
+            self.on_error(path, "; ".join(problems))
+            self.reported += 1
+        else:
+            self.silenced.append(path)
+
+    def close(self) -> None:
+        if self.silenced and self.on_error is not None:
+            self.on_error(self.silenced[0], f"and {len(self.silenced) - 1} more files with bad "
+                                            "lines or errors (not listed)")  # fmt: skip
+
+
+def _file_records(path: str, stats: ReadStats, report: _Reporter, max_line: int
+                  ) -> Iterator[LoggedRecord]:
+    """One log's records, read as they are asked for; its problems reported at its end."""
+    stats.files += 1
+    bad = BadLines()
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
-        return [], f"cannot open: {exc.strerror or exc}"
+        bad.fatal = f"cannot open: {exc.strerror or exc}"
+        report.file_done(path, bad)
+        return
     with raw:
-        return read_stream(raw, stats, bad, max_line)
+        yield from read_stream(raw, stats, bad, max_line)
+    report.file_done(path, bad)
 
 
 def iter_logged_records(
@@ -189,91 +243,136 @@ def iter_logged_records(
     stats: ReadStats | None = None,
     *,
     max_line: int = MAX_LINE_BYTES,
+    limits: TcpLimits | None = None,
 ) -> Iterator[LoggedRecord]:
     """Connection and session records from any mix of logs written by `analyze --conns/--sessions`
-    (JSON lines, optionally gzip-compressed), in the order the live detector saw them.
+    (JSON lines, optionally gzip-compressed), in the order the live detector saw them; see
+    `merge_logs`. The logs are read as the records are asked for, in bounded memory.
 
-    Each log is in that order already: the order in which connections closed, with each session
-    written right after its connection record. A session is therefore yielded right after the
-    connection record of the same uid when one was read (in any of the files), in the position
-    of that record; a session without one keeps its own place. Logs are then merged by close
-    time (ts + duration_s), each kept in its own order, ties in the order of `paths`: for the
-    two logs of one run this is exactly the order of that run.
-
-    Bad lines are counted (in `stats`) and skipped; each file with some gets one call of
-    `on_error(path, "line N: problem; M bad lines in all")`, at most MAX_FILE_ERRORS files, then
-    one call summing up the others; a file that cannot be read gets one call as well.
+    `limits` are the reassembly limits of the runs that wrote the logs (default: the default
+    ones); they bound how long after its close a connection's record may have been written.
+    Bad lines are counted (in `stats`) and skipped; each file with some, or that could not be
+    read, gets one call of `on_error(path, "line N: problem; M bad lines in all")`, when its
+    reading ends, at most MAX_FILE_ERRORS files, then one call summing up the others.
     """
     st = stats if stats is not None else ReadStats()
-    files: list[list[LoggedRecord]] = []
-    reported = 0
-    silenced: list[str] = []
-    for path in paths:
-        st.files += 1
-        errors = BadLines()
-        recs, fatal = _read_file(path, st, errors, max_line)
-        st.bad_lines += errors.n
-        files.append(recs)
-        problems = []
-        if errors.n:
-            st.files_with_bad_lines += 1
-            more = f"; {errors.n} bad lines in all" if errors.n > 1 else ""
-            problems.append(f"{errors.first}{more}")
-        if fatal is not None:
-            st.files_failed += 1
-            problems.append(fatal)
-        if problems and on_error is not None:
-            if reported < MAX_FILE_ERRORS:
-                on_error(path, "; ".join(problems))
-                reported += 1
+    report = _Reporter(on_error, st)
+    streams = [_file_records(p, st, report, max_line) for p in paths]
+    yield from merge_logs(streams, st, limits)
+    report.close()
+
+
+def merge_logs(streams: Iterable[Iterable[LoggedRecord]], stats: ReadStats | None = None,
+               limits: TcpLimits | None = None, max_pending: int = MAX_PENDING_SESSIONS
+               ) -> Iterator[LoggedRecord]:
+    """The records of several logs, each in its own order, in the order the detector saw them.
+
+    A log written by `sensor analyze` is in that order already: connections in the order their
+    records were emitted, each session right after its connection record. Logs are merged by
+    close time (ts + duration_s; its running maximum within each log, so that each keeps its own
+    order), and a session is held back until the connection record of the same uid comes, to
+    follow it. Over the two logs of one run that is exactly the order of that run. A session
+    whose connection record has not come when the merge is past its close time by more than a
+    record can be late (idle timeout + linger + expiry interval of `limits`) goes on alone, as
+    do all sessions when no connection log is read. Memory: the sessions held back, at most
+    `max_pending` (the oldest go on alone beyond, counted in `pending_overflow`).
+    """
+    st = stats if stats is not None else ReadStats()
+    lim = limits if limits is not None else TcpLimits()
+    slack = lim.idle_timeout_s + lim.closed_linger_s + lim.expire_interval_s + 1.0
+    heads: list[Iterator[_Keyed]] = []
+    have_conns = False
+    for i, stream in enumerate(streams):
+        keyed = _keyed(stream, i)
+        first = next(keyed, None)
+        if first is not None:
+            have_conns = have_conns or first[1] == _CONN
+            heads.append(chain((first,), keyed))
+    pending: dict[str, deque[SmtpSession]] = {}  # uid -> sessions waiting for their conn
+    order: deque[tuple[float, SmtpSession]] = deque()  # the same, oldest first (lazily pruned)
+    gone: set[int] = set()  # id() of sessions of `order` already paired
+    recent: OrderedDict[str, None] = OrderedDict()  # conns that came without their session
+    held = 0
+    for key, rank, _, _, rec in heapq.merge(*heads):
+        if rank == _CONN:
+            assert isinstance(rec, ConnRecord)
+            st.conns += 1
+            have_conns = True
+            yield rec
+            q = pending.get(rec.uid)
+            if q:
+                s = q.popleft()
+                if not q:
+                    del pending[rec.uid]
+                gone.add(id(s))
+                held -= 1
+                st.sessions_paired += 1
+                yield s
             else:
-                silenced.append(path)
-    if silenced and on_error is not None:
-        on_error(silenced[0], f"and {len(silenced) - 1} more files with bad lines or errors "
-                              "(not listed)")  # fmt: skip
-    yield from in_detector_order(files, st)
-
-
-def in_detector_order(files: list[list[LoggedRecord]], st: ReadStats) -> Iterator[LoggedRecord]:
-    """The records of several logs (each in its own order) in the detector's order: sessions
-    paired with their connection records, logs merged by close time (see iter_logged_records).
-    Empties `files`."""
-    waiting: dict[str, deque[SmtpSession]] = {}
-    for recs in files:
-        for rec in recs:
-            if isinstance(rec, SmtpSession):
-                st.sessions += 1
-                q = waiting.get(rec.uid)
+                recent[rec.uid] = None
+                if len(recent) > RECENT_CONNS:
+                    recent.popitem(last=False)
+        else:
+            assert isinstance(rec, SmtpSession)
+            st.sessions += 1
+            if not have_conns:
+                yield rec
+            elif rec.uid in recent:  # its connection record came first (not in analyze's logs)
+                del recent[rec.uid]
+                st.sessions_paired += 1
+                yield rec
+            else:
+                q = pending.get(rec.uid)
                 if q is None:
-                    waiting[rec.uid] = deque((rec,))
+                    pending[rec.uid] = deque((rec,))
                 else:
                     q.append(rec)
-            else:
-                st.conns += 1
-    partner: dict[int, SmtpSession] = {}  # id() of a connection record -> its session
-    for recs in files:
-        for rec in recs:
-            if isinstance(rec, ConnRecord):
-                q = waiting.get(rec.uid)
-                if q:
-                    partner[id(rec)] = q.popleft()
-    paired = {id(s) for s in partner.values()}
-    st.sessions_paired = len(paired)
-    streams: list[list[tuple[LoggedRecord, ...]]] = []
-    for recs in files:
-        groups: list[tuple[LoggedRecord, ...]] = []
-        for rec in recs:
-            if isinstance(rec, ConnRecord):
-                s = partner.get(id(rec))
-                groups.append((rec,) if s is None else (rec, s))
-            elif id(rec) not in paired:
-                groups.append((rec,))
-        streams.append(groups)
-    files.clear()
-    for group in heapq.merge(*streams, key=_close):
-        yield from group
+                order.append((rec.ts + rec.duration_s, rec))
+                held += 1
+                if held > st.pending_peak:
+                    st.pending_peak = held
+        # let go of the sessions whose connection record can no longer come (or too many)
+        while order:
+            close, s = order[0]
+            if id(s) in gone:
+                order.popleft()
+                gone.discard(id(s))
+                continue
+            if close + slack >= key and held <= max_pending:
+                break
+            if held > max_pending:
+                st.pending_overflow += 1
+            order.popleft()
+            _unpend(pending, s)
+            held -= 1
+            st.sessions_unpaired += 1
+            yield s
+    for _, s in order:
+        if id(s) not in gone:
+            st.sessions_unpaired += 1
+            yield s
 
 
-def _close(group: tuple[LoggedRecord, ...]) -> float:
-    rec = group[0]
-    return rec.ts + rec.duration_s
+_Keyed = tuple[float, int, int, int, LoggedRecord]
+_SESSION: Final = 0  # a session and a connection record with the same key: the session first,
+_CONN: Final = 1  # so that it is held when its connection record comes
+
+
+def _keyed(stream: Iterable[LoggedRecord], index: int) -> Iterator[_Keyed]:
+    """(running maximum of the close time, kind, stream, position, record) of each record."""
+    top = float("-inf")
+    for n, rec in enumerate(stream):
+        close = rec.ts + rec.duration_s
+        if close > top:
+            top = close
+        yield (top, _CONN if isinstance(rec, ConnRecord) else _SESSION, index, n, rec)
+
+
+def _unpend(pending: dict[str, deque[SmtpSession]], s: SmtpSession) -> None:
+    q = pending[s.uid]
+    if q[0] is s:  # always, as sessions of a uid are paired and let go oldest first
+        q.popleft()
+    else:
+        q.remove(s)
+    if not q:
+        del pending[s.uid]

@@ -7,8 +7,10 @@ from typing import Any, Final
 from sensor.errors import RecordError
 from sensor.output.fields import Fields
 from sensor.records import Attachment, AuthAttempt, MailTransaction, Recipient, SmtpSession
+from sensor.smtp.anomalies import Anomaly
 
 SCHEMA_VERSION: Final = "smtp_session/1"  # bump on any rename/removal; additions keep the version
+_ANOMALIES: Final[dict[str, str]] = {str(a): a for a in Anomaly}  # read back as the parser's keys
 
 
 def _transaction(t: MailTransaction) -> dict[str, Any]:
@@ -154,7 +156,7 @@ def session_from_dict(d: object) -> SmtpSession:
         tls_reply=f.opt_text("tls_reply"),
         auth=tuple([_auth(a) for a in f.objects("auth")]),
         reply_codes=f.code_map("reply_codes"),
-        anomalies=f.count_map("anomalies"),
+        anomalies={_ANOMALIES.get(k, k): n for k, n in f.count_map("anomalies").items()},
         commands=f.texts("commands"),
         bytes_from_client=f.integer("bytes_from_client"),
         bytes_from_server=f.integer("bytes_from_server"),

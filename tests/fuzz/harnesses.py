@@ -25,7 +25,7 @@ from sensor.output.jsonl import conn_to_dict, to_json_line
 from sensor.output.readers import (
     BadLines,
     ReadStats,
-    in_detector_order,
+    merge_logs,
     read_stream,
     record_from_line,
 )
@@ -157,13 +157,15 @@ def fuzz_records(data: bytes) -> None:
     reads it: every line is a record or a counted bad line, nothing raises, and every record
     read is written and read again unchanged."""
     stats = ReadStats()
-    recs, _ = read_stream(io.BytesIO(data), stats, BadLines(), max_line=4096)
+    recs = list(read_stream(io.BytesIO(data), stats, BadLines(), max_line=4096))
     for rec in recs:
         d = conn_to_dict(rec) if isinstance(rec, ConnRecord) else session_to_dict(rec)
         again = record_from_line(to_json_line(d))
         if again != rec:
             raise AssertionError(f"read back differently: {rec!r} != {again!r}")
-    list(in_detector_order([recs, list(reversed(recs))], stats))
+    merged = list(merge_logs([recs, list(reversed(recs))], stats))
+    if len(merged) != 2 * len(recs):
+        raise AssertionError(f"{len(merged)} records out of the merge of twice {len(recs)}")
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,14 @@ from sensor.output.readers import (
     ReadStats,
     conn_from_dict,
     iter_logged_records,
+    merge_logs,
     record_from_line,
 )
 from sensor.pipeline import Pipeline
 from sensor.records import ConnRecord, SmtpSession
 from sensor.simulate import load_scenario, simulate
 from sensor.smtp.schema import session_to_dict
+from sensor.tcp.reassembler import TcpLimits
 
 from .record_strategies import conns
 
@@ -90,7 +93,8 @@ def test_every_record_of_the_public_captures_reads_back_exactly() -> None:
     recs = [r for t in traces for r in pipeline_records([t])]
     assert sum(isinstance(r, SmtpSession) for r in recs) > 10
     for rec in recs:
-        assert record_from_line(line_of(rec)) == rec
+        again = record_from_line(line_of(rec))
+        assert again == rec and repr(again) == repr(rec)  # anomaly names as Anomaly members
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +167,35 @@ def test_logs_of_different_runs_are_merged_by_close_time(tmp_path: Path) -> None
     assert got == early + late
 
 
+def test_a_session_whose_connection_record_was_lost_still_comes(tmp_path: Path) -> None:
+    recs = pipeline_records(sorted(TRACES.glob("smtp*.pcap")))
+    lost = next(r.uid for r in recs if isinstance(r, SmtpSession))
+    conn_lines = [line_of(r) for r in recs if isinstance(r, ConnRecord)]
+    c = tmp_path / "c.jsonl"
+    c.write_bytes(b"".join(b"{}\n" if b'"uid":"%s"' % lost.encode() in x else x
+                           for x in conn_lines))  # fmt: skip
+    s = write_log(tmp_path / "s.jsonl", [r for r in recs if isinstance(r, SmtpSession)])
+    got, stats, errors = read_all(s, c)
+    want = [r for r in recs if not (isinstance(r, ConnRecord) and r.uid == lost)]
+    assert len(got) == len(want) and all(r in want for r in got) and len(errors) == 1
+    assert stats.sessions_unpaired == 1 and stats.sessions_paired == stats.sessions - 1
+    assert [r for r in got if r.uid != lost] == [r for r in want if r.uid != lost]
+
+
+def test_sessions_held_back_are_bounded(tmp_path: Path) -> None:
+    recs = pipeline_records(sorted(TRACES.glob("smtp*.pcap")))
+    conns_ = [r for r in recs if isinstance(r, ConnRecord)]
+    sessions_ = [r for r in recs if isinstance(r, SmtpSession)]
+    # every session is held back until the connection records come, all at the end
+    late = [replace(c, ts=c.ts + 1e10) for c in conns_]
+    stats = ReadStats()
+    patient = TcpLimits(idle_timeout_s=1e11)  # no session's record is too late to come
+    got = list(merge_logs([sessions_, late], stats, patient, max_pending=2))
+    assert len(got) == len(recs) and stats.pending_peak == 3
+    assert stats.pending_overflow == len(sessions_) - 2 == stats.sessions_unpaired
+    assert got[-4:] == [late[-2], sessions_[-2], late[-1], sessions_[-1]]
+
+
 def test_sessions_without_their_connection_log_keep_their_order(tmp_path: Path) -> None:
     recs = [r for r in pipeline_records(sorted(TRACES.glob("smtp*.pcap")))
             if isinstance(r, SmtpSession)]
@@ -197,10 +230,12 @@ def test_truncated_files_and_unreadable_ones(tmp_path: Path) -> None:
     got, stats, errors = read_all(cut, cut_gz, garbled_gz, missing)
     assert len(got) == 2 * (len(recs) - 1)
     assert stats.truncated_lines == 2 and stats.files_failed == 2
-    assert [(Path(p).name, m.split(":")[0]) for p, m in errors] == [
+    assert sorted((Path(p).name, m.split(":")[0]) for p, m in errors) == [
         ("cut.jsonl", f"line {len(recs)}"), ("cut.jsonl.gz", f"line {len(recs)}"),
         ("garbled.gz", "unreadable after line 0"), ("missing.jsonl", "cannot open")]
-    assert "truncated final line" in errors[0][1] and "gzip stream cut short" in errors[1][1]
+    said = dict((Path(p).name, m) for p, m in errors)
+    assert "truncated final line" in said["cut.jsonl"]
+    assert "gzip stream cut short" in said["cut.jsonl.gz"]
 
 
 def test_an_overlong_line_is_skipped_without_reading_it_whole(tmp_path: Path) -> None:
@@ -246,17 +281,21 @@ def test_alerts_from_the_logs_equal_the_alerts_of_the_analysis(
     gz = tmp_path / "s.jsonl.gz"
     gz.write_bytes(gzip.compress(s.read_bytes()))
     for logs in ((s, c), (c, gz)):
-        got, errors = replay(logs)
+        stats = ReadStats()
+        got, errors = replay(logs, stats)
         assert errors == []
         assert got == want  # every alert and update, byte for byte: hosts, kinds, rules, ts
+        assert stats.sessions_paired == stats.sessions > 5000 and stats.sessions_unpaired == 0
+        assert stats.pending_peak < stats.sessions / 20  # read as it goes, not all at once
 
 
-def replay(logs: Iterable[Path]) -> tuple[list[bytes], list[tuple[str, str]]]:
+def replay(logs: Iterable[Path], stats: ReadStats) -> tuple[list[bytes], list[tuple[str, str]]]:
     """The alert lines of the detector fed from logs, and the reader's error lines."""
     got: list[bytes] = []
     det = Detector(load_config(None), lambda al: got.append(to_json_line(alert_to_dict(al))))
     errors: list[tuple[str, str]] = []
-    for rec in iter_logged_records([str(p) for p in logs], lambda p, m: errors.append((p, m))):
+    for rec in iter_logged_records([str(p) for p in logs], lambda p, m: errors.append((p, m)),
+                                   stats):
         if isinstance(rec, ConnRecord):
             det.on_conn(rec)
         else:
