@@ -288,9 +288,8 @@ def merge_logs(streams: Iterable[Iterable[LoggedRecord]], stats: ReadStats | Non
         if first is not None:
             have_conns = have_conns or first[1] == _CONN
             heads.append(chain((first,), keyed))
-    pending: dict[str, deque[SmtpSession]] = {}  # uid -> sessions waiting for their conn
-    order: deque[tuple[float, SmtpSession]] = deque()  # the same, oldest first (lazily pruned)
-    gone: set[int] = set()  # id() of sessions of `order` already paired
+    pending: dict[str, deque[_Held]] = {}  # uid -> sessions waiting for their conn record
+    order: deque[_Held] = deque()  # the same, oldest first (paired ones pruned as they come)
     recent: OrderedDict[str, None] = OrderedDict()  # conns that came without their session
     held = 0
     for key, rank, _, _, rec in heapq.merge(*heads):
@@ -301,13 +300,13 @@ def merge_logs(streams: Iterable[Iterable[LoggedRecord]], stats: ReadStats | Non
             yield rec
             q = pending.get(rec.uid)
             if q:
-                s = q.popleft()
+                h = q.popleft()
                 if not q:
                     del pending[rec.uid]
-                gone.add(id(s))
+                h.waiting = False
                 held -= 1
                 st.sessions_paired += 1
-                yield s
+                yield h.session
             else:
                 recent[rec.uid] = None
                 if len(recent) > RECENT_CONNS:
@@ -322,35 +321,56 @@ def merge_logs(streams: Iterable[Iterable[LoggedRecord]], stats: ReadStats | Non
                 st.sessions_paired += 1
                 yield rec
             else:
+                h = _Held(key, rec)
                 q = pending.get(rec.uid)
                 if q is None:
-                    pending[rec.uid] = deque((rec,))
+                    pending[rec.uid] = deque((h,))
                 else:
-                    q.append(rec)
-                order.append((rec.ts + rec.duration_s, rec))
+                    q.append(h)
+                order.append(h)
                 held += 1
                 if held > st.pending_peak:
                     st.pending_peak = held
         # let go of the sessions whose connection record can no longer come (or too many)
         while order:
-            close, s = order[0]
-            if id(s) in gone:
+            h = order[0]
+            if not h.waiting:
                 order.popleft()
-                gone.discard(id(s))
                 continue
-            if close + slack >= key and held <= max_pending:
+            if h.close + slack >= key and held <= max_pending:
                 break
             if held > max_pending:
                 st.pending_overflow += 1
             order.popleft()
-            _unpend(pending, s)
+            _unpend(pending, h)
             held -= 1
             st.sessions_unpaired += 1
-            yield s
-    for _, s in order:
-        if id(s) not in gone:
+            yield h.session
+    for h in order:
+        if h.waiting:
             st.sessions_unpaired += 1
-            yield s
+            yield h.session
+
+
+class _Held:
+    """A session waiting for its connection record."""
+
+    __slots__ = ("close", "session", "waiting")
+
+    def __init__(self, close: float, session: SmtpSession) -> None:
+        self.close = close  # the merge key it came with: the close time it can be compared by
+        self.session = session
+        self.waiting = True
+
+
+def _unpend(pending: dict[str, deque[_Held]], h: _Held) -> None:
+    q = pending[h.session.uid]
+    if q[0] is h:  # always, as the sessions of a uid are paired and let go oldest first
+        q.popleft()
+    else:
+        q.remove(h)
+    if not q:
+        del pending[h.session.uid]
 
 
 _Keyed = tuple[float, int, int, int, LoggedRecord]
@@ -366,13 +386,3 @@ def _keyed(stream: Iterable[LoggedRecord], index: int) -> Iterator[_Keyed]:
         if close > top:
             top = close
         yield (top, _CONN if isinstance(rec, ConnRecord) else _SESSION, index, n, rec)
-
-
-def _unpend(pending: dict[str, deque[SmtpSession]], s: SmtpSession) -> None:
-    q = pending[s.uid]
-    if q[0] is s:  # always, as sessions of a uid are paired and let go oldest first
-        q.popleft()
-    else:
-        q.remove(s)
-    if not q:
-        del pending[s.uid]

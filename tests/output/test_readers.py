@@ -196,6 +196,14 @@ def test_sessions_held_back_are_bounded(tmp_path: Path) -> None:
     assert got[-4:] == [late[-2], sessions_[-2], late[-1], sessions_[-1]]
 
 
+def test_the_same_records_in_two_streams_all_come_out() -> None:
+    recs = pipeline_records(sorted(TRACES.glob("smtp*.pcap")))
+    stats = ReadStats()
+    got = list(merge_logs([recs, list(reversed(recs)), recs], stats))
+    assert len(got) == 3 * len(recs) and stats.sessions_paired == stats.sessions
+    assert got[:2] == recs[:2] and got[-2:] == recs[-2:]
+
+
 def test_sessions_without_their_connection_log_keep_their_order(tmp_path: Path) -> None:
     recs = [r for r in pipeline_records(sorted(TRACES.glob("smtp*.pcap")))
             if isinstance(r, SmtpSession)]
