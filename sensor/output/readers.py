@@ -10,6 +10,7 @@ import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import BinaryIO, Final
 
@@ -257,9 +258,24 @@ def iter_logged_records(
     """
     st = stats if stats is not None else ReadStats()
     report = _Reporter(on_error, st)
-    streams = [_file_records(p, st, report, max_line) for p in paths]
-    yield from merge_logs(streams, st, limits)
+    logs: list[_Log] = []
+    for i, path in enumerate(paths):
+        first = _first_record(path, max_line)
+        key = float("-inf") if first is None else first.ts + first.duration_s
+        logs.append((key, isinstance(first, ConnRecord), partial(
+            _keyed, _file_records(path, st, report, max_line), i)))
+    yield from _pair(logs, st, limits, MAX_PENDING_SESSIONS)
     report.close()
+
+
+def _first_record(path: str, max_line: int) -> LoggedRecord | None:
+    """The first record of a log (None when it has none or cannot be read), to know when the
+    merge must open it: only then, so that a long series of logs is never open all at once."""
+    try:
+        with open(path, "rb") as raw:
+            return next(read_stream(raw, ReadStats(), BadLines(), max_line), None)
+    except OSError:
+        return None
 
 
 def merge_logs(streams: Iterable[Iterable[LoggedRecord]], stats: ReadStats | None = None,
@@ -278,21 +294,32 @@ def merge_logs(streams: Iterable[Iterable[LoggedRecord]], stats: ReadStats | Non
     `max_pending` (the oldest go on alone beyond, counted in `pending_overflow`).
     """
     st = stats if stats is not None else ReadStats()
-    lim = limits if limits is not None else TcpLimits()
-    slack = lim.idle_timeout_s + lim.closed_linger_s + lim.expire_interval_s + 1.0
-    heads: list[Iterator[_Keyed]] = []
-    have_conns = False
+    logs: list[_Log] = []
     for i, stream in enumerate(streams):
         keyed = _keyed(stream, i)
         first = next(keyed, None)
         if first is not None:
-            have_conns = have_conns or first[1] == _CONN
-            heads.append(chain((first,), keyed))
+            logs.append((first[0], first[1] == _CONN, partial(chain, (first,), keyed)))
+    return _pair(logs, st, limits, max_pending)
+
+
+_Keyed = tuple[float, int, int, int, LoggedRecord]
+_Log = tuple[float, bool, Callable[[], Iterator[_Keyed]]]  # first key, starts with a conn, open
+_SESSION: Final = 0  # a session and a connection record with the same key: the session first,
+_CONN: Final = 1  # so that it is held when its connection record comes
+
+
+def _pair(logs: list[_Log], st: ReadStats, limits: TcpLimits | None, max_pending: int
+          ) -> Iterator[LoggedRecord]:
+    """merge_logs over logs opened as the merge reaches them."""
+    lim = limits if limits is not None else TcpLimits()
+    slack = lim.idle_timeout_s + lim.closed_linger_s + lim.expire_interval_s + 1.0
+    have_conns = any(starts_with_conn for _, starts_with_conn, _ in logs)
     pending: dict[str, deque[_Held]] = {}  # uid -> sessions waiting for their conn record
     order: deque[_Held] = deque()  # the same, oldest first (paired ones pruned as they come)
     recent: OrderedDict[str, None] = OrderedDict()  # conns that came without their session
     held = 0
-    for key, rank, _, _, rec in heapq.merge(*heads):
+    for key, rank, _, _, rec in _merge(logs):
         if rank == _CONN:
             assert isinstance(rec, ConnRecord)
             st.conns += 1
@@ -373,9 +400,26 @@ def _unpend(pending: dict[str, deque[_Held]], h: _Held) -> None:
         del pending[h.session.uid]
 
 
-_Keyed = tuple[float, int, int, int, LoggedRecord]
-_SESSION: Final = 0  # a session and a connection record with the same key: the session first,
-_CONN: Final = 1  # so that it is held when its connection record comes
+def _merge(logs: list[_Log]) -> Iterator[_Keyed]:
+    """heapq.merge of the logs' keyed records, each log opened when the merge reaches its first
+    key (logs of successive runs are then read one after the other)."""
+    waiting = deque(sorted(logs, key=lambda log: log[0]))  # stable: ties in the given order
+    heap: list[tuple[_Keyed, Iterator[_Keyed]]] = []  # (stream, position) decide every tie
+    while heap or waiting:
+        while waiting and (not heap or waiting[0][0] <= heap[0][0][0]):
+            it = waiting.popleft()[2]()
+            first = next(it, None)
+            if first is not None:
+                heapq.heappush(heap, (first, it))
+        if not heap:
+            continue
+        item, it = heap[0]
+        yield item
+        nxt = next(it, None)
+        if nxt is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (nxt, it))
 
 
 def _keyed(stream: Iterable[LoggedRecord], index: int) -> Iterator[_Keyed]:

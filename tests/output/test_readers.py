@@ -204,6 +204,25 @@ def test_the_same_records_in_two_streams_all_come_out() -> None:
     assert got[:2] == recs[:2] and got[-2:] == recs[-2:]
 
 
+def test_logs_of_successive_runs_are_opened_one_after_the_other(tmp_path: Path) -> None:
+    recs = pipeline_records([TRACES / "smtp.pcap"])
+    runs = [[replace(r, ts=r.ts + 1e9 * i, uid=f"{r.uid}-{i}") for r in recs] for i in range(60)]
+    paths = []
+    for i, run in enumerate(runs):  # the logs of each run, newest first
+        paths.append(write_log(tmp_path / f"c{i}", [r for r in run if isinstance(r, ConnRecord)]))
+        paths.append(write_log(tmp_path / f"s{i}", [r for r in run if isinstance(r, SmtpSession)]))
+    paths.reverse()
+    fds = Path("/proc/self/fd")
+    before = len(list(fds.iterdir()))
+    most = 0
+    got = []
+    for rec in iter_logged_records(str(p) for p in paths):
+        got.append(rec)
+        most = max(most, len(list(fds.iterdir())) - before)
+    assert got == [r for run in runs for r in run]
+    assert most <= 2  # the two logs of one run at a time, not 120 files
+
+
 def test_sessions_without_their_connection_log_keep_their_order(tmp_path: Path) -> None:
     recs = [r for r in pipeline_records(sorted(TRACES.glob("smtp*.pcap")))
             if isinstance(r, SmtpSession)]
