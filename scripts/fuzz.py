@@ -54,6 +54,20 @@ def seeds(target: str) -> list[bytes]:
     if target == "model":  # mode byte, then member / offset / cut / insertion (harnesses)
         return [bytes([200]) + bytes(8), bytes([40, 0, 1, 0, 0, 10, 4]) + b"{}[]\"\\",
                 bytes([130, 0, 0, 0, 100, 2, 6]) + b"999999"]
+    if target == "records":
+        import gzip
+
+        from smtp.dialogues import AUTH_PLAIN, BASIC, STARTTLS, conn_record, run
+
+        from sensor.output.jsonl import conn_to_dict, to_json_line
+        from sensor.smtp.schema import session_to_dict
+
+        lines = [to_json_line(session_to_dict(run(d))) for d in (BASIC, AUTH_PLAIN, STARTTLS)]
+        lines.append(to_json_line(conn_to_dict(conn_record())))
+        odd = session_to_dict(run(BASIC))
+        odd["helo"] = "caf\udce9"  # a surrogate escape: the writer's standard-library fallback
+        lines.append(to_json_line(odd))
+        return [*lines, b"".join(lines), gzip.compress(b"".join(lines[:2]), mtime=0)]
     return [bytes(64)]  # pipeline: the structure comes from the input itself
 
 

@@ -21,3 +21,8 @@ class ModelError(SensorError):
 
 class OutputError(SensorError):
     """An output destination cannot be opened or written."""
+
+
+class RecordError(SensorError, ValueError):
+    """A logged record (a JSON line read back) is not a valid record: names the field and what
+    was expected."""

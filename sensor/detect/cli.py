@@ -8,7 +8,7 @@ import click
 
 from sensor.config import Config, default_text, load_config
 from sensor.detect.evaluate import Evaluation, Label, ModeResult
-from sensor.errors import OutputError
+from sensor.errors import CaptureError, OutputError
 
 
 def _say_assumed(cfg: Config) -> None:
@@ -237,13 +237,25 @@ def train_cmd(pcaps: tuple[str, ...], output: str, config_path: str | None,
         got = collect.from_captures(list(pcaps), cfg, port_list, command, progress=True)
         inputs = f"{len(pcaps)} capture files, {got.packets:,} packets"
     else:
-        from sensor.output.readers import iter_logged_records
+        from sensor.output.readers import ReadStats, iter_logged_records
+        from sensor.pipeline import limits_from_config
 
-        def bad(where: str) -> None:
-            click.echo(f"sensor: warning: {where}", err=True)
+        bad: list[str] = []
 
-        got = collect.from_records(iter_logged_records(list(logs), bad), list(logs), cfg,
-                                   command)
+        def on_error(path: str, problem: str) -> None:
+            bad.append(path)
+            click.echo(f"sensor: error: {path}: {problem}", err=True)
+
+        read = ReadStats()
+        got = collect.from_records(
+            iter_logged_records(list(logs), on_error, read, limits=limits_from_config(cfg)),
+            list(logs), cfg, command)
+        if read.files_failed >= len(logs):
+            raise CaptureError("--from-sessions: no log could be read")
+        if not read.conns:
+            click.echo("sensor: warning: no connection records among the logs (give the "
+                       "`analyze --conns` log too): connection features stay at zero",
+                       err=True)
         inputs = f"{len(logs)} logs, {got.records:,} records"
     w = cfg.windows
     model = host_model.fit(got.data, detector=detector, seed=seed, target_fpr=target_fpr,

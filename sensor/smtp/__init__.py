@@ -3,6 +3,7 @@
 from sensor.smtp.anomalies import Anomaly
 from sensor.smtp.limits import SmtpLimits
 from sensor.smtp.parser import SmtpParser
-from sensor.smtp.schema import SCHEMA_VERSION, session_to_dict
+from sensor.smtp.schema import SCHEMA_VERSION, session_from_dict, session_to_dict
 
-__all__ = ["SCHEMA_VERSION", "Anomaly", "SmtpLimits", "SmtpParser", "session_to_dict"]
+__all__ = ["SCHEMA_VERSION", "Anomaly", "SmtpLimits", "SmtpParser", "session_from_dict",
+           "session_to_dict"]

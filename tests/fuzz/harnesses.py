@@ -21,10 +21,19 @@ from sensor.capture.pcapng import read_pcapng
 from sensor.config import parse_config
 from sensor.decode.packet import Decoder
 from sensor.errors import ConfigError
+from sensor.output.jsonl import conn_to_dict, to_json_line
+from sensor.output.readers import (
+    BadLines,
+    ReadStats,
+    merge_logs,
+    read_stream,
+    record_from_line,
+)
 from sensor.pipeline import Pipeline
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp import SmtpLimits, SmtpParser
 from sensor.smtp.message import analyze_message, walk_message
+from sensor.smtp.schema import session_to_dict
 
 LINKTYPES = (0, 1, 101, 108, 113, 228, 229, 276, 12, 14)  # null, ether, raw, loop, sll, ipv4...
 SMALL = SmtpLimits(max_line=256, max_rcpts_per_txn=8, max_pending_cmds=8, max_txns_per_session=4,
@@ -200,9 +209,24 @@ def fuzz_model(data: bytes) -> None:
                     out.writestr(name, body)
         with contextlib.suppress(ModelError):
             load(path)
+def fuzz_records(data: bytes) -> None:
+    """A session/connection log (one line, or many, or gzip) read back, as `train --from-sessions`
+    reads it: every line is a record or a counted bad line, nothing raises, and every record
+    read is written and read again unchanged."""
+    stats = ReadStats()
+    recs = list(read_stream(io.BytesIO(data), stats, BadLines(), max_line=4096))
+    for rec in recs:
+        d = conn_to_dict(rec) if isinstance(rec, ConnRecord) else session_to_dict(rec)
+        again = record_from_line(to_json_line(d))
+        if again != rec:
+            raise AssertionError(f"read back differently: {rec!r} != {again!r}")
+    merged = list(merge_logs([recs, list(reversed(recs))], stats))
+    if len(merged) != 2 * len(recs):
+        raise AssertionError(f"{len(merged)} records out of the merge of twice {len(recs)}")
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "pcap": fuzz_pcap, "pcapng": fuzz_pcapng, "decode": fuzz_decode, "pipeline": fuzz_pipeline,
     "smtp": fuzz_smtp, "mime": fuzz_mime, "config": fuzz_config, "model": fuzz_model,
+    "records": fuzz_records,
 }  # fmt: skip
