@@ -31,6 +31,8 @@ TRAINING = (
     ("benign", 1003, 7200.0),
     ("site-benign", 1001, 3600.0),
     ("site-benign", 1002, 3600.0),
+    ("site-benign", 1003, 3600.0),
+    ("site-benign", 1004, 3600.0),
 )
 SEED = 0
 

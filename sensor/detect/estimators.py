@@ -157,6 +157,13 @@ class RoleSplitDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         return np.where(self.decision_function(X) < 0, -1, 1)
 
 
+MIN_TAIL_WIDTH = 0.1  # log-scale width of a varying feature's upper tail, at least
+
+
+def _log(x: Array) -> Array:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
 class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     """Empirical-tail (copula-style, after ECOD) outlier score, one set of marginals per role.
 
@@ -167,7 +174,8 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     are grouped (`groups`: one id per column, -1 to leave a column out, e.g. the same count over
     several windows): a group counts with its most extreme column, and a sample's anomaly is the
     sum of its `top_k` most extreme groups, so one wildly unusual behaviour outweighs many mildly
-    unusual ones. Marginals are kept as at most `n_points` breakpoints per feature: every
+    unusual ones; `group_weights` (one per group id, default 1) weigh a group's extremity, e.g.
+    plain volume less than a kind of behaviour never seen. Marginals are kept as at most `n_points` breakpoints per feature: every
     distinct value when there are few, else quantiles plus the most extreme values seen.
     `score_samples` is minus that sum over its largest possible value, top_k * log((n+2)/2) for
     the role's n training rows, so that scores of roles trained on more or fewer rows compare
@@ -175,9 +183,11 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def __init__(self, role_columns: tuple[int, ...] = (), groups: tuple[int, ...] = (),
                  top_k: int = 3, n_points: int = 96, min_samples: int = 50,
-                 two_sided: bool = False, contamination: float = 0.01) -> None:
+                 two_sided: bool = False, group_weights: tuple[float, ...] = (),
+                 contamination: float = 0.01) -> None:
         self.role_columns = role_columns
         self.two_sided = two_sided
+        self.group_weights = group_weights
         self.groups = groups
         self.top_k = top_k
         self.n_points = n_points
@@ -191,13 +201,15 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         on = X[:, cols] >= self.on_values_ - 1e-9
         return np.where(on.any(axis=1), on.argmax(axis=1), -1)
 
-    def _marginals(self, X: Array) -> tuple[Array, Array, Array, float]:
-        """(breakpoints, count <= each, count >= each) per feature, padded with +inf, and n."""
+    def _marginals(self, X: Array) -> tuple[Array, Array, Array, Array, float]:
+        """(breakpoints, count <= each, count >= each) per feature, padded with +inf; the
+        width of each feature's upper tail on the log scale; and n."""
         n, m = X.shape
         k = self.n_points
         bps = np.full((m, k), np.inf)
         le = np.zeros((m, k))
         ge = np.zeros((m, k))
+        width = np.zeros(m)
         tail = max(1, k // 6)
         levels = np.linspace(0.0, 1.0, k - 2 * tail)
         for j in range(m):
@@ -209,7 +221,10 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             bps[j, :len(uniq)] = uniq
             le[j, :len(uniq)] = np.searchsorted(col, uniq, side="right")
             ge[j, :len(uniq)] = n - np.searchsorted(col, uniq, side="left")
-        return bps, le, ge, float(n)
+            top, q99 = col[-1], np.quantile(col, 0.99)
+            if top > col[0]:  # varies: beyond its top, the tail thins over this log width
+                width[j] = max(_log(top) - _log(q99), MIN_TAIL_WIDTH)
+        return bps, le, ge, width, float(n)
 
     def fit(self, X: Array, y: Array = None) -> TailDetector:
         X = validate_data(self, X, dtype=np.float64)
@@ -224,6 +239,11 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"groups: expected {m} ids, got {len(self.groups)}")
         groups = np.asarray(self.groups if self.groups else range(m), dtype=np.intp)
         self.group_ids_ = np.unique(groups[groups >= 0])
+        if self.group_weights and len(self.group_weights) <= int(self.group_ids_.max(initial=-1)):
+            raise ValueError(f"group_weights: expected a weight per group id, got "
+                             f"{len(self.group_weights)}")
+        self.weights_ = np.asarray([self.group_weights[g] if self.group_weights else 1.0
+                                    for g in self.group_ids_], dtype=np.float64)
         self.group_of_ = groups
         cols = list(self.role_columns)
         self.on_values_ = X[:, cols].max(axis=0) if cols else np.empty(0)
@@ -233,13 +253,15 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.breakpoints_ = np.full(shape, np.inf)
         self.count_le_ = np.zeros(shape)
         self.count_ge_ = np.zeros(shape)
+        self.tail_width_ = np.zeros((n_roles + 1, m))
         self.n_ = np.zeros(n_roles + 1)
         for r in range(n_roles + 1):
             rows = X if r == n_roles else X[roles == r]
             if r < n_roles and len(rows) < self.min_samples:
                 rows = X  # too few of this role: the pooled marginals stand in
-            b, le, ge, n = self._marginals(rows)
-            self.breakpoints_[r], self.count_le_[r], self.count_ge_[r], self.n_[r] = b, le, ge, n
+            b, le, ge, w, n = self._marginals(rows)
+            self.breakpoints_[r], self.count_le_[r], self.count_ge_[r] = b, le, ge
+            self.tail_width_[r], self.n_[r] = w, n
         self.offset_ = float(np.quantile(self.score_samples(X), self.contamination))
         return self
 
@@ -266,6 +288,18 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                     hi, bp.shape[0] - 1)], 0.0)
                 lo = np.searchsorted(bp, x, side="right") - 1  # last breakpoint <= x
                 le = np.where(lo >= 0, self.count_le_[r, j][np.maximum(lo, 0)], 0.0)
+                # beyond the largest value seen, the count there thins out with the distance on
+                # the log scale, over the width of the feature's upper tail: just past the top
+                # is as rare as the top, far past it is as rare as it gets (never, if constant)
+                last = int(np.sum(np.isfinite(bp))) - 1
+                width = self.tail_width_[r, j]
+                if last >= 0 and width > 0:
+                    top = bp[last]
+                    past = x > top
+                    if past.any():
+                        fade = np.exp(-(_log(x[past]) - _log(top)) / width)
+                        ge = ge.copy()
+                        ge[past] = self.count_ge_[r, j][last] * fade
                 p = ((np.minimum(ge, le) if self.two_sided else ge) + 1.0) / (n + 2.0)
                 s[:, j] = np.maximum(0.0, -np.log(np.minimum(2.0 * p, 1.0)))
             out[mask] = s
@@ -277,7 +311,8 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         X = validate_data(self, X, dtype=np.float64, reset=False)
         most = np.log((self.n_[self._role_index(X)] + 2.0) / 2.0)
         per_group = np.stack([s[:, self.group_of_ == g].max(axis=1) for g in self.group_ids_],
-                             axis=1) if len(self.group_ids_) else np.zeros((len(s), 1))
+                             axis=1) * self.weights_ if len(self.group_ids_) else \
+            np.zeros((len(s), 1))
         k = min(self.top_k, per_group.shape[1])
         top = -np.sort(-per_group, axis=1)[:, :k]
         return -top.sum(axis=1) / (k * most)

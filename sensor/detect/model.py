@@ -116,7 +116,8 @@ def make_pipeline(detector: str, seed: int, n_features: int = len(MODEL_FEATURES
         est = HistogramDetector()
     elif detector in ("tail", "tail-per-role"):
         groups = feature_groups(n_features)
-        est = TailDetector(role_cols if detector == "tail-per-role" else (), groups)
+        est = TailDetector(role_cols if detector == "tail-per-role" else (), groups,
+                           group_weights=group_weights(n_features))
     else:
         raise ModelError(f"detector: expected one of {', '.join(DETECTORS)}, got {detector!r}")
     return Pipeline([("log", LogCounts()), ("scale", RobustScaler()), ("detect", est)])
@@ -125,7 +126,7 @@ def make_pipeline(detector: str, seed: int, n_features: int = len(MODEL_FEATURES
 ACTIVITY: frozenset[str] = frozenset({
     "conns", "sessions", "tls_sessions", "mail_from", "msgs", "msg_bytes", "bytes_out", "rcpts",
     "rcpt_accepted", "dst_ips", "dst_24s", "helo_names", "rcpt_domains", "srv_sessions",
-    "mean_msg_size", "interarrival_cv", "tls_share"})
+    "mean_msg_size", "interarrival_cv", "tls_share", "reply_attach_msgs"})
 """Plain volume of mail, used when the schema names no family: one behaviour, however many
 counts show it (a backup MX flushing its queue is busy on all of them at once)."""
 
@@ -145,6 +146,27 @@ def _family(base: str) -> str:
     if base in families:
         return families[base]
     return "" if base in ACTIVITY else base
+
+
+ACTIVITY_WEIGHT = 0.5
+"""How much plain volume beyond training counts, against 1 for any other kind of behaviour: a
+busy newsletter or a backup MX flushing its queue is unusual volume and nothing else."""
+
+
+def group_weights(n_features: int = len(MODEL_FEATURES)) -> tuple[float, ...]:
+    """The weight of each group id of `feature_groups`: the activity group weighs less."""
+    groups = feature_groups(n_features)
+    weights = [1.0] * (max(groups) + 1)
+    weights[_activity_group(n_features)] = ACTIVITY_WEIGHT
+    return tuple(weights)
+
+
+def _activity_group(n_features: int) -> int:
+    for name, g in zip(MODEL_FEATURES[:n_features], feature_groups(n_features), strict=True):
+        base = name if name in HOST_SCALARS else name.split("_", 1)[1]
+        if g >= 0 and _family(base) == "":
+            return g
+    return 0
 
 
 def feature_groups(n_features: int = len(MODEL_FEATURES)) -> tuple[int, ...]:
@@ -287,34 +309,34 @@ class HostModel:
 
 def explain_row(stats: RoleStats, x: Sequence[float], windows: dict[str, float],
                 top: int = 5) -> list[Deviation]:
-    """The `top` features of one row that deviate most from its role in training, one per base
-    feature (the window where it deviates most), each at least MIN_DEVIATION robust z away."""
+    """The `top` features of one row most above what its role showed in training, one per base
+    feature (the window where it stands out most), each at least MIN_DEVIATION robust z above
+    the role's centre and above its 99.9th training percentile. Only excesses are quoted, as the
+    detectors count them: a host quieter than usual is not a finding."""
     n_feat = len(FEATURE_NAMES)
     xa = np.asarray(x[:n_feat], dtype=np.float64)
     roles = x[n_feat:n_feat + len(ROLES)]
     r = next((i for i, v in enumerate(roles) if v > 0.5), len(ROLES))
     lx = np.sign(xa) * np.log1p(np.abs(xa))
     z = (lx - stats.centre[r][:n_feat]) / stats.scale[r][:n_feat]
-    order = np.argsort(-np.abs(z), kind="stable")
+    order = np.argsort(-z, kind="stable")
     out: list[Deviation] = []
     seen: set[str] = set()
     for j in order:
         zj = float(z[j])
-        if abs(zj) < MIN_DEVIATION or len(out) >= top:
+        if zj < MIN_DEVIATION or len(out) >= top:
             break
         name = FEATURE_NAMES[j]
         base = name if name in HOST_SCALARS else name.split("_", 1)[1]
         if base in seen or base in IGNORED:
             continue
-        above = zj > 0
-        ref = float(stats.p999[r][j] if above else stats.p001[r][j])
-        if (above and xa[j] <= ref) or (not above and xa[j] >= ref):
+        ref = float(stats.p999[r][j])
+        if xa[j] <= ref:
             continue  # within the training range after all: not worth a word
         seen.add(base)
         phrase, unit = _phrase(name, float(xa[j]), windows)
-        pct = "99.9th" if above else "0.1th"
-        out.append(Deviation(name, float(xa[j]), ref, above, zj,
-                             f"{phrase}; {pct} percentile in training: {_fmt(ref, unit)}"))
+        out.append(Deviation(name, float(xa[j]), ref, True, zj,
+                             f"{phrase}; 99.9th percentile in training: {_fmt(ref, unit)}"))
     return out
 
 
@@ -331,6 +353,31 @@ class TrainingSet:
     files: list[str]
     span: tuple[float, float]
     command: str
+    folds: Any = None  # per row, its calibration fold (by host: sensor.detect.train.host_folds)
+
+
+CALIBRATION_FOLDS = 5  # host-disjoint folds the threshold is calibrated over
+
+
+def _folds(data: TrainingSet, n: int) -> Any:
+    """The calibration fold of every row: as collected (by host), else consecutive stretches."""
+    if data.folds is not None and len(data.folds) == n and len(np.unique(data.folds)) > 1:
+        return np.asarray(data.folds)
+    return (np.arange(n) * CALIBRATION_FOLDS) // max(n, 1)
+
+
+def _held_out_scores(X: Any, folds: Any, detector: str, seed: int) -> Any:
+    """Every row scored by a model fitted without its fold (other hosts). A model has seen every
+    training row, so in-sample scores never go beyond its own extremes, while new hosts do."""
+    out = np.empty(len(X))
+    for f in np.unique(folds):
+        mask = folds == f
+        rest = X[~mask]
+        if len(rest) < 2:
+            out[mask] = -make_pipeline(detector, seed).fit(X).score_samples(X[mask])
+            continue
+        out[mask] = -make_pipeline(detector, seed).fit(rest).score_samples(X[mask])
+    return out
 
 
 def fit(data: TrainingSet, *, detector: str = DEFAULT_DETECTOR, seed: int = 0,
@@ -352,16 +399,19 @@ def fit(data: TrainingSet, *, detector: str = DEFAULT_DETECTOR, seed: int = 0,
         raise ModelError(f"--target-fpr: expected a rate between 0 and 1, got {target_fpr}")
     if not 0.0 <= contamination < 0.5:
         raise ModelError(f"--contamination: expected a share in [0, 0.5), got {contamination}")
+    folds = _folds(data, len(X))
     pipe = make_pipeline(detector, seed).fit(X)
     trimmed = 0
     if contamination > 0:
         s = -pipe.score_samples(X)
         keep = s <= np.quantile(s, 1.0 - contamination)
         trimmed = int((~keep).sum())
-        X = X[keep]
+        X, folds = X[keep], folds[keep]
         pipe = make_pipeline(detector, seed).fit(X)
     scores = -np.asarray(pipe.score_samples(X), dtype=np.float64)
     threshold = float(np.quantile(scores, 1.0 - target_fpr, method="higher"))
+    held_out = _held_out_scores(X, folds, detector, seed)
+    held_out_fpr = float(np.mean(held_out > threshold))
     roles = np.argmax(X[:, len(FEATURE_NAMES):], axis=1)
     stats = RoleStats.of(X, roles)
     # check rows: the highest scores and an even spread of the rest, fixed by the seed-free order
@@ -382,6 +432,7 @@ def fit(data: TrainingSet, *, detector: str = DEFAULT_DETECTOR, seed: int = 0,
         "seed": seed,
         "threshold": threshold,
         "target_fpr": target_fpr,
+        "held_out_fpr": held_out_fpr,
         "contamination": contamination,
         "training": {
             "files": list(data.files),
@@ -406,7 +457,7 @@ def save(model: HostModel, path: str) -> None:
     import skops.io as sio
 
     try:
-        sio.dump(model.to_dict(), path)
+        sio.dump(model.to_dict(), path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     except OSError as exc:
         raise ModelError(f"{path}: cannot write the model: {exc.strerror}") from None
 
@@ -568,7 +619,8 @@ def card_text(card: dict[str, Any], path: str) -> str:
         f"  format            {card.get('format')}",
         f"  detector          {card.get('detector')}: {card.get('pipeline')}",
         f"  threshold         {card.get('threshold'):.6f} (target false-positive rate "
-        f"{card.get('target_fpr'):g} over the training host-windows)",
+        f"{card.get('target_fpr'):g} over the training host-windows; "
+        f"{card.get('held_out_fpr', 0.0):.2g} of them over it when their host is held out)",
         f"  feature schema    version {card.get('feature_schema_version')}, "
         f"{len(card.get('feature_names', []))} features",
         f"  versions          sensor {card.get('sensor_version')}, scikit-learn "

@@ -58,6 +58,9 @@ class Scorer:
         """The model's training statistics once known (for explanations)."""
         return None
 
+    def hosts(self, hosts: list[str]) -> None:
+        """The hosts of the rows just submitted (training keeps them for its folds)."""
+
     def close(self) -> None:
         """Release the scorer (a child process exits)."""
 
@@ -88,8 +91,12 @@ class CollectingScorer(Scorer):
 
     def __init__(self) -> None:
         self.rows: list[array[float]] = []
+        self.row_hosts: list[str] = []
         self.count = 0
         self._pending = 0
+
+    def hosts(self, hosts: list[str]) -> None:
+        self.row_hosts.extend(hosts)
 
     def submit(self, rows: array[float], n: int) -> None:
         self.rows.append(rows)
@@ -340,6 +347,9 @@ class ModelStage:
                 self._next = now + self._interval
             else:
                 self.flush(now)
+        elif now < self._next - 2 * self._interval:  # packet time went back (another capture)
+            self.flush(self._next)
+            self._next = now + self._interval
 
     def flush(self, now: float) -> None:
         """Score every host that changed since the last batch."""
@@ -352,6 +362,7 @@ class ModelStage:
             for f in snaps:
                 rows.extend(row(f))
             self.scorer.submit(rows, len(snaps))
+            self.scorer.hosts([f.host for f in snaps])
             self._pending.append(_Batch(snaps, rows))
             self.batches += 1
         while self._next <= now:

@@ -170,3 +170,22 @@ def test_not_a_model_refused(tmp_path: Path) -> None:
     _refused(tmp_path / "missing.skops", "no such model file")
     shutil.copy(DEMO, tmp_path / "capture.skops")
     _refused(tmp_path / "capture.skops", "not a model file")
+
+
+def test_training_from_logs_equals_training_from_the_capture(tmp_path: Path) -> None:
+    sessions, conns = tmp_path / "s.jsonl", tmp_path / "c.jsonl"
+    sensor("analyze", TRAIN, "--config", CONFIG, "-q", "--no-model", "--sessions",
+           str(sessions), "--conns", str(conns))
+    outs = []
+    for name, inputs in (("pcap", [TRAIN]), ("logs", ["--from-sessions", str(sessions),
+                                                      "--from-sessions", str(conns)])):
+        model = tmp_path / f"{name}.skops"
+        sensor("train", *inputs, "--config", CONFIG, "-o", str(model))
+        scores = tmp_path / f"{name}.jsonl"
+        sensor("analyze", DEMO, "--config", CONFIG, "-q", "--model", str(model),
+               "--host-scores", str(scores))
+        outs.append(scores.read_text())
+    assert outs[0] == outs[1]
+    only_sessions = sensor("train", "--from-sessions", str(sessions), "--config", CONFIG, "-o",
+                           str(tmp_path / "s.skops"))
+    assert "no connection records among the logs" in only_sessions.stderr
