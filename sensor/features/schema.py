@@ -6,7 +6,7 @@ from dataclasses import fields
 
 from sensor.records import HostFeatures, WindowFeatures
 
-FEATURE_SCHEMA_VERSION = 1
+FEATURE_SCHEMA_VERSION = 2
 """Bumped on any rename, removal, reordering or change of meaning of a feature."""
 
 # Window fields kept as running sums, in WindowFeatures order.
@@ -18,9 +18,14 @@ ADDITIVE: tuple[str, ...] = (
     "rcpt_4xx", "rcpt_5xx", "rcpt_unknown", "rcpt_foreign", "relay_rcpts", "auth_attempts",
     "auth_failures", "auth_successes", "auth_clear_ext_success", "srv_sessions",
     "srv_relay_rcpts", "srv_auth_failures",
+    # v2: the server's verdicts on the host's mail, and when it works
+    "data_rejects", "data_tempfails", "policy_refusals", "greylisted", "offhours_sessions",
 )
 # Running sums the derived features need but that are not features themselves.
-HIDDEN: tuple[str, ...] = ("ia_n", "ia_sum", "ia_sumsq", "helo_sessions")
+HIDDEN: tuple[str, ...] = (
+    "ia_n", "ia_sum", "ia_sumsq", "helo_sessions",
+    "msg_rcpts", "msg_size_sumsq",  # v2: recipients of messages sent, sum of squared sizes
+)
 # Window fields counted as distinct values.
 DISTINCT: tuple[str, ...] = (
     "dst_ips", "dst_24s", "ext_dst_ips", "helo_names", "rcpt_domains", "auth_users",
@@ -29,6 +34,8 @@ DISTINCT: tuple[str, ...] = (
 DERIVED: tuple[str, ...] = (
     "failed_ratio", "reject_ratio", "unknown_ratio", "tls_share", "foreign_share",
     "mean_msg_size", "interarrival_cv", "helo_bad_share",
+    # v2
+    "data_reject_share", "rcpts_per_msg", "msg_size_cv", "offhours_share",
 )
 SUMS = ADDITIVE + HIDDEN
 SUM_INDEX = {name: i for i, name in enumerate(SUMS)}
@@ -68,3 +75,4 @@ def vector(f: HostFeatures) -> list[float]:
     for w in (f.short, f.medium, f.long):
         out.extend(_window_values(w))
     return out
+

@@ -109,7 +109,7 @@ def test_vector_follows_the_versioned_schema() -> None:
     t = HostTable(site_config())
     t.on_conn(conn(BOT, MX_EXT, 0.0))
     vec = vector(feats(t, BOT))
-    assert FEATURE_SCHEMA_VERSION == 1
+    assert FEATURE_SCHEMA_VERSION == 2
     assert len(vec) == len(FEATURE_NAMES) == len(set(FEATURE_NAMES))
     pos = FEATURE_NAMES.index
     assert vec[pos("in_home_net")] == 1.0 and vec[pos("mail_server")] == 0.0
