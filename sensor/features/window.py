@@ -277,6 +277,11 @@ class HostWindows:
 
     def snapshot(self, w: int) -> WindowFeatures:
         """The features of window `w` now."""
+        return WindowFeatures(*self.values(w))
+
+    def values(self, w: int) -> list[float]:
+        """The features of window `w` now, as floats in WINDOW_FIELDS order (what `snapshot`
+        holds, without building it: the model's path)."""
         gone = self._gone
         if gone is None:
             s = list(self._total)
@@ -286,10 +291,10 @@ class HostWindows:
         values = s[:_NA]  # ADDITIVE precede the HIDDEN sums
         left = self._left
         if left is None:
-            values.extend(self._entered)
+            values.extend([float(e) for e in self._entered])
         else:
-            values.extend(e - g for e, g in zip(self._entered, left[w * _ND:(w + 1) * _ND],
-                                                strict=True))
+            values.extend([float(e - g) for e, g in zip(self._entered, left[w * _ND:(w + 1) * _ND],
+                                                        strict=True)])
         values.extend((
             _ratio(s[_FAILED], s[_CONNS]),
             _ratio(s[_R4] + s[_R5], rcpts),
@@ -305,4 +310,4 @@ class HostWindows:
             _cv(msgs, s[_MSG_BYTES], s[_MSG_SUMSQ]),
             _ratio(s[_OFFHOURS], s[_SESSIONS]),
         ))
-        return WindowFeatures(*values)
+        return values
