@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
+from operator import attrgetter
 
 from sensor.records import HostFeatures, WindowFeatures
 
@@ -64,16 +66,15 @@ if tuple(f.name for f in fields(WindowFeatures)) != WINDOW_FIELDS:  # pragma: no
     raise RuntimeError("sensor.records.WindowFeatures does not match the feature schema")
 
 
-def _window_values(w: WindowFeatures) -> list[float]:
-    return [float(getattr(w, name)) for name in WINDOW_FIELDS]
+_window_values: Callable[[WindowFeatures], tuple[float, ...]] = attrgetter(*WINDOW_FIELDS)
 
 
 def vector(f: HostFeatures) -> list[float]:
     """The host's features as floats in FEATURE_NAMES order."""
-    out = [float(f.in_home_net), float(f.mail_server), f.auth_fails_before_success,
-           f.rcpts_after_auth_success, f.msgs_after_auth_success]
+    out = [float(f.in_home_net), float(f.mail_server), float(f.auth_fails_before_success),
+           float(f.rcpts_after_auth_success), float(f.msgs_after_auth_success)]
     for w in (f.short, f.medium, f.long):
-        out.extend(_window_values(w))
+        out.extend(map(float, _window_values(w)))
     return out
 
 
