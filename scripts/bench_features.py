@@ -2,10 +2,10 @@
 
     python scripts/bench_features.py [--ref main] [--scenario site-500] [--seed 1] [--rounds 15]
 
-Writes the capture with `sensor simulate` (once, in --workdir) and parses it into connection and
-session records with this tree (not timed). The feature stage of both trees is then loaded in
-this one process (the reference is `git archive REF`, imported under its own module objects) and
-timed over the same records, rounds alternating between the trees so that the machine's other
+Writes the capture with `sensor simulate` (once, in --workdir). Both trees are loaded in this one
+process (the reference is `git archive REF`, imported under its own module objects), each parses
+the capture into its own connection and session records (not timed), and their feature stages
+are timed over those records, rounds alternating between the trees so that the machine's other
 load falls on both: (1) `HostTable.on_conn/on_session` alone, the rules' path; (2) the same plus
 `vector(HostTable.snapshot(...))` of every host a record changed, the model's path through
 snapshots; (3) the same with `HostTable.vector` where the tree has it (else as (2)). Both trees
@@ -34,7 +34,7 @@ MODES = {"table": "table updates", "snap": "+ snapshot vectors", "vector": "+ ta
 class Tree:
     """The feature stage of one source tree, imported apart from any other tree's."""
 
-    def __init__(self, name: str, path: Path, config: str) -> None:
+    def __init__(self, name: str, path: Path, config: str, pcap: Path) -> None:
         self.name = name
         for mod in [m for m in sys.modules if m == "sensor" or m.startswith("sensor.")]:
             del sys.modules[mod]
@@ -43,6 +43,9 @@ class Tree:
             import sensor
             from sensor.config import load_config
             from sensor.features import HostTable, vector
+
+            # its own records: the other tree's would carry enum members of other classes
+            self.plan = records(pcap, config)
         finally:
             sys.path.remove(str(path))
         if not str(sensor.__file__).startswith(str(path)):
@@ -52,7 +55,8 @@ class Tree:
         self.config = load_config(config)
         self.best = {mode: float("inf") for mode in MODES}
 
-    def run(self, plan: list[tuple[bool, Any]], mode: str) -> None:
+    def run(self, mode: str) -> None:
+        plan = self.plan
         table = self.table_cls(self.config)
         on_conn, on_session, snapshot = table.on_conn, table.on_session, table.snapshot
         fast = getattr(self.table_cls, "vector", None) if mode == "vector" else None
@@ -73,7 +77,8 @@ class Tree:
 
 
 def records(pcap: Path, config: str) -> list[tuple[bool, Any]]:
-    """(is a session, record) of the capture, in the order the pipeline emits them."""
+    """(is a session, record) of the capture, in the order the pipeline emits them, made by the
+    tree being imported."""
     from sensor.capture.bpf import build_filter
     from sensor.capture.source import open_files
     from sensor.config import load_config
@@ -120,13 +125,15 @@ def main() -> None:
                         "--seed", str(args.seed), "-o", str(pcap)], check=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     with tempfile.TemporaryDirectory() as tmp:
-        ref = Tree(args.ref, export(args.ref, Path(tmp)), args.config)
-        this = Tree("this tree", ROOT, args.config)
-        plan = records(pcap, args.config)  # with this tree's parser, the last one imported
+        ref = Tree(args.ref, export(args.ref, Path(tmp)), args.config, pcap)
+        this = Tree("this tree", ROOT, args.config, pcap)
+        if len(ref.plan) != len(this.plan):
+            sys.exit(f"bench: the trees parse {len(ref.plan)} and {len(this.plan)} records")
         for r in range(args.rounds):
             for mode in MODES:
                 for tree in (ref, this) if r % 2 == 0 else (this, ref):
-                    tree.run(plan, mode)
+                    tree.run(mode)
+    plan = this.plan
     sessions = sum(1 for is_session, _ in plan if is_session)
     print(f"{pcap.name}: {len(plan)} records ({sessions} sessions), best of {args.rounds} "
           "rounds per tree and mode")
