@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -16,6 +18,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Param = int | float | str | bool
 WINDOW_NAMES = ("short", "medium", "long")
 DEFAULT_NAME = "default_config.toml"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WORK_HOURS = re.compile(r"([0-9]{1,2})-([0-9]{1,2})")
 
 
 @dataclass(slots=True, frozen=True)
@@ -26,6 +30,11 @@ class SiteConfig:
     home_net: tuple[IPNetwork, ...]
     mail_servers: tuple[IPNetwork, ...]
     local_domains: frozenset[str]
+    # the site's working time, for the time-of-day features (schema v2)
+    timezone: str = "UTC"  # IANA name, checked at start-up
+    work_start: int = 8  # local hours: work_start <= hour < work_end (wrapping past midnight)
+    work_end: int = 18
+    work_days: frozenset[int] = frozenset(range(5))  # datetime.weekday(): 0 is Monday
 
 
 @dataclass(slots=True, frozen=True)
@@ -230,6 +239,38 @@ def _networks(chk: _Checker, path: str, items: list[str]) -> tuple[IPNetwork, ..
     return tuple(out)
 
 
+def _timezone(chk: _Checker, name: str) -> str:
+    """An IANA time zone name the running Python can load (its tz database or tzdata); UTC
+    needs neither."""
+    if name == "UTC":
+        return name
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise chk.fail("site.timezone", 'an IANA time zone name like "Europe/Berlin"',
+                       name) from None
+    return name
+
+
+def _work_hours(chk: _Checker, text: str) -> tuple[int, int]:
+    """(first working hour, first hour after work) of "HH-HH", local time."""
+    m = _WORK_HOURS.fullmatch(text.strip())
+    if m is None or not (0 <= int(m[1]) <= 23 and 0 <= int(m[2]) <= 24) or int(m[1]) == int(m[2]):
+        raise chk.fail("site.work_hours", 'two different hours "HH-HH" like "08-18" (0-24)', text)
+    return int(m[1]), int(m[2]) % 24
+
+
+def _work_days(chk: _Checker, days: list[str]) -> frozenset[int]:
+    """Working days as datetime.weekday() numbers (0 is Monday)."""
+    out: set[int] = set()
+    for day in days:
+        key = day.strip().lower()
+        if key not in WEEKDAYS:
+            raise chk.fail("site.work_days", 'day names "mon" to "sun"', day)
+        out.add(WEEKDAYS.index(key))
+    return frozenset(out)
+
+
 def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Config:
     site_t, win_t = merged["site"], merged["windows"]
     for section in ("windows", "bounds", "suppression", "reassembly", "model"):
@@ -255,7 +296,8 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
         domains.append(dom.lower().rstrip("."))
     site = SiteConfig(site_t["sensor"], _networks(chk, "site.home_net", site_t["home_net"]),
                       _networks(chk, "site.mail_servers", site_t["mail_servers"]),
-                      frozenset(domains))
+                      frozenset(domains), _timezone(chk, site_t["timezone"]),
+                      *_work_hours(chk, site_t["work_hours"]), _work_days(chk, site_t["work_days"]))
     return Config(chk.source, site, WindowsConfig(**win_t), BoundsConfig(**merged["bounds"]),
                   SuppressionConfig(**merged["suppression"]), rules, _assumed(user, site),
                   reassembly=ReassemblyConfig(**merged["reassembly"]),

@@ -246,6 +246,12 @@ class WindowFeatures:
     helo_literal_other: float  # HELO/EHLO an address literal that is not the client's address
     sloppy_paths: float  # MAIL FROM / RCPT TO in a syntax RFC 5321 does not allow (sloppy_path)
     reply_attach_msgs: float  # messages with a "Re:" subject carrying an attachment
+    # v2: the server's verdicts (sensor.features.extract) and time of day
+    data_rejects: float  # messages refused (5xx) in reply to their end of data / last BDAT
+    data_tempfails: float  # messages deferred (4xx) in reply to their end of data / last BDAT
+    policy_refusals: float  # 5xx replies with an enhanced code 5.7.x (policy or security)
+    greylisted: float  # 4xx replies that are greylisting: 4.7.x, or 450/451 saying greylist
+    offhours_sessions: float  # sessions started outside [site] work_hours / work_days
     # distinct counts
     dst_ips: float
     dst_24s: float  # distinct /24 (IPv4) or /48 (IPv6) destination networks
@@ -263,6 +269,11 @@ class WindowFeatures:
     mean_msg_size: float
     interarrival_cv: float  # stdev / mean of the gaps between session starts; 0 when < 3 sessions
     helo_bad_share: float
+    # v2
+    data_reject_share: float  # data_rejects / msgs
+    rcpts_per_msg: float  # RCPT TO commands of the transactions that sent content / msgs
+    msg_size_cv: float  # stdev / mean of message sizes; 0 when < 2 messages
+    offhours_share: float  # offhours_sessions / sessions
 
 
 @dataclass(slots=True, frozen=True)

@@ -72,6 +72,17 @@ def test_user_file_overrides_only_what_it_names(tmp_path: Path) -> None:
      'site.toml: site.mail_servers: expected a list of strings, got "10.0.0.1"'),
     ("[site]\nlocal_domains = [\"a b\"]\n",
      'site.toml: site.local_domains: expected domain names like "example.org", got "a b"'),
+    ("[site]\ntimezone = \"Mars/Olympus_Mons\"\n",
+     'site.toml: site.timezone: expected an IANA time zone name like "Europe/Berlin", got '
+     '"Mars/Olympus_Mons"'),
+    ("[site]\ntimezone = \"/etc/passwd\"\n", "site.toml: site.timezone: expected an IANA"),
+    ("[site]\nwork_hours = \"08-08\"\n",
+     'site.toml: site.work_hours: expected two different hours "HH-HH" like "08-18" (0-24), '
+     'got "08-08"'),
+    ("[site]\nwork_hours = \"8am-6pm\"\n", "site.toml: site.work_hours: expected two"),
+    ("[site]\nwork_hours = \"08-25\"\n", "site.toml: site.work_hours: expected two"),
+    ("[site]\nwork_days = [\"Monday\"]\n",
+     'site.toml: site.work_days: expected day names "mon" to "sun", got "Monday"'),
     ("[windows]\nshort_s = 900\n", "site.toml: windows: expected short_s <= medium_s <= long_s"),
     ("rules = 3\n", "site.toml: rules: expected a table, got 3"),
     ("[site\n", "site.toml: not valid TOML: "),
@@ -81,6 +92,16 @@ def test_invalid_values_name_file_key_and_expectation(text: str, message: str) -
         parse_config(text, "site.toml")
     assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
+
+
+def test_site_working_time_is_read_once_into_hours_and_weekdays() -> None:
+    site = parse_config('[site]\ntimezone = "America/New_York"\nwork_hours = "22-24"\n'
+                        'work_days = ["sat", "sun", " Sun"]\n', "t.toml").site
+    assert (site.timezone, site.work_start, site.work_end) == ("America/New_York", 22, 0)
+    assert site.work_days == frozenset({5, 6})
+    default = load_config(None).site
+    assert (default.timezone, default.work_start, default.work_end) == ("UTC", 8, 18)
+    assert default.work_days == frozenset(range(5))
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:

@@ -175,7 +175,8 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     several windows): a group counts with its most extreme column, and a sample's anomaly is the
     sum of its `top_k` most extreme groups, so one wildly unusual behaviour outweighs many mildly
     unusual ones; `group_weights` (one per group id, default 1) weigh a group's extremity, e.g.
-    plain volume less than a kind of behaviour never seen. Marginals are kept as at most `n_points` breakpoints per feature: every
+    plain volume less than a kind of behaviour never seen. Marginals are kept as at most
+    `n_points` breakpoints per feature: every
     distinct value when there are few, else quantiles plus the most extreme values seen.
     `score_samples` is minus that sum over its largest possible value, top_k * log((n+2)/2) for
     the role's n training rows, so that scores of roles trained on more or fewer rows compare

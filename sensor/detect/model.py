@@ -117,7 +117,7 @@ def make_pipeline(detector: str, seed: int, n_features: int = len(MODEL_FEATURES
     elif detector in ("tail", "tail-per-role"):
         groups = feature_groups(n_features)
         est = TailDetector(role_cols if detector == "tail-per-role" else (), groups,
-                           group_weights=group_weights(n_features))
+                           top_k=TAIL_TOP_K, group_weights=group_weights(n_features))
     else:
         raise ModelError(f"detector: expected one of {', '.join(DETECTORS)}, got {detector!r}")
     return Pipeline([("log", LogCounts()), ("scale", RobustScaler()), ("detect", est)])
@@ -126,9 +126,10 @@ def make_pipeline(detector: str, seed: int, n_features: int = len(MODEL_FEATURES
 ACTIVITY: frozenset[str] = frozenset({
     "conns", "sessions", "tls_sessions", "mail_from", "msgs", "msg_bytes", "bytes_out", "rcpts",
     "rcpt_accepted", "dst_ips", "dst_24s", "helo_names", "rcpt_domains", "srv_sessions",
-    "mean_msg_size", "interarrival_cv", "tls_share", "reply_attach_msgs"})
-"""Plain volume of mail, used when the schema names no family: one behaviour, however many
-counts show it (a backup MX flushing its queue is busy on all of them at once)."""
+    "mean_msg_size", "interarrival_cv", "tls_share", "reply_attach_msgs", "msg_size_cv",
+    "rcpts_per_msg", "auth_successes", "auth_attempts"})
+"""Plain volume of mail, for the model one behaviour however many counts show it (a backup MX
+flushing its queue is busy on all of them at once), beside the schema's activity family."""
 
 
 IGNORED: frozenset[str] = frozenset({
@@ -139,15 +140,38 @@ and what followed, which the compromised_account rule weighs; to the model, a pr
 as a user someone else attacked would look like the attacker. It keeps the host's own failures."""
 
 
+VERDICTS: frozenset[str] = frozenset({
+    "rcpt_4xx", "rcpt_5xx", "greylisted", "policy_refusals", "data_tempfails"})
+"""The server's refusals and deferrals of recipients and messages: one behaviour for the model
+(a queue flushed from a backup MX meets all of them at once), beside what they refuse
+(unknown users, content after DATA), which stay features of their own."""
+
+
+DIRECT: frozenset[str] = frozenset({"ext_conns", "ext_failed_conns", "ext_dst_ips",
+                                    "ext_mail_from"})
+"""Delivery straight to internet MX hosts, however many of its counts show it."""
+
+
 def _family(base: str) -> str:
-    from sensor.features import schema
+    """"" for plain activity (ACTIVITY, or the schema's activity family), "verdicts" for the
+    server's refusals (VERDICTS), "direct" for direct delivery (DIRECT), else the feature."""
+    from sensor.features.schema import FEATURE_FAMILY
 
-    families: dict[str, str] = getattr(schema, "FEATURE_FAMILY", {})
-    if base in families:
-        return families[base]
-    return "" if base in ACTIVITY else base
+    if base in ACTIVITY or FEATURE_FAMILY.get(base) == "":
+        return ""
+    if base in VERDICTS:
+        return "verdicts"
+    return "direct" if base in DIRECT else base
 
 
+TAIL_TOP_K = 3
+
+"""Behaviours (feature groups) a host's anomaly adds up: an attack is unlike the site in several
+ways at once, a busy benign host mostly in one or two."""
+TAIL_THRESHOLD_FLOOR = 0.75
+"""The tail detector's threshold, at least: a host must be past the training extremes in more
+than two ways at full strength (two give 2/3). Training windows seldom are, so the quantile alone
+can land lower than new benign hosts reach, a busy printer among them."""
 ACTIVITY_WEIGHT = 0.5
 """How much plain volume beyond training counts, against 1 for any other kind of behaviour: a
 busy newsletter or a backup MX flushing its queue is unusual volume and nothing else."""
@@ -183,7 +207,7 @@ def feature_groups(n_features: int = len(MODEL_FEATURES)) -> tuple[int, ...]:
             out.append(-1)
             continue
         fam = _family(base)
-        out.append(ids.setdefault("activity" if fam == "" else base, len(ids)))
+        out.append(ids.setdefault("activity" if fam == "" else fam, len(ids)))
     return tuple(out)
 
 
@@ -321,6 +345,7 @@ def explain_row(stats: RoleStats, x: Sequence[float], windows: dict[str, float],
     z = (lx - stats.centre[r][:n_feat]) / stats.scale[r][:n_feat]
     order = np.argsort(-z, kind="stable")
     out: list[Deviation] = []
+    spare: list[int] = []  # deviating but within the training range: quoted to make up 3
     seen: set[str] = set()
     for j in order:
         zj = float(z[j])
@@ -330,14 +355,26 @@ def explain_row(stats: RoleStats, x: Sequence[float], windows: dict[str, float],
         base = name if name in HOST_SCALARS else name.split("_", 1)[1]
         if base in seen or base in IGNORED:
             continue
-        ref = float(stats.p999[r][j])
-        if xa[j] <= ref:
-            continue  # within the training range after all: not worth a word
         seen.add(base)
-        phrase, unit = _phrase(name, float(xa[j]), windows)
-        out.append(Deviation(name, float(xa[j]), ref, True, zj,
-                             f"{phrase}; 99.9th percentile in training: {_fmt(ref, unit)}"))
+        if xa[j] <= stats.p999[r][j]:
+            spare.append(int(j))
+            continue
+        out.append(_deviation(stats, r, int(j), xa, zj, windows))
+    for j in spare[:max(0, MIN_QUOTED - len(out))]:
+        out.append(_deviation(stats, r, j, xa, float(z[j]), windows))
     return out
+
+
+MIN_QUOTED = 3  # features an explanation names when that many deviate at all
+
+
+def _deviation(stats: RoleStats, r: int, j: int, xa: Any, zj: float,
+               windows: dict[str, float]) -> Deviation:
+    name = FEATURE_NAMES[j]
+    ref = float(stats.p999[r][j])
+    phrase, unit = _phrase(name, float(xa[j]), windows)
+    return Deviation(name, float(xa[j]), ref, True, zj,
+                     f"{phrase}; 99.9th percentile in training: {_fmt(ref, unit)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,6 +447,8 @@ def fit(data: TrainingSet, *, detector: str = DEFAULT_DETECTOR, seed: int = 0,
         pipe = make_pipeline(detector, seed).fit(X)
     scores = -np.asarray(pipe.score_samples(X), dtype=np.float64)
     threshold = float(np.quantile(scores, 1.0 - target_fpr, method="higher"))
+    if detector.startswith("tail"):
+        threshold = max(threshold, TAIL_THRESHOLD_FLOOR)
     held_out = _held_out_scores(X, folds, detector, seed)
     held_out_fpr = float(np.mean(held_out > threshold))
     roles = np.argmax(X[:, len(FEATURE_NAMES):], axis=1)

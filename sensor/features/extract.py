@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import socket
+import zoneinfo
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from typing import Final
 
 from sensor.config import IPNetwork, SiteConfig
 from sensor.features.schema import DISTINCT_INDEX, SUM_INDEX
 from sensor.features.window import ONE, TAGS, Adds, Keys
-from sensor.records import ConnRecord, SmtpSession
+from sensor.records import ConnRecord, MailTransaction, SmtpSession
 from sensor.smtp.anomalies import Anomaly
 
 MAX_SITE_CACHE: Final = 65536  # IP roles and domain answers remembered before each cache is reset
@@ -35,6 +38,11 @@ USER_UNKNOWN: Final = "5.1.1"  # RFC 3463 3.2: bad destination mailbox address
 SUBMISSION_PORT: Final = 587  # RFC 6409: clients submitting through their provider, not MTAs
 """Connections to an outside server on this port are not direct delivery to an MX: they are
 left out of the ext_* counts (ext_conns, ext_failed_conns, ext_dst_ips, ext_mail_from)."""
+POLICY_CLASS: Final = "5.7."  # RFC 3463 3.8: security or policy status, permanent
+GREYLIST_CLASS: Final = "4.7."  # the same, temporary: what greylisting servers answer
+GREYLIST_CODES: Final = frozenset({450, 451})
+_GREYLIST_TEXT: Final = re.compile(r"gr[ae]y[ -]?list", re.I)
+QUARTER_S: Final = 900.0  # every UTC offset in use is a multiple of 15 min: one answer per quarter
 
 
 _Ranges = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
@@ -53,10 +61,37 @@ class SiteView:
     home: _Ranges = _NO_RANGES
     mta: _Ranges = _NO_RANGES
     domains: dict[str, bool] = field(default_factory=dict)
+    zone: tzinfo = UTC
+    # the UTC quarter-hour [q_start, q_end) last asked about, and whether it is off-hours
+    q_start: float = 0.0
+    q_end: float = 0.0
+    q_off: bool = False
 
     @classmethod
     def of(cls, site: SiteConfig) -> SiteView:
-        return cls(site, {}, _ranges(site.home_net), _ranges(site.mail_servers))
+        zone = UTC if site.timezone == "UTC" else zoneinfo.ZoneInfo(site.timezone)
+        return cls(site, {}, _ranges(site.home_net), _ranges(site.mail_servers), zone=zone)
+
+    def off_hours(self, ts: float) -> bool:
+        """Whether packet time `ts` is outside the site's working hours and days (local time)."""
+        if self.q_start <= ts < self.q_end:  # two comparisons per session, mostly
+            return self.q_off
+        return self._quarter(ts)
+
+    def _quarter(self, ts: float) -> bool:
+        if not math.isfinite(ts):
+            return False
+        start = math.floor(ts / QUARTER_S) * QUARTER_S
+        try:
+            local = datetime.fromtimestamp(start, self.zone)
+        except (OverflowError, ValueError, OSError):  # beyond what the platform's time handles
+            return False
+        site = self.site
+        hour, first, end = local.hour, site.work_start, site.work_end
+        working = first <= hour < end if first < end else (hour >= first or hour < end)
+        self.q_start, self.q_end = start, start + QUARTER_S
+        self.q_off = not (working and local.weekday() in site.work_days)
+        return self.q_off
 
     def roles(self, ip: str) -> tuple[bool, bool]:
         """(in home_net, authorised mail server) for an address."""
@@ -186,6 +221,21 @@ def _helo_flags(s: SmtpSession, view: SiteView, client_home: bool) -> tuple[bool
     return bad, forged
 
 
+def _greylisting(code: int, enhanced: str, text: str) -> bool:
+    """A temporary refusal that is greylisting: 4.7.x, or 450/451 saying so."""
+    return enhanced.startswith(GREYLIST_CLASS) or (
+        code in GREYLIST_CODES and _GREYLIST_TEXT.search(text) is not None)
+
+
+def _closing_reply(tx: MailTransaction) -> bool:
+    """Whether a refused transaction's last reply is not a recipient's (it answered the end of
+    data, DATA itself, or MAIL when no RCPT followed): it then is a verdict of its own."""
+    if tx.data_mode is not None or not tx.rcpt_to:
+        return True
+    last = tx.rcpt_to[-1]
+    return last.code != tx.last_code or tx.last_reply != f"{last.code} {last.text}"
+
+
 def _blocked(s: SmtpSession) -> bool:
     """Refused as a listed sender: a 554/521 greeting, a 521 anywhere, or a blocklist 5xx text."""
     if s.banner_code in BLOCKED_CODES or 521 in s.reply_codes:
@@ -260,6 +310,13 @@ _REPLY_ATTACH: Final = _S["reply_attach_msgs"]
 _T_HELO: Final = TAGS[_D["helo_names"]]
 _T_USER: Final = TAGS[_D["auth_users"]]
 _T_DOMAIN: Final = TAGS[_D["rcpt_domains"]]
+_DATA_REJECTS: Final = _S["data_rejects"]
+_DATA_TEMPFAILS: Final = _S["data_tempfails"]
+_POLICY: Final = _S["policy_refusals"]
+_GREYLISTED: Final = _S["greylisted"]
+_OFFHOURS: Final = _S["offhours_sessions"]
+_MSG_RCPTS: Final = _S["msg_rcpts"]
+_MSG_SUMSQ: Final = _S["msg_size_sumsq"]
 
 
 SMALL_COUNT: Final = 16  # counts below this share one prebuilt (index, count) pair per running sum
@@ -283,6 +340,10 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
         adds.append(ONE[_NO_BANNER])
     if s.tls_established:
         adds.append(ONE[_TLS])
+    if view.off_hours(s.ts):
+        adds.append(ONE[_OFFHOURS])
+    if s.banner_code >= 500 and s.banner is not None and s.banner.startswith(POLICY_CLASS):
+        adds.append(ONE[_POLICY])
     if s.helo is not None:
         bad, forged = _helo_flags(s, view, client_home)
         adds.append(ONE[_HELO_SESSIONS])
@@ -400,7 +461,8 @@ def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
                   authed: bool, direct: bool) -> int:
     """Append the counts of the session's mail transactions; returns the relayed recipients."""
     mail_from = msgs = rcpts = accepted = r4xx = r5xx = unknown = foreign = relay = 0
-    msg_bytes = 0
+    msg_bytes = msg_rcpts = data_rejects = data_tempfails = policy = grey = 0
+    msg_sumsq = 0.0
     has_local = bool(view.site.local_domains)
     check_relay = has_local and server_home and not client_home
     for tx in s.transactions:
@@ -408,7 +470,21 @@ def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
             mail_from += 1
         if tx.data_mode is not None:
             msgs += 1
-            msg_bytes += tx.size
+            size = tx.size
+            msg_bytes += size
+            msg_sumsq += float(size) * size
+            msg_rcpts += len(tx.rcpt_to)
+            if tx.last_code >= 500:
+                data_rejects += 1
+            elif tx.last_code >= 400:
+                data_tempfails += 1
+        if tx.last_code >= 400 and tx.last_reply is not None and _closing_reply(tx):
+            verdict = tx.last_reply[4:]  # after "ddd ": the enhanced code, when there is one
+            if tx.last_code >= 500:
+                if verdict.startswith(POLICY_CLASS):
+                    policy += 1
+            elif _greylisting(tx.last_code, verdict, verdict):
+                grey += 1
         for r in tx.rcpt_to:
             rcpts += 1
             code = r.code
@@ -416,11 +492,16 @@ def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
                 accepted += 1
             elif 400 <= code < 500:
                 r4xx += 1
+                if _greylisting(code, r.enhanced or "", r.text):
+                    grey += 1
             elif code >= 500:
                 r5xx += 1
-                if r.enhanced == USER_UNKNOWN or (code == 550 and r.enhanced is None
-                                                  and _UNKNOWN_TEXT.search(r.text)):
+                enhanced = r.enhanced
+                if enhanced == USER_UNKNOWN or (code == 550 and enhanced is None
+                                                and _UNKNOWN_TEXT.search(r.text)):
                     unknown += 1
+                elif enhanced is not None and enhanced.startswith(POLICY_CLASS):
+                    policy += 1
             domain = r.addr.rpartition("@")[2].lower().rstrip(".")
             if domain:
                 keys.append(_T_DOMAIN + domain)
@@ -451,4 +532,16 @@ def _transactions(s: SmtpSession, view: SiteView, adds: list[tuple[int, float]],
         adds.append(_pair(_FOREIGN, foreign))
     if relay:
         adds.append(_pair(_RELAY, relay))
+    if msg_rcpts:  # v2
+        adds.append(_pair(_MSG_RCPTS, msg_rcpts))
+    if msg_sumsq:
+        adds.append((_MSG_SUMSQ, msg_sumsq))
+    if data_rejects:
+        adds.append(_pair(_DATA_REJECTS, data_rejects))
+    if data_tempfails:
+        adds.append(_pair(_DATA_TEMPFAILS, data_tempfails))
+    if policy:
+        adds.append(_pair(_POLICY, policy))
+    if grey:
+        adds.append(_pair(_GREYLISTED, grey))
     return relay

@@ -193,8 +193,8 @@ class HostTable:
                     before = max(before, self._users.failures_since(att.user.lower(),
                                                                     att.ts - long_s))
                 if before > 0:
-                    st.success_ts, st.fails_before = att.ts, before
-                    st.own_fails_before = fails
+                    st.success_ts, st.fails_before = att.ts, float(before)
+                    st.own_fails_before = float(fails)
                     st.rcpts_after = st.msgs_after = st.burst_rcpts_after = 0.0
         moved = False
         if authed and st.success_ts:
@@ -223,6 +223,18 @@ class HostTable:
             w.start(0, now), w.start(1, now), w.start(2, now),
             st.fails_before, st.rcpts_after, st.msgs_after, st.success_ts, st.sessions,
             st.own_fails_before, st.burst_rcpts_after)
+
+    @staticmethod
+    def vector(st: HostState) -> list[float]:
+        """The host's features as floats in FEATURE_NAMES order, as
+        sensor.features.schema.vector(snapshot(st)) gives them but without building the snapshot
+        (the model scores every host a record changes)."""
+        out = [1.0 if st.in_home_net else 0.0, 1.0 if st.mail_server else 0.0, st.fails_before,
+               st.rcpts_after, st.msgs_after, st.own_fails_before, st.burst_rcpts_after]
+        out.extend(st.values(0))
+        out.extend(st.values(1))
+        out.extend(st.values(2))
+        return out
 
     def release(self) -> None:
         """Forget every host and user at once (end of input); the counters stay."""

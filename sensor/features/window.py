@@ -42,6 +42,10 @@ _MSG_BYTES: Final = _S["msg_bytes"]
 _MSGS: Final = _S["msgs"]
 _HELO_BAD: Final = _S["helo_bad"]
 _HELO_SESSIONS: Final = _S["helo_sessions"]
+_DATA_REJECTS: Final = _S["data_rejects"]
+_MSG_RCPTS: Final = _S["msg_rcpts"]
+_MSG_SUMSQ: Final = _S["msg_size_sumsq"]
+_OFFHOURS: Final = _S["offhours_sessions"]
 
 TAGS: Final[tuple[str, ...]] = tuple(chr(i) for i in range(_ND))
 """The one-character tag of each DISTINCT family; a distinct value is its tag + the value."""
@@ -71,6 +75,14 @@ def distinct_key(family: int, value: str) -> str:
 
 def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else 0.0
+
+
+def _cv(n: float, total: float, sumsq: float) -> float:
+    """Coefficient of variation (stdev / mean) from running sums; 0 below 2 values or mean 0."""
+    if n < 2 or total <= 0:
+        return 0.0
+    mean = total / n
+    return round(math.sqrt(max(0.0, sumsq / n - mean * mean)) / mean, 6)
 
 
 class HostWindows:
@@ -265,31 +277,37 @@ class HostWindows:
 
     def snapshot(self, w: int) -> WindowFeatures:
         """The features of window `w` now."""
+        return WindowFeatures(*self.values(w))
+
+    def values(self, w: int) -> list[float]:
+        """The features of window `w` now, as floats in WINDOW_FIELDS order (what `snapshot`
+        holds, without building it: the model's path)."""
         gone = self._gone
         if gone is None:
             s = list(self._total)
         else:
             s = [t - g for t, g in zip(self._total, gone[w * _NS:(w + 1) * _NS], strict=True)]
-        rcpts, n_ia, ia_sum = s[_RCPTS], s[_IA_N], s[_IA_SUM]
-        cv = 0.0
-        if n_ia >= 2 and ia_sum > 0:
-            mean = ia_sum / n_ia
-            cv = round(math.sqrt(max(0.0, s[_IA_SUMSQ] / n_ia - mean * mean)) / mean, 6)
+        rcpts, msgs = s[_RCPTS], s[_MSGS]
         values = s[:_NA]  # ADDITIVE precede the HIDDEN sums
         left = self._left
         if left is None:
-            values.extend(self._entered)
+            values.extend([float(e) for e in self._entered])
         else:
-            values.extend(e - g for e, g in zip(self._entered, left[w * _ND:(w + 1) * _ND],
-                                                strict=True))
+            values.extend([float(e - g) for e, g in zip(self._entered, left[w * _ND:(w + 1) * _ND],
+                                                        strict=True)])
         values.extend((
             _ratio(s[_FAILED], s[_CONNS]),
             _ratio(s[_R4] + s[_R5], rcpts),
             _ratio(s[_UNKNOWN], rcpts),
             _ratio(s[_TLS], s[_SESSIONS]),
             _ratio(s[_FOREIGN], rcpts),
-            _ratio(s[_MSG_BYTES], s[_MSGS]),
-            cv,
+            _ratio(s[_MSG_BYTES], msgs),
+            _cv(s[_IA_N], s[_IA_SUM], s[_IA_SUMSQ]),
             _ratio(s[_HELO_BAD], s[_HELO_SESSIONS]),
+            # v2
+            _ratio(s[_DATA_REJECTS], msgs),
+            _ratio(s[_MSG_RCPTS], msgs),
+            _cv(msgs, s[_MSG_BYTES], s[_MSG_SUMSQ]),
+            _ratio(s[_OFFHOURS], s[_SESSIONS]),
         ))
-        return WindowFeatures(*values)
+        return values

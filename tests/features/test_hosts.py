@@ -109,7 +109,7 @@ def test_vector_follows_the_versioned_schema() -> None:
     t = HostTable(site_config())
     t.on_conn(conn(BOT, MX_EXT, 0.0))
     vec = vector(feats(t, BOT))
-    assert FEATURE_SCHEMA_VERSION == 1
+    assert FEATURE_SCHEMA_VERSION == 2
     assert len(vec) == len(FEATURE_NAMES) == len(set(FEATURE_NAMES))
     pos = FEATURE_NAMES.index
     assert vec[pos("in_home_net")] == 1.0 and vec[pos("mail_server")] == 0.0
@@ -139,3 +139,19 @@ def test_site_roles_for_ipv4_ipv6_scoped_and_malformed_addresses() -> None:
         assert view.roles(bad) == (False, False)
     assert view.local("campus.example") and view.local("mx.campus.example")
     assert not view.local("evilcampus.example") and not view.local("example")
+
+
+def test_the_vector_without_a_snapshot_is_the_snapshot_vector() -> None:
+    t = HostTable(site_config())
+    rcpts = [rcpt("x@far.example"), rcpt("y@campus.example", 550, "5.7.1", "denied")]
+    for i in range(4):
+        t.on_conn(conn(BOT, f"198.18.0.{i}", 100.0 * i))
+        t.on_session(session(BOT, MX_EXT, 100.0 * i + 1, (tx(100.0 * i + 1.1, rcpts, size=10 * i),),
+                             auth=(auth(100.0 * i + 1.05, "failure"),)))
+    for ip in (BOT, OUR_MX):
+        t.on_session(session(OUTSIDER, ip, 401.0, (tx(401.1, rcpts),),
+                             auth=(auth(401.05, "success"),)))
+    for ip in (BOT, OUTSIDER):
+        changed = {h.ip: h for h, _ in t.on_conn(conn(ip, MX_EXT, 402.0))}
+        fast = HostTable.vector(changed[ip])
+        assert fast == vector(feats(t, ip)) and all(isinstance(v, float) for v in fast)
