@@ -30,8 +30,8 @@ $(NATIVE): $(STAMP) $(NATIVE_SRC)
 
 ## Analyse the bundled sample capture and print the summary.
 demo: $(NATIVE)
-	$(BIN)/sensor analyze pcaps/demo.pcap --config pcaps/demo.toml --alerts demo-alerts.jsonl --sessions demo-sessions.jsonl
-	@echo "alerts (JSON lines, as a SIEM receives them): demo-alerts.jsonl; SMTP sessions: demo-sessions.jsonl"
+	$(BIN)/sensor analyze pcaps/demo.pcap --config pcaps/demo.toml --alerts demo-alerts.jsonl --sessions demo-sessions.jsonl --host-scores demo-scores.jsonl
+	@echo "alerts (JSON lines, as a SIEM receives them): demo-alerts.jsonl; SMTP sessions: demo-sessions.jsonl; model scores per host: demo-scores.jsonl"
 
 ## Install what the tests need (tshark, tcpdump, iproute2 when root and missing), lint, type-check, run the tests.
 test: $(NATIVE)

@@ -56,7 +56,8 @@ def test_pure_python_install_gives_the_same_records(tmp_path: Path) -> None:
         subprocess.run(
             [sys.executable, "-m", "sensor", "analyze", "--quiet", str(demo),
              "--config", str(ROOT / "pcaps" / "demo.toml"), "--sessions", str(out / "s.jsonl"),
-             "--conns", str(out / "c.jsonl"), "--alerts", str(out / "a.jsonl")],
+             "--conns", str(out / "c.jsonl"), "--alerts", str(out / "a.jsonl"),
+             "--model", str(ROOT / "models" / "default.skops")],
             env=env, cwd=out, check=True, timeout=300,
         )  # fmt: skip
         outputs[name] = [(out / f).read_bytes() for f in ("s.jsonl", "c.jsonl", "a.jsonl")]

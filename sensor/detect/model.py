@@ -89,6 +89,9 @@ def row(f: HostFeatures) -> list[float]:
     return out
 
 
+LOF_MAX_ROWS = 10_000  # LocalOutlierFactor keeps every row and compares each with all: sampled
+
+
 def make_pipeline(detector: str, seed: int, n_features: int = len(MODEL_FEATURES)) -> Any:
     """A fresh, unfitted Pipeline: log counts, robust scaling, then the detector."""
     from sklearn.ensemble import IsolationForest
@@ -437,6 +440,9 @@ def fit(data: TrainingSet, *, detector: str = DEFAULT_DETECTOR, seed: int = 0,
     if not 0.0 <= contamination < 0.5:
         raise ModelError(f"--contamination: expected a share in [0, 0.5), got {contamination}")
     folds = _folds(data, len(X))
+    if detector == "lof" and len(X) > LOF_MAX_ROWS:
+        pick = np.sort(np.random.default_rng(seed).choice(len(X), LOF_MAX_ROWS, replace=False))
+        X, folds = X[pick], folds[pick]
     pipe = make_pipeline(detector, seed).fit(X)
     trimmed = 0
     if contamination > 0:

@@ -297,7 +297,7 @@ class _Flag:
 
     ts: float
     score: float
-    family: str
+    families: frozenset[str]  # of the features that stand out ("" for plain activity)
     top: list[dict[str, object]]
 
 
@@ -414,7 +414,8 @@ class ModelStage:
     def _matches(self, flag: _Flag, kind: str, ts: float) -> bool:
         if ts - flag.ts >= self.config.suppression.interval_s:
             return False
-        return not flag.family or kind in self._families.get(flag.family, ())
+        named = [fam for fam in flag.families if fam]
+        return not named or any(kind in self._families.get(fam, ()) for fam in named)
 
     def _apply(self, batch: _Batch, scores: Any) -> None:
         stats = self.scorer.stats()
@@ -440,18 +441,18 @@ class ModelStage:
             if flagged:
                 self._flagged(f, s, top)
 
-    def _family_of(self, top: list[dict[str, object]]) -> str:
-        votes: dict[str, int] = {}
-        for rank, d in enumerate(top):
+    def _families_of(self, top: list[dict[str, object]]) -> frozenset[str]:
+        """The families of the features that stand out: a rule alert of any of them is the same
+        finding seen twice."""
+        out = set()
+        for d in top:
             name = str(d["feature"])
-            base = name.split("_", 1)[1] if name.split("_", 1)[0] in self._windows else name
-            fam = self._family.get(base, "")
-            if fam:
-                votes[fam] = votes.get(fam, 0) + len(top) - rank
-        return max(votes, key=lambda k: (votes[k], k)) if votes else ""
+            head, _, rest = name.partition("_")
+            out.add(self._family.get(rest if head in self._windows else name, ""))
+        return frozenset(out)
 
     def _flagged(self, f: HostFeatures, s: float, top: list[dict[str, object]]) -> None:
-        flag = _Flag(f.ts, s, self._family_of(top), top)
+        flag = _Flag(f.ts, s, self._families_of(top), top)
         self._flags[f.host] = flag
         self._flags.move_to_end(f.host)
         if len(self._flags) > self._max:

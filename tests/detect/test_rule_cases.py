@@ -111,8 +111,8 @@ def evaluate(pcap: Path) -> dict[str, Any]:
 
 
 def alerts(pcap: Path) -> list[dict[str, Any]]:
-    out = run("analyze", "-q", "--config", str(pcap.with_suffix(".toml")), "--alerts", "-",
-              str(pcap))
+    out = run("analyze", "-q", "--no-model", "--config", str(pcap.with_suffix(".toml")),
+              "--alerts", "-", str(pcap))
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 

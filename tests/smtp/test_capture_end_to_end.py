@@ -89,8 +89,9 @@ def test_starttls_injection_raises_protocol_abuse(tmp_path: Path, workers: str) 
     write_dialogue(pcap, INJECTION)
     [s], alerts = analyze(pcap, tmp_path, "--workers", workers)
     assert s["anomalies"] == {"starttls_injection": 1}
-    assert [(a["kind"], a["host"], a["rule"]) for a in alerts] == [
-        ("protocol_abuse", "10.1.2.3", "non_smtp")]
+    assert [(a["kind"], a["host"], a["rule"], a["source"]) for a in alerts] == [
+        ("protocol_abuse", "10.1.2.3", "non_smtp", "rule"),  # the rule, at once
+        ("protocol_abuse", "10.1.2.3", "model_confirms", "both")]  # the bundled model agrees
 
 
 def test_postscreen_pregreet_capture(tmp_path: Path) -> None:
