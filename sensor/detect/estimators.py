@@ -16,6 +16,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 Array = Any  # numpy arrays: numpy ships types, but scikit-learn's signatures do not
 
 
+def roles_of_rows(X: Array, role_columns: tuple[int, ...], on_values: Array) -> Array:
+    """Each row's role: the index of the one-hot column (of `role_columns`) at its training
+    maximum `on_values`, or -1 when none is (or there are no role columns)."""
+    cols = list(role_columns)
+    if not cols:
+        return np.full(X.shape[0], -1)
+    on = X[:, cols] >= on_values - 1e-9
+    return np.where(on.any(axis=1), on.argmax(axis=1), -1)
+
+
 class LogCounts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """sign(x) * log(1 + |x|) of every feature: counts spanning orders of magnitude (1 message or
     10,000) become comparable steps, which tree splits and distances both need."""
@@ -104,11 +114,7 @@ class RoleSplitDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.min_samples = min_samples
 
     def _roles(self, X: Array) -> Array:
-        cols = list(self.role_columns)
-        if not cols:
-            return np.full(X.shape[0], -1)
-        on = X[:, cols] >= self.on_values_ - 1e-9
-        return np.where(on.any(axis=1), on.argmax(axis=1), -1)
+        return roles_of_rows(X, self.role_columns, self.on_values_)
 
     def fit(self, X: Array, y: Array = None) -> RoleSplitDetector:
         X = validate_data(self, X, dtype=np.float64)
@@ -196,11 +202,7 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.contamination = contamination
 
     def _roles(self, X: Array) -> Array:
-        cols = list(self.role_columns)
-        if not cols:
-            return np.full(X.shape[0], -1)
-        on = X[:, cols] >= self.on_values_ - 1e-9
-        return np.where(on.any(axis=1), on.argmax(axis=1), -1)
+        return roles_of_rows(X, self.role_columns, self.on_values_)
 
     def _marginals(self, X: Array) -> tuple[Array, Array, Array, Array, float]:
         """(breakpoints, count <= each, count >= each) per feature, padded with +inf; the
