@@ -81,7 +81,7 @@ def main() -> int:
             mixed = train.from_captures([*simulate_training(tmp)[:3], str(dirty)], cfg,
                                         (25, 587), "compare", progress=False).data
             for share in (0.0, args.contaminated):
-                model = host_model.fit(mixed, detector="iforest", seed=0,
+                model = host_model.fit(mixed, detector=host_model.DEFAULT_DETECTOR, seed=0,
                                        contamination=share, windows=windows)
                 for test, pcap in tests:
                     sys.stdout.write(row(f"attacks c={share:g}", test,

@@ -150,20 +150,25 @@ VERDICTS: frozenset[str] = frozenset({
 (unknown users, content after DATA), which stay features of their own."""
 
 
-DIRECT: frozenset[str] = frozenset({"ext_conns", "ext_failed_conns", "ext_dst_ips",
-                                    "ext_mail_from"})
+DIRECT: frozenset[str] = frozenset({"ext_conns", "ext_dst_ips", "ext_mail_from"})
 """Delivery straight to internet MX hosts, however many of its counts show it."""
+FAILURES: frozenset[str] = frozenset({"failed_conns", "refused_conns", "unanswered_conns",
+                                      "reset_conns", "ext_failed_conns", "failed_ratio"})
+"""Connections refused, unanswered or reset before a word: one behaviour, whichever way."""
 
 
 def _family(base: str) -> str:
     """"" for plain activity (ACTIVITY, or the schema's activity family), "verdicts" for the
-    server's refusals (VERDICTS), "direct" for direct delivery (DIRECT), else the feature."""
+    server's refusals (VERDICTS), "failures" for failed connections (FAILURES), "direct" for
+    direct delivery (DIRECT), else the feature."""
     from sensor.features.schema import FEATURE_FAMILY
 
     if base in ACTIVITY or FEATURE_FAMILY.get(base) == "":
         return ""
     if base in VERDICTS:
         return "verdicts"
+    if base in FAILURES:
+        return "failures"
     return "direct" if base in DIRECT else base
 
 
