@@ -195,6 +195,8 @@ def _execute(
             latest[(a.host, a.kind)] = a
 
     detector = Detector(cfg, on_alert, scorer, model_name) if detect else None
+    if detector is not None and detector.stage is not None and scores_sink is not None:
+        detector.stage.explain_all = True  # every host's line names what stood out
     if parallel is not None:
         from sensor.parallel import Outputs, run_parallel
 

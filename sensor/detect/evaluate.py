@@ -116,6 +116,8 @@ def run_detection(paths: Iterable[str], config: Config, model: HostModel | None 
 
         scorer = LocalScorer(model)
     det = Detector(config, alerts.append, scorer, "model" if model is not None else "")
+    if det.stage is not None and host_scores is not None:
+        det.stage.explain_all = True
     pipe = Pipeline(ports=ports, on_conn=det.on_conn, on_session=det.on_session)
     errors: list[str] = []
 

@@ -31,14 +31,13 @@ from sensor.detect.model import (
     RoleStats,
     explain_row,
     peek_card,
-    role_of,
-    row,
 )
 from sensor.detect.rules import AlertKind, Finding, score
 from sensor.errors import ModelError
-from sensor.records import Alert, HostFeatures
+from sensor.records import Alert
 
 _NF: Final = len(MODEL_FEATURES)
+BATCH_ROWS: Final = 2048  # rows sent to the scorer at once: a big batch goes in parts
 _HEADER: Final = struct.Struct("<cQ")  # message kind, payload length
 
 
@@ -302,8 +301,20 @@ class _Flag:
 
 
 @dataclass(slots=True)
+class _Seen:
+    """What an alert needs of a host at the moment its row was taken (rows are built from the
+    host's state directly, without a HostFeatures snapshot: most are never alerted on)."""
+
+    host: str
+    ts: float
+    long_start: float
+    sessions: tuple[str, ...]
+    role: int
+
+
+@dataclass(slots=True)
 class _Batch:
-    snaps: list[HostFeatures]
+    seen: list[_Seen]
     rows: array[float]
 
 
@@ -326,6 +337,7 @@ class ModelStage:
         self.rule_kinds: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._flags: OrderedDict[str, _Flag] = OrderedDict()
         self._confirmed: dict[tuple[str, str], float] = {}
+        self.explain_all = False  # explain every host's best score (for --host-scores)
         self.scored = 0
         self.batches = 0
         self.alerts = 0
@@ -356,18 +368,29 @@ class ModelStage:
         from sensor.features.hosts import HostTable
 
         if self._dirty:
-            snaps = [HostTable.snapshot(st) for st in self._dirty.values()]
-            self._dirty = {}
             rows: array[float] = array("d")
-            for f in snaps:
-                rows.extend(row(f))
-            self.scorer.submit(rows, len(snaps))
-            self.scorer.hosts([f.host for f in snaps])
-            self._pending.append(_Batch(snaps, rows))
-            self.batches += 1
+            seen: list[_Seen] = []
+            for st in self._dirty.values():
+                v = HostTable.vector(st)
+                role = _role(v)
+                v.extend(_ONE_HOT[role])
+                rows.extend(v)
+                seen.append(_Seen(st.ip, st.now, st.start(2, st.now), st.sessions, role))
+                if len(seen) == BATCH_ROWS:  # sent on, so the model scores while we build
+                    self._submit(seen, rows)
+                    rows, seen = array("d"), []
+            self._dirty = {}
+            if seen:
+                self._submit(seen, rows)
         while self._next <= now:
             self._next += self._interval
         self.drain(block=False)
+
+    def _submit(self, seen: list[_Seen], rows: array[float]) -> None:
+        self.scorer.submit(rows, len(seen))
+        self.scorer.hosts([x.host for x in seen])
+        self._pending.append(_Batch(seen, rows))
+        self.batches += 1
 
     def out(self, alert: Alert) -> None:
         """A rule alert: released now, or after the batches taken before it are applied."""
@@ -422,19 +445,21 @@ class ModelStage:
         threshold = self.threshold
         top_n = self.config.model.top_features
         rows = batch.rows
-        for i, f in enumerate(batch.snaps):
+        for i, f in enumerate(batch.seen):
             s = float(scores[i])
             self.scored += 1
             best = self.best.get(f.host)
             flagged = s > threshold
-            if best is not None and s <= best.score and not flagged:
+            better = best is None or s > best.score
+            if not better and not flagged:
                 self.best.move_to_end(f.host)
                 continue
-            x = rows[i * _NF:(i + 1) * _NF]
-            top = [d.to_dict() for d in explain_row(stats, x, self._windows, top_n)] \
-                if stats is not None else []
-            if best is None or s > best.score:
-                self.best[f.host] = HostScore(s, f.ts, role_of(f), top)
+            top: list[dict[str, object]] = []
+            if stats is not None and (flagged or self.explain_all):
+                x = rows[i * _NF:(i + 1) * _NF]
+                top = [d.to_dict() for d in explain_row(stats, x, self._windows, top_n)]
+            if better:
+                self.best[f.host] = HostScore(s, f.ts, f.role, top)
                 self.best.move_to_end(f.host)
                 if len(self.best) > self._max:
                     self.best.popitem(last=False)
@@ -451,7 +476,7 @@ class ModelStage:
             out.add(self._family.get(rest if head in self._windows else name, ""))
         return frozenset(out)
 
-    def _flagged(self, f: HostFeatures, s: float, top: list[dict[str, object]]) -> None:
+    def _flagged(self, f: _Seen, s: float, top: list[dict[str, object]]) -> None:
         flag = _Flag(f.ts, s, self._families_of(top), top)
         self._flags[f.host] = flag
         self._flags.move_to_end(f.host)
@@ -468,21 +493,27 @@ class ModelStage:
         update = self._suppress.decide(f.host, finding, f.ts)
         if update is None:
             return
-        from sensor.detect.alerts import make_alert
-
-        alert = make_alert(self.config.site.sensor, f, finding, update)
-        alert = replace(alert, source="model", evidence={
-            **alert.evidence, "model": self._evidence(s, top)})
+        evidence: dict[str, object] = {"features": {}, "sessions": list(f.sessions),
+                                       "model": self._evidence(s, top)}
+        summary = finding.summary
+        if update:
+            evidence["update"] = update
+            summary = f"{summary} (update: {update})"
+        alert = Alert(ts=f.ts, time=iso_time(f.ts), sensor=self.config.site.sensor, host=f.host,
+                      kind=finding.kind.value, severity=finding.severity, sid=finding.sid,
+                      rule=finding.rule, score=finding.score, source="model",
+                      window_s=finding.window_s, summary=summary, evidence=evidence,
+                      first_seen=min(finding.first_seen, f.ts), last_seen=f.ts)
         self.alerts += 1
         self._emit(alert)
 
     def _evidence(self, s: float, top: list[dict[str, object]]) -> dict[str, object]:
         return {"score": round(s, 6), "threshold": round(self.threshold, 6), "top_features": top}
 
-    def _finding(self, f: HostFeatures, s: float, top: list[dict[str, object]]) -> Finding:
+    def _finding(self, f: _Seen, s: float, top: list[dict[str, object]]) -> Finding:
         cfg = self.config.model
         words = "; ".join(str(d["text"]) for d in top[:3]) or "an unusual mix of features"
-        role = ROLES[role_of(f)]
+        role = ROLES[f.role]
         summary = (f"{f.host} ({_ROLE_WORDS[role]}) behaves unlike anything in training "
                    f"(model score {s:.3f} over threshold {self.threshold:.3f}): {words}")
         severity = cfg.severity + (1 if s > self.threshold * 1.15 else 0)
@@ -490,7 +521,7 @@ class ModelStage:
                        score(s, self.threshold), float(self.config.windows.long_s), summary,
                        {}, s, f.long_start)
 
-    def _confirm(self, f: HostFeatures, kind: str, flag: _Flag) -> None:
+    def _confirm(self, f: _Seen, kind: str, flag: _Flag) -> None:
         """The model flags a host a rule already alerted on for the same family: an update of
         that alert with source "both"."""
         words = "; ".join(str(d["text"]) for d in flag.top[:3])
@@ -520,6 +551,22 @@ class ModelStage:
                         "top_features": hs.top})
         out.sort(key=lambda d: (-float(str(d["score"])), str(d["host"])))
         return out
+
+
+_HOME: Final = MODEL_FEATURES.index("in_home_net")
+_MTA: Final = MODEL_FEATURES.index("mail_server")
+_SRV: Final = MODEL_FEATURES.index("long_srv_sessions")
+_ONE_HOT: Final = tuple(tuple(1.0 if i == r else 0.0 for i in range(len(ROLES)))
+                        for r in range(len(ROLES)))
+
+
+def _role(v: list[float]) -> int:
+    """role_of() read from a host's feature vector."""
+    if v[_MTA]:
+        return 2
+    if v[_HOME]:
+        return 3 if v[_SRV] > 0 else 1
+    return 0
 
 
 _ROLE_WORDS: Final = {"outside": "an outside client", "inside": "an inside client",
