@@ -164,6 +164,7 @@ class RoleSplitDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
 
 MIN_TAIL_WIDTH = 0.1  # log-scale width of a varying feature's upper tail, at least
+SCORE_CHUNK = 256  # rows compared with a role's breakpoint table at once (memory: chunk x table)
 
 
 def _log(x: Array) -> Array:
@@ -279,34 +280,37 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         roles = self._role_index(X)
         out = np.zeros(X.shape)
         for r in np.unique(roles):
-            mask = roles == r
-            xr = X[mask]
-            n = self.n_[r]
-            s = np.zeros(xr.shape)
-            for j in range(X.shape[1]):
-                bp = self.breakpoints_[r, j]
-                x = xr[:, j]
-                hi = np.searchsorted(bp, x, side="left")  # first breakpoint >= x
-                ge = np.where(hi < bp.shape[0], self.count_ge_[r, j][np.minimum(
-                    hi, bp.shape[0] - 1)], 0.0)
-                lo = np.searchsorted(bp, x, side="right") - 1  # last breakpoint <= x
-                le = np.where(lo >= 0, self.count_le_[r, j][np.maximum(lo, 0)], 0.0)
-                # beyond the largest value seen, the count there thins out with the distance on
-                # the log scale, over the width of the feature's upper tail: just past the top
-                # is as rare as the top, far past it is as rare as it gets (never, if constant)
-                last = int(np.sum(np.isfinite(bp))) - 1
-                width = self.tail_width_[r, j]
-                if last >= 0 and width > 0:
-                    top = bp[last]
-                    past = x > top
-                    if past.any():
-                        fade = np.exp(-(_log(x[past]) - _log(top)) / width)
-                        ge = ge.copy()
-                        ge[past] = self.count_ge_[r, j][last] * fade
-                p = ((np.minimum(ge, le) if self.two_sided else ge) + 1.0) / (n + 2.0)
-                s[:, j] = np.maximum(0.0, -np.log(np.minimum(2.0 * p, 1.0)))
-            out[mask] = s
+            rows = np.flatnonzero(roles == r)
+            for at in range(0, len(rows), SCORE_CHUNK):
+                part = rows[at:at + SCORE_CHUNK]
+                out[part] = self._role_scores(int(r), X[part])
         return out
+
+    def _role_scores(self, r: int, x: Array) -> Array:
+        """feature_scores of rows `x` of role `r`, every feature at once: a breakpoint search
+        by comparison against the role's (features, n_points) table."""
+        bp, cge, cle = self.breakpoints_[r], self.count_ge_[r], self.count_le_[r]
+        m, k = bp.shape
+        feat = np.arange(m)
+        hi = (bp[None, :, :] < x[:, :, None]).sum(axis=2)  # first breakpoint >= x
+        ge = np.where(hi < k, cge[feat, np.minimum(hi, k - 1)], 0.0)
+        # beyond the largest value seen, the count there thins out with the distance on the log
+        # scale, over the width of the feature's upper tail: just past the top is as rare as the
+        # top, far past it is as rare as it gets (never, for a feature constant in training)
+        last = np.isfinite(bp).sum(axis=1) - 1
+        width = self.tail_width_[r]
+        top = bp[feat, np.maximum(last, 0)]
+        past = (x > top) & ((last >= 0) & (width > 0))[None, :]
+        if past.any():
+            fade = np.exp(-(_log(x) - _log(np.where(last >= 0, top, 0.0)))
+                          / np.where(width > 0, width, 1.0))
+            ge = np.where(past, cge[feat, np.maximum(last, 0)] * fade, ge)
+        if self.two_sided:
+            lo = (bp[None, :, :] <= x[:, :, None]).sum(axis=2) - 1  # last breakpoint <= x
+            le = np.where(lo >= 0, cle[feat, np.maximum(lo, 0)], 0.0)
+            ge = np.minimum(ge, le)
+        p = (ge + 1.0) / (self.n_[r] + 2.0)
+        return np.maximum(0.0, -np.log(np.minimum(2.0 * p, 1.0)))
 
     def score_samples(self, X: Array) -> Array:
         """Minus the sum of the top_k most extreme feature groups (higher: more normal)."""
