@@ -27,9 +27,7 @@ from sensor.features.schema import (
     FEATURE_SCHEMA_VERSION,
     HOST_SCALARS,
     WINDOW_PREFIXES,
-    vector,
 )
-from sensor.records import HostFeatures
 
 FORMAT = "port25-host-model/1"
 ROLES: tuple[str, ...] = ("outside", "inside", "mta", "server")
@@ -69,24 +67,6 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.tree._classes.ExtraTreeRegressor",
     "sklearn.tree._tree.Tree",
 )
-
-
-def role_of(f: HostFeatures) -> int:
-    """The host's role as an index of ROLES: authorised MTA, our server (it received sessions
-    from clients), inside client (home_net) or outside client."""
-    if f.mail_server:
-        return 2
-    if f.in_home_net:
-        return 3 if f.long.srv_sessions > 0 else 1
-    return 0
-
-
-def row(f: HostFeatures) -> list[float]:
-    """The model's input row of one host snapshot (MODEL_FEATURES order)."""
-    out = vector(f)
-    r = role_of(f)
-    out.extend(1.0 if i == r else 0.0 for i in range(len(ROLES)))
-    return out
 
 
 LOF_MAX_ROWS = 10_000  # LocalOutlierFactor keeps every row and compares each with all: sampled
@@ -265,8 +245,7 @@ class RoleStats:
             mask = roles == r if r < n_roles else np.ones(len(X), dtype=bool)
             counts[r] = int(mask.sum())
             if not mask.any():
-                centre[r], scale[r] = centre[n_roles], scale[n_roles]  # filled below
-                continue
+                continue  # filled from every role together below
             lx = logx[mask]
             q25, q50, q75 = np.quantile(lx, [0.25, 0.5, 0.75], axis=0)
             centre[r] = q50
@@ -327,11 +306,6 @@ class HostModel:
         if X.shape[0] == 0:
             return np.zeros(0)
         return -np.asarray(self.pipeline.score_samples(X), dtype=np.float64)
-
-    def explain(self, x: Sequence[float], windows: dict[str, float],
-                top: int = 5) -> list[Deviation]:
-        """The `top` features of one row that deviate most from its role in training."""
-        return explain_row(self.stats, x, windows, top)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "card": self.card, "pipeline": self.pipeline,

@@ -561,7 +561,8 @@ _ONE_HOT: Final = tuple(tuple(1.0 if i == r else 0.0 for i in range(len(ROLES)))
 
 
 def _role(v: list[float]) -> int:
-    """role_of() read from a host's feature vector."""
+    """The host's role (index of ROLES) from its feature vector: an authorised MTA, our server
+    (a home_net host that received sessions from clients), an inside or an outside client."""
     if v[_MTA]:
         return 2
     if v[_HOME]:
