@@ -133,8 +133,12 @@ class ChildScorer(Scorer):
         self._requests: queue.Queue[bytes | None] = queue.Queue()
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            from sensor.service.signals import die_with_parent
+
+            die_with_parent(parent)  # even a SIGKILLed sensor leaves no model process behind
             os.close(to_child_w)
             os.close(from_child_r)
             _child_main(path, to_child_r, from_child_w)
