@@ -134,12 +134,6 @@ def run_detection(paths: Iterable[str], config: Config, model: HostModel | None 
     return alerts, stats
 
 
-def evaluate(label_path: str, paths: Iterable[str], config: Config) -> Evaluation:
-    """Run the detector (rules only) over labelled captures and score its alerts."""
-    alerts, _ = run_detection(paths, config)
-    return score_alerts(read_labels(label_path), alerts)
-
-
 MODES = ("rules", "model", "both")
 
 

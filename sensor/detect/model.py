@@ -205,15 +205,13 @@ class Deviation:
 
     feature: str
     value: float
-    reference: float  # the training percentile quoted (99.9th above, 0.1th below)
-    above: bool
+    training_p999: float  # the role's 99.9th percentile in training, quoted
     z: float
     text: str
 
     def to_dict(self) -> dict[str, object]:
         return {"feature": self.feature, "value": _clean(self.value),
-                "training_p999" if self.above else "training_p001": _clean(self.reference),
-                "text": self.text}
+                "training_p999": _clean(self.training_p999), "text": self.text}
 
 
 def _clean(v: float) -> float:
@@ -224,12 +222,10 @@ def _clean(v: float) -> float:
 @dataclass(slots=True)
 class RoleStats:
     """Per-role training statistics of every feature: robust centre and spread on the log scale
-    (for ranking deviations), and raw 0.1th/50th/99.9th percentiles (for the words)."""
+    (for ranking deviations), and the raw 99.9th percentile (for the words)."""
 
     centre: Any  # (roles + 1, features); the last row is every role together
     scale: Any
-    p001: Any
-    p50: Any
     p999: Any
     rows: Any  # training rows per role (roles + 1)
 
@@ -238,7 +234,7 @@ class RoleStats:
         n_roles, n_feat = len(ROLES), X.shape[1]
         shape = (n_roles + 1, n_feat)
         centre, scale = np.zeros(shape), np.ones(shape)
-        p001, p50, p999 = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        p999 = np.zeros(shape)
         counts = np.zeros(n_roles + 1)
         logx = np.sign(X) * np.log1p(np.abs(X))
         for r in range(n_roles + 1):
@@ -250,16 +246,16 @@ class RoleStats:
             q25, q50, q75 = np.quantile(lx, [0.25, 0.5, 0.75], axis=0)
             centre[r] = q50
             scale[r] = np.maximum((q75 - q25) / 1.349, SCALE_FLOOR)
-            p001[r], p50[r], p999[r] = np.quantile(X[mask], [0.001, 0.5, 0.999], axis=0)
+            p999[r] = np.quantile(X[mask], 0.999, axis=0)
         for r in range(n_roles):  # a role absent from training: explained against every role
             if counts[r] == 0:
                 centre[r], scale[r] = centre[n_roles], scale[n_roles]
-                p001[r], p50[r], p999[r] = p001[n_roles], p50[n_roles], p999[n_roles]
-        return cls(centre, scale, p001, p50, p999, counts)
+                p999[r] = p999[n_roles]
+        return cls(centre, scale, p999, counts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"centre": self.centre, "scale": self.scale, "p001": self.p001, "p50": self.p50,
-                "p999": self.p999, "rows": self.rows}
+        return {"centre": self.centre, "scale": self.scale, "p999": self.p999,
+                "rows": self.rows}
 
 
 def _phrase(name: str, value: float, windows: dict[str, float]) -> tuple[str, str]:
@@ -355,7 +351,7 @@ def _deviation(stats: RoleStats, r: int, j: int, xa: Any, zj: float,
     name = FEATURE_NAMES[j]
     ref = float(stats.p999[r][j])
     phrase, unit = _phrase(name, float(xa[j]), windows)
-    return Deviation(name, float(xa[j]), ref, True, zj,
+    return Deviation(name, float(xa[j]), ref, zj,
                      f"{phrase}; 99.9th percentile in training: {_fmt(ref, unit)}")
 
 
@@ -611,15 +607,14 @@ def load(path: str) -> HostModel:
     try:
         stats = obj["stats"]
         model = HostModel(obj["pipeline"], float(obj["threshold"]),
-                          RoleStats(stats["centre"], stats["scale"], stats["p001"],
-                                    stats["p50"], stats["p999"], stats["rows"]),
+                          RoleStats(stats["centre"], stats["scale"], stats["p999"],
+                                    stats["rows"]),
                           card, np.asarray(obj["check_x"], dtype=np.float64),
                           np.asarray(obj["check_scores"], dtype=np.float64))
         if model.threshold != card["threshold"]:
             raise ValueError("threshold")
         n_feat, n_rows = len(MODEL_FEATURES), len(ROLES) + 1
-        for arr in (model.stats.centre, model.stats.scale, model.stats.p001, model.stats.p50,
-                    model.stats.p999):
+        for arr in (model.stats.centre, model.stats.scale, model.stats.p999):
             if np.shape(arr) != (n_rows, n_feat) or not np.all(np.isfinite(arr)):
                 raise ValueError("stats")
         got = model.scores(model.check_x)

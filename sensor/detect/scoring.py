@@ -233,7 +233,7 @@ def _stats_bytes(stats: RoleStats) -> bytes:
     import numpy as np
 
     parts = [np.ascontiguousarray(a, dtype=np.float64).tobytes()
-             for a in (stats.centre, stats.scale, stats.p001, stats.p50, stats.p999, stats.rows)]
+             for a in (stats.centre, stats.scale, stats.p999, stats.rows)]
     return b"".join(parts)
 
 
@@ -243,8 +243,8 @@ def _stats_from(body: bytes) -> RoleStats:
     shape = (len(ROLES) + 1, _NF)
     size = shape[0] * shape[1]
     flat = np.frombuffer(body, dtype=np.float64)
-    arrays = [flat[i * size:(i + 1) * size].reshape(shape) for i in range(5)]
-    return RoleStats(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], flat[5 * size:])
+    centre, scale, p999 = (flat[i * size:(i + 1) * size].reshape(shape) for i in range(3))
+    return RoleStats(centre, scale, p999, flat[3 * size:])
 
 
 def _child_main(path: str, inp: int, out: int) -> None:  # pragma: no cover - runs in the child
