@@ -8,6 +8,7 @@ rows it later scores.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ def host_folds(hosts: list[str], files: list[str]) -> Any:
 
     from sensor.detect.model import CALIBRATION_FOLDS
 
-    salt = "|".join(files)
+    salt = "|".join(os.path.basename(f) for f in files)  # not where they were: reproducible
     return np.asarray([zlib.crc32(f"{salt}/{h}".encode()) % CALIBRATION_FOLDS for h in hosts],
                       dtype=np.intp)
 
