@@ -1,0 +1,1 @@
+"""Alert and record sinks beyond JSON lines: syslog formats and transports for SIEMs."""
