@@ -316,19 +316,25 @@ def _run_in_process(
 
 
 def _open_model(path: str | None, quiet: bool) -> tuple[Any, str]:
-    """The scorer of the model asked for, or of the bundled one (None when it is absent)."""
-    from sensor.detect.scoring import ChildScorer
+    """The scorer of the model asked for, or of the bundled one (None when it is absent).
 
+    A model with scoring tables (the default detectors) scores in this process with numpy
+    alone; any other is loaded through skops and scikit-learn in a child process, so that their
+    import does not hold up the packet loop."""
+    from sensor.detect import tables
+    from sensor.detect.model import bundled_model, peek_card
+    from sensor.detect.scoring import ChildScorer, LocalScorer
+
+    name = path or ""
     if path is None:
-        from sensor.detect.model import bundled_model
-
         path = bundled_model()
         if path is None:
             if not quiet:
                 click.echo("sensor: note: no bundled model found: rules only", err=True)
             return None, ""
-        return ChildScorer(path), f"bundled ({path})"
-    return ChildScorer(path), path
+        name = f"bundled ({path})"
+    found = tables.read(path, peek_card(path))
+    return (ChildScorer(path) if found is None else LocalScorer(found)), name
 
 
 def _write_host_scores(detector: Detector | None, sink: JsonlSink | None) -> None:

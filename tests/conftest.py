@@ -33,3 +33,18 @@ def tshark() -> str:
     if path is None:
         pytest.fail("tshark not installed (make test installs it with apt-get as root)")
     return path
+
+
+@pytest.fixture(scope="session")
+def forest_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model with the IsolationForest detector, trained on the bundled benign capture: it has
+    no scoring tables, so `analyze` loads it through scikit-learn in a child process."""
+    import subprocess
+    import sys
+
+    path = tmp_path_factory.mktemp("forest") / "forest.skops"
+    subprocess.run([sys.executable, "-m", "sensor", "train", str(ROOT / "pcaps" /
+                    "train-benign.pcap"), "--config", str(ROOT / "pcaps" / "demo.toml"),
+                    "--detector", "iforest", "-o", str(path)],
+                   check=True, capture_output=True, timeout=600)
+    return path

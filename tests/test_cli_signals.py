@@ -304,9 +304,9 @@ def big_open(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 
 def _hold_workers(proc: subprocess.Popen[str], n: int) -> list[int]:
-    """Wait for the `n` children of `proc` (its workers, and the model's process when it runs
-    detection) and freeze them (SIGSTOP) early in their work: past the opening of every
-    connection (1,200 frames), far from the end (400k)."""
+    """Wait for the `n` children of `proc` (its workers, and the model's process when a model
+    without scoring tables runs in one) and freeze them (SIGSTOP) early in their work: past
+    the opening of every connection (1,200 frames), far from the end (400k)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         kids = children_of(proc.pid)
@@ -333,7 +333,7 @@ def test_workers_flush_on_the_parents_signal(
         "--alerts", str(alerts), "--stats", str(tmp_path / "st"), str(capture),
     )  # fmt: skip
     try:
-        kids = _hold_workers(proc, 3)  # 2 workers and the model's process (--alerts)
+        kids = _hold_workers(proc, 2)  # the bundled model scores in the parent
         proc.send_signal(sig)  # to the parent only: the workers learn it from the parent
         time.sleep(0.3)
         for pid in kids:
@@ -379,11 +379,12 @@ def first_records(pcap: bytes, n: int) -> bytes:
 
 
 @pytest.mark.parametrize("alerts", [False, True])
-def test_workers_die_with_a_killed_parent(big_open: tuple[Path, int], alerts: bool) -> None:
+def test_workers_die_with_a_killed_parent(big_open: tuple[Path, int], alerts: bool,
+                                          forest_model: Path) -> None:
     """SIGKILL leaves the parent no say: the kernel kills the workers and the model's process
-    (PR_SET_PDEATHSIG)."""
+    (PR_SET_PDEATHSIG), that of a model without scoring tables."""
     capture, _ = big_open
-    detect = ["--alerts", os.devnull] if alerts else []
+    detect = ["--alerts", os.devnull, "--model", str(forest_model)] if alerts else []
     proc = sensor_proc("analyze", "-q", "--workers", "2", "--sessions", os.devnull, *detect,
                        str(capture))
     try:

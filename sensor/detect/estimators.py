@@ -13,17 +13,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from sensor.detect.tables import roles_of_rows
+
 Array = Any  # numpy arrays: numpy ships types, but scikit-learn's signatures do not
-
-
-def roles_of_rows(X: Array, role_columns: tuple[int, ...], on_values: Array) -> Array:
-    """Each row's role: the index of the one-hot column (of `role_columns`) at its training
-    maximum `on_values`, or -1 when none is (or there are no role columns)."""
-    cols = list(role_columns)
-    if not cols:
-        return np.full(X.shape[0], -1)
-    on = X[:, cols] >= on_values - 1e-9
-    return np.where(on.any(axis=1), on.argmax(axis=1), -1)
 
 
 class LogCounts(TransformerMixin, BaseEstimator):  # type: ignore[misc]

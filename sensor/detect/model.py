@@ -473,13 +473,19 @@ def fit(data: TrainingSet, *, detector: str = DEFAULT_DETECTOR, seed: int = 0,
 
 
 def save(model: HostModel, path: str) -> None:
-    """Write the model as a skops archive."""
+    """Write the model as a skops archive, with its scoring tables where the detector has
+    them (sensor.detect.tables)."""
     import skops.io as sio
 
     try:
         sio.dump(model.to_dict(), path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     except OSError as exc:
         raise ModelError(f"{path}: cannot write the model: {exc.strerror}") from None
+    from sensor.detect import tables
+
+    arrays = tables.arrays_of(model)
+    if arrays is not None:  # the default detectors then score with numpy alone
+        tables.append_to(path, arrays)
 
 
 def _fail(path: str, why: str) -> ModelError:
@@ -624,6 +630,12 @@ def load(path: str) -> HostModel:
     except Exception:  # anything off in a loaded archive means it was altered
         raise _fail(path, "model file altered or inconsistent: its contents do not match its "
                           "own check rows; retrain it or restore the original") from None
+    from sensor.detect import tables
+
+    found = tables.read(path, card)  # what `analyze` scores with, when present: the same
+    if found is not None and not np.array_equal(found.scores(model.check_x), got):
+        raise _fail(path, "model file altered or inconsistent: its scoring tables and its "
+                          "pipeline score differently; retrain it or restore the original")
     return model
 
 

@@ -16,11 +16,12 @@ import queue
 import signal
 import struct
 import threading
-from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
+
+import numpy as np
 
 from sensor.config import Config
 from sensor.detect.alerts import Suppressor, iso_time
@@ -33,7 +34,10 @@ from sensor.detect.model import (
     peek_card,
 )
 from sensor.detect.rules import AlertKind, Finding, score
+from sensor.detect.tables import ScoreTables
 from sensor.errors import ModelError
+from sensor.features.batch import vectors
+from sensor.features.hosts import HostTable
 from sensor.records import Alert
 
 _NF: Final = len(MODEL_FEATURES)
@@ -46,7 +50,8 @@ class Scorer:
 
     threshold: float = float("inf")
 
-    def submit(self, rows: array[float], n: int) -> None:
+    def submit(self, X: Any) -> None:
+        """Score rows: a (rows, MODEL_FEATURES) float64 array."""
         raise NotImplementedError
 
     def result(self, block: bool) -> Any:
@@ -65,18 +70,16 @@ class Scorer:
 
 
 class LocalScorer(Scorer):
-    """A model in this process: each batch is scored when submitted."""
+    """A model in this process, each batch scored when submitted: a HostModel (scikit-learn) or
+    its ScoreTables (numpy alone, sensor.detect.tables)."""
 
-    def __init__(self, model: HostModel) -> None:
+    def __init__(self, model: HostModel | ScoreTables) -> None:
         self.model = model
         self.threshold = model.threshold
         self._done: deque[Any] = deque()
 
-    def submit(self, rows: array[float], n: int) -> None:
-        import numpy as np
-
-        self._done.append(self.model.scores(np.frombuffer(rows, dtype=np.float64)
-                                            .reshape(n, _NF)))
+    def submit(self, X: Any) -> None:
+        self._done.append(self.model.scores(X))
 
     def result(self, block: bool) -> Any:
         return self._done.popleft() if self._done else None
@@ -89,7 +92,7 @@ class CollectingScorer(Scorer):
     """No model: keeps every submitted row (training data) and scores nothing."""
 
     def __init__(self) -> None:
-        self.rows: list[array[float]] = []
+        self.rows: list[Any] = []  # (rows, MODEL_FEATURES) arrays
         self.row_hosts: list[str] = []
         self.count = 0
         self._pending = 0
@@ -97,23 +100,16 @@ class CollectingScorer(Scorer):
     def hosts(self, hosts: list[str]) -> None:
         self.row_hosts.extend(hosts)
 
-    def submit(self, rows: array[float], n: int) -> None:
-        self.rows.append(rows)
-        self.count += n
+    def submit(self, X: Any) -> None:
+        self.rows.append(X)
+        self.count += len(X)
         self._pending += 1
 
     def result(self, block: bool) -> Any:
         if not self._pending:
             return None
         self._pending -= 1
-        return _Zeros()
-
-
-class _Zeros:
-    """Scores of a batch no model scored: never above the (infinite) threshold."""
-
-    def __getitem__(self, i: int) -> float:
-        return 0.0
+        return np.zeros(len(self.rows[-self._pending - 1]))
 
 
 class ChildScorer(Scorer):
@@ -178,8 +174,9 @@ class ChildScorer(Scorer):
                 return
             self._results.put((kind, body))
 
-    def submit(self, rows: array[float], n: int) -> None:
-        self._requests.put(_HEADER.pack(b"X", len(rows) * 8) + rows.tobytes())
+    def submit(self, X: Any) -> None:
+        body = X.tobytes()
+        self._requests.put(_HEADER.pack(b"X", len(body)) + body)
 
     def _next(self, block: bool) -> tuple[bytes, bytes] | None:
         try:
@@ -188,7 +185,6 @@ class ChildScorer(Scorer):
             return None
 
     def result(self, block: bool) -> Any:
-        import numpy as np
 
         while True:
             msg = self._next(block)
@@ -230,7 +226,6 @@ def _read_exact(fh: Any, n: int) -> bytes | None:
 
 
 def _stats_bytes(stats: RoleStats) -> bytes:
-    import numpy as np
 
     parts = [np.ascontiguousarray(a, dtype=np.float64).tobytes()
              for a in (stats.centre, stats.scale, stats.p999, stats.rows)]
@@ -238,7 +233,6 @@ def _stats_bytes(stats: RoleStats) -> bytes:
 
 
 def _stats_from(body: bytes) -> RoleStats:
-    import numpy as np
 
     shape = (len(ROLES) + 1, _NF)
     size = shape[0] * shape[1]
@@ -261,7 +255,6 @@ def _child_main(path: str, inp: int, out: int) -> None:  # pragma: no cover - ru
                 body = str(exc).encode()
                 wr.write(_HEADER.pack(b"E", len(body)) + body)
                 os._exit(0)
-            import numpy as np
 
             body = _stats_bytes(model.stats)
             wr.write(_HEADER.pack(b"S", len(body)) + body)
@@ -318,8 +311,18 @@ class _Seen:
 
 @dataclass(slots=True)
 class _Batch:
-    seen: list[_Seen]
-    rows: array[float]
+    """Rows sent to the scorer, and what alerts need of each host, column by column (most rows
+    are never alerted on: a _Seen is made only for those that are)."""
+
+    hosts: list[str]
+    ts: list[float]
+    starts: list[float]
+    sessions: list[tuple[str, ...]]
+    roles: list[int]
+    rows: Any  # (len(hosts), MODEL_FEATURES) float64
+
+    def seen(self, i: int) -> _Seen:
+        return _Seen(self.hosts[i], self.ts[i], self.starts[i], self.sessions[i], self.roles[i])
 
 
 class ModelStage:
@@ -369,31 +372,32 @@ class ModelStage:
 
     def flush(self, now: float) -> None:
         """Score every host that changed since the last batch."""
-        from sensor.features.hosts import HostTable
-
         if self._dirty:
-            rows: array[float] = array("d")
-            seen: list[_Seen] = []
-            for st in self._dirty.values():
-                v = HostTable.vector(st)
-                role = _role(v)
-                v.extend(_ONE_HOT[role])
-                rows.extend(v)
-                seen.append(_Seen(st.ip, st.now, st.start(2, st.now), st.sessions, role))
-                if len(seen) == BATCH_ROWS:  # sent on, so the model scores while we build
-                    self._submit(seen, rows)
-                    rows, seen = array("d"), []
+            states = list(self._dirty.values())
             self._dirty = {}
-            if seen:
-                self._submit(seen, rows)
+            for at in range(0, len(states), BATCH_ROWS):  # a big batch goes in parts
+                self._submit(states[at:at + BATCH_ROWS])
         while self._next <= now:
             self._next += self._interval
         self.drain(block=False)
 
-    def _submit(self, seen: list[_Seen], rows: array[float]) -> None:
-        self.scorer.submit(rows, len(seen))
-        self.scorer.hosts([x.host for x in seen])
-        self._pending.append(_Batch(seen, rows))
+    def _submit(self, states: list[Any]) -> None:
+        """Rows of hosts as they are now (sensor.features.batch: numpy over their raw window
+        state, the one-hot role columns after them) go to the scorer."""
+        floats, ints = bytearray(), bytearray()
+        raw = HostTable.raw
+        for st in states:
+            raw(st, floats, ints)
+        X = vectors(floats, ints, len(states), extra=len(ROLES))
+        roles = rows_roles(X)
+        X[np.arange(len(states)), _N_SCHEMA + roles] = 1.0
+        hosts = [st.ip for st in states]
+        batch = _Batch(hosts, [st.now for st in states],
+                       [st.start(2, st.now) for st in states], [st.sessions for st in states],
+                       roles.tolist(), X)
+        self.scorer.submit(X)
+        self.scorer.hosts(hosts)
+        self._pending.append(batch)
         self.batches += 1
 
     def out(self, alert: Alert) -> None:
@@ -448,27 +452,27 @@ class ModelStage:
         stats = self.scorer.stats()
         threshold = self.threshold
         top_n = self.config.model.top_features
+        explain = stats is not None and self.explain_all
         rows = batch.rows
-        for i, f in enumerate(batch.seen):
-            s = float(scores[i])
-            self.scored += 1
-            best = self.best.get(f.host)
+        best_of = self.best
+        self.scored += len(batch.hosts)
+        for i, (host, s) in enumerate(zip(batch.hosts, scores.tolist(), strict=True)):
+            best = best_of.get(host)
             flagged = s > threshold
-            better = best is None or s > best.score
-            if not better and not flagged:
-                self.best.move_to_end(f.host)
+            if best is not None and s <= best.score and not flagged:
+                best_of.move_to_end(host)
                 continue
             top: list[dict[str, object]] = []
-            if stats is not None and (flagged or self.explain_all):
-                x = rows[i * _NF:(i + 1) * _NF]
-                top = [d.to_dict() for d in explain_row(stats, x, self._windows, top_n)]
-            if better:
-                self.best[f.host] = HostScore(s, f.ts, f.role, top)
-                self.best.move_to_end(f.host)
-                if len(self.best) > self._max:
-                    self.best.popitem(last=False)
+            if stats is not None and (flagged or explain):
+                top = [d.to_dict() for d in explain_row(stats, rows[i], self._windows, top_n)]
+            if best is None or s > best.score:
+                if best is not None:
+                    best_of.move_to_end(host)
+                best_of[host] = HostScore(s, batch.ts[i], batch.roles[i], top)
+                if best is None and len(best_of) > self._max:
+                    best_of.popitem(last=False)
             if flagged:
-                self._flagged(f, s, top)
+                self._flagged(batch.seen(i), s, top)
 
     def _families_of(self, top: list[dict[str, object]]) -> frozenset[str]:
         """The families of the features that stand out: a rule alert of any of them is the same
@@ -560,18 +564,14 @@ class ModelStage:
 _HOME: Final = MODEL_FEATURES.index("in_home_net")
 _MTA: Final = MODEL_FEATURES.index("mail_server")
 _SRV: Final = MODEL_FEATURES.index("long_srv_sessions")
-_ONE_HOT: Final = tuple(tuple(1.0 if i == r else 0.0 for i in range(len(ROLES)))
-                        for r in range(len(ROLES)))
+_N_SCHEMA: Final = len(MODEL_FEATURES) - len(ROLES)
 
 
-def _role(v: list[float]) -> int:
-    """The host's role (index of ROLES) from its feature vector: an authorised MTA, our server
-    (a home_net host that received sessions from clients), an inside or an outside client."""
-    if v[_MTA]:
-        return 2
-    if v[_HOME]:
-        return 3 if v[_SRV] > 0 else 1
-    return 0
+def rows_roles(X: Any) -> Any:
+    """Each row's role (index of ROLES) from its features: an authorised MTA, our server (a
+    home_net host that received sessions from clients), an inside or an outside client."""
+    return np.where(X[:, _MTA] != 0, 2,
+                    np.where(X[:, _HOME] != 0, np.where(X[:, _SRV] > 0, 3, 1), 0))
 
 
 _ROLE_WORDS: Final = {"outside": "an outside client", "inside": "an inside client",

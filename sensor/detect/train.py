@@ -81,8 +81,7 @@ def _finish(det: Detector, scorer: CollectingScorer, span: _Span, files: list[st
     if not scorer.count:
         raise ModelError("training: the inputs gave no host-window to learn from (no SMTP "
                          "session or connection)")
-    X = np.concatenate([np.frombuffer(r, dtype=np.float64) for r in scorer.rows]).reshape(
-        scorer.count, len(MODEL_FEATURES))
+    X = np.concatenate(scorer.rows).reshape(scorer.count, len(MODEL_FEATURES))
     first = span.first if span.first != float("inf") else 0.0
     return TrainingSet(X, hosts, files, (first, span.last), command,
                        host_folds(scorer.row_hosts, files))

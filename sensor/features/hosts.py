@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final
@@ -80,6 +81,7 @@ _BIT: Final = tuple(1 << i for i in range(len(SUM_INDEX)))
 _IA_N: Final = SUM_INDEX["ia_n"]
 _IA_SUM: Final = SUM_INDEX["ia_sum"]
 _IA_SUMSQ: Final = SUM_INDEX["ia_sumsq"]
+_SCALARS: Final = struct.Struct("<7d")  # the HOST_SCALARS of a batch row, as float64
 
 
 def _mask(adds: Adds) -> int:
@@ -235,6 +237,15 @@ class HostTable:
         out.extend(st.values(1))
         out.extend(st.values(2))
         return out
+
+    @staticmethod
+    def raw(st: HostState, floats: bytearray, ints: bytearray) -> None:
+        """Append the host's scalars and window state to the buffers of a batch of rows, from
+        which sensor.features.batch.vectors computes what `vector` gives for each host."""
+        floats += _SCALARS.pack(1.0 if st.in_home_net else 0.0, 1.0 if st.mail_server else 0.0,
+                                st.fails_before, st.rcpts_after, st.msgs_after,
+                                st.own_fails_before, st.burst_rcpts_after)
+        st.raw_into(floats, ints)
 
     def release(self) -> None:
         """Forget every host and user at once (end of input); the counters stay."""

@@ -64,6 +64,17 @@ def _zero_heads(n_windows: int) -> tuple[int, ...]:
     return heads
 
 
+_ZEROS: dict[int, bytes] = {}
+
+
+def _zeros(n: int) -> bytes:
+    """n zero bytes, one object per size."""
+    z = _ZEROS.get(n)
+    if z is None:
+        z = _ZEROS[n] = bytes(n)
+    return z
+
+
 ONE: Final[tuple[tuple[int, float], ...]] = tuple((i, 1) for i in range(_NS))
 """Shared "add one" entries per running sum, so events allocate only what varies."""
 
@@ -278,6 +289,18 @@ class HostWindows:
     def snapshot(self, w: int) -> WindowFeatures:
         """The features of window `w` now."""
         return WindowFeatures(*self.values(w))
+
+    def raw_into(self, floats: bytearray, ints: bytearray) -> None:
+        """Append what `values` reads for every window to two buffers, for the model's batch
+        path (sensor.features.batch computes the features of many hosts at once with numpy):
+        the running sums then each window's expired sums as float64 to `floats`, the distinct
+        values entered then each window's left as int64 to `ints` (zeros where none expired)."""
+        floats += self._total
+        gone = self._gone
+        floats += _zeros(8 * _NS * len(self._lengths)) if gone is None else gone
+        ints += self._entered
+        left = self._left
+        ints += _zeros(8 * _ND * len(self._lengths)) if left is None else left
 
     def values(self, w: int) -> list[float]:
         """The features of window `w` now, as floats in WINDOW_FIELDS order (what `snapshot`
