@@ -31,6 +31,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from ipaddress import ip_address
 from typing import Any, Final
 
@@ -102,23 +103,46 @@ def leef_severity(severity: int) -> int:
 
 # --- escaping -----------------------------------------------------------------------------------
 
-def _control_table() -> dict[int, str]:
-    table = {c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000))}
+def _table(extra: str) -> dict[int, str]:
+    """A str.translate table: every ASCII character listed (a miss costs an exception inside
+    translate), controls, DEL, C1 and surrogates escaped, and backslash plus `extra` escaped."""
+    table = {c: chr(c) for c in range(0x80)}
+    table.update({c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0),
+                                            *range(0xD800, 0xE000))})  # fmt: skip
     table.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x5C: "\\\\"})
+    table.update({ord(c): "\\" + c for c in extra})
     return table
 
 
-_TEXT: Final = _control_table()  # free text (MSG) and LEEF values
-_SD_VALUE: Final = {**_TEXT, 0x22: '\\"', 0x5D: "\\]"}  # RFC 5424 6.3.3
-_CEF_HEAD: Final = {**_TEXT, 0x7C: "\\|"}  # CEF header fields (also LEEF's)
-_CEF_EXT: Final = {**_TEXT, 0x3D: "\\="}  # CEF extension values
-_PRINTUSASCII: Final = bytes(c if 33 <= c <= 126 else 0x5F for c in range(256))
-_SD_NAME: Final = bytes(0x5F if c in b'= ]"' else _PRINTUSASCII[c] for c in range(256))
+_TEXT: Final = _table("")  # free text (MSG) and LEEF values
+_SD_VALUE: Final = _table('"]')  # RFC 5424 6.3.3
+_CEF_HEAD: Final = _table("|")  # CEF header fields (also LEEF's)
+_CEF_EXT: Final = _table("=")  # CEF extension values
 
 
+# A string that is printable (no control, separator other than space, or surrogate) and has
+# none of its escaped characters is its own escape: most values are, and skip translate.
 def text(s: str) -> str:
     """Free text on one line: controls, DEL, lone surrogates and backslashes escaped."""
-    return s.translate(_TEXT)
+    return s if s.isprintable() and "\\" not in s else s.translate(_TEXT)
+
+
+def _sd_value(s: str) -> str:
+    if s.isprintable() and "\\" not in s and '"' not in s and "]" not in s:
+        return s
+    return s.translate(_SD_VALUE)
+
+
+def _cef_head(s: str) -> str:
+    return s if s.isprintable() and "\\" not in s and "|" not in s else s.translate(_CEF_HEAD)
+
+
+def _cef_ext(s: str) -> str:
+    return s if s.isprintable() and "\\" not in s and "=" not in s else s.translate(_CEF_EXT)
+
+
+_PRINTUSASCII: Final = bytes(c if 33 <= c <= 126 else 0x5F for c in range(256))
+_SD_NAME: Final = bytes(0x5F if c in b'= ]"' else _PRINTUSASCII[c] for c in range(256))
 
 
 def _field(s: str, limit: int, table: bytes = _PRINTUSASCII) -> str:
@@ -174,6 +198,7 @@ def _json(obj: object) -> str:
         return out.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+@lru_cache(maxsize=4096)  # the same clients and servers come back session after session
 def _is_ip(s: str) -> bool:
     try:
         ip_address(s)
@@ -212,7 +237,7 @@ def _rfc3164(opts: FormatOptions, sev: int, ts: float, msg: bytes) -> bytes:
 
 def _sd(sd_id: str, params: list[tuple[str, str]]) -> str:
     """One SD-ELEMENT; values are raw text, escaped here (RFC 5424 6.3.3)."""
-    body = "".join(f' {k}="{v.translate(_SD_VALUE)}"' for k, v in params)
+    body = "".join(f' {k}="{_sd_value(v)}"' for k, v in params)
     return f"[{sd_name(sd_id)}{body}]"
 
 
@@ -241,15 +266,15 @@ def _message(opts: FormatOptions, sev: int, ts: float, msgid: str, params: list[
 # --- CEF and LEEF -------------------------------------------------------------------------------
 
 def _cef(event_id: str, name: str, severity: int, ext: list[tuple[str, str]]) -> str:
-    head = "|".join(s.translate(_CEF_HEAD) for s in (VENDOR, PRODUCT, __version__, event_id, name))
+    head = "|".join(_cef_head(s) for s in (VENDOR, PRODUCT, __version__, event_id, name))
     return (f"CEF:0|{head}|{cef_severity(severity)}|"
-            + " ".join(f"{k}={v.translate(_CEF_EXT)}" for k, v in ext))
+            + " ".join(f"{k}={_cef_ext(v)}" for k, v in ext))
 
 
 def _leef(event_id: str, attrs: list[tuple[str, str]]) -> str:
-    head = "|".join(s.translate(_CEF_HEAD) for s in (VENDOR, PRODUCT, __version__, event_id))
+    head = "|".join(_cef_head(s) for s in (VENDOR, PRODUCT, __version__, event_id))
     return (f"LEEF:2.0|{head}|{LEEF_DELIMITER}|"
-            + "\t".join(f"{k}={v.translate(_TEXT)}" for k, v in attrs))
+            + "\t".join(f"{k}={text(v)}" for k, v in attrs))
 
 
 # --- alerts -------------------------------------------------------------------------------------
