@@ -68,6 +68,8 @@ def seeds(target: str) -> list[bytes]:
         odd["helo"] = "caf\udce9"  # a surrogate escape: the writer's standard-library fallback
         lines.append(to_json_line(odd))
         return [*lines, b"".join(lines), gzip.compress(b"".join(lines[:2]), mtime=0)]
+    if target == "formats":  # lengths then bytes: every control byte, CR/LF, invalid UTF-8
+        return [bytes(64), bytes(range(256)) * 2, b"\x05\x01" + "é\r\n\0]\"\\|=\t".encode() * 40]
     return [bytes(64)]  # pipeline: the structure comes from the input itself
 
 

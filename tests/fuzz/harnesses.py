@@ -12,8 +12,9 @@ import contextlib
 import io
 import struct
 from collections.abc import Callable
+from dataclasses import replace
 
-from smtp.dialogues import conn_record
+from smtp.dialogues import BASIC, conn_record, run
 
 from sensor.capture.common import CaptureStats
 from sensor.capture.pcapfile import read_pcap
@@ -30,7 +31,8 @@ from sensor.output.readers import (
     record_from_line,
 )
 from sensor.pipeline import Pipeline
-from sensor.records import ConnRecord, SmtpSession
+from sensor.records import Alert, ConnRecord, SmtpSession
+from sensor.sinks.formats import FORMATS, FormatOptions, format_alert, format_session
 from sensor.smtp import SmtpLimits, SmtpParser
 from sensor.smtp.message import analyze_message, walk_message
 from sensor.smtp.schema import session_to_dict
@@ -225,8 +227,66 @@ def fuzz_records(data: bytes) -> None:
         raise AssertionError(f"{len(merged)} records out of the merge of twice {len(recs)}")
 
 
+_SESSION: list[dict[str, object]] = []  # a real session dict, made once per process
+
+
+def _fuzz_text(r: Reader) -> str:
+    """A string of up to 63 bytes of the input, as the sensor reads attacker bytes (UTF-8 with
+    surrogate escapes for what is not), so lone surrogates and every control byte appear."""
+    return r.bytes(r.int(1) % 64).decode("utf-8", "surrogateescape")
+
+
+def _check_frame(frame: bytes, fmt: str, header: str) -> None:
+    if b"\n" in frame or b"\r" in frame or b"\0" in frame:
+        raise AssertionError(f"{fmt}/{header}: LF, CR or NUL in {frame!r}")
+    text = frame.decode("utf-8")  # raises on anything but valid UTF-8
+    if header == "rfc3164":
+        head = text.split(":", 1)[0]
+        if not head.isascii() or not head.startswith("<"):
+            raise AssertionError(f"{fmt}/{header}: header {head!r}")
+        return
+    fields = text.split(" ", 7)
+    if len(fields) < 7 or fields[0][:1] != "<" or not all(
+            f and f.isascii() and f.isprintable() and " " not in f for f in fields[:6]):
+        raise AssertionError(f"{fmt}/{header}: header {fields[:7]!r}")
+    if fmt == "json" and not fields[7].startswith("\ufeff{"):
+        raise AssertionError(f"json body without BOM: {fields[7][:20]!r}")
+
+
+def fuzz_formats(data: bytes) -> None:
+    """Every syslog format of an alert and of a session whose strings come from the input
+    (control bytes, surrogates, any length): one frame each, valid UTF-8, a clean header."""
+    if not _SESSION:
+        _SESSION.append(session_to_dict(run(BASIC)))
+    r = Reader(data)
+    flags = r.int(1)
+    ts = (r.int(8) - (1 << 63)) / 1000.0 if flags & 1 else float(r.int(4))
+    feats: dict[str, object] = {_fuzz_text(r): r.int(2) - 32768 for _ in range(r.int(1) % 4)}
+    alert = Alert(ts=ts, time="", sensor=_fuzz_text(r), host=_fuzz_text(r), kind=_fuzz_text(r),
+                  severity=r.int(1) - 128, sid=r.int(3), rule=_fuzz_text(r),
+                  score=r.int(2) / 1000.0, source=_fuzz_text(r), window_s=float(r.int(2)),
+                  summary=_fuzz_text(r),
+                  evidence={"features": feats, "sessions": [_fuzz_text(r)],
+                            "update": _fuzz_text(r)},
+                  first_seen=ts - r.int(2), last_seen=ts)  # fmt: skip
+    session = dict(_SESSION[0])
+    txn = dict(session["transactions"][0])  # type: ignore[index]
+    txn["headers"] = {**txn["headers"], "subject": _fuzz_text(r)}
+    txn["mail_from"] = _fuzz_text(r)
+    txn["rcpt_to"] = [{**txn["rcpt_to"][0], "addr": _fuzz_text(r)} for _ in range(r.int(1) % 40)]
+    session.update(helo=_fuzz_text(r), uid=_fuzz_text(r), client_ip=_fuzz_text(r), ts=ts,
+                   transactions=[txn] * (1 + flags % 20))  # fmt: skip
+    opts = FormatOptions(hostname=_fuzz_text(r), app_name=_fuzz_text(r), procid=_fuzz_text(r),
+                         sd_id=_fuzz_text(r), facility=r.int(1) - 100)  # fmt: skip
+    for fmt in FORMATS:
+        for header in ("rfc5424", "rfc3164"):
+            o = replace(opts, format=fmt, header=header)
+            _check_frame(format_alert(alert, o), fmt, header)
+            _check_frame(format_session(session, o), fmt, header)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "pcap": fuzz_pcap, "pcapng": fuzz_pcapng, "decode": fuzz_decode, "pipeline": fuzz_pipeline,
     "smtp": fuzz_smtp, "mime": fuzz_mime, "config": fuzz_config, "model": fuzz_model,
-    "records": fuzz_records,
+    "records": fuzz_records, "formats": fuzz_formats,
 }  # fmt: skip
