@@ -72,6 +72,10 @@ FIELDS: Final[dict[str, tuple[tuple[str, tuple[str, ...], str], ...]]] = {
     "attachment_hash": (("session", (*_T, "attachments", "*", "sha256"), VALUE),),
 }  # fmt: skip
 
+TEXT_FIELDS: Final = frozenset({"banner", "reply_text", "subject", "user_agent", "received"})
+"""Fields that are prose (the server's or the sender's): when not named themselves, every
+mailbox and IP in them is replaced like those in text outside the vocabulary. The other fields
+not named are left as they are, but for values of named fields found in them."""
 _ADDRESS_FIELDS: Final = ("mail_from", "rcpt_to", "header_from", "header_to", "header_cc",
                           "header_reply_to", "auth_user")
 _IP_FIELDS: Final = ("client_ip", "server_ip", "host", "x_originating_ip", "received")
@@ -116,29 +120,34 @@ def expand(names: tuple[str, ...] | list[str], where: str = "privacy") -> set[st
     return out
 
 
+KEEP, PSEUDO, DROP = 0, 1, 2  # what happens to a field: kept (but for named values), ...
+
+
 class _Leaf:
     """What happens to the value at the end of one field's path."""
 
-    __slots__ = ("drop", "kind")
+    __slots__ = ("kind", "mode")
 
-    def __init__(self, kind: str, drop: bool) -> None:
+    def __init__(self, kind: str, mode: int) -> None:
         self.kind = kind
-        self.drop = drop
+        self.mode = mode
 
 
 Trie = dict[str, Any]  # key -> Trie or _Leaf
 
 
 def _tries(drop: set[str], pseudo: set[str]) -> dict[str, Trie]:
-    """Per record type, the paths of the fields to transform as a tree of keys."""
+    """Per record type, the paths of the vocabulary's fields as a tree of keys."""
     tries: dict[str, Trie] = {r: {} for r in RECORDS}
-    for names, dropping in ((pseudo, False), (drop, True)):
-        for name in sorted(names):
-            for record, path, kind in FIELDS[name]:
-                node = tries[record]
-                for key in path[:-1]:
-                    node = node.setdefault(key, {})
-                node[path[-1]] = _Leaf(kind, dropping)
+    for name, places in FIELDS.items():
+        mode = DROP if name in drop else PSEUDO if name in pseudo else KEEP
+        if mode == KEEP and name in TEXT_FIELDS:
+            continue  # searched like any text
+        for record, path, kind in places:
+            node = tries[record]
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = _Leaf(kind, mode)
     return tries
 
 
@@ -242,10 +251,10 @@ class Privacy:
         known.done()
         host: Any = a.host
         leaf = trie.get("host")
-        if isinstance(leaf, _Leaf):
-            host = "" if leaf.drop else self._value(leaf.kind, a.host)
+        if isinstance(leaf, _Leaf) and leaf.mode != KEEP:
+            host = "" if leaf.mode == DROP else self._value(leaf.kind, a.host)
         else:
-            host = self._scrub(a.host, known)
+            host = self._replace_known(a.host, known)
         evidence = self._walk(a.evidence, trie.get("evidence"), known)
         return replace(a, host=host if isinstance(host, str) else str(host),
                        summary=self._scrub(a.summary, known),
@@ -282,9 +291,11 @@ class Privacy:
         if not isinstance(child, _Leaf):
             self._collect(v, child, known)
             return
+        if child.mode == KEEP:
+            return
         for s in _strings(v):
             if s and s not in known.exact:
-                known.exact[s] = REDACTED if child.drop else self._value(child.kind, s)
+                known.exact[s] = REDACTED if child.mode == DROP else self._value(child.kind, s)
 
     def _walk(self, v: Any, node: Trie | None, known: _Known) -> Any:
         """A copy of v: fields on the tree transformed, every other string searched."""
@@ -295,8 +306,10 @@ class Privacy:
             for key, item in v.items():
                 child = node.get(key) if node is not None and isinstance(key, str) else None
                 if isinstance(child, _Leaf):
-                    if not child.drop:
+                    if child.mode == PSEUDO:
                         out[key] = self._value(child.kind, item)
+                    elif child.mode == KEEP:
+                        out[key] = self._walk_known(item, known)
                     continue
                 if child is None and isinstance(key, str):
                     key = self._scrub(key, known)
@@ -305,6 +318,17 @@ class Privacy:
         if isinstance(v, (list, tuple)):
             child = node.get("*") if node is not None else None
             return [self._walk(x, child if isinstance(child, dict) else None, known) for x in v]
+        return v
+
+    def _walk_known(self, v: Any, known: _Known) -> Any:
+        """A copy of v with the record's named values replaced in its strings, nothing else."""
+        if isinstance(v, str):
+            return self._replace_known(v, known)
+        if isinstance(v, dict):
+            return {self._replace_known(k, known) if isinstance(k, str) else k:
+                    self._walk_known(x, known) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [self._walk_known(x, known) for x in v]
         return v
 
     # --- values -----------------------------------------------------------------------------
@@ -359,14 +383,22 @@ class Privacy:
 
     # --- text -------------------------------------------------------------------------------
 
-    def _scrub(self, s: str, known: _Known) -> str:
-        """Text with the record's transformed values, mailboxes and IPs replaced."""
+    def _replace_known(self, s: str, known: _Known) -> str:
+        """Text with the values of the record's named fields replaced."""
         got = known.exact.get(s)
         if got is not None:
             return got
         for value, replacement in known.quoted:
             if value in s:
                 s = s.replace(value, replacement)
+        return s
+
+    def _scrub(self, s: str, known: _Known) -> str:
+        """Text with the record's named values, mailboxes and IPs replaced."""
+        got = known.exact.get(s)
+        if got is not None:
+            return got
+        s = self._replace_known(s, known)
         if self._mailbox is not None and "@" in s:
             s = _MAILBOX.sub(self._mailbox_match, s)
         if self._ip is not None:
