@@ -192,7 +192,8 @@ def _execute(
         from sensor.detect.detector import Detector
 
     def on_alert(a: Alert) -> None:
-        a = privacy.alert(a)  # once, before any output; detection has used the raw values
+        if privacy.enabled:  # once, before any output; detection has used the raw values
+            a = privacy.alert(a)
         if alert_sink is not None:
             alert_sink.write(alert_to_dict(a))
         if (a.host, a.kind) in latest or len(latest) < _SUMMARY_ALERTS:
@@ -351,10 +352,11 @@ def _write_host_scores(
     """One JSON line per host the model scored (written once detection has finished)."""
     if sink is None:
         return
+    transform = privacy.host_score if privacy is not None and privacy.enabled else None
     try:
         if detector is not None:
             for line in detector.host_scores():
-                sink.write(line if privacy is None else privacy.host_score(line))
+                sink.write(line if transform is None else transform(line))
     finally:
         sink.close()
 

@@ -6,11 +6,20 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from dataclasses import replace
+from bisect import bisect_left
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from sensor.errors import ConfigError
-from sensor.records import Alert
+from sensor.records import (
+    Alert,
+    Attachment,
+    AuthAttempt,
+    ConnRecord,
+    MailTransaction,
+    Recipient,
+    SmtpSession,
+)
 
 if TYPE_CHECKING:
     from sensor.config import PrivacyConfig
@@ -94,6 +103,15 @@ IMPLIED: Final = {"client_ip": ("host", "uid"), "server_ip": ("host", "uid")}
 (anyone can recompute it for every candidate IP): both follow the IP when not named."""
 RECORDS: Final = ("session", "conn", "alert", "host_score")
 
+_OWN_KEYS: Final = frozenset(
+    [f.name for r in (SmtpSession, MailTransaction, Recipient, Attachment, AuthAttempt,
+                      ConnRecord, Alert) for f in fields(r)]
+    + ["schema", "date", "from", "to", "cc", "reply_to", "subject", "msg_id", "in_reply_to",
+       "x_originating_ip", "user_agent", "first_received", "second_received", "features",
+       "sessions", "update", "model", "threshold", "flagged", "role", "rule_kinds",
+       "top_features", "feature", "value", "training_p999", "text"])
+"""Keys the sensor's records use themselves: public words, not searched for personal data."""
+
 # Free text (reply lines, Received headers, summaries, parameters): mailboxes and IPs in it.
 _DELIM: Final = r"\s<>()\[\]\\,;:@\"'`"
 _MAILBOX: Final = re.compile(
@@ -154,16 +172,18 @@ def _tries(drop: set[str], pseudo: set[str]) -> dict[str, Trie]:
 class _Known:
     """The values of one record's transformed fields and what they became, to find in its text."""
 
-    __slots__ = ("exact", "quoted")
+    __slots__ = ("exact", "quoted", "sizes")
 
     def __init__(self) -> None:
         self.exact: dict[str, str] = {}
         self.quoted: list[tuple[str, str]] = []
+        self.sizes: list[int] = []  # minus the length of each of quoted, ascending
 
     def done(self) -> _Known:
         """Sort the values to look for inside text, longest first."""
         self.quoted = sorted(((k, v) for k, v in self.exact.items() if len(k) >= MIN_QUOTED),
                              key=lambda kv: -len(kv[0]))
+        self.sizes = [-len(k) for k, _ in self.quoted]
         return self
 
 
@@ -311,9 +331,15 @@ class Privacy:
                     elif child.mode == KEEP:
                         out[key] = self._walk_known(item, known)
                     continue
-                if child is None and isinstance(key, str):
+                if child is None and isinstance(key, str) and key not in _OWN_KEYS:
                     key = self._scrub(key, known)
-                out[key] = self._walk(item, child, known)
+                kind = type(item)
+                if kind is int or kind is float or kind is bool or item is None:
+                    out[key] = item  # most of a record: numbers, flags, absent values
+                elif kind is str:
+                    out[key] = self._scrub(item, known)
+                else:
+                    out[key] = self._walk(item, child, known)
             return out
         if isinstance(v, (list, tuple)):
             child = node.get("*") if node is not None else None
@@ -388,7 +414,9 @@ class Privacy:
         got = known.exact.get(s)
         if got is not None:
             return got
-        for value, replacement in known.quoted:
+        quoted = known.quoted
+        for i in range(bisect_left(known.sizes, -len(s)), len(quoted)):  # those not longer
+            value, replacement = quoted[i]
             if value in s:
                 s = s.replace(value, replacement)
         return s
