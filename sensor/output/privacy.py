@@ -119,7 +119,7 @@ _MAILBOX: Final = re.compile(
 _IPV4: Final = re.compile(r"(?<!\d)(?:\d{1,3}\.){3}\d{1,3}(?!\d)")
 _IPV6: Final = re.compile(r"(?:(?<=[Ii][Pp][Vv]6:)|(?<![0-9A-Za-z:.]))"
                           r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})"
-                          r"(?![0-9A-Za-z:])")
+                          r"(?![0-9A-Fa-f:])")
 _HEX_LOCAL: Final = re.compile(r"[0-9a-f]+")
 
 
@@ -447,9 +447,13 @@ class Privacy:
 
     def _ip_match(self, m: re.Match[str]) -> str:
         text = m.group(0)
+        rest = ""
         if _canonical_ip(text) is None:
-            return text  # 999.1.2.3, a time of day 12:30:45: not an address
-        return REDACTED if self._ip == "drop" else self._pseudonym(IP, text)
+            trimmed = text.rstrip(":")  # "[::]:25" written without brackets: ":::25"
+            if trimmed == text or _canonical_ip(trimmed) is None:
+                return text  # 999.1.2.3, a time of day 12:30:45: not an address
+            text, rest = trimmed, text[len(trimmed):]
+        return (REDACTED if self._ip == "drop" else self._pseudonym(IP, text)) + rest
 
 
 def _canonical_ip(s: str) -> str | None:

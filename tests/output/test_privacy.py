@@ -231,6 +231,8 @@ def test_ips_in_text_in_any_form() -> None:
     assert p.text("EHLO [IPv6:2001:DB8:0:0::25]") == f"EHLO [IPv6:{v6}]"
     assert p.text("at 12:30:45 build 1.2.3.999") == "at 12:30:45 build 1.2.3.999"  # not IPs
     assert "198.51" not in p.text("::ffff:198.51.100.23")
+    assert p.text("lost 2001:db8::25: reset") == f"lost {v6}: reset"  # a colon after it
+    assert p.text("2001:db8::25x") == f"{v6}x"
 
 
 def test_disabled_returns_its_input_untouched() -> None:
@@ -372,3 +374,20 @@ def test_any_value_type_anywhere_never_raises(d: dict[str, Any], evidence: Any) 
         p.alert(_alert().__class__(**{**alert_to_dict(_alert()),
                                       "evidence": {"x": evidence, "sessions": evidence}}))
         p.text(str(evidence))
+
+
+@settings(max_examples=300)
+@given(st.ip_addresses(), st.just("") | st.tuples(st.sampled_from(" ,;)]>/'\""),
+                                                 st.text(max_size=8)).map("".join),
+       st.booleans())
+def test_alert_hosts_never_leak_in_any_form(ip: Any, noise: str, drop: bool) -> None:
+    """An address written as a token of text (what follows it is not part of it)."""
+    p = Privacy(drop={"host"}) if drop else Privacy(pseudonymise={"host"}, key=KEY)
+    host = str(ip)
+    shown = host.upper() if ip.version == 6 else host  # another spelling of the same address
+    a = _alert(host)
+    a = a.__class__(**{**alert_to_dict(a), "summary": f"{shown}{noise} sent 3 messages",
+                       "evidence": {"update": f"{noise}[{shown}]"}})
+    out = alert_to_dict(p.alert(a))
+    text = "\n".join(_strings(out))
+    assert host not in text and shown not in text
