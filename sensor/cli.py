@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sensor.decode.packet import DecodeLimits
     from sensor.detect.detector import Detector, DetectorStats
     from sensor.output.jsonl import JsonlSink
+    from sensor.output.privacy import Privacy
     from sensor.parallel import ParallelInput
     from sensor.smtp.limits import SmtpLimits
     from sensor.tcp.reassembler import TcpLimits
@@ -161,6 +162,7 @@ def _execute(
     from sensor.capture.bpf import build_filter
     from sensor.config import load_config
     from sensor.output.jsonl import JsonlSink
+    from sensor.output.privacy import Privacy
     from sensor.output.summary import render_alerts, render_summary, stats_dict
 
     _tune_gc()
@@ -169,6 +171,7 @@ def _execute(
     # is asked for (a quiet run writing connection records only), the run stops after reassembly.
     smtp = bool(sessions_path) or detect or not quiet or bool(stats_path)
     cfg = load_config(config_path)
+    privacy = Privacy.from_config(cfg.privacy)  # [privacy]: applied to every output below
     if detect and not quiet:
         for line in cfg.assumed:
             click.echo(f"sensor: assumed {line}", err=True)
@@ -189,6 +192,8 @@ def _execute(
         from sensor.detect.detector import Detector
 
     def on_alert(a: Alert) -> None:
+        if privacy.enabled:  # once, before any output; detection has used the raw values
+            a = privacy.alert(a)
         if alert_sink is not None:
             alert_sink.write(alert_to_dict(a))
         if (a.host, a.kind) in latest or len(latest) < _SUMMARY_ALERTS:
@@ -208,6 +213,7 @@ def _execute(
             smtp=smtp,
             smtp_limits=cfg.smtp,
             decode_limits=cfg.decode,
+            privacy=privacy,
         )
         sys.stdout.flush()  # forked workers must not inherit (and repeat) buffered output
         sys.stderr.flush()
@@ -215,7 +221,7 @@ def _execute(
             result = run_parallel(parallel, expr, ports, outs, limits_from_config(cfg))
         finally:
             det_stats = detector.finish() if detector is not None else None
-            _write_host_scores(detector, scores_sink)
+            _write_host_scores(detector, scores_sink, privacy)
             for sink in (conn_sink, sess_sink, alert_sink):
                 if sink is not None:
                     sink.close()
@@ -237,6 +243,7 @@ def _execute(
             cfg.smtp,
             cfg.decode,
             scores_sink,
+            privacy,
         )
     if stats_path:
         stats_sink = JsonlSink(stats_path)
@@ -274,6 +281,7 @@ def _run_in_process(
     smtp_limits: SmtpLimits | None = None,
     decode_limits: DecodeLimits | None = None,
     scores_sink: JsonlSink | None = None,
+    privacy: Privacy | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -281,10 +289,17 @@ def _run_in_process(
 
     conn_outs: list[Callable[[Any], None]] = []
     sess_outs: list[Callable[[Any], None]] = []
+    priv = privacy if privacy is not None and privacy.enabled else None
     if conn_sink is not None:
-        conn_outs.append(lambda r: conn_sink.write(conn_to_dict(r)))
+        if priv is None:
+            conn_outs.append(lambda r: conn_sink.write(conn_to_dict(r)))
+        else:
+            conn_outs.append(lambda r: conn_sink.write(priv.conn(conn_to_dict(r))))
     if sess_sink is not None:
-        sess_outs.append(lambda s: sess_sink.write(session_to_dict(s)))
+        if priv is None:
+            sess_outs.append(lambda s: sess_sink.write(session_to_dict(s)))
+        else:
+            sess_outs.append(lambda s: sess_sink.write(priv.session(session_to_dict(s))))
     if detector is not None:
         conn_outs.append(detector.on_conn)
         sess_outs.append(detector.on_session)
@@ -308,7 +323,7 @@ def _run_in_process(
         if shutdown.signum:
             shutdown.flushed = totals.connections - before
         det_stats = detector.finish() if detector is not None else None
-        _write_host_scores(detector, scores_sink)
+        _write_host_scores(detector, scores_sink, privacy)
         for sink in (conn_sink, sess_sink, alert_sink):
             if sink is not None:
                 sink.close()
@@ -337,14 +352,17 @@ def _open_model(path: str | None, quiet: bool) -> tuple[Any, str]:
     return (ChildScorer(path) if found is None else LocalScorer(found)), name
 
 
-def _write_host_scores(detector: Detector | None, sink: JsonlSink | None) -> None:
+def _write_host_scores(
+    detector: Detector | None, sink: JsonlSink | None, privacy: Privacy | None = None
+) -> None:
     """One JSON line per host the model scored (written once detection has finished)."""
     if sink is None:
         return
+    transform = privacy.host_score if privacy is not None and privacy.enabled else None
     try:
         if detector is not None:
             for line in detector.host_scores():
-                sink.write(line)
+                sink.write(line if transform is None else transform(line))
     finally:
         sink.close()
 

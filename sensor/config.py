@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 import zoneinfo
@@ -118,6 +119,23 @@ class RuleConfig:
 
 
 @dataclass(slots=True, frozen=True)
+class PrivacyConfig:
+    """[privacy]: fields dropped from, and fields pseudonymised in, everything the sensor writes.
+
+    Names are those of docs/privacy.md (fields and groups, validated); `key` is the content of
+    `key_file`, read once at start-up.
+    """
+
+    drop: tuple[str, ...] = ()
+    pseudonymise: tuple[str, ...] = ()
+    key_file: str = ""
+    keep_domain: bool = False
+    pseudonym_hex: int = 16
+    fold_local_case: bool = False
+    key: bytes = field(default=b"", repr=False, compare=False)
+
+
+@dataclass(slots=True, frozen=True)
 class Config:
     """The whole validated configuration, plus what was assumed for keys the user left out."""
 
@@ -132,6 +150,7 @@ class Config:
     smtp: SmtpLimits = field(default_factory=SmtpLimits)  # [smtp]: the SMTP parser's bounds
     decode: DecodeLimits = field(default_factory=DecodeLimits)  # [decode]: the decoder's bounds
     model: ModelConfig = field(default_factory=lambda: ModelConfig(10, 6, 250100, 5))
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # [privacy]: what is written
 
 
 def default_text() -> str:
@@ -303,7 +322,53 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
                   reassembly=ReassemblyConfig(**merged["reassembly"]),
                   smtp=_smtp_limits(chk, merged["smtp"]),
                   decode=_decode_limits(chk, merged["decode"]),
-                  model=ModelConfig(**merged["model"]))
+                  model=ModelConfig(**merged["model"]),
+                  privacy=_privacy(chk, merged["privacy"]))
+
+
+def read_key(path: str, where: str) -> bytes:
+    """The bytes of a key file (a final newline removed); ConfigError naming `where` and the
+    file when it cannot be read or holds fewer than MIN_KEY_BYTES bytes."""
+    from sensor.output.privacy import MIN_KEY_BYTES
+
+    try:
+        with open(path, "rb") as fh:
+            key = fh.read(1 << 16)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read key file \"{path}\": {exc.strerror}") from None
+    if key.endswith(b"\n"):
+        key = key[:-2] if key.endswith(b"\r\n") else key[:-1]
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"{where}: expected a key of at least {MIN_KEY_BYTES} bytes in "
+                          f"\"{path}\", got {len(key)}")
+    return key
+
+
+def _privacy(chk: _Checker, table: dict[str, Any]) -> PrivacyConfig:
+    """The [privacy] section: known field names, each in one list; the key read when needed."""
+    from sensor.output.privacy import MAX_HEX, MIN_HEX, expand
+
+    sets = {name: expand(table[name], f"{chk.source}: privacy.{name}")
+            for name in ("drop", "pseudonymise")}
+    both = sets["drop"] & sets["pseudonymise"]
+    if both:
+        raise chk.fail("privacy.drop", "fields not also in privacy.pseudonymise",
+                       ", ".join(sorted(both)))
+    hex_len = table["pseudonym_hex"]
+    if not MIN_HEX <= hex_len <= MAX_HEX:
+        raise chk.fail("privacy.pseudonym_hex", f"an integer from {MIN_HEX} to {MAX_HEX}",
+                       hex_len)
+    path: str = table["key_file"]
+    key = b""
+    if table["pseudonymise"]:
+        if not path:
+            raise chk.fail("privacy.key_file", "a key file (privacy.pseudonymise is not empty)",
+                           path)
+        if chk.source != "defaults" and not os.path.isabs(path):  # beside the config file
+            path = os.path.join(os.path.dirname(os.path.abspath(chk.source)), path)
+        key = read_key(path, f"{chk.source}: privacy.key_file")
+    return PrivacyConfig(tuple(table["drop"]), tuple(table["pseudonymise"]), path,
+                         table["keep_domain"], hex_len, table["fold_local_case"], key)
 
 
 def _decode_limits(chk: _Checker, table: dict[str, Any]) -> DecodeLimits:

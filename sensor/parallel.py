@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from enum import IntEnum
 from multiprocessing.connection import Connection
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sensor.capture.source import STOP_CHECK_FRAMES, CutAgreement, ErrorHandler
 from sensor.decode.packet import DecodeLimits
@@ -24,6 +24,9 @@ from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 from sensor.service.signals import Shutdown, die_with_parent
 from sensor.smtp.limits import SmtpLimits
 from sensor.tcp.reassembler import TcpLimits
+
+if TYPE_CHECKING:
+    from sensor.output.privacy import Privacy
 
 START_METHOD: Final = "fork"
 """Workers are forked: they inherit the validated configuration and the parent's frozen heap
@@ -99,6 +102,9 @@ class Outputs:
     """The SMTP parser's bounds ([smtp] in the configuration); None: the defaults."""
     decode_limits: DecodeLimits | None = None
     """The frame decoder's bounds ([decode] in the configuration); None: the defaults."""
+    privacy: Privacy | None = None
+    """[privacy]: applied by the workers to the lines they format (the records they send for
+    detection stay raw); inherited through the fork."""
 
 
 @dataclass(slots=True)
@@ -206,6 +212,7 @@ class WorkerWants:
     """False: stop after reassembly (nothing reads SMTP sessions)."""
     smtp_limits: SmtpLimits | None = None
     decode_limits: DecodeLimits | None = None
+    privacy: Privacy | None = None
 
 
 def out_wants(out: Outputs) -> WorkerWants:
@@ -218,6 +225,7 @@ def out_wants(out: Outputs) -> WorkerWants:
         smtp=out.smtp,
         smtp_limits=out.smtp_limits,
         decode_limits=out.decode_limits,
+        privacy=out.privacy if out.privacy is not None and out.privacy.enabled else None,
     )
 
 
@@ -413,6 +421,12 @@ def _work(
     from sensor.smtp.schema import session_to_dict
 
     conn_lines, session_lines = wants.conn_lines, wants.session_lines
+    conn_dict: Callable[[ConnRecord], dict[str, Any]] = conn_to_dict
+    session_dict: Callable[[SmtpSession], dict[str, Any]] = session_to_dict
+    privacy = wants.privacy
+    if privacy is not None:  # only what is written changes: the records sent stay raw
+        conn_dict = lambda r: privacy.conn(conn_to_dict(r))  # noqa: E731
+        session_dict = lambda s: privacy.session(session_to_dict(s))  # noqa: E731
     conn_recs, session_recs = wants.conn_records, wants.session_records
     batch: list[Item] = []
     seq = itertools.count()
@@ -421,7 +435,7 @@ def _work(
     at_end = False  # finish() flushes in table order, i.e. by start time
 
     def on_conn(rec: ConnRecord) -> None:
-        line = to_json_line(conn_to_dict(rec)) if conn_lines else None
+        line = to_json_line(conn_dict(rec)) if conn_lines else None
         end = rec.ts if at_end else rec.ts + rec.duration_s
         batch.append((_frame(pipe), end, index, next(seq), _CONN, line, rec if conn_recs else None))
         if len(batch) >= BATCH_RECORDS:
@@ -429,7 +443,7 @@ def _work(
             batch.clear()
 
     def on_session(s: SmtpSession) -> None:
-        line = to_json_line(session_to_dict(s)) if session_lines else None
+        line = to_json_line(session_dict(s)) if session_lines else None
         end = s.ts if at_end else s.ts + s.duration_s
         batch.append(
             (_frame(pipe), end, index, next(seq), _SESSION, line, s if session_recs else None)

@@ -85,6 +85,17 @@ def test_user_file_overrides_only_what_it_names(tmp_path: Path) -> None:
      'site.toml: site.work_days: expected day names "mon" to "sun", got "Monday"'),
     ("[windows]\nshort_s = 900\n", "site.toml: windows: expected short_s <= medium_s <= long_s"),
     ("rules = 3\n", "site.toml: rules: expected a table, got 3"),
+    ("[privacy]\ndrop = [\"email\"]\n",
+     'site.toml: privacy.drop: expected field or group names (client_ip, server_ip, host, '),
+    ("[privacy]\ndrop = \"subject\"\n",
+     'site.toml: privacy.drop: expected a list of strings, got "subject"'),
+    ("[privacy]\ndrop = [\"ips\"]\npseudonymise = [\"uid\"]\nkey_file = \"k\"\n",
+     'site.toml: privacy.drop: expected fields not also in privacy.pseudonymise, got "uid"'),
+    ("[privacy]\npseudonymise = [\"subject\"]\n",
+     'site.toml: privacy.key_file: expected a key file (privacy.pseudonymise is not empty), '
+     'got ""'),
+    ("[privacy]\npseudonym_hex = 4\n",
+     "site.toml: privacy.pseudonym_hex: expected an integer from 8 to 64, got 4"),
     ("[site\n", "site.toml: not valid TOML: "),
 ])
 def test_invalid_values_name_file_key_and_expectation(text: str, message: str) -> None:
@@ -113,7 +124,7 @@ def test_every_default_key_is_documented_by_a_comment_block() -> None:
     text = default_text()
     parsed = tomllib.loads(text)
     assert set(parsed) == {"site", "windows", "bounds", "reassembly", "decode", "smtp",
-                           "suppression", "model", "rules"}
+                           "suppression", "model", "privacy", "rules"}
     for name in parsed["rules"]:
         header = f"[rules.{name}]\n#"
         assert header in text, f"rules.{name} has no comment"
