@@ -324,10 +324,9 @@ class SyslogSink:
         queue.append(message)
         if self._idle:
             self._idle = False
-            try:
+            # a full pipe means the thread is awake already
+            with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"\x00")
-            except OSError:  # the pipe is full: the thread is awake already
-                pass
 
     def close(self) -> None:
         """Flushes for at most flush_timeout_s, stops the thread, and counts what is left."""
@@ -354,10 +353,9 @@ class SyslogSink:
 
     def _warn(self, text: str) -> None:
         if self._on_warning is not None:
-            try:
+            # a broken warning callback must not end the sink
+            with contextlib.suppress(Exception):
                 self._on_warning(f"syslog sink {self.name}: {text}")
-            except Exception:  # a broken warning callback must not end the sink
-                pass
 
     def _finish(self) -> None:
         """Counts every message not yet accounted for as undeliverable (once)."""
