@@ -24,8 +24,11 @@ TRUNCATION_MARKER: Final = b"...[truncated]"
 LF_ESCAPE: Final = b"#012"
 # tcp/tls: a message counts as sent once its bytes were acknowledged by the collector's TCP
 # and the connection was still open this long after they were written.
-SETTLE_S: Final = 0.5
-MAX_UNCONFIRMED: Final = 100_000  # tcp/tls messages in flight before writing pauses
+SETTLE_S: Final = 1.0
+MAX_UNCONFIRMED: Final = 200_000  # tcp/tls messages in flight before writing pauses
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked is the u64 at offset 120 (Linux 4.1+)
+_BYTES_ACKED_AT: Final = 120
+_TCP_INFO_LEN: Final = 136
 WRITE_TIMEOUT_S: Final = 30.0  # a collector that reads nothing for this long is dropped
 _POLL_IN: Final = select.POLLIN | select.POLLERR | select.POLLHUP
 
@@ -158,9 +161,16 @@ class UdpTransport(Transport):
 class StreamTransport(Transport):
     """tcp and tls (RFC 6587 octet counting or LF framing; RFC 5425 for tls), and unix streams.
 
-    TCP carries no acknowledgement, so messages stay unconfirmed (`batches`) until the
-    connection is seen open SETTLE_S after they were written with their bytes acknowledged
-    by the collector's TCP, or until the collector closes in answer to our orderly close.
+    TCP carries no acknowledgement of its own, so each written batch stays unconfirmed
+    (`batches`, with the stream offset it ends at) until one of:
+    - the connection is seen open SETTLE_S after the batch was written and the collector's
+      TCP has acknowledged its bytes: counted sent (a collector that crashes after that with
+      the bytes still unread in its socket loses them uncounted: the one case not covered);
+    - the collector closes the connection (FIN, not RST): it had read every byte its TCP
+      acknowledged (a socket closed with unread data sends RST instead), so batches within
+      the acknowledged offset are sent and the rest are lost;
+    - the connection is reset or times out: every unconfirmed batch is possibly lost;
+    - our orderly close is answered by the collector's: everything was read.
     """
 
     def __init__(self, spec: SinkSpec) -> None:
@@ -170,7 +180,6 @@ class StreamTransport(Transport):
         self.batches: deque[tuple[float, int, list[bytes]]] = deque()
         self.unconfirmed = 0
         self.written = 0
-        self.tls = False
         self.poller = select.poll()
 
     def _connect(self, timeout: float) -> socket.socket:
@@ -183,16 +192,49 @@ class StreamTransport(Transport):
         self.sock = sock
         self.poller.register(sock.fileno(), _POLL_IN)
 
+    def _offsets(self) -> tuple[int, int]:
+        """(bytes queued into the connection so far, bytes the collector acknowledged), in
+        the stream's own bytes (TLS records for tls), from the kernel's TCP state."""
+        sock = self.sock
+        assert sock is not None
+        fd = sock.fileno()
+        outq: int = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+        acked: int = struct.unpack_from("Q", info, _BYTES_ACKED_AT)[0]
+        return acked + outq, acked
+
     def deliver(self, batch: list[bytes]) -> None:
         sock = self.sock
         assert sock is not None
         frame = self.frame
         data = b"".join([frame(m) for m in batch])
         self.written += len(data)
-        self.batches.append((time.monotonic(), self.written, batch))
         self.unconfirmed += len(batch)
+        entry = (time.monotonic(), -1, batch)  # offset unknown until the write returns
+        self.batches.append(entry)
         sock.settimeout(WRITE_TIMEOUT_S)
-        sock.sendall(data)
+        try:
+            sock.sendall(data)
+        except OSError as exc:
+            self._ended(exc)
+            raise
+        self.batches[-1] = (entry[0], self._offsets()[0], batch)
+
+    def _ended(self, exc: BaseException | None) -> None:
+        """Confirms what a connection that ended can still confirm: after a FIN from the
+        collector (exc None, or EPIPE: a reset that followed its FIN), the acknowledged
+        batches."""
+        if exc is not None and not (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
+            return
+        try:
+            acked = self._offsets()[1]
+        except OSError:
+            return
+        batches = self.batches
+        while batches and 0 <= batches[0][1] <= acked:
+            n = len(batches.popleft()[2])
+            self.unconfirmed -= n
+            self.confirmed += n
 
     def _check_alive(self) -> None:
         """Raises ConnectionError if the collector closed or reset the connection."""
@@ -201,21 +243,14 @@ class StreamTransport(Transport):
         while self.poller.poll(0):
             # readable: recv returns at once; a syslog collector sends nothing, so whatever
             # it sends is read and ignored
-            if not sock.recv(4096):
+            try:
+                data = sock.recv(4096)
+            except OSError as exc:
+                self._ended(exc)
+                raise
+            if not data:
+                self._ended(None)
                 raise ConnectionError("the collector closed the connection")
-
-    def _acked_offset(self) -> float:
-        """The stream offset the collector's TCP has acknowledged (inf: everything)."""
-        sock = self.sock
-        assert sock is not None
-        try:
-            raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-        except OSError:
-            return float("-inf")
-        outq: int = struct.unpack("i", raw)[0]
-        if self.tls:  # TLS records are bigger than our frames: only an empty queue tells
-            return float("inf") if outq == 0 else float("-inf")
-        return float(self.written - outq)
 
     def poll(self) -> None:
         self._check_alive()
@@ -225,8 +260,8 @@ class StreamTransport(Transport):
         settled = time.monotonic() - SETTLE_S
         if batches[0][0] > settled:
             return
-        acked = self._acked_offset()
-        while batches and batches[0][0] <= settled and batches[0][1] <= acked:
+        acked = self._offsets()[1]
+        while batches and batches[0][0] <= settled and 0 <= batches[0][1] <= acked:
             n = len(batches.popleft()[2])
             self.unconfirmed -= n
             self.confirmed += n
@@ -246,7 +281,7 @@ class StreamTransport(Transport):
         self.unconfirmed = 0
         self.batches.clear()
 
-    def _close_tls(self, sock: socket.socket, remaining: float) -> socket.socket | None:
+    def _close_tls(self, sock: socket.socket) -> socket.socket | None:
         """Sends close_notify; returns the plain socket, or None if the peer went away."""
         assert isinstance(sock, ssl.SSLSocket)
         try:
@@ -267,8 +302,8 @@ class StreamTransport(Transport):
             if remaining <= 0:
                 return
             sock.settimeout(remaining)
-            if self.tls:
-                plain = self._close_tls(sock, remaining)
+            if isinstance(sock, ssl.SSLSocket):
+                plain = self._close_tls(sock)
                 if plain is None:
                     return
                 sock = plain
@@ -315,7 +350,6 @@ class TlsTransport(StreamTransport):
 
     def __init__(self, spec: SinkSpec) -> None:
         super().__init__(spec)
-        self.tls = True
         self.context = tls_context(spec)
 
     def _connect(self, timeout: float) -> socket.socket:
@@ -339,7 +373,11 @@ class TlsTransport(StreamTransport):
                     data = sock.recv(4096)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                     return  # TLS housekeeping only (session tickets): the connection is open
+                except OSError as exc:
+                    self._ended(exc)
+                    raise
                 if not data:
+                    self._ended(None)
                     raise ConnectionError("the collector closed the connection")
         finally:
             sock.settimeout(WRITE_TIMEOUT_S)
@@ -396,6 +434,14 @@ class UnixTransport(StreamTransport):
                 self.unsent = batch[i:]
                 raise
             self.confirmed += 1
+
+    def _offsets(self) -> tuple[int, int]:
+        # a unix stream's send queue holds what the reader has not read yet
+        sock = self.sock
+        assert sock is not None
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+        unread: int = struct.unpack("i", raw)[0]
+        return self.written, self.written - unread
 
     def poll(self) -> None:
         if not self.datagram:

@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -416,3 +417,23 @@ def require_rsyslog() -> None:
     wanted = [Path(RSYSLOGD), modules / "lmnsd_gtls.so", modules / "imrelp.so"]
     if any(not p.exists() for p in wanted):
         raise RuntimeError("rsyslogd missing: run `sh scripts/ensure_system.sh test` as root")
+
+
+SEQ = re.compile(r'seq="(\d+)"')
+
+
+def rfc5424(seq: int, text: str = "spambot alert", host: str = "sensor-1") -> bytes:
+    """An RFC 5424 message carrying `seq` in its structured data and its text."""
+    sd = f'[port25@32473 seq="{seq}" kind="spambot" note="q\\"b\\\\s\\]"]'
+    return f"<134>1 2026-12-05T20:00:00.000Z {host} port25-sensor - spambot {sd} {text} #{seq}"\
+        .encode()
+
+
+def seqs(records: list[dict[str, object]], field: str = "structured_data") -> list[int]:
+    """The sequence numbers of the received records, in arrival order (duplicates kept)."""
+    out = []
+    for record in records:
+        match = SEQ.search(str(record.get(field, "")))
+        if match:
+            out.append(int(match.group(1)))
+    return out

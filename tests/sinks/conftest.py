@@ -19,16 +19,18 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 @pytest.fixture
 def rsyslog(tmp_path: Path, tls_files: TlsFiles) -> Iterator[Callable[..., Rsyslog]]:
     """A factory: rsyslog(("tcp", "relp"), tls_auth="anon") starts rsyslogd with those listeners
-    (udp, tcp, tls, relp, unix) and returns it; every one started is stopped after the test."""
+    (udp, tcp, tls, relp, unix) and returns it (run=False: configured, ports chosen, not
+    started); every one is stopped after the test."""
     require_rsyslog()
     started: list[Rsyslog] = []
 
-    def start(kinds: tuple[str, ...], tls_auth: str = "anon") -> Rsyslog:
+    def start(kinds: tuple[str, ...], tls_auth: str = "anon", run: bool = True) -> Rsyslog:
         workdir = tmp_path / f"rsyslog{len(started)}"
         workdir.mkdir()
         daemon = Rsyslog(workdir, kinds, tls_files if "tls" in kinds else None, tls_auth)
         started.append(daemon)
-        daemon.start()
+        if run:
+            daemon.start()
         return daemon
 
     yield start
