@@ -377,24 +377,26 @@ class SyslogSink:
             self._stats.dropped_undeliverable += left
 
     def _wait(self, timeout: float, fd: int = -1, accept: bool = True) -> None:
-        """Sleeps until woken by send()/close(), `fd` becomes readable, or `timeout` passes;
-        `accept` says whether a newly queued message could be written at once."""
-        self._idle = True
-        if self._queue and accept:
-            self._idle = False
-            return
-        fds = [self._wake_r] if fd < 0 else [self._wake_r, fd]
+        """Sleeps until `timeout` passes, `fd` becomes readable, close() is called, or (when
+        `accept` says a new message could be written at once) send() queues one."""
+        if accept:
+            self._idle = True
+            if self._queue:
+                self._idle = False
+                return
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        if fd >= 0:
+            poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
         try:
-            ready, _, _ = select.select(fds, [], [], max(0.0, timeout))
-        except (OSError, ValueError):
+            ready = poller.poll(max(0, int(timeout * 1000)))
+        except OSError:
             ready = []
         self._idle = False
-        if self._wake_r in ready:
-            try:
+        if any(ready_fd == self._wake_r for ready_fd, _ in ready):
+            with contextlib.suppress(OSError):
                 while os.read(self._wake_r, 4096):
                     pass
-            except OSError:
-                pass
 
     def _connect(self, outage_warned: bool) -> bool:
         """One connection attempt; returns whether it succeeded."""

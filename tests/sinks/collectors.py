@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,8 +143,33 @@ def _read_jsonl(path: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8", errors="replace")
-    # a line still being written has no LF yet: leave it for the next read
-    return [json.loads(line) for line in text.split("\n")[:-1] if line]
+    records = []
+    # a line still being written has no LF yet: leave it for the next read; a line a killed
+    # daemon left half-written is not a record
+    for line in text.split("\n")[:-1]:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _wait(read: Callable[[], list[dict[str, object]]], count: int, timeout: float,
+          quiet: float) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    records = read()
+    last_change = time.monotonic()
+    while len(records) < count:
+        now = time.monotonic()
+        if now > deadline or now - last_change > quiet:
+            break
+        time.sleep(0.05)
+        newer = read()
+        if len(newer) != len(records):
+            last_change = time.monotonic()
+        records = newer
+    time.sleep(0.3)
+    return read()
 
 
 class _Daemon:
@@ -330,16 +356,10 @@ class Rsyslog(_Daemon):
         return _read_jsonl(self.output(kind))
 
     def wait_records(self, kind: str, count: int, timeout: float = 20.0,
-                     settle: float = 0.3) -> list[dict[str, object]]:
-        """Waits until `count` messages arrived on `kind` (or `timeout`), then `settle` more
-        seconds to catch extra (duplicate) ones; returns them all."""
-        deadline = time.monotonic() + timeout
-        records = self.records(kind)
-        while len(records) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-            records = self.records(kind)
-        time.sleep(settle)
-        return self.records(kind)
+                     quiet: float = 1.5) -> list[dict[str, object]]:
+        """Waits until `count` messages arrived on `kind`, nothing more arrived for `quiet`
+        seconds, or `timeout`; then a moment more to catch extra (duplicate) ones."""
+        return _wait(lambda: self.records(kind), count, timeout, quiet)
 
 
 def syslog_ng_root() -> Path:
@@ -402,13 +422,10 @@ log {{ source(s_net); destination(d_file); }};
         """The messages received so far, as the fields syslog-ng parsed."""
         return _read_jsonl(self.out)
 
-    def wait_records(self, count: int, timeout: float = 20.0) -> list[dict[str, object]]:
-        """Waits until `count` messages arrived (or `timeout`); returns them all."""
-        deadline = time.monotonic() + timeout
-        while len(self.records()) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        return self.records()
+    def wait_records(self, count: int, timeout: float = 20.0,
+                     quiet: float = 1.5) -> list[dict[str, object]]:
+        """Waits until `count` messages arrived, none for `quiet` seconds, or `timeout`."""
+        return _wait(self.records, count, timeout, quiet)
 
 
 def require_rsyslog() -> None:
