@@ -388,7 +388,7 @@ class SyslogNg(_Daemon):
         self.module_path = modules[-1]
         version = self.module_path.name
         self.config.write_text(f"""@version: {version}
-options {{ stats(freq(0)); keep-hostname(yes); use-dns(no); dns-cache(no); }};
+options {{ stats-freq(0); keep-hostname(yes); use-dns(no); dns-cache(no); }};
 source s_net {{
   syslog(ip("127.0.0.1") port({self.port}) transport("tcp") flags(syslog-protocol));
 }};
