@@ -297,7 +297,6 @@ class SyslogSink:
         self._deadline = math.inf
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._finished = False
         self._transport: Transport | None = None
         self._resend: deque[bytes] = deque()  # relp: to send again after reconnecting
 
@@ -358,12 +357,14 @@ class SyslogSink:
                 self._on_warning(f"syslog sink {self.name}: {text}")
 
     def _finish(self) -> None:
-        """Counts every message not yet accounted for as undeliverable (once)."""
+        """Counts every message not yet accounted for as undeliverable: when the thread ends,
+        and again at close() for what was queued after a thread that failed."""
         with self._lock:
-            if self._finished:
-                return
-            self._finished = True
-            left = len(self._queue) + len(self._resend)
+            left = 0
+            while self._queue:  # popped one by one: send() may still append meanwhile
+                self._queue.popleft()
+                left += 1
+            left += len(self._resend)
             transport = self._transport
             if transport is not None:
                 confirmed, truncated, rejected = transport.drain()
@@ -372,7 +373,6 @@ class SyslogSink:
                 left += rejected + len(transport.take_unconfirmed())
                 transport.abort()
                 self._transport = None
-            self._queue.clear()
             self._resend.clear()
             self._stats.dropped_undeliverable += left
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sensor.errors import ConfigError
 from sensor.sinks.syslog import parse_sink_url, spec_from_table
@@ -101,3 +103,16 @@ def test_bad_tables(table: dict[str, object], says: str) -> None:
         spec_from_table(table, "sensor.toml: sinks.syslog[0]")
     assert says in str(caught.value)
     assert str(caught.value).startswith("sensor.toml: sinks.syslog[0]")
+
+
+@given(st.text(max_size=80) | st.from_regex(
+    r"(udp|tcp|tls|relp|unix|tcp\+tls)://[^?#]{0,20}(\?[a-z_]{0,12}=[^&]{0,8}(&[a-z_]{0,12}=.{0,5})?)?",
+    fullmatch=True))
+def test_any_string_parses_or_gives_one_config_error_line(url: str) -> None:
+    try:
+        spec = parse_sink_url(url)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert spec.scheme in ("udp", "tcp", "tls", "relp", "unix")
+    assert spec.path if spec.scheme == "unix" else 1 <= spec.port <= 65535
