@@ -222,9 +222,11 @@ class StreamTransport(Transport):
 
     def _ended(self, exc: BaseException | None) -> None:
         """Confirms what a connection that ended can still confirm: after a FIN from the
-        collector (exc None, or EPIPE: a reset that followed its FIN), the acknowledged
-        batches."""
-        if exc is not None and not (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
+        collector (exc None; SSLEOFError, a FIN without TLS close_notify; or EPIPE, a reset
+        that followed its FIN), the acknowledged batches."""
+        fin = (exc is None or isinstance(exc, ssl.SSLEOFError)  # TCP EOF, no close_notify
+               or (isinstance(exc, OSError) and exc.errno == errno.EPIPE))
+        if not fin:
             return
         try:
             acked = self._offsets()[1]
