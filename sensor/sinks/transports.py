@@ -73,6 +73,7 @@ class Transport:
         self.confirmed = 0
         self.truncated = 0
         self.rejected = 0
+        self.aborted = False  # closed by abort(): its errors prove nothing about the collector
 
     def drain(self) -> tuple[int, int, int]:
         """Returns and resets (confirmed, truncated, rejected)."""
@@ -112,6 +113,7 @@ class Transport:
 
     def abort(self) -> None:
         """Closes the connection at once (callable from another thread)."""
+        self.aborted = True
         sock = self.sock
         if sock is None:
             return
@@ -226,7 +228,7 @@ class StreamTransport(Transport):
         that followed its FIN), the acknowledged batches."""
         fin = (exc is None or isinstance(exc, ssl.SSLEOFError)  # TCP EOF, no close_notify
                or (isinstance(exc, OSError) and exc.errno == errno.EPIPE))
-        if not fin:
+        if not fin or self.aborted:
             return
         try:
             acked = self._offsets()[1]

@@ -166,6 +166,26 @@ def test_full_queue_drops_without_blocking() -> None:
     assert sink.stats.dropped_queue_full == 991
 
 
+def test_collector_that_stops_reading_never_blocks_send() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    sink = _sink(f"tcp://127.0.0.1:{port}?queue=1000&flush_timeout=0.5")
+    conn, _ = server.accept()  # accepted, never read: the socket buffers fill, then the queue
+    count = 100_000
+    big = b"x" * 1000
+    for _ in range(count):
+        sink.send(big)
+    sink.close()  # bounded: the blocked write is abandoned after flush_timeout
+    conn.close()
+    server.close()
+    stats = sink.stats
+    assert stats.dropped_queue_full > 0
+    # the collector read nothing: what its TCP acknowledged is not "sent" (the error of the
+    # write we abandoned proves nothing)
+    assert stats.sent == 0 and stats.dropped_undeliverable > 0
+    assert _accounted(stats) == count
+
+
 def test_collector_that_starts_late_gets_the_queued_messages(rsyslog: Start) -> None:
     daemon = rsyslog(("tcp",), run=False)
     warnings: list[str] = []
