@@ -39,6 +39,7 @@ BACKOFF_MAX_S: Final = 5.0
 CONNECT_TIMEOUT_S: Final = 5.0
 BATCH_MESSAGES: Final = 512  # messages framed into one write by the sending thread
 IDLE_TICK_S: Final = 0.2  # how often an idle thread re-checks its connection
+WARNINGS_PER_MINUTE: Final = 5
 
 
 @dataclass(slots=True, frozen=True)
@@ -299,6 +300,9 @@ class SyslogSink:
         self._lock = threading.Lock()
         self._transport: Transport | None = None
         self._resend: deque[bytes] = deque()  # relp: to send again after reconnecting
+        self._warned_at: deque[float] = deque()
+        self._warnings_suppressed = 0
+        self._refusals_warned = False
 
     @property
     def stats(self) -> SinkStats:
@@ -344,17 +348,32 @@ class SyslogSink:
                     transport.abort()  # unblocks a connect or write stuck past the deadline
                 thread.join(1.0)
         self._finish()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if thread is None or not thread.is_alive():  # a stuck thread may still use the pipe
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     # -- the sending thread -------------------------------------------------------------------
 
     def _warn(self, text: str) -> None:
-        if self._on_warning is not None:
-            # a broken warning callback must not end the sink
-            with contextlib.suppress(Exception):
-                self._on_warning(f"syslog sink {self.name}: {text}")
+        """Passes a warning on, at most WARNINGS_PER_MINUTE a minute (a flapping collector
+        must not flood the operator; the counters tell the rest)."""
+        if self._on_warning is None:
+            return
+        now = time.monotonic()
+        recent = self._warned_at
+        while recent and recent[0] < now - 60.0:
+            recent.popleft()
+        if len(recent) >= WARNINGS_PER_MINUTE:
+            self._warnings_suppressed += 1
+            return
+        recent.append(now)
+        if self._warnings_suppressed:
+            text += f" ({self._warnings_suppressed} similar warnings suppressed)"
+            self._warnings_suppressed = 0
+        # a broken warning callback must not end the sink
+        with contextlib.suppress(Exception):
+            self._on_warning(f"syslog sink {self.name}: {text}")
 
     def _finish(self) -> None:
         """Counts every message not yet accounted for as undeliverable: when the thread ends,
@@ -433,12 +452,16 @@ class SyslogSink:
         stats.truncated += truncated
         if rejected:
             stats.dropped_undeliverable += rejected
-            self._warn(f"the collector refused {rejected} messages (counted as undeliverable)")
+            if not self._refusals_warned:
+                self._refusals_warned = True
+                self._warn("the collector refused a message (counted as undeliverable; "
+                           "later refusals are only counted)")
 
     def _loop(self) -> None:
         backoff = BACKOFF_START_S
         outage_warned = False
         ever_connected = False
+        connected_at = 0.0
         stats = self._stats
         queue = self._queue
         resend = self._resend
@@ -454,7 +477,7 @@ class SyslogSink:
                         stats.reconnects += 1
                     ever_connected = True
                     outage_warned = False
-                    backoff = BACKOFF_START_S
+                    connected_at = time.monotonic()
                     continue
                 outage_warned = True
                 self._wait(min(backoff, self._deadline - time.monotonic()), accept=False)
@@ -493,6 +516,12 @@ class SyslogSink:
                     what = f"{len(lost)} messages possibly lost, counted as undeliverable"
                 self._warn(f"connection lost ({_describe(exc)}); {what}; reconnecting")
                 outage_warned = True
+                # a connection that lived a while starts the backoff again; one a collector
+                # drops at once (flapping) keeps doubling it
+                if time.monotonic() - connected_at > BACKOFF_MAX_S:
+                    backoff = BACKOFF_START_S
+                self._wait(min(backoff, self._deadline - time.monotonic()), accept=False)
+                backoff = min(backoff * 2.0, BACKOFF_MAX_S)
 
 
 def _describe(exc: BaseException) -> str:

@@ -186,6 +186,39 @@ def test_collector_that_stops_reading_never_blocks_send() -> None:
     assert _accounted(stats) == count
 
 
+def test_flapping_collector_gets_backoff_and_few_warnings() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted = []
+    stop = threading.Event()
+
+    def flap() -> None:  # accepts every connection and closes it at once
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            accepted.append(conn)
+            conn.close()
+
+    thread = threading.Thread(target=flap)
+    thread.start()
+    warnings: list[str] = []
+    sink = _sink(f"tcp://127.0.0.1:{port}?flush_timeout=0.2", warnings)
+    for seq in range(150):
+        sink.send(rfc5424(seq))
+        time.sleep(0.01)
+    sink.close()
+    stop.set()
+    thread.join()
+    server.close()
+    # 0.1, 0.2, 0.4, 0.8 s between connections: a handful in 1.5 s, not hundreds
+    assert 2 <= len(accepted) <= 7, len(accepted)
+    assert len(warnings) <= 5
+    assert _accounted(sink.stats) == 150
+
+
 def test_collector_that_starts_late_gets_the_queued_messages(rsyslog: Start) -> None:
     daemon = rsyslog(("tcp",), run=False)
     warnings: list[str] = []
