@@ -95,23 +95,24 @@ _FIELD_SCHEMES: Final = {
 }
 
 
-def _expect(where: str, what: str, expected: str, got: object) -> ConfigError:
-    return ConfigError(f"{where}: {what}: expected {expected}, got {got!r}")
+def _expect(label: str, expected: str, got: object) -> ConfigError:
+    return ConfigError(f"{label}: expected {expected}, got {got!r}")
 
 
-def _check_field(field: str, value: object, where: str, what: str) -> object:
-    """Validates one option value (a string from a URL, or a TOML value) for `field`."""
+def _check_field(field: str, value: object, label: str) -> object:
+    """Validates one option value (a string from a URL, or a TOML value) for `field`;
+    `label` names it in errors."""
     if field == "framing":
         if value not in FRAMINGS:
-            raise _expect(where, what, '"octet" or "lf"', value)
+            raise _expect(label, '"octet" or "lf"', value)
         return value
     if field == "format":
         if value not in FORMAT_NAMES:
-            raise _expect(where, what, "one of " + ", ".join(FORMAT_NAMES), value)
+            raise _expect(label, "one of " + ", ".join(FORMAT_NAMES), value)
         return value
     if field == "tls_min":
         if value not in TLS_VERSIONS:
-            raise _expect(where, what, '"1.2" or "1.3"', value)
+            raise _expect(label, '"1.2" or "1.3"', value)
         return value
     if field in ("max_datagram", "queue_size"):
         lo, hi = (MIN_DATAGRAM, MAX_DATAGRAM) if field == "max_datagram" else (1, MAX_QUEUE)
@@ -121,7 +122,7 @@ def _check_field(field: str, value: object, where: str, what: str) -> object:
         elif isinstance(value, str) and value.isascii() and value.isdigit():
             number = int(value)
         if number is None or not lo <= number <= hi:
-            raise _expect(where, what, f"an integer from {lo} to {hi}", value)
+            raise _expect(label, f"an integer from {lo} to {hi}", value)
         return number
     if field == "flush_timeout_s":
         seconds: float | None = None
@@ -133,7 +134,7 @@ def _check_field(field: str, value: object, where: str, what: str) -> object:
             except ValueError:
                 seconds = None
         if seconds is None or not math.isfinite(seconds) or not 0.0 <= seconds <= 3600.0:
-            raise _expect(where, what, "a number of seconds from 0 to 3600", value)
+            raise _expect(label, "a number of seconds from 0 to 3600", value)
         return seconds
     if field == "verify_hostname":
         if isinstance(value, bool):
@@ -142,10 +143,10 @@ def _check_field(field: str, value: object, where: str, what: str) -> object:
             return True
         if value in ("0", "false", "no", "off"):
             return False
-        raise _expect(where, what, "a boolean (1/0, true/false)", value)
+        raise _expect(label, "a boolean (1/0, true/false)", value)
     # file names and the TLS server name: any non-empty string without NUL
     if not isinstance(value, str) or "\x00" in value:
-        raise _expect(where, what, "a string", value)
+        raise _expect(label, "a string", value)
     return value
 
 
@@ -184,17 +185,18 @@ def _base_spec(url: str, where: str) -> SinkSpec:
 
 
 def _apply(spec: SinkSpec, options: dict[str, object], where: str,
-           names: dict[str, str]) -> SinkSpec:
-    """Returns `spec` with the validated options (field -> value) set; `names` spells each key."""
+           labels: dict[str, str]) -> SinkSpec:
+    """Returns `spec` with the validated options (field -> value) set; `labels` names each
+    option in errors."""
     changes: dict[str, Any] = {}
     for field, value in options.items():
-        what = names[field]
+        label = labels[field]
         allowed = _FIELD_SCHEMES.get(field)
         if allowed is not None and spec.scheme not in allowed:
-            raise ConfigError(f"{where}: {what}: only applies to "
+            raise ConfigError(f"{label}: only applies to "
                               + " and ".join(f"{s}://" for s in allowed)
                               + f" sinks, not {spec.scheme}://")
-        changes[field] = _check_field(field, value, where, what)
+        changes[field] = _check_field(field, value, label)
     new = replace(spec, **changes)
     if (new.cert_file == "") != (new.key_file == ""):
         raise ConfigError(f"{where}: a client certificate needs both cert and key")
@@ -215,7 +217,7 @@ def parse_sink_url(url: str, where: str = "--syslog") -> SinkSpec:
         if field in options:
             raise ConfigError(f"{where}: {url!r}: option {key!r} given twice")
         options[field] = value
-        names[field] = f"{url!r}: {key}"
+        names[field] = f"{where}: {url!r}: {key}"
     return _apply(spec, options, where, names)
 
 
@@ -235,7 +237,7 @@ def spec_from_table(table: dict[str, Any], where: str) -> SinkSpec:
                           f"got {url!r}")
     spec = parse_sink_url(url, f"{where}.url")
     options = {k: v for k, v in table.items() if k != "url"}
-    return _apply(spec, options, where, {k: f"{where}.{k}"[len(where) + 1:] for k in options})
+    return _apply(spec, options, where, {k: f"{where}.{k}" for k in options})
 
 
 @dataclass(slots=True)

@@ -93,7 +93,7 @@ def test_table() -> None:
     ({"url": "tcp://siem", "colour": 1}, "sinks.syslog[0].colour: unknown key"),
     ({"framing": "lf"}, "sinks.syslog[0].url: expected a sink URL string"),
     ({"url": "ftp://siem"}, "sinks.syslog[0].url: 'ftp://siem': unknown scheme"),
-    ({"url": "tcp://siem", "queue_size": 0}, "sinks.syslog[0]: queue_size: expected an integer"),
+    ({"url": "tcp://siem", "queue_size": 0}, "sinks.syslog[0].queue_size: expected an integer"),
     ({"url": "tcp://siem", "queue_size": True}, "queue_size: expected an integer"),
     ({"url": "tls://siem", "verify_hostname": "no way"}, "verify_hostname: expected a boolean"),
     ({"url": "udp://siem", "ca_file": "/ca"}, "ca_file: only applies to tls://"),
