@@ -40,6 +40,7 @@ CONNECT_TIMEOUT_S: Final = 5.0
 BATCH_MESSAGES: Final = 512  # messages framed into one write by the sending thread
 IDLE_TICK_S: Final = 0.2  # how often an idle thread re-checks its connection
 WARNINGS_PER_MINUTE: Final = 5
+CHECKPOINT_WAIT_S: Final = 5.0  # tcp/tls: how long a checkpoint close waits for the answer
 
 
 @dataclass(slots=True, frozen=True)
@@ -276,13 +277,13 @@ class SyslogSink:
       to max_datagram and counts `truncated`.
     - relp: acknowledged by the collector with "rsp 200". Unacknowledged messages are sent
       again after a reconnect (`resent`); a message is lost only if the flush at close times out.
-    - tcp, tls (no acknowledgement in the protocol): a message is counted `sent` once the
-      connection was seen alive (no EOF or reset from the collector) at least 0.5 s after its
-      bytes were written and the collector's TCP had acknowledged them, or once the collector
-      closed the connection in answer to our own orderly close (which means it read all we
-      wrote). When the collector closes or resets the connection, every message not yet
-      counted `sent` is counted in `dropped_undeliverable` as possibly lost: the count bounds
-      the messages missing at the collector from above (some of them may have arrived).
+    - tcp, tls (no acknowledgement in the protocol): counted `sent` at a checkpoint, an
+      orderly close (FIN, or TLS close_notify) that the collector answers by closing its side
+      once it has read everything; the sink makes one 5 s after the first unconfirmed write
+      (or after 50,000 messages) and connects again, and one at close(). When the connection
+      ends any other way, every message written since the last checkpoint is counted in
+      `dropped_undeliverable` as possibly lost: the count bounds the messages missing at the
+      collector from above (some of them may have arrived). Nothing is sent twice.
     """
 
     def __init__(self, spec: SinkSpec, on_warning: Callable[[str], None] | None = None) -> None:
@@ -464,6 +465,7 @@ class SyslogSink:
         outage_warned = False
         ever_connected = False
         connected_at = 0.0
+        planned = False  # the last connection was closed for a checkpoint
         stats = self._stats
         queue = self._queue
         resend = self._resend
@@ -475,8 +477,9 @@ class SyslogSink:
                 if self._stop and not queue and not resend:
                     return
                 if self._connect(outage_warned):
-                    if ever_connected:
+                    if ever_connected and not planned:
                         stats.reconnects += 1
+                    planned = False
                     ever_connected = True
                     outage_warned = False
                     connected_at = time.monotonic()
@@ -487,6 +490,19 @@ class SyslogSink:
                 continue
             try:
                 transport.poll()
+                if transport.checkpoint_due():
+                    # tcp/tls: an orderly close the collector answers confirms what it read
+                    transport.finish(min(self._deadline, time.monotonic() + CHECKPOINT_WAIT_S))
+                    self._collect(transport)
+                    lost = transport.take_unconfirmed()
+                    transport.abort()
+                    self._transport = None
+                    planned = True
+                    if lost:
+                        stats.dropped_undeliverable += len(lost)
+                        self._warn(f"the collector did not answer a checkpoint close; {len(lost)} "
+                                   "messages possibly lost, counted as undeliverable")
+                    continue
                 if resend and transport.can_accept():
                     count = min(len(resend), BATCH_MESSAGES, transport.room())
                     batch = [resend.popleft() for _ in range(count)]

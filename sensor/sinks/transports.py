@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import select
 import socket
 import ssl
-import struct
-import termios
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -22,13 +18,11 @@ TRUNCATION_MARKER: Final = b"...[truncated]"
 # LF framing cannot carry an LF inside a message: it is written as rsyslog writes control
 # characters it escapes on reception (#ooo, octal), so the frame is never split.
 LF_ESCAPE: Final = b"#012"
-# tcp/tls: a message counts as sent once its bytes were acknowledged by the collector's TCP
-# and the connection was still open this long after they were written.
-SETTLE_S: Final = 1.0
-MAX_UNCONFIRMED: Final = 200_000  # tcp/tls messages in flight before writing pauses
-# struct tcp_info (linux/tcp.h): tcpi_bytes_acked is the u64 at offset 120 (Linux 4.1+)
-_BYTES_ACKED_AT: Final = 120
-_TCP_INFO_LEN: Final = 136
+# tcp/tls: messages are confirmed by an orderly close the collector answers (a checkpoint),
+# made this long after the first unconfirmed write, or once this many are unconfirmed.
+CHECKPOINT_S: Final = 5.0
+CHECKPOINT_MESSAGES: Final = 50_000
+MAX_UNCONFIRMED: Final = CHECKPOINT_MESSAGES
 WRITE_TIMEOUT_S: Final = 30.0  # a collector that reads nothing for this long is dropped
 _POLL_IN: Final = select.POLLIN | select.POLLERR | select.POLLHUP
 
@@ -73,7 +67,6 @@ class Transport:
         self.confirmed = 0
         self.truncated = 0
         self.rejected = 0
-        self.aborted = False  # closed by abort(): its errors prove nothing about the collector
 
     def drain(self) -> tuple[int, int, int]:
         """Returns and resets (confirmed, truncated, rejected)."""
@@ -96,6 +89,10 @@ class Transport:
         """Whether deliver() may be called now."""
         return True
 
+    def checkpoint_due(self) -> bool:
+        """Whether the sink should close in order now, to confirm, and connect again."""
+        return False
+
     def room(self) -> int:
         """How many messages deliver() may take now."""
         return MAX_UNCONFIRMED
@@ -113,7 +110,6 @@ class Transport:
 
     def abort(self) -> None:
         """Closes the connection at once (callable from another thread)."""
-        self.aborted = True
         sock = self.sock
         if sock is None:
             return
@@ -163,25 +159,22 @@ class UdpTransport(Transport):
 class StreamTransport(Transport):
     """tcp and tls (RFC 6587 octet counting or LF framing; RFC 5425 for tls), and unix streams.
 
-    TCP carries no acknowledgement of its own, so each written batch stays unconfirmed
-    (`batches`, with the stream offset it ends at) until one of:
-    - the connection is seen open SETTLE_S after the batch was written and the collector's
-      TCP has acknowledged its bytes: counted sent (a collector that crashes after that with
-      the bytes still unread in its socket loses them uncounted: the one case not covered);
-    - the collector closes the connection (FIN, not RST): it had read every byte its TCP
-      acknowledged (a socket closed with unread data sends RST instead), so batches within
-      the acknowledged offset are sent and the rest are lost;
-    - the connection is reset or times out: every unconfirmed batch is possibly lost;
-    - our orderly close is answered by the collector's: everything was read.
+    TCP acknowledges bytes to the collector's kernel, not messages to the collector: bytes it
+    acknowledged can still be lost unread in its socket, or read into its buffers and dropped
+    at a shutdown (both measured with rsyslog). So written messages stay unconfirmed until a
+    checkpoint: an orderly close (our FIN, or TLS close_notify) that the collector answers by
+    closing its side, which it does once it has read and taken in everything before it. A
+    checkpoint is made CHECKPOINT_S after the first unconfirmed write, or when
+    CHECKPOINT_MESSAGES are unconfirmed, and at shutdown; the sink then connects again. If the
+    connection ends any other way, every unconfirmed message is possibly lost.
     """
 
     def __init__(self, spec: SinkSpec) -> None:
         super().__init__(spec)
         self.frame = frame_lf if spec.framing == "lf" else frame_octet
-        # (time written, stream offset after the batch, the batch)
-        self.batches: deque[tuple[float, int, list[bytes]]] = deque()
+        self.batches: list[list[bytes]] = []
         self.unconfirmed = 0
-        self.written = 0
+        self.first_unconfirmed_at = 0.0
         self.poller = select.poll()
 
     def _connect(self, timeout: float) -> socket.socket:
@@ -194,51 +187,17 @@ class StreamTransport(Transport):
         self.sock = sock
         self.poller.register(sock.fileno(), _POLL_IN)
 
-    def _offsets(self) -> tuple[int, int]:
-        """(bytes queued into the connection so far, bytes the collector acknowledged), in
-        the stream's own bytes (TLS records for tls), from the kernel's TCP state."""
-        sock = self.sock
-        assert sock is not None
-        fd = sock.fileno()
-        outq: int = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
-        acked: int = struct.unpack_from("Q", info, _BYTES_ACKED_AT)[0]
-        return acked + outq, acked
-
     def deliver(self, batch: list[bytes]) -> None:
         sock = self.sock
         assert sock is not None
         frame = self.frame
         data = b"".join([frame(m) for m in batch])
-        self.written += len(data)
+        if not self.unconfirmed:
+            self.first_unconfirmed_at = time.monotonic()
+        self.batches.append(batch)
         self.unconfirmed += len(batch)
-        entry = (time.monotonic(), -1, batch)  # offset unknown until the write returns
-        self.batches.append(entry)
         sock.settimeout(WRITE_TIMEOUT_S)
-        try:
-            sock.sendall(data)
-        except OSError as exc:
-            self._ended(exc)
-            raise
-        self.batches[-1] = (entry[0], self._offsets()[0], batch)
-
-    def _ended(self, exc: BaseException | None) -> None:
-        """Confirms what a connection that ended can still confirm: after a FIN from the
-        collector (exc None; SSLEOFError, a FIN without TLS close_notify; or EPIPE, a reset
-        that followed its FIN), the acknowledged batches."""
-        fin = (exc is None or isinstance(exc, ssl.SSLEOFError)  # TCP EOF, no close_notify
-               or (isinstance(exc, OSError) and exc.errno == errno.EPIPE))
-        if not fin or self.aborted:
-            return
-        try:
-            acked = self._offsets()[1]
-        except OSError:
-            return
-        batches = self.batches
-        while batches and 0 <= batches[0][1] <= acked:
-            n = len(batches.popleft()[2])
-            self.unconfirmed -= n
-            self.confirmed += n
+        sock.sendall(data)
 
     def _check_alive(self) -> None:
         """Raises ConnectionError if the collector closed or reset the connection."""
@@ -247,28 +206,16 @@ class StreamTransport(Transport):
         while self.poller.poll(0):
             # readable: recv returns at once; a syslog collector sends nothing, so whatever
             # it sends is read and ignored
-            try:
-                data = sock.recv(4096)
-            except OSError as exc:
-                self._ended(exc)
-                raise
-            if not data:
-                self._ended(None)
+            if not sock.recv(4096):
                 raise ConnectionError("the collector closed the connection")
 
     def poll(self) -> None:
         self._check_alive()
-        batches = self.batches
-        if not batches:
-            return
-        settled = time.monotonic() - SETTLE_S
-        if batches[0][0] > settled:
-            return
-        acked = self._offsets()[1]
-        while batches and batches[0][0] <= settled and 0 <= batches[0][1] <= acked:
-            n = len(batches.popleft()[2])
-            self.unconfirmed -= n
-            self.confirmed += n
+
+    def checkpoint_due(self) -> bool:
+        return self.unconfirmed > 0 and (
+            self.unconfirmed >= CHECKPOINT_MESSAGES
+            or time.monotonic() - self.first_unconfirmed_at >= CHECKPOINT_S)
 
     def can_accept(self) -> bool:
         return self.unconfirmed < MAX_UNCONFIRMED
@@ -319,15 +266,15 @@ class StreamTransport(Transport):
                     return
                 sock.settimeout(remaining)
                 if not sock.recv(4096):
-                    # FIN in answer to ours: the collector read everything we wrote (a
-                    # collector closing with unread data resets the connection instead)
+                    # the collector closed in answer to our FIN: it read everything before
+                    # it (a collector closing with unread data resets the connection instead)
                     self._confirm_all()
                     return
         except (OSError, ValueError):
             return
 
     def take_unconfirmed(self) -> list[bytes]:
-        out = [m for _, _, batch in self.batches for m in batch]
+        out = [m for batch in self.batches for m in batch]
         self.batches.clear()
         self.unconfirmed = 0
         return out
@@ -377,11 +324,7 @@ class TlsTransport(StreamTransport):
                     data = sock.recv(4096)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                     return  # TLS housekeeping only (session tickets): the connection is open
-                except OSError as exc:
-                    self._ended(exc)
-                    raise
                 if not data:
-                    self._ended(None)
                     raise ConnectionError("the collector closed the connection")
         finally:
             sock.settimeout(WRITE_TIMEOUT_S)
@@ -439,20 +382,15 @@ class UnixTransport(StreamTransport):
                 raise
             self.confirmed += 1
 
-    def _offsets(self) -> tuple[int, int]:
-        # a unix stream's send queue holds what the reader has not read yet
-        sock = self.sock
-        assert sock is not None
-        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-        unread: int = struct.unpack("i", raw)[0]
-        return self.written, self.written - unread
-
     def poll(self) -> None:
         if not self.datagram:
             super().poll()
 
     def wait_fd(self) -> int:
         return super().wait_fd() if not self.datagram else -1
+
+    def checkpoint_due(self) -> bool:
+        return not self.datagram and super().checkpoint_due()
 
     def finish(self, deadline: float) -> None:
         if not self.datagram:
