@@ -68,6 +68,25 @@ def test_every_message_arrives_exactly_once(rsyslog: Start, tls_files: TlsFiles,
     assert first["msg"] == f"{expected} #0"
 
 
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+def test_checkpoints_confirm_without_loss_or_duplicates(rsyslog: Start, tls_files: TlsFiles,
+                                                       kind: str) -> None:
+    daemon = rsyslog((kind,))
+    sink = _sink(daemon.url(kind, "localhost", _query(kind, tls_files) + "&queue=200000"))
+    count = 120_000  # 50,000 unconfirmed messages make a checkpoint: two before close()
+    for seq in range(count):
+        sink.send(rfc5424(seq))
+    deadline = time.monotonic() + 60
+    while sink.stats.sent < 100_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sink.stats.sent == 100_000  # confirmed by two checkpoints, the rest not yet
+    sink.close()
+    received = seqs(daemon.wait_records(kind, count))
+    assert sorted(received) == list(range(count))
+    stats = sink.stats
+    assert (stats.sent, stats.dropped_undeliverable, stats.reconnects) == (count, 0, 0)
+
+
 def test_udp_truncation_is_counted_and_marked(rsyslog: Start) -> None:
     daemon = rsyslog(("udp",))
     sink = _sink(daemon.url("udp", query="max_datagram=480"))
