@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final
 from sensor.sinks.transports import Transport, TransportError
 
 if TYPE_CHECKING:
-    from sensor.sinks.syslog import SinkSpec
+    from sensor.sinks.urls import SinkSpec
 
 WINDOW: Final = 128  # unacknowledged "syslog" commands in flight (librelp's default window)
 MAX_TXNR: Final = 999_999_999  # TXNR = 1*9DIGIT; after it the next TXNR is 1

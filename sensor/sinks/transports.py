@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from sensor.sinks.syslog import SinkSpec
+    from sensor.sinks.urls import SinkSpec
 
 # UDP truncation (RFC 5426 section 3.2 lets a sender truncate): this replaces the cut tail.
 TRUNCATION_MARKER: Final = b"...[truncated]"
