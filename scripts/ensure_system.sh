@@ -24,10 +24,8 @@ case "${1:-}" in
     command -v tshark >/dev/null 2>&1 || want="$want tshark"
     command -v tcpdump >/dev/null 2>&1 || want="$want tcpdump"
     command -v ss >/dev/null 2>&1 || want="$want iproute2"  # veth/netns live tests: ip, ss
-    # syslog sink tests: rsyslog's imtcp with the gtls driver and imrelp, and the libraries the
-    # extracted syslog-ng needs (ordinary packages that install beside rsyslog)
-    for pkg in rsyslog rsyslog-gnutls rsyslog-relp libivykis0 libnet1 libjson-c5 libwrap0 \
-               libglib2.0-0 libpcre3; do
+    # syslog sink tests: rsyslog's imtcp with the gtls driver, and imrelp
+    for pkg in rsyslog rsyslog-gnutls rsyslog-relp; do
       dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || want="$want $pkg"
     done
     sng="${PORT25_SYSLOG_NG_DIR:-/var/cache/port25-sensor/syslog-ng}"
@@ -56,6 +54,14 @@ if [ -n "$want" ]; then
   [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
 fi
 if [ -n "$want_sng" ]; then
+  # the libraries the extracted syslog-ng links to: ordinary packages that install beside
+  # rsyslog (its package conflicts with rsyslog only as a syslog daemon)
+  libs=""
+  for pkg in $(apt-cache depends --no-recommends --no-suggests syslog-ng-core 2>/dev/null \
+               | sed -n 's/^ *|\{0,1\}Depends: \(lib[^ <>]*\)$/\1/p'); do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || libs="$libs $pkg"
+  done
+  [ -z "$libs" ] || apt-get install -y -qq --no-install-recommends $libs >/dev/null
   tmp=$(mktemp -d)
   (cd "$tmp" && apt-get download -qq syslog-ng-core >/dev/null 2>&1)
   mkdir -p "$sng"

@@ -430,9 +430,8 @@ log {{ source(s_net); destination(d_file); }};
 
 def require_rsyslog() -> None:
     """Fails (not skips) when rsyslogd or its gtls/relp modules are missing."""
-    modules = Path("/usr/lib/x86_64-linux-gnu/rsyslog")
-    wanted = [Path(RSYSLOGD), modules / "lmnsd_gtls.so", modules / "imrelp.so"]
-    if any(not p.exists() for p in wanted):
+    modules = [p.name for p in Path("/usr/lib").glob("*/rsyslog/*.so")]
+    if not Path(RSYSLOGD).exists() or not {"lmnsd_gtls.so", "imrelp.so"} <= set(modules):
         raise RuntimeError("rsyslogd missing: run `sh scripts/ensure_system.sh test` as root")
 
 
