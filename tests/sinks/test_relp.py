@@ -193,7 +193,7 @@ def test_zero_loss_over_an_rsyslog_restart(rsyslog: Start, burst: bool) -> None:
     assert sorted(received) == list(range(count)), "RELP lost messages over a restart"
     duplicates = sum(received.values()) - count
     assert (stats.sent, stats.dropped_undeliverable, stats.dropped_queue_full) == (count, 0, 0)
-    assert any("connection lost" in w for w in warnings), warnings
+    assert warnings  # the outage was reported
     if burst:  # the window was full when rsyslog stopped reading: those were sent again
         assert stats.resent >= 1 and stats.reconnects == 1, stats
     # rsyslog answers every message it took before a clean shutdown, so a resent message is
