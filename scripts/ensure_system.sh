@@ -4,9 +4,15 @@
 #                                headers (mypyc compiles the hot stages; without them setup.py
 #                                installs pure Python)
 #   ensure_system.sh test     -> tshark and tcpdump (parity tests, benchmarks), iproute2 (live
-#                                tests on a veth pair in network namespaces)
+#                                tests on a veth pair in network namespaces), rsyslog with its
+#                                gnutls and relp modules (syslog sink tests; never started as a
+#                                service), and syslog-ng-core unpacked into
+#                                $PORT25_SYSLOG_NG_DIR (default /var/cache/port25-sensor/syslog-ng):
+#                                it conflicts with rsyslog, so it is extracted, not installed,
+#                                and the tests run it from there
 set -eu
 want=""
+want_sng=""
 case "${1:-}" in
   python)
     python3 -c 'import venv, ensurepip' 2>/dev/null || want="python3 python3-venv python3-pip"
@@ -18,16 +24,47 @@ case "${1:-}" in
     command -v tshark >/dev/null 2>&1 || want="$want tshark"
     command -v tcpdump >/dev/null 2>&1 || want="$want tcpdump"
     command -v ss >/dev/null 2>&1 || want="$want iproute2"  # veth/netns live tests: ip, ss
+    # syslog sink tests: rsyslog's imtcp with the gtls driver, and imrelp
+    for pkg in rsyslog rsyslog-gnutls rsyslog-relp; do
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || want="$want $pkg"
+    done
+    sng="${PORT25_SYSLOG_NG_DIR:-/var/cache/port25-sensor/syslog-ng}"
+    [ -x "$sng/usr/sbin/syslog-ng" ] || want_sng=1
     ;;
   *) echo "usage: $0 python|test" >&2; exit 2 ;;
 esac
-[ -z "$want" ] && exit 0
+[ -z "$want" ] && [ -z "$want_sng" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing Debian packages:$want (run as root, or: sudo apt-get install$want)" >&2
+  [ -n "$want" ] && echo "missing Debian packages:$want (run as root, or: sudo apt-get install$want)" >&2
+  [ -n "$want_sng" ] && echo "syslog-ng-core not extracted in $sng (run this script as root)" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# tshark asks whether non-root users may capture; answer no without a prompt.
-echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
-apt-get install -y -qq --no-install-recommends $want >/dev/null
+if [ -n "$want" ]; then
+  # tshark asks whether non-root users may capture; answer no without a prompt.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+  # Installing rsyslog must not start a system-wide daemon: the tests run their own.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends $want >/dev/null
+  [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+fi
+if [ -n "$want_sng" ]; then
+  # the libraries the extracted syslog-ng links to: ordinary packages that install beside
+  # rsyslog (its package conflicts with rsyslog only as a syslog daemon)
+  libs=""
+  for pkg in $(apt-cache depends --no-recommends --no-suggests syslog-ng-core 2>/dev/null \
+               | sed -n 's/^ *|\{0,1\}Depends: \(lib[^ <>]*\)$/\1/p'); do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || libs="$libs $pkg"
+  done
+  [ -z "$libs" ] || apt-get install -y -qq --no-install-recommends $libs >/dev/null
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq syslog-ng-core >/dev/null 2>&1)
+  mkdir -p "$sng"
+  dpkg-deb -x "$tmp"/syslog-ng-core_*.deb "$sng"
+  rm -rf "$tmp"
+fi
