@@ -18,11 +18,13 @@ from sensor.records import Alert, CaptureStats, TcpStats
 from sensor.service.signals import Aborted, Shutdown
 
 if TYPE_CHECKING:
+    from sensor.config import Config
     from sensor.decode.packet import DecodeLimits
     from sensor.detect.detector import Detector, DetectorStats
     from sensor.output.jsonl import JsonlSink
     from sensor.output.privacy import Privacy
     from sensor.parallel import ParallelInput
+    from sensor.sinks.fanout import SyslogFanout
     from sensor.smtp.limits import SmtpLimits
     from sensor.tcp.reassembler import TcpLimits
 
@@ -30,6 +32,8 @@ _GC_YOUNG_THRESHOLD = 500_000  # net container allocations between young collect
 # 700). Each young collection walks every young object, and session records live for the
 # 5 s linger: the rarer the walk, the more of them are gone before it (3% of a run at 100k).
 _SUMMARY_ALERTS = 50  # (host, kind) pairs listed in the closing alert table, at most
+FORMATS = ("rfc5424", "rfc3164", "json", "cef", "leef", "ecs")  # sensor.sinks.formats.FORMATS,
+# named here so that the command line does not import the sinks when none is asked for
 
 
 _LAZY_COMMANDS = {  # subcommands that live beside their stage, imported only when invoked
@@ -126,6 +130,15 @@ def _output_options(fn: Callable[..., None]) -> Callable[..., None]:
                      help="Write one JSON line per host: its highest model score, role, the "
                           "rule kinds raised and the features that stood out (implies "
                           "detection)."),
+        click.option("--syslog", "syslog_urls", multiple=True, metavar="URL",
+                     help="Send alerts to a syslog collector (repeatable; implies detection): "
+                          "udp://HOST:514, tcp://HOST:514[?framing=lf], tls://HOST:6514[?ca=F], "
+                          "relp://HOST:2514 or unix:///dev/log; see docs/siem.md."),
+        click.option("--format", "syslog_format", type=click.Choice(FORMATS), default=None,
+                     help="Message format of the --syslog destinations [default: the "
+                          "config's syslog.format, rfc5424]."),
+        click.option("--syslog-sessions", is_flag=True,
+                     help="Also send one syslog message per SMTP session."),
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
@@ -147,6 +160,9 @@ def _execute(
     model_path: str | None,
     no_model: bool,
     host_scores_path: str | None,
+    syslog_urls: tuple[str, ...],
+    syslog_format: str | None,
+    syslog_sessions: bool,
     errors: list[tuple[str, str]],
     progress: bool,
     shutdown: Shutdown,
@@ -166,11 +182,12 @@ def _execute(
     from sensor.output.summary import render_alerts, render_summary, stats_dict
 
     _tune_gc()
-    detect = bool(alerts_path) or fail_on_alert or bool(host_scores_path)
+    cfg = load_config(config_path)
+    syslog = _syslog_fanout(cfg, syslog_urls, syslog_format, syslog_sessions)
+    detect = bool(alerts_path) or fail_on_alert or bool(host_scores_path) or bool(syslog)
     # SMTP sessions feed the session log, detection, the summary and --stats; when none of them
     # is asked for (a quiet run writing connection records only), the run stops after reassembly.
     smtp = bool(sessions_path) or detect or not quiet or bool(stats_path)
-    cfg = load_config(config_path)
     privacy = Privacy.from_config(cfg.privacy)  # [privacy]: applied to every output below
     if detect and not quiet:
         for line in cfg.assumed:
@@ -196,12 +213,27 @@ def _execute(
             a = privacy.alert(a)
         if alert_sink is not None:
             alert_sink.write(alert_to_dict(a))
+        if syslog is not None:
+            syslog.alert(a)
         if (a.host, a.kind) in latest or len(latest) < _SUMMARY_ALERTS:
             latest[(a.host, a.kind)] = a
 
     detector = Detector(cfg, on_alert, scorer, model_name) if detect else None
     if detector is not None and detector.stage is not None and scores_sink is not None:
         detector.stage.explain_all = True  # every host's line names what stood out
+    syslog_session: Callable[[Any], None] | None = None
+    if syslog is not None and syslog.sessions:
+        from sensor.smtp.schema import session_to_dict
+
+        fan = syslog
+        priv_session = privacy.session if privacy.enabled else None
+
+        def syslog_session(s: Any) -> None:
+            d = session_to_dict(s)
+            fan.session(d if priv_session is None else priv_session(d))
+
+    if syslog is not None:  # its threads start once nothing can stop the run before it begins
+        syslog.start()
     if parallel is not None:
         from sensor.parallel import Outputs, run_parallel
 
@@ -209,7 +241,8 @@ def _execute(
             conn_line=conn_sink.write_line if conn_sink is not None else None,
             session_line=sess_sink.write_line if sess_sink is not None else None,
             conn=detector.on_conn if detector is not None else None,
-            session=detector.on_session if detector is not None else None,
+            session=_fan_out(([detector.on_session] if detector is not None else [])
+                             + ([syslog_session] if syslog_session is not None else [])),
             smtp=smtp,
             smtp_limits=cfg.smtp,
             decode_limits=cfg.decode,
@@ -225,6 +258,8 @@ def _execute(
             for sink in (conn_sink, sess_sink, alert_sink):
                 if sink is not None:
                     sink.close()
+            if syslog is not None:
+                syslog.close()
         cap, tcp, totals = result.capture_stats, result.tcp_stats, result.totals
         shutdown.flushed = result.flushed
     else:
@@ -244,17 +279,20 @@ def _execute(
             cfg.decode,
             scores_sink,
             privacy,
+            syslog,
+            syslog_session,
         )
+    sinks = syslog.stats() if syslog is not None else None
     if stats_path:
         stats_sink = JsonlSink(stats_path)
-        counters = stats_dict(cap, tcp, totals, det_stats)
+        counters = stats_dict(cap, tcp, totals, det_stats, sinks)
         if shutdown.signum:  # the input was cut short: say where the counters come from
             counters["stopped_by"] = {"signal": shutdown.name, "flushed": shutdown.flushed}
         stats_sink.write(counters)
         stats_sink.close()
     if not quiet:
         to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path, host_scores_path)
-        render_summary(cap, tcp, totals, errors, to_stderr, det_stats)
+        render_summary(cap, tcp, totals, errors, to_stderr, det_stats, sinks)
         if latest:
             render_alerts(list(latest.values()), to_stderr)
     if shutdown.signum:
@@ -282,6 +320,8 @@ def _run_in_process(
     decode_limits: DecodeLimits | None = None,
     scores_sink: JsonlSink | None = None,
     privacy: Privacy | None = None,
+    syslog: SyslogFanout | None = None,
+    syslog_session: Callable[[Any], None] | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -303,6 +343,8 @@ def _run_in_process(
     if detector is not None:
         conn_outs.append(detector.on_conn)
         sess_outs.append(detector.on_session)
+    if syslog_session is not None:
+        sess_outs.append(syslog_session)
     pipe = Pipeline(
         ports=ports,
         on_conn=_fan_out(conn_outs),
@@ -327,7 +369,39 @@ def _run_in_process(
         for sink in (conn_sink, sess_sink, alert_sink):
             if sink is not None:
                 sink.close()
+        if syslog is not None:
+            syslog.close()  # after the last alert, for at most its flush timeout
     return pipe.capture_stats, pipe.tcp_stats, totals, det_stats
+
+
+def _syslog_fanout(cfg: Config, urls: tuple[str, ...], fmt: str | None,
+                   sessions: bool) -> SyslogFanout | None:
+    """The run's syslog destinations ([[sinks.syslog]] in the config, then --syslog URLs), or
+    None when there is none. A URL that names no format gets --format, else the config's
+    [syslog] format (as do the tables that name none). Their threads are not started yet."""
+    from dataclasses import replace
+
+    specs = list(cfg.sinks)
+    if not specs and not urls:
+        if sessions:
+            raise click.UsageError("--syslog-sessions needs a --syslog URL (or [[sinks.syslog]] "
+                                   "in the config)")
+        return None
+    from urllib.parse import parse_qsl, urlsplit
+
+    from sensor.sinks.fanout import SyslogFanout
+    from sensor.sinks.syslog import parse_sink_url
+
+    for url in urls:
+        spec = parse_sink_url(url, "--syslog")
+        named = any(k == "format" for k, _ in parse_qsl(urlsplit(url).query))
+        specs.append(spec if named else replace(spec, format=fmt or cfg.syslog.format))
+
+    def warn(text: str) -> None:
+        click.echo(f"sensor: warning: {text}", err=True)
+
+    syslog_cfg = replace(cfg.syslog, sessions=cfg.syslog.sessions or sessions)
+    return SyslogFanout(specs, syslog_cfg, warn)
 
 
 def _open_model(path: str | None, quiet: bool) -> tuple[Any, str]:

@@ -96,6 +96,27 @@ class ModelConfig:
     top_features: int
 
 
+FACILITIES: tuple[str, ...] = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+    "authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
+"""Syslog facility names, their codes by position (RFC 5424 table 1)."""
+_SD_NAME_CHARS = "".join(re.escape(chr(c)) for c in range(0x21, 0x7F) if chr(c) not in '="]@')
+_SD_ID = re.compile(f"[{_SD_NAME_CHARS}]{{1,31}}@[0-9]+(?:\\.[0-9]+)*")
+
+
+@dataclass(slots=True, frozen=True)
+class SyslogConfig:
+    """[syslog]: what every syslog destination's messages carry, and which records go."""
+
+    facility: int = 16  # local0
+    hostname: str = ""  # "" is this machine's name
+    app_name: str = "port25-sensor"
+    sd_id: str = "port25@32473"
+    format: str = "rfc5424"
+    sessions: bool = False
+
+
 @dataclass(slots=True, frozen=True)
 class RuleConfig:
     """One rule's switch, severity, signature id and thresholds (validated against the defaults)."""
@@ -151,6 +172,8 @@ class Config:
     decode: DecodeLimits = field(default_factory=DecodeLimits)  # [decode]: the decoder's bounds
     model: ModelConfig = field(default_factory=lambda: ModelConfig(10, 6, 250100, 5))
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # [privacy]: what is written
+    syslog: SyslogConfig = field(default_factory=SyslogConfig)  # [syslog]
+    sinks: tuple[Any, ...] = ()  # [[sinks.syslog]] tables as sensor.sinks.syslog.SinkSpec
 
 
 def default_text() -> str:
@@ -290,7 +313,8 @@ def _work_days(chk: _Checker, days: list[str]) -> frozenset[int]:
     return frozenset(out)
 
 
-def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Config:
+def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any],
+           sinks: object = None) -> Config:
     site_t, win_t = merged["site"], merged["windows"]
     for section in ("windows", "bounds", "suppression", "reassembly", "model"):
         for key, value in merged[section].items():
@@ -304,6 +328,7 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
         rules[name] = RuleConfig(name, table["enabled"], table["severity"], table["sid"], params,
                                  nums)
+    syslog = _syslog(chk, merged["syslog"])
     if not win_t["short_s"] <= win_t["medium_s"] <= win_t["long_s"]:
         raise chk.fail("windows", "short_s <= medium_s <= long_s", list(win_t.values()))
     if not site_t["sensor"].strip():
@@ -323,7 +348,8 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any]) -> Confi
                   smtp=_smtp_limits(chk, merged["smtp"]),
                   decode=_decode_limits(chk, merged["decode"]),
                   model=ModelConfig(**merged["model"]),
-                  privacy=_privacy(chk, merged["privacy"]))
+                  privacy=_privacy(chk, merged["privacy"]),
+                  syslog=syslog, sinks=_sinks(chk, sinks, syslog.format))
 
 
 def read_key(path: str, where: str) -> bytes:
@@ -371,6 +397,57 @@ def _privacy(chk: _Checker, table: dict[str, Any]) -> PrivacyConfig:
                          table["keep_domain"], hex_len, table["fold_local_case"], key)
 
 
+def _syslog(chk: _Checker, table: dict[str, Any]) -> SyslogConfig:
+    """The [syslog] section: a known facility and format, header fields RFC 5424 accepts."""
+    from sensor.sinks.formats import FORMATS
+
+    facility = table["facility"].strip().lower()
+    if facility not in FACILITIES:
+        raise chk.fail("syslog.facility", 'a facility name like "local0" or "mail"',
+                       table["facility"])
+    for key, limit in (("hostname", 255), ("app_name", 48)):
+        value = table[key]
+        if len(value) > limit or not all("!" <= c <= "~" for c in value):
+            raise chk.fail(f"syslog.{key}", f"printable ASCII without spaces, at most {limit} "
+                           "characters", value)
+    if not table["app_name"]:
+        raise chk.fail("syslog.app_name", "a non-empty name", "")
+    if len(table["sd_id"]) > 32 or not _SD_ID.fullmatch(table["sd_id"]):
+        raise chk.fail("syslog.sd_id", 'NAME@ENTERPRISE-NUMBER of at most 32 characters, like '
+                       '"port25@32473"', table["sd_id"])
+    if table["format"] not in FORMATS:
+        raise chk.fail("syslog.format", "one of " + ", ".join(FORMATS), table["format"])
+    return SyslogConfig(FACILITIES.index(facility), table["hostname"], table["app_name"],
+                        table["sd_id"], table["format"], table["sessions"])
+
+
+def _sinks(chk: _Checker, sinks: object, fmt: str) -> tuple[Any, ...]:
+    """[[sinks.syslog]]: one destination per table (sensor.sinks.syslog validates each); a
+    table that names no format gets [syslog] format `fmt`."""
+    if sinks is None:
+        return ()
+    if not isinstance(sinks, dict):
+        raise chk.fail("sinks", "a table holding [[sinks.syslog]] tables", sinks)
+    for key in sinks:
+        if key != "syslog":
+            raise ConfigError(f"{chk.source}: sinks.{key}: unknown key (known: syslog)")
+    tables = sinks.get("syslog", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise chk.fail("sinks.syslog", "[[sinks.syslog]] tables", tables)
+    from sensor.sinks.syslog import spec_from_table
+
+    here = os.path.dirname(os.path.abspath(chk.source)) if chk.source != "defaults" else ""
+    out = []
+    for i, table in enumerate(tables):
+        t = {"format": fmt, **table}
+        for key in ("ca_file", "cert_file", "key_file"):  # relative to the config file
+            path = t.get(key)
+            if isinstance(path, str) and path and here and not os.path.isabs(path):
+                t[key] = os.path.join(here, path)
+        out.append(spec_from_table(t, f"{chk.source}: sinks.syslog[{i}]"))
+    return tuple(out)
+
+
 def _decode_limits(chk: _Checker, table: dict[str, Any]) -> DecodeLimits:
     """The [decode] section: every bound an integer > 0."""
     for key, value in table.items():
@@ -409,7 +486,8 @@ def parse_config(text: str, source: str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     default = tomllib.loads(default_text())
-    return _build(chk, chk.merge(user, default, ""), user)
+    sinks = user.pop("sinks", None)  # a list of tables the defaults cannot show
+    return _build(chk, chk.merge(user, default, ""), user, sinks)
 
 
 def load_config(path: str | None) -> Config:

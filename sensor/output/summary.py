@@ -11,13 +11,22 @@ _PIPE_WIDTH = 160  # columns used when the table goes to a file or pipe, not a t
 
 
 def stats_dict(
-    cap: CaptureStats, tcp: TcpStats, totals: Any, detect: Any | None = None
+    cap: CaptureStats, tcp: TcpStats, totals: Any, detect: Any | None = None,
+    sinks: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """Every counter of the run, JSON-ready."""
+    """Every counter of the run, JSON-ready (`sinks`: each syslog destination's counters)."""
     out = {"capture": asdict(cap), "tcp": asdict(tcp), "totals": asdict(totals)}
     if detect is not None:
         out["detect"] = asdict(detect)
+    if sinks is not None:
+        out["sinks"] = sinks
     return out
+
+
+_SINK_ROWS = (("sent", "sent"), ("dropped_queue_full", "dropped: queue full"),
+              ("dropped_undeliverable", "lost or possibly lost"),
+              ("truncated", "truncated (udp)"), ("reconnects", "reconnects"),
+              ("connect_failures", "connection failures"), ("resent", "resent (relp)"))
 
 
 def render_summary(
@@ -27,6 +36,7 @@ def render_summary(
     errors: list[tuple[str, str]],
     to_stderr: bool = False,
     detect: Any | None = None,
+    sinks: dict[str, dict[str, int]] | None = None,
 ) -> None:
     """Print the closing summary table (to stderr when stdout carries records)."""
     from rich.console import Console
@@ -86,6 +96,9 @@ def render_summary(
             rows.append(("alert updates (escalations)", detect.updates))
         if detect.evicted:
             rows.append(("hosts evicted (host table cap)", detect.evicted))
+    for dest, counts in (sinks or {}).items():
+        rows.extend((f"syslog {dest}: {label}", counts[key]) for key, label in _SINK_ROWS
+                    if counts[key] or key == "sent")
     for name, n in sorted(totals.anomalies.items(), key=lambda kv: -kv[1]):
         rows.append((f"smtp anomaly: {name}", n))
     for k, v in rows:

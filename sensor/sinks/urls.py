@@ -8,6 +8,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from sensor.errors import ConfigError
+from sensor.sinks.formats import FORMATS
 
 SCHEMES: Final = ("udp", "tcp", "tls", "relp", "unix")
 # tcp+tls is the spelling DESIGN.md uses for RFC 5425; it means the same as tls.
@@ -19,7 +20,7 @@ DEFAULT_PORTS: Final = {
     "relp": 2514,  # rsyslog's documented default for imrelp examples
 }
 # The --format names of sensor.sinks.formats.FORMATS; a spec only carries the name for the CLI.
-FORMAT_NAMES: Final = ("rfc5424", "rfc3164", "json", "cef", "leef", "ecs")
+FORMAT_NAMES: Final = FORMATS  # the --format names
 FRAMINGS: Final = ("octet", "lf")
 TLS_VERSIONS: Final = ("1.2", "1.3")
 MIN_DATAGRAM: Final = 480  # RFC 5426 section 3.2: every receiver accepts 480 octets over IPv4

@@ -289,8 +289,10 @@ class Rsyslog(_Daemon):
         w = self.workdir
         # processInternalMessages: rsyslogd's own messages ("start") reach rsyslogd.log even
         # when it was not started by systemd
+        # parser.escapeControlCharacterTab off: LEEF's attribute delimiter is a TAB, which
+        # rsyslog would otherwise store as "#011" (README's receiver configuration says so too)
         lines = [f'global(workDirectory="{w}/spool" maxMessageSize="256k" '
-                 'processInternalMessages="on"']
+                 'processInternalMessages="on" parser.escapeControlCharacterTab="off"']
         if self.tls is not None:
             lines += [f'  defaultNetstreamDriverCAFile="{self.tls.ca}"',
                       f'  defaultNetstreamDriverCertFile="{self.tls.server_cert}"',

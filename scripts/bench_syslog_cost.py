@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""What `--syslog` costs `sensor analyze --alerts` (issue 11's target: under 5%).
+
+Runs in turn, median of --repeat, into a local rsyslog started for the benchmark:
+1. the issue-5 detection benchmark (the shared generator's SMTP-only 500k workload):
+   `analyze -q --alerts /dev/null` alone, with `--syslog tcp://...`, and with `--syslog
+   relp://...`;
+2. the simulated 500-host site (an hour, seed --site-seed), where alerts are many, the same
+   three, and with `--syslog-sessions` over TCP: one message per SMTP session as well.
+Each line gives wall seconds, the ratio to the run without syslog, and the messages rsyslog
+wrote (to check nothing was left out).
+
+    .venv/bin/python scripts/bench_syslog_cost.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchlib import common_arguments, ensure_workload, median_runs, sensor_exe
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sinks.collectors import Rsyslog  # noqa: E402
+
+CONFIG = str(ROOT / "pcaps" / "demo.toml")
+
+
+def _lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+def main() -> None:
+    ap = common_arguments(__doc__)
+    ap.add_argument("--site-seed", type=int, default=1)
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    site = work / f"site-500-{args.site_seed}.pcap"
+    if not site.exists():
+        subprocess.run([sensor_exe(), "simulate", "site-500", "--seed", str(args.site_seed),
+                        "-o", str(site)], check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Rsyslog(Path(tmp), ("tcp", "relp"))
+        daemon.start()
+        try:
+            for name, pcap, cfg in (
+                    ("smtp_only_500k", ensure_workload("smtp_only_500k", work), []),
+                    (f"site-500 seed {args.site_seed}", site, ["--config", CONFIG])):
+                base = [sensor_exe(), "analyze", "-q", "--alerts", "/dev/null", *cfg, str(pcap)]
+                tcp = ["--syslog", daemon.url("tcp")]
+                runs = {"no syslog": base, "--syslog tcp": [*base, *tcp],
+                        "--syslog relp": [*base, "--syslog", daemon.url("relp")]}
+                if name.startswith("site"):
+                    runs["--syslog tcp --syslog-sessions"] = [*base, *tcp, "--syslog-sessions"]
+                before = {k: _lines(daemon.output(k)) for k in ("tcp", "relp")}
+                got = median_runs(runs, args.repeat)
+                after = {k: _lines(daemon.output(k)) for k in ("tcp", "relp")}
+                ref = got["no syslog"][0]
+                print(f"\nanalyze --alerts on {name} (median of {args.repeat}, in turn)")
+                print(f"{'run':<34}{'wall s':>8}{'x no syslog':>13}{'peak MB':>9}")
+                for label, (wall, rss) in got.items():
+                    print(f"{label:<34}{wall:>8.2f}{wall / ref:>13.3f}{rss:>9.0f}")
+                print(f"rsyslog wrote {after['tcp'] - before['tcp']:,} messages over tcp and "
+                      f"{after['relp'] - before['relp']:,} over relp in these runs")
+        finally:
+            daemon.stop()
+
+
+if __name__ == "__main__":
+    main()
