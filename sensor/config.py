@@ -94,6 +94,7 @@ class ModelConfig:
     severity: int
     sid: int
     top_features: int
+    score_delay_s: int = 30
 
 
 FACILITIES: tuple[str, ...] = (

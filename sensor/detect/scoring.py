@@ -18,7 +18,7 @@ import struct
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
@@ -49,6 +49,13 @@ class Scorer:
     """Scores batches of rows in submission order: submit now, take the results later."""
 
     threshold: float = float("inf")
+    synchronous = False
+    """True: `score` answers at once, so batches are scored several at a time (ModelStage);
+    False: `submit` now, `result` later, batch by batch."""
+
+    def score(self, X: Any) -> Any:
+        """Scores of rows at once (synchronous scorers)."""
+        raise NotImplementedError
 
     def submit(self, X: Any) -> None:
         """Score rows: a (rows, MODEL_FEATURES) float64 array."""
@@ -78,6 +85,11 @@ class LocalScorer(Scorer):
         self.threshold = model.threshold
         self._done: deque[Any] = deque()
 
+    synchronous = True
+
+    def score(self, X: Any) -> Any:
+        return self.model.scores(X)
+
     def submit(self, X: Any) -> None:
         self._done.append(self.model.scores(X))
 
@@ -99,6 +111,13 @@ class CollectingScorer(Scorer):
 
     def hosts(self, hosts: list[str]) -> None:
         self.row_hosts.extend(hosts)
+
+    synchronous = True
+
+    def score(self, X: Any) -> Any:
+        self.rows.append(X)
+        self.count += len(X)
+        return np.zeros(len(X))
 
     def submit(self, X: Any) -> None:
         self.rows.append(X)
@@ -318,8 +337,12 @@ class _Batch:
     ts: list[float]
     starts: list[float]
     sessions: list[tuple[str, ...]]
-    roles: list[int]
-    rows: Any  # (len(hosts), MODEL_FEATURES) float64
+    taken: float  # packet time
+    floats: bytes  # the hosts' raw window state (HostTable.raw), until rows are made
+    ints: bytes
+    roles: list[int] = field(default_factory=list)
+    rows: Any = None  # (len(hosts), MODEL_FEATURES) float64, once made
+    scores: Any = None  # once scored by a synchronous scorer
 
     def seen(self, i: int) -> _Seen:
         return _Seen(self.hosts[i], self.ts[i], self.starts[i], self.sessions[i], self.roles[i])
@@ -336,6 +359,10 @@ class ModelStage:
         self._emit = emit
         self._suppress = suppressor
         self._interval = float(config.model.score_interval_s)
+        self._delay = float(config.model.score_delay_s)
+        self._sync = scorer.synchronous
+        self._unscored: list[_Batch] = []  # taken, waiting to be scored together
+        self._unscored_rows = 0
         self._next = 0.0
         self._dirty: dict[str, Any] = {}
         self._pending: deque[_Batch | Alert] = deque()
@@ -371,34 +398,70 @@ class ModelStage:
             self._next = now + self._interval
 
     def flush(self, now: float) -> None:
-        """Score every host that changed since the last batch."""
+        """Take a batch of every host that changed since the last one."""
         if self._dirty:
             states = list(self._dirty.values())
             self._dirty = {}
             for at in range(0, len(states), BATCH_ROWS):  # a big batch goes in parts
-                self._submit(states[at:at + BATCH_ROWS])
+                self._submit(states[at:at + BATCH_ROWS], now)
         while self._next <= now:
             self._next += self._interval
+        unscored = self._unscored
+        if unscored and (self._unscored_rows >= BATCH_ROWS
+                         or now - unscored[0].taken >= self._delay):
+            self._score_unscored()
         self.drain(block=False)
 
-    def _submit(self, states: list[Any]) -> None:
-        """Rows of hosts as they are now (sensor.features.batch: numpy over their raw window
-        state, the one-hot role columns after them) go to the scorer."""
+    def _submit(self, states: list[Any], now: float) -> None:
+        """Snapshot hosts as they are now: their raw window state, from which their rows are
+        made (sensor.features.batch) at once for every batch a synchronous scorer scores
+        together, or right away for one in a child process."""
         floats, ints = bytearray(), bytearray()
         raw = HostTable.raw
         for st in states:
             raw(st, floats, ints)
-        X = vectors(floats, ints, len(states), extra=len(ROLES))
-        roles = rows_roles(X)
-        X[np.arange(len(states)), _N_SCHEMA + roles] = 1.0
-        hosts = [st.ip for st in states]
-        batch = _Batch(hosts, [st.now for st in states],
+        batch = _Batch([st.ip for st in states], [st.now for st in states],
                        [st.start(2, st.now) for st in states], [st.sessions for st in states],
-                       roles.tolist(), X)
-        self.scorer.submit(X)
-        self.scorer.hosts(hosts)
+                       now, bytes(floats), bytes(ints))
         self._pending.append(batch)
         self.batches += 1
+        if self._sync:
+            self._unscored.append(batch)
+            self._unscored_rows += len(states)
+        else:
+            X = self._rows(batch.floats, batch.ints, len(states))
+            self._split(batch, X, None)
+            self.scorer.submit(X)
+            self.scorer.hosts(batch.hosts)
+
+    def _rows(self, floats: bytes, ints: bytes, n: int) -> Any:
+        """The model's rows of raw host state: the features, then the one-hot role."""
+        X = vectors(floats, ints, n, extra=len(ROLES))
+        X[np.arange(n), _N_SCHEMA + rows_roles(X)] = 1.0
+        return X
+
+    @staticmethod
+    def _split(batch: _Batch, X: Any, scores: Any) -> None:
+        batch.rows = X
+        batch.roles = (X[:, _N_SCHEMA:].argmax(axis=1)).tolist()
+        batch.scores = scores
+        batch.floats = batch.ints = b""
+
+    def _score_unscored(self) -> None:
+        """Score every batch taken and not scored yet, in one call: a scoring call costs about
+        as much for 50 rows as for 500, and most batches are small (the hosts that changed in
+        score_interval_s). Each batch's verdicts are still applied in turn, with the rule
+        alerts queued behind it, so the output is that of scoring each batch when taken."""
+        todo, self._unscored, self._unscored_rows = self._unscored, [], 0
+        X = self._rows(b"".join(b.floats for b in todo), b"".join(b.ints for b in todo),
+                       sum(len(b.hosts) for b in todo))
+        scores = self.scorer.score(X)
+        self.scorer.hosts([h for b in todo for h in b.hosts])
+        at = 0
+        for b in todo:
+            end = at + len(b.hosts)
+            self._split(b, X[at:end], scores[at:end])
+            at = end
 
     def out(self, alert: Alert) -> None:
         """A rule alert: released now, or after the batches taken before it are applied."""
@@ -410,6 +473,8 @@ class ModelStage:
     def finish(self) -> None:
         """End of input: score what changed last and apply every verdict."""
         self.flush(self._next)
+        if self._unscored:
+            self._score_unscored()
         self.drain(block=True)
 
     # -- output side -------------------------------------------------------------------------
@@ -420,9 +485,17 @@ class ModelStage:
         while pending:
             head = pending[0]
             if isinstance(head, _Batch):
-                scores = self.scorer.result(block)
+                scores = head.scores
                 if scores is None:
-                    return
+                    if self._sync:
+                        if not block:
+                            return
+                        self._score_unscored()
+                        scores = head.scores
+                    else:
+                        scores = self.scorer.result(block)
+                        if scores is None:
+                            return
                 pending.popleft()
                 self._apply(head, scores)
             else:

@@ -23,6 +23,8 @@ from sensor.errors import ModelError
 
 MEMBER: Final = "port25/score_tables.npz"
 SCORE_CHUNK: Final = 2048  # rows of one role scored at once (memory: chunk x features)
+COMPARE_VALUES: Final = 4096  # non-zero values of a batch compared with every breakpoint at
+# once (memory: values x points x 9 bytes); more are found by binary search
 
 Array = Any
 
@@ -91,14 +93,16 @@ class ScoreTables:
             Z /= self.scale
             roles = roles_of_rows(Z, self.role_columns, self.on_values)
         ridx = np.where(roles < 0, len(self.role_columns), roles)
-        fs = np.zeros(X.shape)
         with np.errstate(all="ignore"):
-            for r in np.unique(ridx):
-                rows = np.flatnonzero(ridx == r)
-                for at in range(0, len(rows), SCORE_CHUNK):
-                    part = rows[at:at + SCORE_CHUNK]
-                    fs[part] = (self._sparse_scores(int(r), X[part]) if sparse
-                                else self._role_scores(int(r), Z[part]))
+            if sparse:
+                fs = self._sparse_scores(X, ridx)
+            else:
+                fs = np.zeros(X.shape)
+                for r in np.unique(ridx):
+                    rows = np.flatnonzero(ridx == r)
+                    for at in range(0, len(rows), SCORE_CHUNK):
+                        part = rows[at:at + SCORE_CHUNK]
+                        fs[part] = self._role_scores(int(r), Z[part])
         most = np.log((self.n[ridx] + 2.0) / 2.0)
         if len(self.group_ids):  # each group's most extreme column
             used = np.flatnonzero(self.group_of >= 0)
@@ -135,9 +139,43 @@ class ScoreTables:
             out[at, col] = _tail_score(cge[col, last[col]] * fade, self.n[r])
         return out
 
-    def _sparse_scores(self, r: int, x: Array) -> Array:
-        """_role_scores of raw counts `x` (never negative) of role r, computed for the values
-        that are not 0 only: the same arithmetic on each value, so the same scores."""
+    def _sparse_scores(self, X: Array, ridx: Array) -> Array:
+        """_role_scores of raw counts X (never negative) of rows of roles ridx, computed for
+        the values that are not 0 only (the others take their role's and feature's score of 0):
+        the same arithmetic on each value, so the same scores. In a small batch (the usual one,
+        of the hosts that changed in a few seconds) the breakpoint of each value is found by
+        comparing it with its role's and feature's breakpoints, one array operation for every
+        role and feature; a big one goes role by role (_sparse_role)."""
+        col, row = np.nonzero(X.T)
+        if len(col) > COMPARE_VALUES:  # a big batch: role by role, a binary search per feature
+            out = np.empty(X.shape)
+            for role in np.unique(ridx).tolist():
+                rows = np.flatnonzero(ridx == role)
+                for at in range(0, len(rows), SCORE_CHUNK):
+                    part = rows[at:at + SCORE_CHUNK]
+                    out[part] = self._sparse_role(role, X[part])
+            return out
+        out = self.zero_scores[ridx]
+        if not len(col):
+            return out
+        r = ridx[row]
+        z = (np.log1p(X[row, col]) - self.center[col]) / self.scale[col]
+        bp = self.breakpoints
+        hi = (bp[r, col] < z[:, None]).sum(axis=1)  # first breakpoint >= z: those below it
+        got = self.score_at[r, col, hi]
+        last = self.last[r, col]
+        width = self.tail_width[r, col]
+        top = bp[r, col, np.maximum(last, 0)]
+        past = (z > top) & (last >= 0) & (width > 0)
+        if past.any():
+            rp, cp = r[past], col[past]
+            fade = np.exp(-(signed_log(z[past]) - signed_log(top[past])) / width[past])
+            got[past] = _tail_score(self.count_ge[rp, cp, last[past]] * fade, self.n[rp])
+        out[row, col] = got
+        return out
+
+    def _sparse_role(self, r: int, x: Array) -> Array:
+        """_sparse_scores of rows x, all of role r: a binary search per feature."""
         bp, cge = self.breakpoints[r], self.count_ge[r]
         m = bp.shape[0]
         out = np.empty(x.shape)

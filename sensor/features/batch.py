@@ -43,7 +43,7 @@ def row_ints(n_windows: int) -> int:
 
 def _ratio(num: Any, den: Any) -> Any:
     """num / den where den > 0, else 0 (sensor.features.window._ratio, elementwise)."""
-    out = np.zeros(len(num))
+    out = np.zeros(num.shape)
     np.divide(num, den, out=out, where=den > 0)
     return out
 
@@ -53,7 +53,7 @@ def _cv(n: Any, total: Any, sumsq: Any) -> Any:
     0 below 2 values or a mean of 0, else rounded to 6 places with Python's round, which
     rounds the exact binary value (numpy's round scales first and can differ in the last
     place)."""
-    out = np.zeros(len(n))
+    out = np.zeros(n.shape)
     ok = (n >= 2) & (total > 0)
     if ok.any():
         nn, tt, ss = n[ok], total[ok], sumsq[ok]
@@ -66,41 +66,43 @@ def _cv(n: Any, total: Any, sumsq: Any) -> Any:
 def vectors(floats: bytes | bytearray, ints: bytes | bytearray, n: int,
             n_windows: int = 3, extra: int = 0) -> Any:
     """The (n, len(FEATURE_NAMES) + extra) float64 rows of n hosts appended by
-    `HostTable.raw`, the `extra` columns after the features zero (the model's role columns)."""
+    `HostTable.raw`, the `extra` columns after the features zero (the model's role columns).
+    Every window is computed at once, as a (hosts, windows) array per feature."""
     nf, ni = row_floats(n_windows), row_ints(n_windows)
     if len(floats) != 8 * nf * n or len(ints) != 8 * ni * n:
         raise ValueError(f"expected {n} rows of raw host state, got {len(floats)} and "
                          f"{len(ints)} bytes")
     fl = np.frombuffer(floats, dtype=np.float64).reshape(n, nf)
     it = np.frombuffer(ints, dtype=np.int64).reshape(n, ni)
-    out = np.empty((n, len(FEATURE_NAMES) + extra))
-    out[:, len(FEATURE_NAMES):] = 0.0
+    out = np.zeros((n, len(FEATURE_NAMES) + extra))
     out[:, :_NH] = fl[:, :_NH]
     total = fl[:, _NH:_NH + _NS]
+    gone = fl[:, _NH + _NS:].reshape(n, n_windows, _NS)
+    s = total[:, None, :] - gone  # (hosts, windows, sums)
+    win = out[:, _NH:_NH + n_windows * _NW].reshape(n, n_windows, _NW)  # a view of out
+    win[:, :, :_NA] = s[:, :, :_NA]
     entered = it[:, :_ND]
-    for w in range(n_windows):
-        g0 = _NH + _NS * (1 + w)
-        s = total - fl[:, g0:g0 + _NS]
-        d0 = _ND * (1 + w)
-        col = _NH + w * _NW
-        out[:, col:col + _NA] = s[:, :_NA]
-        out[:, col + _NA:col + _NA + _ND] = entered - it[:, d0:d0 + _ND]
-        rcpts, msgs = s[:, _S["rcpts"]], s[:, _S["msgs"]]
-        derived = (
-            _ratio(s[:, _S["failed_conns"]], s[:, _S["conns"]]),
-            _ratio(s[:, _S["rcpt_4xx"]] + s[:, _S["rcpt_5xx"]], rcpts),
-            _ratio(s[:, _S["rcpt_unknown"]], rcpts),
-            _ratio(s[:, _S["tls_sessions"]], s[:, _S["sessions"]]),
-            _ratio(s[:, _S["rcpt_foreign"]], rcpts),
-            _ratio(s[:, _S["msg_bytes"]], msgs),
-            _cv(s[:, _S["ia_n"]], s[:, _S["ia_sum"]], s[:, _S["ia_sumsq"]]),
-            _ratio(s[:, _S["helo_bad"]], s[:, _S["helo_sessions"]]),
-            _ratio(s[:, _S["data_rejects"]], msgs),
-            _ratio(s[:, _S["msg_rcpts"]], msgs),
-            _cv(msgs, s[:, _S["msg_bytes"]], s[:, _S["msg_size_sumsq"]]),
-            _ratio(s[:, _S["offhours_sessions"]], s[:, _S["sessions"]]),
-        )
-        at = col + _NA + _ND
-        for i, values in enumerate(derived):
-            out[:, at + i] = values
+    win[:, :, _NA:_NA + _ND] = entered[:, None, :] - it[:, _ND:].reshape(n, n_windows, _ND)
+
+    def col(name: str) -> Any:
+        return s[:, :, _S[name]]
+
+    rcpts, msgs = col("rcpts"), col("msgs")
+    derived = (
+        _ratio(col("failed_conns"), col("conns")),
+        _ratio(col("rcpt_4xx") + col("rcpt_5xx"), rcpts),
+        _ratio(col("rcpt_unknown"), rcpts),
+        _ratio(col("tls_sessions"), col("sessions")),
+        _ratio(col("rcpt_foreign"), rcpts),
+        _ratio(col("msg_bytes"), msgs),
+        _cv(col("ia_n"), col("ia_sum"), col("ia_sumsq")),
+        _ratio(col("helo_bad"), col("helo_sessions")),
+        _ratio(col("data_rejects"), msgs),
+        _ratio(col("msg_rcpts"), msgs),
+        _cv(msgs, col("msg_bytes"), col("msg_size_sumsq")),
+        _ratio(col("offhours_sessions"), col("sessions")),
+    )
+    at = _NA + _ND
+    for i, values in enumerate(derived):
+        win[:, :, at + i] = values
     return out
