@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import median_runs, sensor_exe
+from benchlib import ensure_site, median_runs, sensor_exe
 
 
 def replay(logs: list[str], alerts: str | None) -> None:
@@ -72,11 +72,7 @@ def main() -> None:
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    pcap = work / f"site-500-seed1-{args.duration}.pcap"
-    if not pcap.exists():
-        print(f"generating {pcap} ...", flush=True)
-        subprocess.run([sensor_exe(), "simulate", "site-500", "--seed", "1", "--duration",
-                        args.duration, "-o", str(pcap)], check=True)  # fmt: skip
+    pcap = ensure_site(work, 1, args.duration)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         s, c = t / "sessions.jsonl", t / "conns.jsonl"

@@ -19,7 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import common_arguments, ensure_workload, median_runs, print_table, sensor_exe
+from benchlib import (
+    common_arguments,
+    ensure_site,
+    ensure_workload,
+    median_runs,
+    print_table,
+    sensor_exe,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = str(ROOT / "pcaps" / "demo.toml")
@@ -45,10 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    site = work / f"site-500-{args.site_seed}.pcap"
-    if not site.exists():
-        subprocess.run([sensor_exe(), "simulate", "site-500", "--seed", str(args.site_seed),
-                        "-o", str(site)], check=True, capture_output=True)
+    site = ensure_site(work, args.site_seed)
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "m.skops")
         print("training (sensor train; seconds as the command reports them)")

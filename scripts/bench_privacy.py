@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import median_runs, sensor_exe
+from benchlib import ensure_site, median_runs, sensor_exe
 
 LOGS = ("sessions", "conns", "alerts", "host-scores")
 
@@ -34,11 +33,7 @@ def main() -> None:
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    pcap = work / f"site-500-seed1-{args.duration}.pcap"
-    if not pcap.exists():
-        print(f"generating {pcap} ...", flush=True)
-        subprocess.run([sensor_exe(), "simulate", "site-500", "--seed", "1", "--duration",
-                        args.duration, "-o", str(pcap)], check=True)  # fmt: skip
+    pcap = ensure_site(work, 1, args.duration)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         (t / "key").write_bytes(b"benchmark key, 32 bytes long...\n")

@@ -15,12 +15,11 @@ wrote (to check nothing was left out).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import common_arguments, ensure_workload, median_runs, sensor_exe
+from benchlib import common_arguments, ensure_site, ensure_workload, median_runs, sensor_exe
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,10 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    site = work / f"site-500-{args.site_seed}.pcap"
-    if not site.exists():
-        subprocess.run([sensor_exe(), "simulate", "site-500", "--seed", str(args.site_seed),
-                        "-o", str(site)], check=True, capture_output=True)
+    site = ensure_site(work, args.site_seed)
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Rsyslog(Path(tmp), ("tcp", "relp"))
         daemon.start()

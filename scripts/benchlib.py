@@ -33,6 +33,20 @@ def ensure_workload(name: str, workdir: Path) -> Path:
     return out
 
 
+def ensure_site(workdir: Path, seed: int = 1, duration: str | None = None) -> Path:
+    """The simulated 500-host site (`sensor simulate site-500`), made once in workdir: an hour,
+    or `duration` ("30m")."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    name = f"site-500-{seed}.pcap" if duration is None else f"site-500-seed{seed}-{duration}.pcap"
+    pcap = workdir / name
+    if not pcap.exists():
+        print(f"generating {pcap} ...", flush=True)
+        extra = [] if duration is None else ["--duration", duration]
+        subprocess.run([sensor_exe(), "simulate", "site-500", "--seed", str(seed), *extra,
+                        "-o", str(pcap)], check=True, capture_output=True)
+    return pcap
+
+
 def sensor_exe() -> str:
     """The `sensor` entry point of the interpreter running the benchmark."""
     return shutil.which("sensor", path=str(Path(sys.executable).parent)) or "sensor"

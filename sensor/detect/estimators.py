@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sensor.detect.tables import roles_of_rows
+from sensor.detect.tables import group_score, roles_of_rows
 
 Array = Any  # numpy arrays: numpy ships types, but scikit-learn's signatures do not
 
@@ -308,13 +308,8 @@ class TailDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         """Minus the sum of the top_k most extreme feature groups (higher: more normal)."""
         s = self.feature_scores(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        most = np.log((self.n_[self._role_index(X)] + 2.0) / 2.0)
-        per_group = np.stack([s[:, self.group_of_ == g].max(axis=1) for g in self.group_ids_],
-                             axis=1) * self.weights_ if len(self.group_ids_) else \
-            np.zeros((len(s), 1))
-        k = min(self.top_k, per_group.shape[1])
-        top = -np.sort(-per_group, axis=1)[:, :k]
-        return -top.sum(axis=1) / (k * most)
+        return -group_score(s, self.group_of_, self.group_ids_, self.weights_, self.top_k,
+                            self.n_[self._role_index(X)])
 
     def decision_function(self, X: Array) -> Array:
         """score_samples less the offset: negative for outliers."""

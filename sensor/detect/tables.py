@@ -44,6 +44,25 @@ def roles_of_rows(X: Array, role_columns: Array, on_values: Array) -> Array:
     return np.where(on.any(axis=1), on.argmax(axis=1), -1)
 
 
+def group_score(fs: Array, group_of: Array, group_ids: Array, weights: Array, top_k: int,
+                n: Array) -> Array:
+    """The tail detector's anomaly of rows from their per-feature scores `fs`: a group counts
+    with its most extreme column, times its weight; the sum of the top_k groups over its
+    largest possible value, top_k * log((n + 2) / 2) for the n training rows of each row's role
+    (0: like training, 1: beyond anything in it)."""
+    most = np.log((n + 2.0) / 2.0)
+    if len(group_ids):
+        used = np.flatnonzero(group_of >= 0)
+        order = used[np.argsort(group_of[used], kind="stable")]
+        starts = np.searchsorted(group_of[order], group_ids)
+        per_group = np.maximum.reduceat(fs[:, order], starts, axis=1) * weights
+    else:
+        per_group = np.zeros((len(fs), 1))
+    k = min(top_k, per_group.shape[1])
+    top = -np.sort(-per_group, axis=1)[:, :k]
+    return top.sum(axis=1) / (k * most)
+
+
 @dataclass(slots=True, frozen=True)
 class ScoreTables:
     """What scoring a row needs of a LogCounts -> RobustScaler -> TailDetector pipeline, with
@@ -103,17 +122,8 @@ class ScoreTables:
                     for at in range(0, len(rows), SCORE_CHUNK):
                         part = rows[at:at + SCORE_CHUNK]
                         fs[part] = self._role_scores(int(r), Z[part])
-        most = np.log((self.n[ridx] + 2.0) / 2.0)
-        if len(self.group_ids):  # each group's most extreme column
-            used = np.flatnonzero(self.group_of >= 0)
-            order = used[np.argsort(self.group_of[used], kind="stable")]
-            starts = np.searchsorted(self.group_of[order], self.group_ids)
-            per_group = np.maximum.reduceat(fs[:, order], starts, axis=1) * self.weights
-        else:
-            per_group = np.zeros((len(fs), 1))
-        k = min(self.top_k, per_group.shape[1])
-        top = -np.sort(-per_group, axis=1)[:, :k]
-        return -(-top.sum(axis=1) / (k * most))
+        return group_score(fs, self.group_of, self.group_ids, self.weights, self.top_k,
+                           self.n[ridx])
 
     def _role_scores(self, r: int, x: Array) -> Array:
         """-log(2 p) per row and feature for rows of role r (TailDetector._role_scores), the
