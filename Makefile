@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	sh scripts/ensure_system.sh python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q 'setuptools>=65' wheel 'mypy==2.4.1' 'numpy>=1.26'
+	$(BIN)/pip install -q 'setuptools>=65' wheel 'mypy==2.4.1' 'numpy>=1.26' 'orjson>=3.9'
 	$(BIN)/pip install -q --no-build-isolation -e '.[dev]'
 	touch $(STAMP) $(NATIVE)
 
