@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import common_arguments, ensure_site, ensure_workload, median_runs, sensor_exe
+from benchlib import common_arguments, ensure_site, ensure_workload, median_runs_cpu, sensor_exe
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,13 +58,15 @@ def main() -> None:
                 if name.startswith("site"):
                     runs["--syslog tcp --syslog-sessions"] = [*base, *tcp, "--syslog-sessions"]
                 before = {k: _lines(daemon.output(k)) for k in ("tcp", "relp")}
-                got = median_runs(runs, args.repeat)
+                got = median_runs_cpu(runs, args.repeat)
                 after = {k: _lines(daemon.output(k)) for k in ("tcp", "relp")}
-                ref = got["no syslog"][0]
+                ref, ref_cpu = got["no syslog"][0], got["no syslog"][2]
                 print(f"\nanalyze --alerts on {name} (median of {args.repeat}, in turn)")
-                print(f"{'run':<34}{'wall s':>8}{'x no syslog':>13}{'peak MB':>9}")
-                for label, (wall, rss) in got.items():
-                    print(f"{label:<34}{wall:>8.2f}{wall / ref:>13.3f}{rss:>9.0f}")
+                print(f"{'run':<34}{'wall s':>8}{'x no syslog':>13}{'cpu s':>8}"
+                      f"{'x no syslog':>13}{'peak MB':>9}")
+                for label, (wall, rss, cpu) in got.items():
+                    print(f"{label:<34}{wall:>8.2f}{wall / ref:>13.3f}{cpu:>8.2f}"
+                          f"{cpu / ref_cpu:>13.3f}{rss:>9.0f}")
                 print(f"rsyslog wrote {after['tcp'] - before['tcp']:,} messages over tcp and "
                       f"{after['relp'] - before['relp']:,} over relp in these runs")
         finally:

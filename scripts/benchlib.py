@@ -61,6 +61,13 @@ def require(*tools: str) -> None:
 
 def run_timed(cmd: list[str]) -> tuple[float, float]:
     """Run a command to completion; return (wall seconds, peak RSS in MB) of that process."""
+    wall, rss, _ = run_timed_cpu(cmd)
+    return wall, rss
+
+
+def run_timed_cpu(cmd: list[str]) -> tuple[float, float, float]:
+    """`run_timed`, and the CPU seconds (user + system) the process used: on a shared machine
+    they move less with the neighbours' load than wall time does."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -69,7 +76,18 @@ def run_timed(cmd: list[str]) -> tuple[float, float]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"bench: {' '.join(cmd)} exited {code}: {err.strip()[:400]}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+
+
+def median_runs_cpu(cmds: dict[str, list[str]],
+                    repeat: int) -> dict[str, tuple[float, float, float]]:
+    """`median_runs` with the median CPU seconds as a third figure."""
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cmds}
+    for _ in range(repeat):
+        for name, cmd in cmds.items():
+            runs[name].append(run_timed_cpu(cmd))
+    return {name: (statistics.median(r[0] for r in got), max(r[1] for r in got),
+                   statistics.median(r[2] for r in got)) for name, got in runs.items()}
 
 
 def median_run(cmd: list[str], repeat: int) -> tuple[float, float]:

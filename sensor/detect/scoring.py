@@ -453,12 +453,24 @@ class ModelStage:
         score_interval_s). Each batch's verdicts are still applied in turn, with the rule
         alerts queued behind it, so the output is that of scoring each batch when taken."""
         todo, self._unscored, self._unscored_rows = self._unscored, [], 0
-        X = self._rows(b"".join(b.floats for b in todo), b"".join(b.ints for b in todo),
-                       sum(len(b.hosts) for b in todo))
+        group: list[_Batch] = []
+        rows = 0
+        for b in todo:  # in calls of at most BATCH_ROWS rows (each batch is at most that)
+            if rows + len(b.hosts) > BATCH_ROWS:
+                self._score_group(group)
+                group, rows = [], 0
+            group.append(b)
+            rows += len(b.hosts)
+        if group:
+            self._score_group(group)
+
+    def _score_group(self, group: list[_Batch]) -> None:
+        X = self._rows(b"".join(b.floats for b in group), b"".join(b.ints for b in group),
+                       sum(len(b.hosts) for b in group))
         scores = self.scorer.score(X)
-        self.scorer.hosts([h for b in todo for h in b.hosts])
+        self.scorer.hosts([h for b in group for h in b.hosts])
         at = 0
-        for b in todo:
+        for b in group:
             end = at + len(b.hosts)
             self._split(b, X[at:end], scores[at:end])
             at = end

@@ -156,8 +156,7 @@ class ScoreTables:
         of the hosts that changed in a few seconds) the breakpoint of each value is found by
         comparing it with its role's and feature's breakpoints, one array operation for every
         role and feature; a big one goes role by role (_sparse_role)."""
-        col, row = np.nonzero(X.T)
-        if len(col) > COMPARE_VALUES:  # a big batch: role by role, a binary search per feature
+        if np.count_nonzero(X) > COMPARE_VALUES:  # big: role by role, binary search per feature
             out = np.empty(X.shape)
             for role in np.unique(ridx).tolist():
                 rows = np.flatnonzero(ridx == role)
@@ -166,6 +165,7 @@ class ScoreTables:
                     out[part] = self._sparse_role(role, X[part])
             return out
         out = self.zero_scores[ridx]
+        col, row = np.nonzero(X.T)
         if not len(col):
             return out
         r = ridx[row]
