@@ -58,11 +58,13 @@ class Scorer:
         raise NotImplementedError
 
     def submit(self, X: Any) -> None:
-        """Score rows: a (rows, MODEL_FEATURES) float64 array."""
+        """Send rows to be scored, a (rows, MODEL_FEATURES) float64 array (asynchronous
+        scorers)."""
         raise NotImplementedError
 
     def result(self, block: bool) -> Any:
-        """The next batch's scores (numpy array), or None when not ready and not `block`."""
+        """The scores of the oldest batch submitted (numpy array), or None when not ready and
+        not `block` (asynchronous scorers)."""
         raise NotImplementedError
 
     def stats(self) -> RoleStats | None:
@@ -77,58 +79,39 @@ class Scorer:
 
 
 class LocalScorer(Scorer):
-    """A model in this process, each batch scored when submitted: a HostModel (scikit-learn) or
-    its ScoreTables (numpy alone, sensor.detect.tables)."""
+    """A model in this process, scoring when asked: a HostModel (scikit-learn) or its
+    ScoreTables (numpy alone, sensor.detect.tables)."""
+
+    synchronous = True
 
     def __init__(self, model: HostModel | ScoreTables) -> None:
         self.model = model
         self.threshold = model.threshold
-        self._done: deque[Any] = deque()
-
-    synchronous = True
 
     def score(self, X: Any) -> Any:
         return self.model.scores(X)
-
-    def submit(self, X: Any) -> None:
-        self._done.append(self.model.scores(X))
-
-    def result(self, block: bool) -> Any:
-        return self._done.popleft() if self._done else None
 
     def stats(self) -> RoleStats | None:
         return self.model.stats
 
 
 class CollectingScorer(Scorer):
-    """No model: keeps every submitted row (training data) and scores nothing."""
+    """No model: keeps every row it is given (training data) and scores nothing."""
+
+    synchronous = True
 
     def __init__(self) -> None:
         self.rows: list[Any] = []  # (rows, MODEL_FEATURES) arrays
         self.row_hosts: list[str] = []
         self.count = 0
-        self._pending = 0
 
     def hosts(self, hosts: list[str]) -> None:
         self.row_hosts.extend(hosts)
-
-    synchronous = True
 
     def score(self, X: Any) -> Any:
         self.rows.append(X)
         self.count += len(X)
         return np.zeros(len(X))
-
-    def submit(self, X: Any) -> None:
-        self.rows.append(X)
-        self.count += len(X)
-        self._pending += 1
-
-    def result(self, block: bool) -> Any:
-        if not self._pending:
-            return None
-        self._pending -= 1
-        return np.zeros(len(self.rows[-self._pending - 1]))
 
 
 class ChildScorer(Scorer):
