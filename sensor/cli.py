@@ -407,12 +407,11 @@ def _syslog_fanout(cfg: Config, urls: tuple[str, ...], fmt: str | None,
 def _open_model(path: str | None, quiet: bool) -> tuple[Any, str]:
     """The scorer of the model asked for, or of the bundled one (None when it is absent).
 
-    A model with scoring tables (the default detectors) scores in this process with numpy
-    alone; any other is loaded through skops and scikit-learn in a child process, so that their
-    import does not hold up the packet loop."""
-    from sensor.detect import tables
-    from sensor.detect.model import bundled_model, peek_card
-    from sensor.detect.scoring import ChildScorer, LocalScorer
+    The model is read (its scoring tables with numpy, or through skops and scikit-learn for a
+    detector without them) and scores in a child process, on the other core: this process only
+    checks its card, so that none of those imports holds up the packet loop."""
+    from sensor.detect.card import bundled_model, peek_card
+    from sensor.detect.scoring import ChildScorer
 
     name = path or ""
     if path is None:
@@ -422,8 +421,7 @@ def _open_model(path: str | None, quiet: bool) -> tuple[Any, str]:
                 click.echo("sensor: note: no bundled model found: rules only", err=True)
             return None, ""
         name = f"bundled ({path})"
-    found = tables.read(path, peek_card(path))
-    return (ChildScorer(path) if found is None else LocalScorer(found)), name
+    return ChildScorer(path, peek_card(path)), name
 
 
 def _write_host_scores(

@@ -305,7 +305,7 @@ def big_open(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 def _hold_workers(proc: subprocess.Popen[str], n: int) -> list[int]:
     """Wait for the `n` children of `proc` (its workers, and the model's process when a model
-    without scoring tables runs in one) and freeze them (SIGSTOP) early in their work: past
+    scores) and freeze them (SIGSTOP) early in their work: past
     the opening of every connection (1,200 frames), far from the end (400k)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -382,7 +382,7 @@ def first_records(pcap: bytes, n: int) -> bytes:
 def test_workers_die_with_a_killed_parent(big_open: tuple[Path, int], alerts: bool,
                                           forest_model: Path) -> None:
     """SIGKILL leaves the parent no say: the kernel kills the workers and the model's process
-    (PR_SET_PDEATHSIG), that of a model without scoring tables."""
+    (PR_SET_PDEATHSIG), here that of a model without scoring tables (skops in the child)."""
     capture, _ = big_open
     detect = ["--alerts", os.devnull, "--model", str(forest_model)] if alerts else []
     proc = sensor_proc("analyze", "-q", "--workers", "2", "--sessions", os.devnull, *detect,

@@ -162,7 +162,8 @@ def evaluate_cmd(labels_path: str, config_path: str | None, model_path: str | No
     labels = read_labels(labels_path)
     model = None
     if not no_model:
-        from sensor.detect.model import bundled_model, load
+        from sensor.detect.card import bundled_model
+        from sensor.detect.model import load
 
         path = model_path or bundled_model()
         if path is not None:
@@ -283,7 +284,8 @@ def train_cmd(pcaps: tuple[str, ...], output: str, config_path: str | None,
               help="Also load the model through skops and check its rows (slower).")
 def inspect_cmd(model_path: str, as_json: bool, verify: bool) -> None:
     """Print a model's card: features, versions, training data, threshold, command."""
-    from sensor.detect.model import card_text, load, peek_card
+    from sensor.detect.card import peek_card
+    from sensor.detect.model import card_text, load
 
     card = load(model_path).card if verify else peek_card(model_path)
     click.echo(json.dumps(card, indent=2) if as_json else card_text(card, model_path))

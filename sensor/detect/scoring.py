@@ -16,33 +16,41 @@ import queue
 import signal
 import struct
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Final
 
 from sensor.config import Config
 from sensor.detect.alerts import Suppressor, iso_time
-from sensor.detect.model import (
-    MODEL_FEATURES,
-    ROLES,
-    HostModel,
-    RoleStats,
-    explain_row,
-    peek_card,
-)
+from sensor.detect.card import MODEL_FEATURES, ROLES
 from sensor.detect.rules import AlertKind, Finding, score
-from sensor.detect.tables import ScoreTables
 from sensor.errors import ModelError
-from sensor.features.batch import vectors
 from sensor.features.hosts import HostTable
 from sensor.records import Alert
+
+if TYPE_CHECKING:
+    from sensor.detect.model import HostModel, RoleStats
+    from sensor.detect.tables import ScoreTables
 
 _NF: Final = len(MODEL_FEATURES)
 BATCH_ROWS: Final = 2048  # rows sent to the scorer at once: a big batch goes in parts
 _HEADER: Final = struct.Struct("<cQ")  # message kind, payload length
+CHILD_EXIT_S: Final = 2.0  # longest wait for the model's process to exit at the end
+_REQUEST: Final = struct.Struct("<QQ")  # rows, bytes of the float buffer (the int one follows)
+
+
+class Scored:
+    """What the model's process answers for a batch: each row's score and role, and the rows
+    themselves (float64, MODEL_FEATURES each), read only for the rows explained."""
+
+    __slots__ = ("roles", "rows", "scores")
+
+    def __init__(self, scores: list[Any], roles: list[int], rows: Any) -> None:
+        self.scores = scores
+        self.roles = roles
+        self.rows = rows
 
 
 class Scorer:
@@ -57,15 +65,18 @@ class Scorer:
         """Scores of rows at once (synchronous scorers)."""
         raise NotImplementedError
 
-    def submit(self, X: Any) -> None:
-        """Send rows to be scored, a (rows, MODEL_FEATURES) float64 array (asynchronous
-        scorers)."""
+    def submit(self, floats: bytes, ints: bytes, n: int) -> None:
+        """Send the raw window state of `n` hosts (HostTable.raw) to be made into rows and
+        scored (asynchronous scorers)."""
         raise NotImplementedError
 
-    def result(self, block: bool) -> Any:
-        """The scores of the oldest batch submitted (numpy array), or None when not ready and
-        not `block` (asynchronous scorers)."""
+    def result(self, block: bool) -> Scored | None:
+        """The answer for the oldest batch submitted, or None when not ready and not `block`
+        (asynchronous scorers)."""
         raise NotImplementedError
+
+    def ready(self) -> None:
+        """Wait until the model is loaded; raise its ModelError if it could not be."""
 
     def stats(self) -> RoleStats | None:
         """The model's training statistics once known (for explanations)."""
@@ -109,25 +120,32 @@ class CollectingScorer(Scorer):
         self.row_hosts.extend(hosts)
 
     def score(self, X: Any) -> Any:
+        import numpy as np
+
         self.rows.append(X)
         self.count += len(X)
         return np.zeros(len(X))
 
 
 class ChildScorer(Scorer):
-    """The model loaded and scoring in a forked child process.
+    """The model loaded and scoring in a forked child process, which also makes the rows.
 
     The card is checked here first (whole archive, our format and feature schema), so a wrong
-    file stops the run before it starts; the child then loads it through skops with the trusted
-    types and verifies its check rows, which takes scikit-learn's import time (over a second) off
-    the packet loop. A failure in the child surfaces as a ModelError at the next batch."""
+    file stops the run before it starts. The child then does everything that needs numpy: it
+    reads the scoring tables (or, for a detector without them, loads the model through skops
+    with the trusted types, which takes scikit-learn's import time), verifies the check rows,
+    turns each batch's raw host state into rows (sensor.features.batch) and scores them, on the
+    other core while this process reads packets. This process imports numpy only to explain a
+    row. A failure in the child surfaces as a ModelError at the next batch, or at the end."""
 
-    def __init__(self, path: str) -> None:
-        card = peek_card(path)
+    def __init__(self, path: str, card: dict[str, Any]) -> None:
         self.path = path
         self.threshold = float(card["threshold"])
         self._stats: RoleStats | None = None
-        self._results: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
+        self._stats_body = b""
+        self._loaded = threading.Event()  # set once the statistics (or an error) came
+        self._error: str | None = None
+        self._results: queue.Queue[bytes | None] = queue.Queue()
         self._requests: queue.Queue[bytes | None] = queue.Queue()
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
@@ -139,7 +157,7 @@ class ChildScorer(Scorer):
             die_with_parent(parent)  # even a SIGKILLed sensor leaves no model process behind
             os.close(to_child_w)
             os.close(from_child_r)
-            _child_main(path, to_child_r, from_child_w)
+            _child_main(path, card, to_child_r, from_child_w)
         os.close(to_child_r)
         os.close(from_child_w)
         self.pid = pid
@@ -149,7 +167,6 @@ class ChildScorer(Scorer):
         self._reader = threading.Thread(target=self._read_loop, name="model-reader", daemon=True)
         self._writer.start()
         self._reader.start()
-        self._error: str | None = None
 
     def _write_loop(self) -> None:
         while True:
@@ -166,52 +183,67 @@ class ChildScorer(Scorer):
     def _read_loop(self) -> None:
         while True:
             head = _read_exact(self._in, _HEADER.size)
-            if head is None:
-                self._results.put((b"D", b""))
+            body = None
+            if head is not None:
+                kind, length = _HEADER.unpack(head)
+                body = _read_exact(self._in, length)
+            if head is None or body is None:
+                self._fail(f"{self.path}: the model process ended unexpectedly")
                 return
-            kind, length = _HEADER.unpack(head)
-            body = _read_exact(self._in, length)
-            if body is None:
-                self._results.put((b"D", b""))
+            if kind == b"S":
+                self._stats_body = body
+                self._loaded.set()
+            elif kind == b"E":
+                self._fail(body.decode("utf-8", "replace"))
                 return
-            self._results.put((kind, body))
+            else:
+                self._results.put(body)
 
-    def submit(self, X: Any) -> None:
-        body = X.tobytes()
-        self._requests.put(_HEADER.pack(b"X", len(body)) + body)
+    def _fail(self, why: str) -> None:
+        if self._error is None:
+            self._error = why
+        self._loaded.set()
+        self._results.put(None)
 
-    def _next(self, block: bool) -> tuple[bytes, bytes] | None:
+    def submit(self, floats: bytes, ints: bytes, n: int) -> None:
+        length = _REQUEST.size + len(floats) + len(ints)
+        self._requests.put(b"".join((_HEADER.pack(b"X", length),
+                                     _REQUEST.pack(n, len(floats)), floats, ints)))
+
+    def result(self, block: bool) -> Scored | None:
         try:
-            return self._results.get(block)
+            body = self._results.get(block)
         except queue.Empty:
             return None
+        if body is None:
+            self._results.put(None)  # every later call fails the same way
+            raise ModelError(self._error or f"{self.path}: the model process failed")
+        n = len(body) // (8 * (_NF + 1) + 1)
+        view = memoryview(body)
+        scores: list[Any] = view[:8 * n].cast("d").tolist()
+        return Scored(scores, list(view[8 * n:9 * n]), view[9 * n:].cast("d"))
 
-    def result(self, block: bool) -> Any:
-
-        while True:
-            msg = self._next(block)
-            if msg is None:
-                return None
-            kind, body = msg
-            if kind == b"S":
-                self._stats = _stats_from(body)
-                continue
-            if kind == b"R":
-                return np.frombuffer(body, dtype=np.float64)
-            if kind == b"E":
-                raise ModelError(body.decode("utf-8", "replace"))
-            raise ModelError(f"{self.path}: the model process ended unexpectedly")
+    def ready(self) -> None:
+        self._loaded.wait()
+        if self._error is not None:
+            raise ModelError(self._error)
 
     def stats(self) -> RoleStats | None:
+        if self._stats is None and self._stats_body:
+            self._stats = _stats_from(self._stats_body)
         return self._stats
 
     def close(self) -> None:
+        """Close the child's input, and reap it once it has exited (it does at once on end of
+        input; one that does not within CHILD_EXIT_S is left to die with this process)."""
         self._requests.put(None)
         self._writer.join(timeout=5)
         with contextlib.suppress(OSError):
             self._in.close()
+        deadline = time.monotonic() + CHILD_EXIT_S
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, os.WNOHANG)
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+                time.sleep(0.005)
 
 
 def _read_exact(fh: Any, n: int) -> bytes | None:
@@ -228,6 +260,7 @@ def _read_exact(fh: Any, n: int) -> bytes | None:
 
 
 def _stats_bytes(stats: RoleStats) -> bytes:
+    import numpy as np
 
     parts = [np.ascontiguousarray(a, dtype=np.float64).tobytes()
              for a in (stats.centre, stats.scale, stats.p999, stats.rows)]
@@ -235,6 +268,9 @@ def _stats_bytes(stats: RoleStats) -> bytes:
 
 
 def _stats_from(body: bytes) -> RoleStats:
+    import numpy as np
+
+    from sensor.detect.model import RoleStats
 
     shape = (len(ROLES) + 1, _NF)
     size = shape[0] * shape[1]
@@ -243,20 +279,33 @@ def _stats_from(body: bytes) -> RoleStats:
     return RoleStats(centre, scale, p999, flat[3 * size:])
 
 
-def _child_main(path: str, inp: int, out: int) -> None:  # pragma: no cover - runs in the child
-    """The child's whole life: load, send the statistics, score batches until told to stop."""
+def _load_for_scoring(path: str, card: dict[str, Any]) -> HostModel | ScoreTables:
+    """The model's scoring tables, or the whole model (skops) when it has none."""
+    from sensor.detect import tables
+
+    found = tables.read(path, card)
+    if found is not None:
+        return found
+    from sensor.detect.model import load
+
+    return load(path)
+
+
+def _child_main(path: str, card: dict[str, Any], inp: int,
+                out: int) -> None:  # pragma: no cover - runs in the child
+    """The child's whole life: load, send the statistics, make and score rows until told to
+    stop. Each answer: the scores (float64), the roles (a byte each), then the rows."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and closes the pipe
     code = 0
     try:
         with os.fdopen(inp, "rb", buffering=0) as rd, os.fdopen(out, "wb", buffering=0) as wr:
             try:
-                from sensor.detect.model import load
-
-                model = load(path)
+                model = _load_for_scoring(path, card)
             except ModelError as exc:
                 body = str(exc).encode()
                 wr.write(_HEADER.pack(b"E", len(body)) + body)
                 os._exit(0)
+            import numpy as np
 
             body = _stats_bytes(model.stats)
             wr.write(_HEADER.pack(b"S", len(body)) + body)
@@ -268,12 +317,29 @@ def _child_main(path: str, inp: int, out: int) -> None:  # pragma: no cover - ru
                 data = _read_exact(rd, length)
                 if data is None:
                     break
-                X = np.frombuffer(data, dtype=np.float64).reshape(-1, _NF)
-                res = np.ascontiguousarray(model.scores(X), dtype=np.float64).tobytes()
+                n, n_floats = _REQUEST.unpack_from(data)
+                at = _REQUEST.size
+                X, roles = make_rows(data[at:at + n_floats], data[at + n_floats:], n)
+                scores = model.scores(X)
+                res = b"".join((np.ascontiguousarray(scores, dtype=np.float64).tobytes(),
+                                roles.astype(np.uint8).tobytes(), X.tobytes()))
                 wr.write(_HEADER.pack(b"R", len(res)) + res)
     except BaseException:
         code = 1
     os._exit(code)
+
+
+def make_rows(floats: bytes, ints: bytes, n: int) -> tuple[Any, Any]:
+    """The model's rows of raw host state (the features, then the one-hot role), and the
+    rows' roles (index of ROLES)."""
+    import numpy as np
+
+    from sensor.features.batch import vectors
+
+    X = vectors(floats, ints, n, extra=len(ROLES))
+    roles = rows_roles(X)
+    X[np.arange(n), _N_SCHEMA + roles] = 1.0
+    return X, roles
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,22 +477,14 @@ class ModelStage:
         if self._sync:
             self._unscored.append(batch)
             self._unscored_rows += len(states)
-        else:
-            X = self._rows(batch.floats, batch.ints, len(states))
-            self._split(batch, X, None)
-            self.scorer.submit(X)
-            self.scorer.hosts(batch.hosts)
-
-    def _rows(self, floats: bytes, ints: bytes, n: int) -> Any:
-        """The model's rows of raw host state: the features, then the one-hot role."""
-        X = vectors(floats, ints, n, extra=len(ROLES))
-        X[np.arange(n), _N_SCHEMA + rows_roles(X)] = 1.0
-        return X
+        else:  # the child makes the rows: the state travels as it is
+            self.scorer.submit(batch.floats, batch.ints, len(states))
+            batch.floats = batch.ints = b""
 
     @staticmethod
-    def _split(batch: _Batch, X: Any, scores: Any) -> None:
+    def _split(batch: _Batch, X: Any, roles: Any, scores: Any) -> None:
         batch.rows = X
-        batch.roles = (X[:, _N_SCHEMA:].argmax(axis=1)).tolist()
+        batch.roles = roles.tolist()
         batch.scores = scores
         batch.floats = batch.ints = b""
 
@@ -448,14 +506,14 @@ class ModelStage:
             self._score_group(group)
 
     def _score_group(self, group: list[_Batch]) -> None:
-        X = self._rows(b"".join(b.floats for b in group), b"".join(b.ints for b in group),
-                       sum(len(b.hosts) for b in group))
+        X, roles = make_rows(b"".join(b.floats for b in group), b"".join(b.ints for b in group),
+                             sum(len(b.hosts) for b in group))
         scores = self.scorer.score(X)
         self.scorer.hosts([h for b in group for h in b.hosts])
         at = 0
         for b in group:
             end = at + len(b.hosts)
-            self._split(b, X[at:end], scores[at:end])
+            self._split(b, X[at:end], roles[at:end], scores[at:end])
             at = end
 
     def out(self, alert: Alert) -> None:
@@ -466,7 +524,9 @@ class ModelStage:
             self._release(alert)
 
     def finish(self) -> None:
-        """End of input: score what changed last and apply every verdict."""
+        """End of input: score what changed last and apply every verdict (a model that could
+        not be loaded fails here at the latest, even when no host was scored)."""
+        self.scorer.ready()
         self.flush(self._next)
         if self._unscored:
             self._score_unscored()
@@ -480,17 +540,17 @@ class ModelStage:
         while pending:
             head = pending[0]
             if isinstance(head, _Batch):
-                scores = head.scores
-                if scores is None:
-                    if self._sync:
+                if self._sync:
+                    if head.scores is None:
                         if not block:
                             return
                         self._score_unscored()
-                        scores = head.scores
-                    else:
-                        scores = self.scorer.result(block)
-                        if scores is None:
-                            return
+                    scores = head.scores.tolist()
+                else:
+                    got = self.scorer.result(block)
+                    if got is None:
+                        return
+                    head.rows, head.roles, scores = got.rows, got.roles, got.scores
                 pending.popleft()
                 self._apply(head, scores)
             else:
@@ -516,15 +576,17 @@ class ModelStage:
         named = [fam for fam in flag.families if fam]
         return not named or any(kind in self._families.get(fam, ()) for fam in named)
 
-    def _apply(self, batch: _Batch, scores: Any) -> None:
-        stats = self.scorer.stats()
+    def _apply(self, batch: _Batch, scores: list[float]) -> None:
         threshold = self.threshold
+        # the statistics (numpy arrays) only for a batch with something to explain
+        need = self.explain_all or (bool(scores) and max(scores) > threshold)
+        stats = self.scorer.stats() if need else None
         top_n = self.config.model.top_features
         explain = stats is not None and self.explain_all
         rows = batch.rows
         best_of = self.best
         self.scored += len(batch.hosts)
-        for i, (host, s) in enumerate(zip(batch.hosts, scores.tolist(), strict=True)):
+        for i, (host, s) in enumerate(zip(batch.hosts, scores, strict=True)):
             best = best_of.get(host)
             flagged = s > threshold
             if best is not None and s <= best.score and not flagged:
@@ -532,7 +594,7 @@ class ModelStage:
                 continue
             top: list[dict[str, object]] = []
             if stats is not None and (flagged or explain):
-                top = [d.to_dict() for d in explain_row(stats, rows[i], self._windows, top_n)]
+                top = [d.to_dict() for d in _explain(stats, _row(rows, i), self._windows, top_n)]
             if best is None or s > best.score:
                 if best is not None:
                     best_of.move_to_end(host)
@@ -638,6 +700,8 @@ _N_SCHEMA: Final = len(MODEL_FEATURES) - len(ROLES)
 def rows_roles(X: Any) -> Any:
     """Each row's role (index of ROLES) from its features: an authorised MTA, our server (a
     home_net host that received sessions from clients), an inside or an outside client."""
+    import numpy as np
+
     return np.where(X[:, _MTA] != 0, 2,
                     np.where(X[:, _HOME] != 0, np.where(X[:, _SRV] > 0, 3, 1), 0))
 
@@ -651,3 +715,16 @@ def _both(alert: Alert, flag: _Flag, threshold: float) -> Alert:
     evidence["model"] = {"score": round(flag.score, 6), "threshold": round(threshold, 6),
                          "top_features": flag.top}
     return replace(alert, source="both", evidence=evidence)
+
+
+def _row(rows: Any, i: int) -> Any:
+    """Row i of a batch: a numpy array's, or of the child's answer (a float64 memoryview)."""
+    if isinstance(rows, memoryview):
+        return rows[i * _NF:(i + 1) * _NF].tolist()
+    return rows[i]
+
+
+def _explain(stats: RoleStats, x: Any, windows: dict[str, float], top: int) -> Any:
+    from sensor.detect.model import explain_row
+
+    return explain_row(stats, x, windows, top)

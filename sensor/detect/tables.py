@@ -5,7 +5,8 @@ first score. For the default detectors (`tail`, `tail-per-role`) scoring needs o
 arrays: the log and robust-scaling steps' centre and scale, then the detector's breakpoint
 tables. `sensor train` writes those arrays as one extra archive member, an uncompressed `.npz`
 read with numpy alone (never unpickled), with the model's training statistics and check rows,
-so that `analyze` and `live` score in their own process with numpy only. The tables are checked
+so that `analyze` and `live` score with numpy only (in the model's child process,
+sensor.detect.scoring.ChildScorer). The tables are checked
 against the model's own check rows at load: a file whose tables and pipeline disagree is
 refused, like a file whose pipeline does not score its check rows as recorded.
 """
@@ -19,9 +20,10 @@ from typing import Any, Final
 
 import numpy as np
 
+from sensor.detect.card import TABLES_MEMBER
 from sensor.errors import ModelError
 
-MEMBER: Final = "port25/score_tables.npz"
+MEMBER: Final = TABLES_MEMBER
 SCORE_CHUNK: Final = 2048  # rows of one role scored at once (memory: chunk x features)
 COMPARE_VALUES: Final = 4096  # non-zero values of a batch compared with every breakpoint at
 # once (memory: values x points x 9 bytes); more are found by binary search
@@ -303,7 +305,8 @@ def read(path: str, card: dict[str, Any]) -> ScoreTables | None:
     """The tables of a model file whose card `peek_card` already checked, or None when it has
     none (another detector, or written before them). A damaged or inconsistent member is a
     ModelError, never tables that score wrong."""
-    from sensor.detect.model import MODEL_FEATURES, ROLES, RoleStats
+    from sensor.detect.card import MODEL_FEATURES, ROLES
+    from sensor.detect.model import RoleStats
 
     altered = ModelError(f"{path}: model file altered or inconsistent: its scoring tables do "
                          "not match its own check rows; retrain it or restore the original")

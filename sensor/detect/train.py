@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.config import Config
+from sensor.detect.card import MODEL_FEATURES, ROLES
 from sensor.detect.detector import Detector
-from sensor.detect.model import MODEL_FEATURES, ROLES, TrainingSet
+from sensor.detect.model import TrainingSet
 from sensor.detect.scoring import CollectingScorer
 from sensor.errors import CaptureError, ModelError
 from sensor.records import ConnRecord, SmtpSession

@@ -1,0 +1,110 @@
+"""The model's child process: the same alerts and host scores as scoring in-process, numpy kept
+out of the sensor process until a row needs explaining, and a model the child cannot read
+refused even when no host is ever scored."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sensor.capture.source import open_files
+from sensor.capture.writer import PcapWriter
+from sensor.config import load_config
+from sensor.detect import tables
+from sensor.detect.alerts import alert_to_dict
+from sensor.detect.card import peek_card
+from sensor.detect.detector import Detector
+from sensor.detect.scoring import ChildScorer, LocalScorer, Scorer
+from sensor.pipeline import Pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLED = str(ROOT / "models" / "default.skops")
+CONFIG = str(ROOT / "pcaps" / "demo.toml")
+DEMO = str(ROOT / "pcaps" / "demo.pcap")
+BENIGN = str(ROOT / "pcaps" / "train-benign.pcap")
+
+
+def _run(scorer: Scorer) -> tuple[list[dict[str, Any]], list[dict[str, object]]]:
+    """Alerts and host-score lines of the demo capture scored by `scorer`."""
+    alerts: list[dict[str, Any]] = []
+    det = Detector(load_config(CONFIG), lambda a: alerts.append(alert_to_dict(a)), scorer,
+                   "model")
+    assert det.stage is not None
+    det.stage.explain_all = True
+    pipe = Pipeline(on_conn=det.on_conn, on_session=det.on_session)
+    pipe.run(open_files([DEMO], "tcp", pipe.capture_stats, lambda path, why: None))
+    pipe.finish()
+    det.finish()
+    return alerts, det.host_scores()
+
+
+def test_child_process_scores_as_in_process() -> None:
+    """Rows made and scored in the child give the alerts (model ones, "both" marks and their
+    explanations included) and host scores of rows made and scored in this process."""
+    found = tables.read(BUNDLED, peek_card(BUNDLED))
+    assert found is not None
+    local_alerts, local_scores = _run(LocalScorer(found))
+    child_alerts, child_scores = _run(ChildScorer(BUNDLED, peek_card(BUNDLED)))
+    assert any(a["source"] != "rule" for a in local_alerts)  # the model had its say
+    assert child_alerts == local_alerts
+    assert child_scores == local_scores
+    assert len(child_scores) > 20
+
+
+_PROBE = """
+import sys
+from sensor.cli import main
+sys.argv = ["sensor", "analyze", "-q", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("numpy" in sys.modules)
+"""
+
+
+def _numpy_imported(*args: str) -> bool:
+    out = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True,
+                         text=True, check=True, timeout=120).stdout.split()
+    return out[-1] == "True"
+
+
+def test_sensor_process_imports_numpy_only_to_explain(tmp_path: Path) -> None:
+    """A benign capture (no host over the threshold) is scored without numpy in the sensor
+    process; asking for host scores (every host's best row explained) brings it in."""
+    common = ["--config", CONFIG, "--alerts", str(tmp_path / "a.jsonl"), BENIGN]
+    assert not _numpy_imported(*common)
+    assert (tmp_path / "a.jsonl").read_text() == ""
+    assert _numpy_imported(*common, "--host-scores", str(tmp_path / "s.jsonl"))
+    lines = (tmp_path / "s.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(ln)["score"] <= json.loads(ln)["threshold"] for ln in lines)
+
+
+def test_unreadable_tables_refused_when_nothing_is_scored(tmp_path: Path) -> None:
+    """The child reads the tables while the sensor reads packets: a capture with no SMTP at
+    all (no batch ever sent) still ends in the one-line error and exit 2."""
+    with zipfile.ZipFile(BUNDLED) as zf, np.load(io.BytesIO(zf.read(tables.MEMBER))) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["count_ge"] = arrays["count_ge"] * 0.5
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    bad = tmp_path / "halved.skops"
+    with zipfile.ZipFile(BUNDLED) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for name in zin.namelist():
+            zout.writestr(name, buf.getvalue() if name == tables.MEMBER else zin.read(name))
+    empty = tmp_path / "empty.pcap"
+    with PcapWriter(str(empty)) as w:
+        w.write(1.0, b"\x00" * 60)  # one frame, not IP: no connection, no host
+    proc = subprocess.run([sys.executable, "-m", "sensor", "analyze", "-q", str(empty),
+                           "--model", str(bad), "--alerts", "/dev/null"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("sensor: error")]
+    assert len(lines) == 1 and "scoring tables" in lines[0], proc.stderr
