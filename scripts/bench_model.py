@@ -7,8 +7,8 @@
    the logs (`--from-sessions`), as a ratio to training from the capture.
 2. Scoring: `sensor analyze -q --alerts /dev/null` on the shared generator's SMTP-only 500k
    workload (the issue-5 detection benchmark) with `--no-model` and with the bundled model, run
-   in turn; target (issue 10): the model adds at most 10%. The model loads and scores in a child
-   process, whose peak RSS is reported apart.
+   in turn; target (issue 10): the model adds at most 10% of wall time. The model is read and
+   scores in a child process, on the other core; the CPU figure counts both processes.
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ def main() -> None:
         print_table(runs, packets, "--no-model")
         ratio = runs["--model (bundled)"][0] / runs["--no-model"][0]
         cpu = got["--model (bundled)"][2] / got["--no-model"][2]
-        print(f"--model costs {100 * (ratio - 1):+.1f}% of wall time, {100 * (cpu - 1):+.1f}% "
-              f"of CPU time ({got['--no-model'][2]:.2f} -> {got['--model (bundled)'][2]:.2f} "
-              "s) (target: at most +10%)")
+        print(f"--model costs {100 * (ratio - 1):+.1f}% of wall time (target: at most +10%); "
+              f"{100 * (cpu - 1):+.1f}% of CPU time, the model's process on the other core "
+              f"included ({got['--no-model'][2]:.2f} -> {got['--model (bundled)'][2]:.2f} s)")
 
 
 if __name__ == "__main__":
