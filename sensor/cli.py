@@ -206,6 +206,7 @@ def _execute(
     scores_sink = JsonlSink(host_scores_path) if host_scores_path else None
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
+    stats_sink = JsonlSink(stats_path) if stats_path else None  # opened before privileges go
     if prepare is not None:
         prepare(expr)
     scorer, model_name = (None, "")
@@ -229,7 +230,7 @@ def _execute(
 
     detector = Detector(cfg, on_alert, scorer, model_name) if detect else None
     if service is not None:
-        service.attach((alert_sink, scores_sink, conn_sink, sess_sink), detector)
+        service.attach((alert_sink, scores_sink, conn_sink, sess_sink, stats_sink), detector)
     if detector is not None and detector.stage is not None and scores_sink is not None:
         detector.stage.explain_all = True  # every host's line names what stood out
     syslog_session: Callable[[Any], None] | None = None
@@ -294,8 +295,7 @@ def _execute(
             syslog_session,
         )
     sinks = syslog.stats() if syslog is not None else None
-    if stats_path:
-        stats_sink = JsonlSink(stats_path)
+    if stats_sink is not None:
         counters = stats_dict(cap, tcp, totals, det_stats, sinks)
         if shutdown.signum:  # the input was cut short: say where the counters come from
             counters["stopped_by"] = {"signal": shutdown.name, "flushed": shutdown.flushed}

@@ -104,7 +104,7 @@ def check_interface(iface: str) -> InterfaceReport:
         try:
             flags = struct.unpack_from("=H", _ioctl(sock, SIOCGIFFLAGS, iface), IFNAMSIZ)[0]
         except OSError as exc:
-            report.error = "no such interface" if exc.errno == errno.ENODEV else exc.strerror
+            report.error = "no such interface" if exc.errno == errno.ENODEV else str(exc)
             return report
         report.exists = True
         report.up = bool(flags & IFF_UP)

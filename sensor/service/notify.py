@@ -18,7 +18,8 @@ class Notifier:
     """Tells the service manager the sensor's state; does nothing when not run under one.
 
     READY=1 once capturing, STATUS= lines, WATCHDOG=1 from the packet loop (`tick()`), STOPPING=1
-    at shutdown. The socket is made at construction (before privileges are dropped) and each
+    at shutdown. The socket is made and connected at construction (before privileges are
+    dropped, so that the user the sensor becomes needs no access to the socket file), and each
     message is one datagram, as sd_notify(3) sends them; a failed send is counted, never fatal.
     """
 
@@ -35,8 +36,14 @@ class Notifier:
             self.address = b"\0" + path[1:].encode()
         elif path.startswith("/"):
             self.address = path
+        self._connected = False
         if self.address is not None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            try:  # the socket file's permissions are checked now, while the sensor is root
+                self._sock.connect(self.address)
+                self._connected = True
+            except OSError:
+                self.failed += 1
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
         if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
@@ -52,7 +59,11 @@ class Notifier:
         if self._sock is None or self.address is None:
             return False
         try:
-            self._sock.sendto("\n".join(assignments).encode("utf-8", "replace"), self.address)
+            data = "\n".join(assignments).encode("utf-8", "replace")
+            if self._connected:
+                self._sock.send(data)
+            else:
+                self._sock.sendto(data, self.address)
         except OSError:
             self.failed += 1
             return False

@@ -50,7 +50,7 @@ def _prctl(libc: ctypes.CDLL, option: int, arg: int = 0) -> None:
 
 def _last_cap() -> int:
     try:
-        with open(_CAP_LAST_CAP_FILE, encoding="ascii") as fh:
+        with open(_CAP_LAST_CAP_FILE, "rb") as fh:
             return int(fh.read().strip())
     except (OSError, ValueError):
         return _CAP_LAST_CAP_FALLBACK
@@ -64,11 +64,11 @@ def _has_effective(cap: int) -> bool:
 def capability_sets(pid: int | str = "self") -> dict[str, int]:
     """The capability sets of a process as /proc/PID/status shows them (CapEff, ...: ints)."""
     out: dict[str, int] = {}
-    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+    with open(f"/proc/{pid}/status", "rb") as fh:  # bytes: no codec to import after the drop
         for line in fh:
-            key, _, value = line.partition(":")
-            if key in _STATUS_CAPS:
-                out[key] = int(value.strip(), 16)
+            key, _, value = line.partition(b":")
+            if key.decode() in _STATUS_CAPS:
+                out[key.decode()] = int(value.strip(), 16)
     return out
 
 

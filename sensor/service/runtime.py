@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sensor.service.hangup import Hangup
 from sensor.service.notify import Notifier
@@ -13,6 +14,27 @@ if TYPE_CHECKING:
     from sensor.config import Config
     from sensor.detect.detector import Detector
     from sensor.output.jsonl import JsonlSink
+
+
+PRELOAD: Final = (
+    "pickle", "queue", "decimal", "fractions", "zipfile", "encodings.cp437", "encodings.idna",
+    "numpy", "rich.console", "rich.table", "rich.text", "sensor.output.summary",
+    "sensor.detect.model", "sensor.detect.scoring", "sensor.detect.tables",
+    "sensor.features.batch", "sensor.smtp.schema", "sensor.detect.alerts",
+)  # fmt: skip
+"""Modules a live run imports after its start (the model, the closing summary), imported before
+privileges are dropped: the user the sensor becomes may not be able to read the Python
+installation (one under /root), and a package upgraded under a running service would
+otherwise surface as an ImportError in the final flush."""
+
+
+def preload() -> None:
+    """Import PRELOAD (an absent optional module is skipped)."""
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
 
 
 class LiveService:
@@ -37,7 +59,9 @@ class LiveService:
         self.hangup.install()
 
     def drop(self) -> str:
-        """Give up the user and every capability (sensor.service.privileges.drop_privileges)."""
+        """Give up the user and every capability (sensor.service.privileges.drop_privileges),
+        after importing what the run imports later (PRELOAD)."""
+        preload()
         self.dropped = drop_privileges(self.user)
         return self.dropped
 
