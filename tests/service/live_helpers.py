@@ -30,10 +30,13 @@ def simulate(scenario: str, out: Path) -> Path:
     return out
 
 
-def start_sensor(net: VethNet, args: Sequence[str],
-                 env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:  # fmt: skip
-    """`sensor live -i SRV_IF ARGS` in the server namespace, returned once it captures."""
-    argv = [sys.executable, "-m", "sensor", "live", "-i", SRV_IF, *args]
+def start_sensor(net: VethNet, args: Sequence[str], env: Mapping[str, str] | None = None,
+                 prefix: Sequence[str] = ()) -> subprocess.Popen[str]:  # fmt: skip
+    """`PREFIX sensor live -i SRV_IF ARGS` in the server namespace, returned once it captures
+    (PREFIX: e.g. setpriv and its options)."""
+    argv = [*prefix, sys.executable, "-m", "sensor", "live", *args]
+    if "--config" not in args:  # else the config's [live] section names it
+        argv[len(prefix) + 3 : len(prefix) + 3] = ["-i", SRV_IF]
     proc = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     deadline = time.monotonic() + STEP_TIMEOUT_S

@@ -32,6 +32,7 @@ from netns_util import veth_namespaces as _veth_namespaces
 
 NOBODY = "65534"
 NOBODY_ID = 65534
+CAP_NET_RAW = 13
 
 
 @pytest.fixture
@@ -92,6 +93,32 @@ def test_privileges_are_dropped_and_the_capture_goes_on(
     assert flows(rows(tmp_path / "sessions.jsonl")) == flows(offline["sessions"])
 
 
+def test_cap_net_raw_alone_is_enough_to_capture(
+    veth: VethNet, captures: dict[str, Path], tmp_path: Path
+) -> None:
+    """The systemd unit grants CAP_NET_RAW and nothing else (promiscuous mode included): started
+    with that capability alone, the sensor captures, then holds none (the bounding set keeps
+    CAP_NET_RAW, as the unit's CapabilityBoundingSet does: emptying it needs CAP_SETPCAP)."""
+    only_raw = ["setpriv", "--bounding-set=-all,+net_raw", "--inh-caps=-all",
+                "--ambient-caps=-all"]  # fmt: skip
+    sensor = start_sensor(veth, ["--quiet", "--user", "root", "--sessions",
+                                 str(tmp_path / "sessions.jsonl")], prefix=only_raw)
+    try:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while int((status := proc_status(sensor.pid))["CapEff"], 16):
+            assert time.monotonic() < deadline, "capabilities never dropped"
+            time.sleep(0.02)
+        replay(veth, captures["bruteforce"])
+    finally:
+        _, err, _ = _stop(sensor)
+    assert sensor.returncode == 0, err
+    assert int(status["CapBnd"], 16) == 1 << CAP_NET_RAW
+    assert int(status["CapPrm"], 16) == int(status["CapAmb"], 16) == 0
+    assert status["NoNewPrivs"] == "1"
+    offline = analyze([captures["bruteforce"]], tmp_path / "offline")
+    assert flows(rows(tmp_path / "sessions.jsonl")) == flows(offline["sessions"])
+
+
 def test_sigterm_flushes_every_record_and_alert_and_exits_0(
     veth: VethNet, captures: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -131,9 +158,9 @@ def test_sighup_after_a_rename_reopens_the_files_without_losing_a_record(
     logs = nobody_dir
     sess, conns = logs / "sessions.jsonl", logs / "conns.jsonl"
     cfg = logs / "sensor.toml"  # readable by nobody; closed connections written soon after FIN
-    cfg.write_text("[reassembly]\nclosed_linger_s = 0.1\nexpire_interval_s = 0.05\n")
-    sensor = start_sensor(veth, ["--quiet", "--config", str(cfg), "--sessions", str(sess),
-                                 "--conns", str(conns)])  # fmt: skip
+    cfg.write_text(f'[live]\ninterfaces = ["{SRV_IF}"]\nsessions = "{sess}"\nconns = "{conns}"\n'
+                   "[reassembly]\nclosed_linger_s = 0.1\nexpire_interval_s = 0.05\n")
+    sensor = start_sensor(veth, ["--quiet", "--config", str(cfg)])  # as a service runs it
     try:
         replay(veth, captures["bruteforce"])
         for path in (sess, conns):  # logrotate: rename, then the postrotate HUP
