@@ -613,6 +613,7 @@ def live(iface: str | None, duration: float | None, user: str | None, check_ifac
     def frames_for(pipe: Pipeline, expr: str) -> Iterator[Frame]:
         source = holder[0]
         shutdown.add_hook(lambda _signum: source.stop())
+        shutdown.add_hook(lambda _signum: service.stopping(f"stopping ({shutdown.name})"))
         if duration is not None:
             timer = threading.Timer(duration, source.stop)
             timer.daemon = True
@@ -628,7 +629,8 @@ def live(iface: str | None, duration: float | None, user: str | None, check_ifac
     except Aborted as exc:
         _abort(exc)
     finally:
-        service.stopping(f"stopping ({shutdown.name or 'end'})")
+        if not shutdown.signum:
+            service.stopping("stopping")
         shutdown.restore()
         service.close()
         for source in holder:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 PRELOAD: Final = (
     "pickle", "queue", "decimal", "fractions", "zipfile", "encodings.cp437", "encodings.idna",
+    "ssl",
     "numpy", "rich.console", "rich.table", "rich.text", "sensor.output.summary",
     "sensor.detect.model", "sensor.detect.scoring", "sensor.detect.tables",
     "sensor.features.batch", "sensor.smtp.schema", "sensor.detect.alerts",

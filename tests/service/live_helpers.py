@@ -36,7 +36,7 @@ def start_sensor(net: VethNet, args: Sequence[str], env: Mapping[str, str] | Non
     (PREFIX: e.g. setpriv and its options)."""
     argv = [*prefix, sys.executable, "-m", "sensor", "live", *args]
     if "--config" not in args:  # else the config's [live] section names it
-        argv[len(prefix) + 3 : len(prefix) + 3] = ["-i", SRV_IF]
+        argv[len(prefix) + 4 : len(prefix) + 4] = ["-i", SRV_IF]
     proc = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     deadline = time.monotonic() + STEP_TIMEOUT_S
