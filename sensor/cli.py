@@ -619,6 +619,10 @@ def live(iface: str | None, duration: float | None, user: str | None, check_ifac
             timer.daemon = True
             timer.start()
         service.ready(f"capturing on {iface}")
+        cap, totals = pipe.capture_stats, pipe.totals
+        service.describe = lambda: (f"capturing on {iface}: {cap.packets} packets, "
+                                    f"{totals.connections} connections, "
+                                    f"{totals.sessions} sessions")
         return source.frames(pipe.capture_stats)
 
     shutdown.install()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from sensor.output.jsonl import JsonlSink
 
 
+STATUS_INTERVAL_S: Final = 10.0
+"""Seconds between two STATUS= lines with the counters (`systemctl status` shows the last)."""
 PRELOAD: Final = (
     "pickle", "queue", "decimal", "fractions", "zipfile", "encodings.cp437", "encodings.idna",
     "ssl",
@@ -54,6 +57,9 @@ class LiveService:
         self.hangup = Hangup(config_path, config, warn)
         self.dropped = ""
         """What drop() did, one line ("" before)."""
+        self.describe: Callable[[], str] | None = None
+        """A one-line status (counters) sent as STATUS= every STATUS_INTERVAL_S while running."""
+        self._next_status = 0.0
 
     def install(self) -> None:
         """Handle SIGHUP from now on (the default action would end the process)."""
@@ -86,6 +92,11 @@ class LiveService:
             self.notifier.ready(f"reloaded ({self.hangup.reloads} reloads, "
                                 f"{self.hangup.refused} refused)")
         self.notifier.tick()
+        if self.describe is not None and self.notifier.enabled:
+            now = time.monotonic()
+            if now >= self._next_status:
+                self._next_status = now + STATUS_INTERVAL_S
+                self.notifier.status(self.describe())
 
     def stopping(self, why: str) -> None:
         """Shutting down: STOPPING=1 with the reason."""

@@ -208,6 +208,7 @@ def test_sd_notify_ready_watchdog_and_stopping(veth: VethNet, tmp_path: Path) ->
         except TimeoutError:
             pass
     assert messages[:2] == ["READY=1", f"STATUS=capturing on {SRV_IF}"]
+    assert f"STATUS=capturing on {SRV_IF}: 0 packets, 0 connections, 0 sessions" in messages
     assert messages.count("WATCHDOG=1") >= 3  # from the packet loop, with no traffic at all
     assert "STOPPING=1" in tail
 
