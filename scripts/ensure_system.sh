@@ -4,7 +4,9 @@
 #                                headers (mypyc compiles the hot stages; without them setup.py
 #                                installs pure Python)
 #   ensure_system.sh test     -> tshark and tcpdump (parity tests, benchmarks), iproute2 (live
-#                                tests on a veth pair in network namespaces), rsyslog with its
+#                                tests on a veth pair in network namespaces), tcpreplay,
+#                                ethtool, logrotate and systemd-analyze (service tests; systemd
+#                                is installed, never started), rsyslog with its
 #                                gnutls and relp modules (syslog sink tests; never started as a
 #                                service), and syslog-ng-core unpacked into
 #                                $PORT25_SYSLOG_NG_DIR (default /var/cache/port25-sensor/syslog-ng):
@@ -24,6 +26,12 @@ case "${1:-}" in
     command -v tshark >/dev/null 2>&1 || want="$want tshark"
     command -v tcpdump >/dev/null 2>&1 || want="$want tcpdump"
     command -v ss >/dev/null 2>&1 || want="$want iproute2"  # veth/netns live tests: ip, ss
+    # service tests (tests/service): traffic replayed into a veth, offloads turned off, the
+    # systemd unit and the logrotate snippet checked by their own tools
+    command -v tcpreplay >/dev/null 2>&1 || want="$want tcpreplay"
+    command -v ethtool >/dev/null 2>&1 || want="$want ethtool"
+    command -v logrotate >/dev/null 2>&1 || want="$want logrotate"
+    command -v systemd-analyze >/dev/null 2>&1 || want="$want systemd"
     # syslog sink tests: rsyslog's imtcp with the gtls driver, and imrelp
     for pkg in rsyslog rsyslog-gnutls rsyslog-relp; do
       dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || want="$want $pkg"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sensor.output.jsonl import JsonlSink
     from sensor.output.privacy import Privacy
     from sensor.parallel import ParallelInput
+    from sensor.service.runtime import LiveService
     from sensor.sinks.fanout import SyslogFanout
     from sensor.smtp.limits import SmtpLimits
     from sensor.tcp.reassembler import TcpLimits
@@ -167,6 +168,9 @@ def _execute(
     progress: bool,
     shutdown: Shutdown,
     parallel: ParallelInput | None = None,
+    cfg: Config | None = None,
+    prepare: Callable[[str], None] | None = None,
+    service: LiveService | None = None,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
@@ -174,6 +178,9 @@ def _execute(
     is not used) and this process merges their records. Returns the number of alerts raised (0
     when detection was not asked for). After a stop signal (`shutdown`), the connections still
     open are flushed through detection and the outputs, and a line says how many.
+    `cfg` is the configuration already loaded from `config_path`; `prepare(bpf)` runs once the
+    outputs are open, before the model and any thread start (live: open the capture, drop
+    privileges); `service` learns the outputs and detector (SIGHUP).
     """
     from sensor.capture.bpf import build_filter
     from sensor.config import load_config
@@ -182,7 +189,7 @@ def _execute(
     from sensor.output.summary import render_alerts, render_summary, stats_dict
 
     _tune_gc()
-    cfg = load_config(config_path)
+    cfg = load_config(config_path) if cfg is None else cfg
     syslog = _syslog_fanout(cfg, syslog_urls, syslog_format, syslog_sessions)
     detect = bool(alerts_path) or fail_on_alert or bool(host_scores_path) or bool(syslog)
     # SMTP sessions feed the session log, detection, the summary and --stats; when none of them
@@ -195,13 +202,16 @@ def _execute(
     expr = bpf if bpf is not None else build_filter(ports, cfg.decode.max_vlan_tags)
     if no_model and (model_path or host_scores_path):
         raise click.UsageError("--no-model cannot go with --model or --host-scores")
-    scorer, model_name = (None, "")
-    if detect and not no_model:
-        scorer, model_name = _open_model(model_path, quiet)
     alert_sink = JsonlSink(alerts_path) if alerts_path else None
     scores_sink = JsonlSink(host_scores_path) if host_scores_path else None
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
+    stats_sink = JsonlSink(stats_path) if stats_path else None  # opened before privileges go
+    if prepare is not None:
+        prepare(expr)
+    scorer, model_name = (None, "")
+    if detect and not no_model:
+        scorer, model_name = _open_model(model_path, quiet)
     latest: dict[tuple[str, str], Alert] = {}  # newest alert per (host, kind), for the summary
 
     if detect:  # the detection stage's imports are paid for only when it runs
@@ -219,6 +229,8 @@ def _execute(
             latest[(a.host, a.kind)] = a
 
     detector = Detector(cfg, on_alert, scorer, model_name) if detect else None
+    if service is not None:
+        service.attach((alert_sink, scores_sink, conn_sink, sess_sink, stats_sink), detector)
     if detector is not None and detector.stage is not None and scores_sink is not None:
         detector.stage.explain_all = True  # every host's line names what stood out
     syslog_session: Callable[[Any], None] | None = None
@@ -283,8 +295,7 @@ def _execute(
             syslog_session,
         )
     sinks = syslog.stats() if syslog is not None else None
-    if stats_path:
-        stats_sink = JsonlSink(stats_path)
+    if stats_sink is not None:
         counters = stats_dict(cap, tcp, totals, det_stats, sinks)
         if shutdown.signum:  # the input was cut short: say where the counters come from
             counters["stopped_by"] = {"signal": shutdown.name, "flushed": shutdown.flushed}
@@ -545,34 +556,85 @@ def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **o
 
 
 @main.command()
-@click.option("-i", "--interface", "iface", required=True, help="Interface to capture on.")
+@click.option("-i", "--interface", "iface", default=None,
+              help="Interface to capture on [default: the config's live.interfaces].")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")  # fmt: skip
+              help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
+@click.option("--user", default=None, metavar="NAME",
+              help="Run as NAME once the capture is open, with no capability left [default: "
+                   "the config's live.user; '': nobody when started as root, else the current "
+                   "user]. Naming the current user (root) keeps the uid.")
+@click.option("--check-interface", "check_iface", default=None, metavar="IFACE",
+              help="Check IFACE for capture (offloads, promiscuous mode, MTU, link) and say "
+                   "what to change; exit 0 fine, 1 something to change, 2 no such interface.")
 @_output_options
-def live(iface: str, duration: float | None, **opts: Any) -> None:
-    """Analyse live traffic on an interface (libpcap, BPF filter in the kernel)."""
-    from sensor.capture.live import LiveSource
+def live(iface: str | None, duration: float | None, user: str | None, check_iface: str | None,
+         **opts: Any) -> None:  # fmt: skip
+    """Analyse live traffic on an interface (libpcap, BPF filter in the kernel).
 
+    With `--config FILE`, its [live] section gives the interfaces, user and outputs that no
+    option names, so a service runs with `--config` alone. SIGTERM or SIGINT is the normal way
+    to stop: open connections and sessions are flushed, pending alerts delivered, the summary
+    written, and the exit code is 0. SIGHUP reopens the output files (logrotate) and reloads
+    the rules and suppression from the config file.
+    """
+    from sensor.capture.live import LiveSource
+    from sensor.config import load_config
+    from sensor.service.runtime import LiveService, live_settings
+
+    if check_iface is not None:
+        from sensor.service.ifcheck import check_interface, render_check
+
+        report = check_interface(check_iface)
+        click.echo(render_check(report))
+        sys.exit(report.exit_code)
+    cfg = load_config(opts["config_path"])
+    ifaces, user = live_settings(cfg, iface, user, opts)
+    if len(ifaces) != 1:
+        raise click.UsageError("expected one interface: -i IFACE or [live] interfaces in the "
+                               f"config, got {len(ifaces)}")
+    iface = ifaces[0]
     holder: list[LiveSource] = []
     shutdown = Shutdown()
+    service = LiveService(opts["config_path"], cfg, user,
+                          lambda text: click.echo(f"sensor: warning: {text}", err=True))
+
+    def prepare(expr: str) -> None:  # the capture is opened, then privileges are given up
+        source = LiveSource(iface, bpf=expr, snaplen=cfg.live.snaplen, promisc=cfg.live.promisc,
+                            buffer_bytes=cfg.live.buffer_mb << 20)
+        holder.append(source)
+        source.on_wake = service.tick
+        did = service.drop()
+        if not opts["quiet"]:
+            click.echo(f"sensor: {did}", err=True)
 
     def frames_for(pipe: Pipeline, expr: str) -> Iterator[Frame]:
-        source = LiveSource(iface, bpf=expr)
-        holder.append(source)
+        source = holder[0]
         shutdown.add_hook(lambda _signum: source.stop())
+        shutdown.add_hook(lambda _signum: service.stopping(f"stopping ({shutdown.name})"))
         if duration is not None:
             timer = threading.Timer(duration, source.stop)
             timer.daemon = True
             timer.start()
+        service.ready(f"capturing on {iface}")
+        cap, totals = pipe.capture_stats, pipe.totals
+        service.describe = lambda: (f"capturing on {iface}: {cap.packets} packets, "
+                                    f"{totals.connections} connections, "
+                                    f"{totals.sessions} sessions")
         return source.frames(pipe.capture_stats)
 
     shutdown.install()
+    service.install()
     try:
-        alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, **opts)
+        alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, cfg=cfg,
+                          prepare=prepare, service=service, **opts)
     except Aborted as exc:
         _abort(exc)
     finally:
+        if not shutdown.signum:
+            service.stopping("stopping")
         shutdown.restore()
+        service.close()
         for source in holder:
             received, dropped, if_dropped = source.stats()
             click.echo(
@@ -583,5 +645,3 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
             source.close()
     if alerts and opts["fail_on_alert"]:
         sys.exit(1)
-
-

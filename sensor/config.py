@@ -158,6 +158,24 @@ class PrivacyConfig:
 
 
 @dataclass(slots=True, frozen=True)
+class LiveConfig:
+    """[live]: what `sensor live --config F` runs with when no option says otherwise."""
+
+    interfaces: tuple[str, ...] = ()
+    workers: int = 1  # 0: one per core ("auto")
+    user: str = ""  # "": nobody when started as root, else the current user
+    sessions: str = ""  # output paths; "": not written
+    conns: str = ""
+    alerts: str = ""
+    host_scores: str = ""
+    stats: str = ""
+    stats_interval_s: int = 60
+    snaplen: int = 262144
+    buffer_mb: int = 64
+    promisc: bool = True
+
+
+@dataclass(slots=True, frozen=True)
 class Config:
     """The whole validated configuration, plus what was assumed for keys the user left out."""
 
@@ -175,6 +193,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # [privacy]: what is written
     syslog: SyslogConfig = field(default_factory=SyslogConfig)  # [syslog]
     sinks: tuple[Any, ...] = ()  # [[sinks.syslog]] tables as sensor.sinks.syslog.SinkSpec
+    live: LiveConfig = field(default_factory=LiveConfig)  # [live]: the service's settings
 
 
 def default_text() -> str:
@@ -220,6 +239,8 @@ class _Checker:
         return out
 
     def check_type(self, path: str, want: object, value: object) -> object:
+        if path == "live.workers":  # an integer or "auto": checked by _live
+            return value
         if isinstance(want, bool):
             if not isinstance(value, bool):
                 raise self.fail(path, "true or false", value)
@@ -350,7 +371,36 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any],
                   decode=_decode_limits(chk, merged["decode"]),
                   model=ModelConfig(**merged["model"]),
                   privacy=_privacy(chk, merged["privacy"]),
-                  syslog=syslog, sinks=_sinks(chk, sinks, syslog.format))
+                  syslog=syslog, sinks=_sinks(chk, sinks, syslog.format),
+                  live=_live(chk, merged["live"]))
+
+
+_IFACE_NAME = re.compile(r"[^\s/:]{1,15}")  # Linux IFNAMSIZ 16 with the NUL; no '/', ':' or space
+_USER_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?")
+
+
+def _live(chk: _Checker, table: dict[str, Any]) -> LiveConfig:
+    """The [live] section: interface names, workers ("auto" or >= 1), a user name, sizes > 0;
+    relative output paths are relative to the working directory, as on the command line."""
+    for i, name in enumerate(table["interfaces"]):
+        if not _IFACE_NAME.fullmatch(name):
+            raise chk.fail(f"live.interfaces[{i}]", "an interface name like \"eth1\"", name)
+    workers = table["workers"]
+    if workers == "auto":
+        n = 0
+    elif isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
+        n = workers
+    else:
+        raise chk.fail("live.workers", 'an integer >= 1 or "auto"', workers)
+    if table["user"] and not _USER_NAME.fullmatch(table["user"]):
+        raise chk.fail("live.user", "a user name like \"nobody\" (\"\": the default)",
+                       table["user"])
+    for key in ("stats_interval_s", "snaplen", "buffer_mb"):
+        _range(chk, f"live.{key}", table[key])
+    return LiveConfig(tuple(table["interfaces"]), n, table["user"], table["sessions"],
+                      table["conns"], table["alerts"], table["host_scores"], table["stats"],
+                      table["stats_interval_s"], table["snaplen"], table["buffer_mb"],
+                      table["promisc"])
 
 
 def read_key(path: str, where: str) -> bytes:

@@ -124,7 +124,7 @@ def test_every_default_key_is_documented_by_a_comment_block() -> None:
     text = default_text()
     parsed = tomllib.loads(text)
     assert set(parsed) == {"site", "windows", "bounds", "reassembly", "decode", "smtp",
-                           "suppression", "model", "privacy", "syslog", "rules"}
+                           "suppression", "model", "privacy", "syslog", "rules", "live"}
     for name in parsed["rules"]:
         header = f"[rules.{name}]\n#"
         assert header in text, f"rules.{name} has no comment"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 
 import pcapy
@@ -67,6 +67,9 @@ class LiveSource:
         self._timeout_s = timeout_ms / 1000.0
         self._batch = batch
         self._stopped = False
+        self.on_wake: Callable[[], None] | None = None
+        """Called from frames() between two batches and at least every timeout when idle, in
+        the thread reading packets (the service's SIGHUP handling and watchdog)."""
         try:
             handle = pcapy.create(iface)
             handle.set_snaplen(snaplen)
@@ -113,7 +116,10 @@ class LiveSource:
         fd = self._fd
         timeout = self._timeout_s
         batch = self._batch
+        on_wake = self.on_wake
         while not self._stopped:
+            if on_wake is not None:
+                on_wake()
             readable, _, _ = select.select([fd], [], [], timeout)
             if not readable:
                 continue

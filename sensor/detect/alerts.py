@@ -50,6 +50,10 @@ class Suppressor:
         self.suppressed = 0
         self.updates = 0
 
+    def reconfigure(self, cfg: SuppressionConfig) -> None:
+        """New interval and escalation factor (SIGHUP); the open episodes are kept."""
+        self._cfg = cfg
+
     def decide(self, host: str, finding: Finding, now: float) -> str | None:
         """None to stay quiet, "" for a new alert, or the escalation text of an update."""
         key = (host, finding.kind.value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from sensor.config import Config
@@ -49,17 +49,13 @@ class Detector:
         self.config = config
         self.table = HostTable(config)
         self._emit = emit
-        self._rules: list[tuple[Rule, str]] = [
-            (fn, name) for name, fn in RULES.items() if config.rules[name].enabled]
-        self._masks = [change_mask(TRIGGERS[name]) for _, name in self._rules]
-        self._gated: list[tuple[int, CompiledGate, tuple[Rule, str]]] = [
-            (m, compile_gate(GATES[name], config.rules[name]), (fn, name))
-            for m, (fn, name) in zip(self._masks, self._rules, strict=True)]
+        self._rules: list[tuple[Rule, str]] = []
+        self._masks: list[int] = []
+        self._gated: list[tuple[int, CompiledGate, tuple[Rule, str]]] = []
         self._any_mask = 0
-        for m in self._masks:
-            self._any_mask |= m
         # (change mask, roles) -> the triggered rules whose gate admits those roles (few of them)
         self._triggered: dict[tuple[int, bool, bool], _Gated] = {}
+        self._compile_rules(config)
         self._suppress = Suppressor(config.suppression, config.bounds.max_hosts)
         self._alerts_by_kind: dict[str, int] = {}
         self._alerts = 0
@@ -71,6 +67,27 @@ class Detector:
 
             self.stage = ModelStage(config, scorer, self._count_emit, self._suppress)
             self._out = self.stage.out
+
+    def _compile_rules(self, config: Config) -> None:
+        """The enabled rules of `config`, their trigger masks and gates."""
+        self._rules = [(fn, name) for name, fn in RULES.items() if config.rules[name].enabled]
+        self._masks = [change_mask(TRIGGERS[name]) for _, name in self._rules]
+        self._gated = [(m, compile_gate(GATES[name], config.rules[name]), (fn, name))
+                       for m, (fn, name) in zip(self._masks, self._rules, strict=True)]
+        self._any_mask = 0
+        for m in self._masks:
+            self._any_mask |= m
+        self._triggered = {}
+
+    def reconfigure(self, config: Config) -> None:
+        """Take the rules (switches, severities, thresholds) and the suppression settings of
+        `config` (SIGHUP); every host's windows and the open alert episodes are kept, so the
+        new thresholds apply from the next record on."""
+        self.config = replace(self.config, rules=config.rules, suppression=config.suppression)
+        self._compile_rules(self.config)
+        self._suppress.reconfigure(config.suppression)
+        if self.stage is not None:  # its episodes follow the suppression interval
+            self.stage.config = replace(self.stage.config, suppression=config.suppression)
 
     def _count_emit(self, alert: Alert) -> None:
         self._alerts += 1

@@ -70,6 +70,30 @@ class JsonlSink:
             raise OutputError(f"{self.path}: write failed: {exc.strerror}") from None
         self.count += 1
 
+    def reopen(self) -> None:
+        """Continue in a new file at the same path (after logrotate renamed the old one): the
+        new file is opened for appending first, so on failure (OutputError) the old stays in use
+        and no record is lost. Standard output is only flushed."""
+        if not self._owned:
+            self.flush()
+            return
+        try:
+            fresh: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot reopen: {exc.strerror}") from None
+        old, self._fh = self._fh, fresh
+        try:
+            old.close()
+        except OSError as exc:
+            raise OutputError(f"{self.path}: write failed: {exc.strerror}") from None
+
+    def flush(self) -> None:
+        """Hand what is buffered to the operating system."""
+        try:
+            self._fh.flush()
+        except OSError as exc:
+            raise OutputError(f"{self.path}: write failed: {exc.strerror}") from None
+
     def close(self) -> None:
         """Flush and close (standard output is flushed, not closed)."""
         try:
