@@ -76,8 +76,9 @@ class RedisTransport(StreamTransport):
         start = "0-0"
         try:
             while True:
+                # (not JUSTID: redis-py then drops the cursor)
                 got: Any = self._client.xautoclaim(self.stream, group, consumer, 0,
-                                                   start_id=start, count=1000, justid=True)
+                                                   start_id=start, count=1000)
                 claimed += len(got[1])
                 start = _text(got[0])
                 if start == "0-0":
