@@ -71,7 +71,7 @@ def detect_cmd(from_url: str, consumer: str | None, shard: tuple[int, int],
     from sensor.output.jsonl import JsonlSink, to_json_line
     from sensor.output.privacy import Privacy
     from sensor.records import Alert
-    from sensor.service.signals import Shutdown
+    from sensor.service.signals import Aborted, Shutdown
     from sensor.stream.detect import StreamDetector
     from sensor.stream.redis_streams import RedisTransport
     from sensor.stream.transport import TransportError
@@ -136,6 +136,9 @@ def detect_cmd(from_url: str, consumer: str | None, shard: tuple[int, int],
         sd.run(until_idle)
     except TransportError as exc:
         raise click.ClickException(f"{url.name}: {exc}") from None
+    except Aborted as exc:  # a second signal: stop at once (the next start replays, see docs)
+        click.echo("sensor: second signal: stopped without committing", err=True)
+        sys.exit(128 + exc.signum)
     finally:
         shutdown.restore()
         if sd.alert_log is not None:

@@ -297,13 +297,18 @@ class StreamDetector:
             after = got[-1][0]
             self._take(got, time.monotonic())
         last_entry = last_commit = time.monotonic()
-        final = False
+        final = down = False
         while not self.stopping:
             try:
                 got = self.transport.read_group(self.group, self.consumer, READ_COUNT, BLOCK_S)
+                if down:
+                    self._warn("stream server: reading again")
+                    down = False
             except TransportError as exc:
                 self.stats.read_failures += 1
-                self._warn(f"stream server: {exc}; retrying")
+                if not down:  # once per outage: the counters tell the rest
+                    self._warn(f"stream server: {exc}; retrying every second")
+                down = True
                 time.sleep(1.0)
                 got = []
             now = time.monotonic()
