@@ -63,9 +63,11 @@ class Publisher:
 
     Each entry carries the sensor name, this run's source id and sequence number, and a merge
     key `t`: the running maximum of the records' close times (ts + duration_s) and of the
-    ticks, so that it never decreases within a source. A live sensor passes `clock`
-    (time.time: live packet time is wall time) and sends a tick when it has been quiet for a
-    second, so the detector's merge need not wait for it. A failed batch is sent again after
+    ticks, so that it never decreases within a source. A source quiet for a second sends a
+    tick: it tells the detector that the source is alive (a source silent for the detector's
+    --sensor-timeout stops holding the merge back), and, from a live sensor, which passes
+    `clock` (time.time: live packet time is wall time), how far its packet time has come, so
+    that the merge need not wait for its next record. A failed batch is sent again after
     reconnecting (same sequence numbers: the detector drops what it already has); a full queue
     drops new records and counts them. `close()` appends an end entry.
     """
@@ -196,8 +198,7 @@ class Publisher:
                 while queue and len(batch) < BATCH_RECORDS:
                     kind, rec = queue.popleft()
                     batch.append(self._entry(kind, rec))
-                if not batch and self._clock is not None and not self._stop \
-                        and now - last_sent >= TICK_INTERVAL_S:
+                if not batch and not self._stop and now - last_sent >= TICK_INTERVAL_S:
                     batch.append(self._entry(TICK, None))
             if not batch:
                 if self._stop:

@@ -134,3 +134,20 @@ def test_empty_capture_publishes_only_the_end(redis_server: RedisServer, tmp_pat
     done = sensor("analyze", "-q", "--publish", f"{redis_server.url}?stream=e", str(empty))
     assert done.returncode == 0, done.stderr
     assert [f[b"type"] for f in entries(redis_server, "e")] == [b"end"]
+
+
+def test_a_quiet_capture_publisher_ticks_without_moving_its_key(
+        redis_server: RedisServer) -> None:
+    """Without a clock (analyze), a tick says the source is alive, its key unmoved."""
+    url = parse_stream_url(f"{redis_server.url}?stream=quiet", "--publish")
+    pub = Publisher(RedisTransport(url), "s1", url.name, 100)
+    pub.start()
+    deadline = time.monotonic() + 10
+    while not redis_server.client().xlen("quiet"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pub.close()
+    got = entries(redis_server, "quiet")
+    assert [f[b"type"] for f in got][-1] == b"end"
+    assert {f[b"type"] for f in got[:-1]} == {b"tick"}
+    assert {float(f[b"t"]) for f in got} == {0.0}  # nothing known yet of its packet time
