@@ -131,3 +131,41 @@ def test_sigterm_commits_and_a_restart_goes_on(site: Site, redis_server: RedisSe
     done = sensor(*detect_args(url, tmp_path))
     assert done.returncode == 0, done.stderr
     assert alert_keys(tmp_path / "alerts.jsonl") == alert_keys(site.alerts)
+
+
+def test_detector_rides_out_a_redis_restart(site: Site, tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        url = f"{server.url}?stream=port25"
+        first = publish_halves_one(site, url, 0)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sensor", *detect_args(url, tmp_path)[:-1], "6"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while (ck := checkpoint(server, "port25:checkpoint:central")) is None \
+                or ck["records"] < first:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        server.stop()  # the stream, the group and the checkpoint are gone with it
+        time.sleep(2)
+        server.start()
+        second = publish_halves_one(site, url, 1)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "retrying" in err
+        stats = json.loads((tmp_path / "stats.json").read_text())["stream"]
+        assert stats["read_failures"] > 0
+        assert stats["records"] == first + second  # the state went on in memory
+    finally:
+        server.stop()
+
+
+def publish_halves_one(site: Site, url: str, which: int) -> int:
+    """One `analyze --publish` run over one half; the records it published."""
+    stats = site.halves[which].with_suffix(f".{which}.stats.json")
+    done = sensor("analyze", "-q", "--publish", url, "--stats", str(stats),
+                  str(site.halves[which]))
+    assert done.returncode == 0, done.stderr
+    (pub,) = json.loads(stats.read_text())["sinks"].values()
+    sent: int = pub["sent"]
+    return sent
