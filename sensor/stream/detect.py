@@ -17,7 +17,7 @@ from sensor.detect.detector import Detector
 from sensor.errors import OutputError, RecordError
 from sensor.output.readers import record_from_line
 from sensor.records import Alert, ConnRecord
-from sensor.stream.entries import CONN, SESSION, EntryError, Parsed
+from sensor.stream.entries import CONN, END, SESSION, EntryError, Parsed
 from sensor.stream.merge import INF, Merge
 from sensor.stream.transport import StreamTransport, TransportError
 
@@ -29,6 +29,7 @@ MAX_BUFFER: Final = 200_000  # entries held for the merge; beyond, the oldest go
 SENSOR_TIMEOUT_S: Final = 30.0
 BACKOFF_MAX_S: Final = 5.0
 CHECKPOINT_VERSION: Final = 1
+PRUNE_EVERY: Final = 100  # commits between looks for ended sources the stream no longer holds
 STOP_COMMIT_S: Final = 10.0  # after a stop signal, how long a failing commit is retried
 
 
@@ -54,7 +55,8 @@ class StreamStats:
     commits: int = 0
     commit_failures: int = 0
     read_failures: int = 0
-    sources: int = 0  # publisher runs seen
+    sources: int = 0  # publisher runs met since this process started
+    pruned: int = 0  # ended sources forgotten once the stream no longer held their entries
 
 
 class AlertLog:
@@ -145,6 +147,7 @@ class StreamDetector:
         self._mute = 0
         self._since_commit = 0
         self._final_alerts = 0
+        self.ended: dict[str, str] = {}  # sources whose end was applied: the end's entry id
         self.alert_log: AlertLog | None = None
         self.on_alerts: Callable[[list[Alert]], None] | None = None  # after each commit
         self.format_alert: Callable[[Alert], bytes] | None = None
@@ -189,6 +192,8 @@ class StreamDetector:
                     if replay:
                         self.stats.replayed += 1
         self.applied[p.src] = p.seq
+        if p.kind == END:
+            self.ended[p.src] = p.id
         if not replay:
             self._to_ack.append(p.id)
             self._since_commit += 1
@@ -206,6 +211,7 @@ class StreamDetector:
             applied = {str(k): int(v) for k, v in ck["applied"].items()}
             alerts, offset = int(ck["alerts"]), int(ck["alerts_offset"])
             final_alerts, records = int(ck.get("final_alerts", 0)), int(ck["records"])
+            ended = {str(k): str(v) for k, v in ck.get("ended", {}).items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self._warn(f"checkpoint {self.key}: unreadable ({exc}); starting afresh")
             return
@@ -218,6 +224,7 @@ class StreamDetector:
             self._mute = 0
         self.stats.records = max(self.stats.records, records)
         self.applied = dict(applied)
+        self.ended = {k: v for k, v in ended.items() if k in applied}
         self._merge = Merge(dict(applied), self._timeout)
 
     def _replay(self, floor: dict[str, int]) -> bool:
@@ -282,7 +289,7 @@ class StreamDetector:
                 self._to_ack.append(eid)  # a duplicate: applied before
         self.stats.duplicates = self._merge.duplicates
         self.stats.late = self._merge.late
-        self.stats.sources = len(self._merge.sources)
+        self.stats.sources = self._merge.seen
 
     def run(self, until_idle_s: float | None = None) -> None:
         """Read and apply until `stopping` is set or, with `until_idle_s`, until no entry has
@@ -345,7 +352,9 @@ class StreamDetector:
         if self.alert_log is not None and fmt is not None:
             offset = self.alert_log.write([fmt(a) for a in alerts])
         self.stats.alerts += len(alerts)
-        ck = json.dumps({"v": CHECKPOINT_VERSION, "applied": self.applied,
+        if self.stats.commits % PRUNE_EVERY == PRUNE_EVERY - 1:
+            self._prune()
+        ck = json.dumps({"v": CHECKPOINT_VERSION, "applied": self.applied, "ended": self.ended,
                          "alerts": self.stats.alerts, "alerts_offset": offset,
                          "final_alerts": self._final_alerts, "records": self.stats.records,
                          "consumer": self.consumer}, separators=(",", ":")).encode()
@@ -373,6 +382,30 @@ class StreamDetector:
         if alerts and self.on_alerts is not None:
             self.on_alerts(alerts)
 
+    def _prune(self) -> None:
+        """Forget the sources that ended and whose entries MAXLEN has trimmed away: nothing of
+        theirs can come again (the checkpoint would otherwise grow with every sensor run)."""
+        try:
+            first = self.transport.first_id()
+        except TransportError:
+            return
+        gone = [src for src, eid in self.ended.items()
+                if first is None or _id_key(eid) < _id_key(first)]
+        for src in gone:
+            del self.ended[src]
+            self.applied.pop(src, None)
+            self._merge.forget(src)
+        self.stats.pruned += len(gone)
+
     def stats_dict(self) -> dict[str, Any]:
         """The counters of the detector and of the stream, JSON-ready."""
         return {"detect": asdict(self.detector.stats), "stream": asdict(self.stats)}
+
+
+def _id_key(eid: str) -> tuple[int, int]:
+    """A stream id ("ms-seq") as numbers, for comparing."""
+    ms, _, seq = eid.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return (0, 0)

@@ -38,6 +38,7 @@ class Merge:
         self.timeout_s = timeout_s
         self.duplicates = 0
         self.late = 0
+        self.seen = 0  # sources met (forgotten ones included)
         self.last_key = -INF
 
     def __len__(self) -> int:
@@ -48,6 +49,7 @@ class Merge:
         src = self.sources.get(p.src)
         if src is None:
             src = self.sources[p.src] = Source(self._floor.get(p.src, 0))
+            self.seen += 1
         if p.seq <= src.last_seq:
             self.duplicates += 1
             return False
@@ -75,6 +77,13 @@ class Merge:
         if src is None:
             src = self.sources[name] = Source(self._floor.get(name, 0))
         src.ended = True
+
+    def forget(self, name: str) -> None:
+        """Drop an ended source with nothing buffered (its entries are gone from the stream)."""
+        src = self.sources.get(name)
+        if src is not None and src.ended and not src.buffered:
+            del self.sources[name]
+            self._floor.pop(name, None)
 
     def watermark(self, now: float) -> float:
         """Entries with a key below this can go: every live source is past it."""

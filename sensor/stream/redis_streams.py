@@ -126,6 +126,13 @@ class RedisTransport(StreamTransport):
             raise TransportError(_describe(exc)) from None
         return _entries(got or [])
 
+    def first_id(self) -> str | None:
+        try:
+            got: Any = self._client.xrange(self.stream, "-", "+", count=1)
+        except RedisError as exc:
+            raise TransportError(_describe(exc)) from None
+        return _text(got[0][0]) if got else None
+
     def load_checkpoint(self, key: str) -> bytes | None:
         try:
             got: Any = self._client.get(key)

@@ -49,6 +49,10 @@ class StreamTransport(ABC):
         group (for replay)."""
 
     @abstractmethod
+    def first_id(self) -> str | None:
+        """The id of the oldest entry the stream still holds (None when it is empty)."""
+
+    @abstractmethod
     def load_checkpoint(self, key: str) -> bytes | None:
         """The checkpoint stored under `key`, or None."""
 

@@ -169,3 +169,27 @@ def publish_halves_one(site: Site, url: str, which: int) -> int:
     (pub,) = json.loads(stats.read_text())["sinks"].values()
     sent: int = pub["sent"]
     return sent
+
+
+def test_ended_sources_are_forgotten_once_trimmed(redis_server: RedisServer,
+                                                  tmp_path: Path) -> None:
+    demo = Path(__file__).resolve().parent.parent.parent / "pcaps" / "demo.pcap"
+    url = f"{redis_server.url}?stream=short&maxlen=100"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensor", *detect_args(url, tmp_path, "--commit-every", "1",
+                                                      "--until-idle", "5")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not redis_server.client().exists("short"):  # the detector made its group
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    for _ in range(3):  # each run's entries trim the previous run's away
+        done = sensor("analyze", "-q", "--publish", url, str(demo))
+        assert done.returncode == 0, done.stderr
+        time.sleep(1)  # the detector keeps up (else it reads what is left)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    stats = json.loads((tmp_path / "stats.json").read_text())["stream"]
+    assert stats["sources"] == 3 and stats["pruned"] >= 1
+    ck = checkpoint(redis_server, "short:checkpoint:central")
+    assert ck is not None and len(ck["applied"]) == 3 - stats["pruned"]
