@@ -11,7 +11,8 @@
 #                                service), and syslog-ng-core unpacked into
 #                                $PORT25_SYSLOG_NG_DIR (default /var/cache/port25-sensor/syslog-ng):
 #                                it conflicts with rsyslog, so it is extracted, not installed,
-#                                and the tests run it from there
+#                                and the tests run it from there; redis-server (tests/stream
+#                                start their own on loopback; the service is never used)
 set -eu
 want=""
 want_sng=""
@@ -32,6 +33,8 @@ case "${1:-}" in
     command -v ethtool >/dev/null 2>&1 || want="$want ethtool"
     command -v logrotate >/dev/null 2>&1 || want="$want logrotate"
     command -v systemd-analyze >/dev/null 2>&1 || want="$want systemd"
+    # Redis Streams tests (tests/stream): each starts its own server on loopback
+    command -v redis-server >/dev/null 2>&1 || want="$want redis-server"
     # syslog sink tests: rsyslog's imtcp with the gtls driver, and imrelp
     for pkg in rsyslog rsyslog-gnutls rsyslog-relp; do
       dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || want="$want $pkg"

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sensor.service.runtime import LiveService
     from sensor.sinks.fanout import SyslogFanout
     from sensor.smtp.limits import SmtpLimits
+    from sensor.stream.publisher import Publisher
     from sensor.tcp.reassembler import TcpLimits
 
 _GC_YOUNG_THRESHOLD = 500_000  # net container allocations between young collections (default
@@ -43,6 +44,7 @@ _LAZY_COMMANDS = {  # subcommands that live beside their stage, imported only wh
     "evaluate": ("sensor.detect.cli", "evaluate_cmd"),
     "train": ("sensor.detect.cli", "train_cmd"),
     "inspect": ("sensor.detect.cli", "inspect_cmd"),
+    "detect": ("sensor.stream.cli", "detect_cmd"),
 }
 
 
@@ -140,6 +142,10 @@ def _output_options(fn: Callable[..., None]) -> Callable[..., None]:
                           "config's syslog.format, rfc5424]."),
         click.option("--syslog-sessions", is_flag=True,
                      help="Also send one syslog message per SMTP session."),
+        click.option("--publish", "publish_url", metavar="URL",
+                     help="Append every session and connection record to a Redis stream for "
+                          "`sensor detect`: redis://HOST:6379/0?stream=NAME[&maxlen=N]"
+                          "[&queue=N]; see docs/scaling.md."),
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
@@ -171,6 +177,8 @@ def _execute(
     cfg: Config | None = None,
     prepare: Callable[[str], None] | None = None,
     service: LiveService | None = None,
+    publish_url: str | None = None,
+    live_clock: bool = False,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
@@ -191,10 +199,11 @@ def _execute(
     _tune_gc()
     cfg = load_config(config_path) if cfg is None else cfg
     syslog = _syslog_fanout(cfg, syslog_urls, syslog_format, syslog_sessions)
+    publisher = _publisher(cfg, publish_url, live_clock) if publish_url else None
     detect = bool(alerts_path) or fail_on_alert or bool(host_scores_path) or bool(syslog)
     # SMTP sessions feed the session log, detection, the summary and --stats; when none of them
     # is asked for (a quiet run writing connection records only), the run stops after reassembly.
-    smtp = bool(sessions_path) or detect or not quiet or bool(stats_path)
+    smtp = bool(sessions_path) or detect or not quiet or bool(stats_path) or bool(publisher)
     privacy = Privacy.from_config(cfg.privacy)  # [privacy]: applied to every output below
     if detect and not quiet:
         for line in cfg.assumed:
@@ -246,15 +255,20 @@ def _execute(
 
     if syslog is not None:  # its threads start once nothing can stop the run before it begins
         syslog.start()
+    if publisher is not None:
+        publisher.start()
     if parallel is not None:
         from sensor.parallel import Outputs, run_parallel
 
         outs = Outputs(
             conn_line=conn_sink.write_line if conn_sink is not None else None,
             session_line=sess_sink.write_line if sess_sink is not None else None,
-            conn=detector.on_conn if detector is not None else None,
+            conn=_fan_out([out for out in (detector.on_conn if detector is not None else None,
+                                           publisher.conn if publisher is not None else None)
+                           if out is not None]),
             session=_fan_out(([detector.on_session] if detector is not None else [])
-                             + ([syslog_session] if syslog_session is not None else [])),
+                             + ([syslog_session] if syslog_session is not None else [])
+                             + ([publisher.session] if publisher is not None else [])),
             smtp=smtp,
             smtp_limits=cfg.smtp,
             decode_limits=cfg.decode,
@@ -272,6 +286,8 @@ def _execute(
                     sink.close()
             if syslog is not None:
                 syslog.close()
+            if publisher is not None:
+                publisher.close()
         cap, tcp, totals = result.capture_stats, result.tcp_stats, result.totals
         shutdown.flushed = result.flushed
     else:
@@ -293,8 +309,11 @@ def _execute(
             privacy,
             syslog,
             syslog_session,
+            publisher,
         )
     sinks = syslog.stats() if syslog is not None else None
+    if publisher is not None:
+        sinks = {**(sinks or {}), f"publish {publisher.name}": publisher.stats.as_dict()}
     if stats_sink is not None:
         counters = stats_dict(cap, tcp, totals, det_stats, sinks)
         if shutdown.signum:  # the input was cut short: say where the counters come from
@@ -333,6 +352,7 @@ def _run_in_process(
     privacy: Privacy | None = None,
     syslog: SyslogFanout | None = None,
     syslog_session: Callable[[Any], None] | None = None,
+    publisher: Publisher | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -356,6 +376,9 @@ def _run_in_process(
         sess_outs.append(detector.on_session)
     if syslog_session is not None:
         sess_outs.append(syslog_session)
+    if publisher is not None:  # in the order the pipeline emits them, after detection
+        conn_outs.append(publisher.conn)
+        sess_outs.append(publisher.session)
     pipe = Pipeline(
         ports=ports,
         on_conn=_fan_out(conn_outs),
@@ -382,6 +405,8 @@ def _run_in_process(
                 sink.close()
         if syslog is not None:
             syslog.close()  # after the last alert, for at most its flush timeout
+        if publisher is not None:
+            publisher.close()  # after the last record, for at most its flush timeout
     return pipe.capture_stats, pipe.tcp_stats, totals, det_stats
 
 
@@ -415,14 +440,40 @@ def _syslog_fanout(cfg: Config, urls: tuple[str, ...], fmt: str | None,
     return SyslogFanout(specs, syslog_cfg, warn)
 
 
-def _open_model(path: str | None, quiet: bool) -> tuple[Any, str]:
+def _publisher(cfg: Config, url: str, live_clock: bool) -> Publisher:
+    """The --publish destination (its thread not started yet). The entries carry the config's
+    sensor name, or this machine's name when the config keeps the packaged default."""
+    import socket
+    import time
+
+    from sensor.stream.publisher import Publisher
+    from sensor.stream.redis_streams import RedisTransport
+    from sensor.stream.urls import parse_stream_url
+
+    try:
+        spec = parse_stream_url(url, "--publish")
+    except SensorError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--publish: "),
+                                 param_hint="--publish") from None
+    name = cfg.site.sensor if cfg.site.sensor != "port25-sensor" else socket.gethostname()
+
+    def warn(text: str) -> None:
+        click.echo(f"sensor: warning: {text}", err=True)
+
+    return Publisher(RedisTransport(spec), name, spec.name, spec.queue_size,
+                     time.time if live_clock else None, warn)
+
+
+def _open_model(path: str | None, quiet: bool, in_process: bool = False) -> tuple[Any, str]:
     """The scorer of the model asked for, or of the bundled one (None when it is absent).
 
     The model is read (its scoring tables with numpy, or through skops and scikit-learn for a
     detector without them) and scores in a child process, on the other core: this process only
-    checks its card, so that none of those imports holds up the packet loop."""
+    checks its card, so that none of those imports holds up the packet loop. `in_process`
+    scores here instead, synchronously, so that when the alerts leave depends on packet time
+    alone (`sensor detect`, whose commits and replays after a restart count on it)."""
     from sensor.detect.card import bundled_model, peek_card
-    from sensor.detect.scoring import ChildScorer
+    from sensor.detect.scoring import ChildScorer, LocalScorer
 
     name = path or ""
     if path is None:
@@ -432,7 +483,14 @@ def _open_model(path: str | None, quiet: bool) -> tuple[Any, str]:
                 click.echo("sensor: note: no bundled model found: rules only", err=True)
             return None, ""
         name = f"bundled ({path})"
-    return ChildScorer(path, peek_card(path)), name
+    card = peek_card(path)
+    if in_process:
+        from sensor.detect import tables
+        from sensor.detect.model import load
+
+        found = tables.read(path, card)
+        return LocalScorer(load(path) if found is None else found), name
+    return ChildScorer(path, card), name
 
 
 def _write_host_scores(
@@ -627,7 +685,7 @@ def live(iface: str | None, duration: float | None, user: str | None, check_ifac
     service.install()
     try:
         alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, cfg=cfg,
-                          prepare=prepare, service=service, **opts)
+                          prepare=prepare, service=service, live_clock=True, **opts)
     except Aborted as exc:
         _abort(exc)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -103,6 +104,9 @@ class HostTable:
         self._hosts: OrderedDict[str, HostState] = OrderedDict()
         self._users = _Users(config.bounds.max_users)
         self.stats = TableStats()
+        self.owns: Callable[[str], bool] | None = None
+        """Sharded detection (`sensor detect --shard`): the hosts this table keeps; a session
+        then adds to its client and its server only where they are ours (None: every host)."""
 
     def _host(self, ip: str, now: float) -> HostState:
         st = self._hosts.get(ip)
@@ -148,6 +152,14 @@ class HostTable:
             return []
         now = s.ts + s.duration_s
         ev = session_events(s, self.view)
+        owns = self.owns
+        if owns is not None and not owns(s.client_ip):  # only its server is ours
+            if ev.server is None or not owns(s.server_ip):
+                return []
+            srv = self._host(s.server_ip, now)
+            changed = [(srv, self._add(srv, ev.server))]
+            self._sample(srv, s.uid)
+            return changed
         st = self._host(s.client_ip, now)
         st.advance(st.now)
         adds = ev.client[0]
@@ -159,7 +171,7 @@ class HostTable:
         st.add(st.now, adds, ev.client[1])
         self._sample(st, s.uid)
         changed = [(st, _mask(adds) | (AUTH_STATE_BIT if moved else 0))]
-        if ev.server is not None:
+        if ev.server is not None and (owns is None or owns(s.server_ip)):
             srv = self._host(s.server_ip, now)
             changed.append((srv, self._add(srv, ev.server)))
             self._sample(srv, s.uid)

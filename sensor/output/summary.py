@@ -97,7 +97,8 @@ def render_summary(
         if detect.evicted:
             rows.append(("hosts evicted (host table cap)", detect.evicted))
     for dest, counts in (sinks or {}).items():
-        rows.extend((f"syslog {dest}: {label}", counts[key]) for key, label in _SINK_ROWS
+        what = dest if dest.startswith("publish ") else f"syslog {dest}"  # --publish: as is
+        rows.extend((f"{what}: {label}", counts[key]) for key, label in _SINK_ROWS
                     if counts[key] or key == "sent")
     for name, n in sorted(totals.anomalies.items(), key=lambda kv: -kv[1]):
         rows.append((f"smtp anomaly: {name}", n))

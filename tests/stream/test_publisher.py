@@ -1,0 +1,153 @@
+"""`--publish`: records reach a real Redis stream in the pipeline's order, with their sensor;
+a server that is away or restarts costs counted drops, never the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sensor.capture.writer import PcapWriter
+from sensor.stream.publisher import Publisher
+from sensor.stream.redis_streams import RedisTransport
+from sensor.stream.urls import parse_stream_url
+
+from .conftest import Site, sensor
+from .redis_util import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DEMO = ROOT / "pcaps" / "demo.pcap"
+
+
+def entries(server: RedisServer, stream: str) -> list[dict[bytes, bytes]]:
+    got: Any = server.client().xrange(stream)
+    return [fields for _, fields in got]
+
+
+def test_records_go_in_pipeline_order_with_sensor_name(redis_server: RedisServer,
+                                                       tmp_path: Path) -> None:
+    config = tmp_path / "sensor.toml"
+    config.write_text('[site]\nsensor = "tap-eth1"\n')
+    done = sensor("analyze", "-q", "--config", str(config), "--conns", str(tmp_path / "c"),
+                  "--sessions", str(tmp_path / "s"), "--stats", str(tmp_path / "stats"),
+                  "--publish", f"{redis_server.url}?stream=p25&maxlen=100000", str(DEMO))
+    assert done.returncode == 0, done.stderr
+    got = entries(redis_server, "p25")
+    assert [f[b"type"] for f in got[-1:]] == [b"end"]
+    assert [int(f[b"seq"]) for f in got] == list(range(1, len(got) + 1))
+    keys = [float(f[b"t"]) for f in got]
+    assert keys == sorted(keys)  # the merge key never decreases within a source
+    assert {f[b"sensor"] for f in got} == {b"tap-eth1"}
+    assert len({f[b"src"] for f in got}) == 1
+    conns = [f[b"rec"] + b"\n" for f in got if f[b"type"] == b"conn"]
+    sessions = [f[b"rec"] + b"\n" for f in got if f[b"type"] == b"session"]
+    assert b"".join(conns) == (tmp_path / "c").read_bytes()  # the --conns log's lines, in order
+    assert b"".join(sessions) == (tmp_path / "s").read_bytes()
+    for f in got[:-1]:
+        rec = json.loads(f[b"rec"])
+        assert (f[b"client"].decode(), f[b"server"].decode()) == (rec["client_ip"],
+                                                                  rec["server_ip"])
+    pub = json.loads((tmp_path / "stats").read_text())["sinks"]
+    assert next(iter(pub.values()))["sent"] == len(conns) + len(sessions)
+
+
+def test_redis_restart_in_the_middle_counts_drops(site: Site, tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        stats = tmp_path / "stats.json"
+        # a small queue, so that the outage overflows it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sensor", "analyze", "-q", "--stats", str(stats),
+             "--publish", f"{server.url}?stream=p25&queue=200", str(site.whole)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not server.client().xlen("p25"):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        server.stop()  # every entry so far is gone with it (no persistence)
+        time.sleep(1.5)
+        assert proc.poll() is None, "the run ended before the server came back"
+        server.start()
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert "cannot publish" in err
+        counters = json.loads(stats.read_text())
+        (pub,) = counters["sinks"].values()
+        assert pub["dropped_queue_full"] > 0
+        assert pub["connect_failures"] > 0 and pub["reconnects"] > 0
+        records = counters["totals"]["connections"] + counters["totals"]["sessions"]
+        assert pub["sent"] + pub["dropped_queue_full"] + pub["dropped_undeliverable"] == records
+        after = entries(server, "p25")
+        assert after and after[-1][b"type"] == b"end"  # what came after the restart, then its end
+        seqs = [int(f[b"seq"]) for f in after]
+        assert seqs == sorted(seqs)
+    finally:
+        server.stop()
+
+
+def test_unreachable_server_is_a_warning_and_counted_drops(tmp_path: Path) -> None:
+    stats = tmp_path / "stats.json"
+    done = sensor("analyze", "-q", "--stats", str(stats), "--publish",
+                  f"redis://127.0.0.1:{free_port()}/0?stream=p25", str(DEMO))
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "cannot publish" in line]
+    assert len(warnings) == 1, done.stderr
+    counters = json.loads(stats.read_text())
+    (pub,) = counters["sinks"].values()
+    records = counters["totals"]["connections"] + counters["totals"]["sessions"]
+    assert pub["sent"] == 0
+    assert pub["dropped_undeliverable"] + pub["dropped_queue_full"] == records
+
+
+def test_bad_publish_url_is_one_line_exit_2(tmp_path: Path) -> None:
+    for url, what in (("http://h/0?stream=x", "redis://"), ("redis://h:6379/0", "?stream=NAME"),
+                      ("redis://h/0?stream=x&maxlen=-1", "maxlen"),
+                      ("redis://h/x?stream=s", "database number")):
+        done = sensor("analyze", "-q", "--publish", url, str(DEMO))
+        assert done.returncode == 2, (url, done.stderr)
+        assert what in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_quiet_live_publisher_ticks_then_ends(redis_server: RedisServer) -> None:
+    """The publisher on its own: with a clock and nothing to say, ticks carry the clock."""
+    url = parse_stream_url(f"{redis_server.url}?stream=api", "--publish")
+    pub = Publisher(RedisTransport(url), "s1", url.name, 100, clock=lambda: 1000.0)
+    pub.start()
+    deadline = time.monotonic() + 10
+    while not redis_server.client().xlen("api"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pub.close()
+    got = entries(redis_server, "api")
+    assert [f[b"type"] for f in got][:1] == [b"tick"] and got[-1][b"type"] == b"end"
+    assert float(got[0][b"t"]) == 1000.0
+    assert pub.stats.as_dict()["sent"] == 0  # ticks and ends are not records
+
+
+def test_empty_capture_publishes_only_the_end(redis_server: RedisServer, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pcap"
+    PcapWriter(str(empty)).close()
+    done = sensor("analyze", "-q", "--publish", f"{redis_server.url}?stream=e", str(empty))
+    assert done.returncode == 0, done.stderr
+    assert [f[b"type"] for f in entries(redis_server, "e")] == [b"end"]
+
+
+def test_a_quiet_capture_publisher_ticks_without_moving_its_key(
+        redis_server: RedisServer) -> None:
+    """Without a clock (analyze), a tick says the source is alive, its key unmoved."""
+    url = parse_stream_url(f"{redis_server.url}?stream=quiet", "--publish")
+    pub = Publisher(RedisTransport(url), "s1", url.name, 100)
+    pub.start()
+    deadline = time.monotonic() + 10
+    while not redis_server.client().xlen("quiet"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pub.close()
+    got = entries(redis_server, "quiet")
+    assert [f[b"type"] for f in got][-1] == b"end"
+    assert {f[b"type"] for f in got[:-1]} == {b"tick"}
+    assert {float(f[b"t"]) for f in got} == {0.0}  # nothing known yet of its packet time
