@@ -3,8 +3,9 @@
 #   ensure_system.sh python   -> python3 with venv and pip, and a C compiler with the Python
 #                                headers (mypyc compiles the hot stages; without them setup.py
 #                                installs pure Python)
-#   ensure_system.sh test     -> tshark and tcpdump (parity tests, benchmarks), iproute2 (live
-#                                tests on a veth pair in network namespaces), rsyslog with its
+#   ensure_system.sh test     -> tshark and tcpdump (parity tests, benchmarks), iproute2 and
+#                                tcpreplay (live tests on a veth pair in network namespaces,
+#                                scripts/bench_live.py), rsyslog with its
 #                                gnutls and relp modules (syslog sink tests; never started as a
 #                                service), and syslog-ng-core unpacked into
 #                                $PORT25_SYSLOG_NG_DIR (default /var/cache/port25-sensor/syslog-ng):
@@ -24,6 +25,7 @@ case "${1:-}" in
     command -v tshark >/dev/null 2>&1 || want="$want tshark"
     command -v tcpdump >/dev/null 2>&1 || want="$want tcpdump"
     command -v ss >/dev/null 2>&1 || want="$want iproute2"  # veth/netns live tests: ip, ss
+    command -v tcpreplay >/dev/null 2>&1 || want="$want tcpreplay"  # live replay tests, bench_live
     # syslog sink tests: rsyslog's imtcp with the gtls driver, and imrelp
     for pkg in rsyslog rsyslog-gnutls rsyslog-relp; do
       dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || want="$want $pkg"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sensor.output.jsonl import JsonlSink
     from sensor.output.privacy import Privacy
     from sensor.parallel import ParallelInput
+    from sensor.service.livefanout import LiveInput
     from sensor.sinks.fanout import SyslogFanout
     from sensor.smtp.limits import SmtpLimits
     from sensor.tcp.reassembler import TcpLimits
@@ -167,13 +168,18 @@ def _execute(
     progress: bool,
     shutdown: Shutdown,
     parallel: ParallelInput | None = None,
+    live: LiveInput | None = None,
+    capture_extra: Callable[[], dict[str, Any]] | None = None,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
     With `parallel`, forked workers analyse shares of the flows of its files instead (`frames_for`
-    is not used) and this process merges their records. Returns the number of alerts raised (0
-    when detection was not asked for). After a stop signal (`shutdown`), the connections still
-    open are flushed through detection and the outputs, and a line says how many.
+    is not used) and this process merges their records; with `live`, forked workers capture
+    fanout shares of its interfaces likewise. `capture_extra()` gives counters to add to --stats
+    and the summary once the run is over (the live interfaces' kernel counters). Returns the
+    number of alerts raised (0 when detection was not asked for). After a stop signal
+    (`shutdown`), the connections still open are flushed through detection and the outputs, and
+    a line says how many.
     """
     from sensor.capture.bpf import build_filter
     from sensor.config import load_config
@@ -234,7 +240,8 @@ def _execute(
 
     if syslog is not None:  # its threads start once nothing can stop the run before it begins
         syslog.start()
-    if parallel is not None:
+    extra: dict[str, Any] = {}
+    if parallel is not None or live is not None:
         from sensor.parallel import Outputs, run_parallel
 
         outs = Outputs(
@@ -251,7 +258,16 @@ def _execute(
         sys.stdout.flush()  # forked workers must not inherit (and repeat) buffered output
         sys.stderr.flush()
         try:
-            result = run_parallel(parallel, expr, ports, outs, limits_from_config(cfg))
+            if live is not None:
+                from sensor.service.livefanout import run_live_fanout
+
+                done = run_live_fanout(live, expr, ports, outs, limits_from_config(cfg))
+                extra = {"interfaces": done.interfaces, "workers": done.workers}
+                counted = (done.capture_stats, done.tcp_stats, done.totals, done.flushed)
+            else:
+                assert parallel is not None
+                res = run_parallel(parallel, expr, ports, outs, limits_from_config(cfg))
+                counted = (res.capture_stats, res.tcp_stats, res.totals, res.flushed)
         finally:
             det_stats = detector.finish() if detector is not None else None
             _write_host_scores(detector, scores_sink, privacy)
@@ -260,8 +276,7 @@ def _execute(
                     sink.close()
             if syslog is not None:
                 syslog.close()
-        cap, tcp, totals = result.capture_stats, result.tcp_stats, result.totals
-        shutdown.flushed = result.flushed
+        cap, tcp, totals, shutdown.flushed = counted
     else:
         cap, tcp, totals, det_stats = _run_in_process(
             shutdown,
@@ -283,18 +298,25 @@ def _execute(
             syslog_session,
         )
     sinks = syslog.stats() if syslog is not None else None
+    if capture_extra is not None:
+        extra.update(capture_extra())
     if stats_path:
         stats_sink = JsonlSink(stats_path)
         counters = stats_dict(cap, tcp, totals, det_stats, sinks)
+        counters.update(extra)
         if shutdown.signum:  # the input was cut short: say where the counters come from
             counters["stopped_by"] = {"signal": shutdown.name, "flushed": shutdown.flushed}
         stats_sink.write(counters)
         stats_sink.close()
     if not quiet:
         to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path, host_scores_path)
-        render_summary(cap, tcp, totals, errors, to_stderr, det_stats, sinks)
+        render_summary(cap, tcp, totals, errors, to_stderr, det_stats, sinks, extra)
         if latest:
             render_alerts(list(latest.values()), to_stderr)
+    for name, row in extra.get("interfaces", {}).items():
+        click.echo(f"sensor: {name}: {row['received']} packets received by the filter, "
+                   f"{row['dropped']} dropped by the kernel, {row['if_dropped']} by the interface",
+                   err=True)  # fmt: skip
     if shutdown.signum:
         click.echo(
             f"sensor: {shutdown.name}: stopped reading; {shutdown.flushed} open connections "
@@ -547,19 +569,47 @@ def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **o
 
 
 @main.command()
-@click.option("-i", "--interface", "iface", required=True, help="Interface to capture on.")
+@click.option("-i", "--interface", "ifaces", required=True, multiple=True,
+              help="Interface to capture on (repeatable: several interfaces in one run).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")  # fmt: skip
+              help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
+@click.option("--workers", default="1", show_default=True, callback=_parse_workers,
+              metavar="N|auto",
+              help="Capture processes per interface, sharing its flows through a kernel "
+                   "PACKET_FANOUT_HASH group (auto: one per core, at most 8).")
+@click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True,
+              help="Bytes kept per packet (SMTP payload beyond it is lost: keep the default).")
+@click.option("--buffer-mb", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Kernel ring buffer per capture process, in MiB (absorbs bursts).")
+@click.option("--promisc/--no-promisc", default=True, show_default=True,
+              help="Put the interface in promiscuous mode (a span port needs it).")
 @_output_options
-def live(iface: str, duration: float | None, **opts: Any) -> None:
-    """Analyse live traffic on an interface (libpcap, BPF filter in the kernel)."""
+def live(
+    ifaces: tuple[str, ...],
+    duration: float | None,
+    workers: int,
+    snaplen: int,
+    buffer_mb: int,
+    promisc: bool,
+    **opts: Any,
+) -> None:
+    """Analyse live traffic on interfaces (libpcap, BPF filter in the kernel).
+
+    With --workers N, or several -i, each interface is read by N processes joined in one kernel
+    fanout group (both directions of a connection reach the same process); this process merges
+    their records and runs detection and every output once. A worker that dies is restarted
+    on the same capture handle, and the loss is counted in --stats and the summary.
+    """
     from sensor.capture.live import LiveSource
 
     holder: list[LiveSource] = []
     shutdown = Shutdown()
+    buffer_bytes = buffer_mb << 20
 
     def frames_for(pipe: Pipeline, expr: str) -> Iterator[Frame]:
-        source = LiveSource(iface, bpf=expr)
+        source = LiveSource(
+            ifaces[0], bpf=expr, snaplen=snaplen, promisc=promisc, buffer_bytes=buffer_bytes
+        )
         holder.append(source)
         shutdown.add_hook(lambda _signum: source.stop())
         if duration is not None:
@@ -568,22 +618,33 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
             timer.start()
         return source.frames(pipe.capture_stats)
 
+    def interfaces() -> dict[str, Any]:
+        out: dict[str, dict[str, int]] = {}
+        for source in holder:
+            received, dropped, if_dropped = source.stats()
+            out[source.iface] = {"received": received, "dropped": dropped,
+                                 "if_dropped": if_dropped}  # fmt: skip
+        return {"interfaces": out}
+
+    fanout = None
+    if workers > 1 or len(ifaces) > 1:
+        from sensor.service.livefanout import LiveInput
+
+        def event(line: str) -> None:
+            click.echo(f"sensor: {line}", err=True)
+
+        fanout = LiveInput(ifaces, workers, shutdown, snaplen=snaplen, promisc=promisc,
+                           buffer_bytes=buffer_bytes, duration=duration,
+                           on_event=event)  # fmt: skip
     shutdown.install()
     try:
-        alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, **opts)
+        alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, live=fanout,
+                          capture_extra=interfaces if fanout is None else None, **opts)  # fmt: skip
     except Aborted as exc:
         _abort(exc)
     finally:
         shutdown.restore()
         for source in holder:
-            received, dropped, if_dropped = source.stats()
-            click.echo(
-                f"sensor: {iface}: {received} packets received by the filter, "
-                f"{dropped} dropped by the kernel, {if_dropped} by the interface",
-                err=True,
-            )
             source.close()
     if alerts and opts["fail_on_alert"]:
         sys.exit(1)
-
-
