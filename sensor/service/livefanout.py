@@ -35,8 +35,10 @@ from sensor.tcp.reassembler import TcpLimits
 
 WORKER_TICK_S: Final = 0.1
 """A worker sends its pending records and its packet-time progress at least this often."""
-COUNTERS_INTERVAL_S: Final = 1.0
-"""A worker sends its counters this often; the parent reads the kernel's drop counters as often."""
+COUNTERS_INTERVAL_S: Final = 0.25
+"""A worker sends its counters this often (what a worker that dies takes uncounted with it)."""
+HANDLE_STATS_INTERVAL_S: Final = 1.0
+"""How often the parent reads every handle's kernel counters (packets received, drops)."""
 IDLE_LAG_S: Final = 0.5
 """An idle worker (its ring drained) vouches for packet times up to the wall clock minus this:
 the kernel hands a ring block over at most its retire timeout (libpcap: the read timeout, 100 ms)
@@ -252,7 +254,7 @@ class _Run:
                 now = time.monotonic()
                 if now >= next_counters:
                     self._poll_handles()
-                    next_counters = now + COUNTERS_INTERVAL_S
+                    next_counters = now + HANDLE_STATS_INTERVAL_S
                 self._restart_dead(now)
                 if self.stopping and now - self.stop_at > STOP_GRACE_S:
                     self._give_up()
