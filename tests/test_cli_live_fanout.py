@@ -8,17 +8,23 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from netns_util import REPLAY_MTU, SRV_IF, VethNet, has_packet_filter, replay
 from netns_util import veth_namespaces as _veth_namespaces
+
+from sensor.parallel import Outputs
+from sensor.records import SmtpSession
+from sensor.service.livefanout import LiveInput, run_live_fanout
+from sensor.service.signals import Shutdown
 
 STEP_TIMEOUT_S = 15.0
 """Longest one step (start-up, a replay, the flush after SIGTERM) may take."""
@@ -211,3 +217,67 @@ def test_killed_worker_is_restarted_and_its_loss_counted(
     kept = sum(1 for s in offline_sessions if s in live_sessions)
     lost = workers["lost_connections"]
     assert kept >= len(offline_sessions) - lost - len(offline_sessions) // 10, (kept, lost)
+
+
+DIALOGUE = ((None, b"220 mx.test ESMTP\r\n"), (b"EHLO c.test\r\n", b"250 ok\r\n"),
+            (b"QUIT\r\n", b"221 bye\r\n"))  # fmt: skip
+"""(client line, server reply) of the loopback dialogues."""
+
+
+def _smtp_dialogues(port: int, n: int) -> None:
+    """`n` short SMTP dialogues with a scripted server on 127.0.0.1:port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", port))
+    server.listen(n)
+    try:
+        for _ in range(n):
+            client = socket.create_connection(("127.0.0.1", port))
+            conn, _ = server.accept()
+            for line, reply in DIALOGUE:
+                if line is not None:
+                    client.sendall(line)
+                    assert conn.recv(100) == line
+                conn.sendall(reply)
+                assert client.recv(100) == reply
+            client.close()
+            conn.close()
+    finally:
+        server.close()
+
+
+def test_snapshot_while_running_on_loopback() -> None:
+    """The aggregator's snapshot(), read from another thread during a two-worker run, has the
+    --stats shape plus interfaces, workers and process, and its counters grow with the traffic;
+    the run delivers one session per dialogue."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    sessions: list[SmtpSession] = []
+    snapshots: list[Callable[[], dict[str, Any]]] = []
+    src = LiveInput(("lo",), 2, Shutdown(), buffer_bytes=4 << 20, duration=4.0,
+                    on_snapshot=snapshots.append)  # fmt: skip
+    seen: list[dict[str, Any]] = []
+
+    def traffic() -> None:
+        deadline = time.monotonic() + 5
+        while not snapshots and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        _smtp_dialogues(port, 12)
+        time.sleep(1.0)  # the workers' counters come every quarter second
+        seen.append(snapshots[0]())
+
+    client = threading.Thread(target=traffic)
+    client.start()
+    result = run_live_fanout(src, f"tcp port {port}", (port,), Outputs(session=sessions.append))
+    client.join()
+    assert len(sessions) == 12
+    assert {s.helo for s in sessions} == {"c.test"}
+    [snap] = seen
+    assert set(snap) >= {"capture", "tcp", "totals", "interfaces", "workers", "process"}
+    assert snap["capture"]["packets"] >= 12 * 8
+    assert snap["tcp"]["connections"] == 12  # sessions end after the close linger
+    assert snap["interfaces"]["lo"]["received"] >= snap["capture"]["packets"]
+    assert snap["workers"]["running"] == 2 and snap["workers"]["restarts"] == 0
+    assert snap["process"]["rss_bytes"] > 10 << 20
+    assert result.totals.sessions == 12 and result.workers["running"] == 0
