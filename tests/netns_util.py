@@ -7,10 +7,12 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 IP_TIMEOUT_S = 10.0
 """Longest one `ip` or `ss` command may run."""
@@ -179,3 +181,37 @@ def replay(net: VethNet, pcap: str, pps: int | None = None, topspeed: bool = Fal
     if done.returncode != 0:
         raise RuntimeError(f"tcpreplay {pcap}: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
+
+
+class LineReader:
+    """Collects a process's output lines in a thread, so that a test can wait for one line
+    while the process runs and read all of them once it has ended."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, needle: str, timeout_s: float) -> bool:
+        """True once a line containing `needle` has come, False after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not any(needle in line for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def text(self, timeout_s: float = IP_TIMEOUT_S) -> str:
+        """Everything read, once the stream has ended (or after `timeout_s`)."""
+        self._thread.join(timeout_s)
+        with self._cond:
+            return "".join(self.lines)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns_util import REPLAY_MTU, SRV_IF, VethNet, has_packet_filter, replay
+from netns_util import REPLAY_MTU, SRV_IF, LineReader, VethNet, has_packet_filter, replay
 from netns_util import veth_namespaces as _veth_namespaces
 
 from sensor.parallel import Outputs
@@ -94,13 +94,20 @@ def _children(pid: int) -> list[int]:
         return [int(x) for x in f.read().split()]
 
 
-def _wait_capturing(net: VethNet, proc: subprocess.Popen[str]) -> None:
+def _wait_capturing(net: VethNet, proc: subprocess.Popen[str], err: LineReader,
+                    workers: int) -> None:  # fmt: skip
+    """Wait until every capture handle is open and filtering: one worker's socket carries its
+    filter; with several, the sensor says so once all of them are in the fanout group."""
     deadline = time.monotonic() + STEP_TIMEOUT_S
+    if workers > 1:
+        if not err.wait_for("sensor: capturing on", STEP_TIMEOUT_S):
+            proc.kill()
+            pytest.fail(f"sensor never started capturing: {err.text()}")
+        return
     while not has_packet_filter(net.srv_ns, proc.pid):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            _, err = proc.communicate(timeout=STEP_TIMEOUT_S)
-            pytest.fail(f"sensor never started capturing (exit {proc.returncode}): {err}")
+            pytest.fail(f"sensor never started capturing (exit {proc.returncode}): {err.text()}")
         time.sleep(0.05)
 
 
@@ -133,12 +140,14 @@ def _live(
     argv = [sys.executable, "-m", "sensor", "live", "-i", SRV_IF, "--workers", str(workers),
             "-q", "--sessions", str(out / "live.sessions"), "--alerts", str(out / "live.alerts"),
             "--stats", str(out / "live.stats")]  # fmt: skip
-    sensor = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.PIPE,
+    sensor = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert sensor.stderr is not None
+    lines = LineReader(sensor.stderr)
     tcpdump = _start_tcpdump(net, out / "reference.pcap")
     killed: list[int] = []
     try:
-        _wait_capturing(net, sensor)
+        _wait_capturing(net, sensor, lines, workers)
         if kill_after is not None:
 
             def kill_one() -> None:
@@ -154,13 +163,14 @@ def _live(
         time.sleep(SETTLE_S)
         sensor.send_signal(signal.SIGTERM)
         tcpdump.send_signal(signal.SIGTERM)
-        _, err = sensor.communicate(timeout=STEP_TIMEOUT_S)
+        sensor.wait(timeout=STEP_TIMEOUT_S)
+        err = lines.text()
         tcpdump.communicate(timeout=STEP_TIMEOUT_S)
     finally:
         for proc in (sensor, tcpdump):
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate(timeout=STEP_TIMEOUT_S)
+                proc.wait(timeout=STEP_TIMEOUT_S)
     assert sensor.returncode == 0, err
     [stats] = [json.loads(line) for line in (out / "live.stats").read_text().splitlines()]
     return err, stats, killed[0] if killed else None

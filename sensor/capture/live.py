@@ -107,7 +107,9 @@ class LiveSource:
             raise CaptureError(f"cannot capture on interface {iface!r}: {reason}")
         self._handle = handle
         self.linktype: int = handle.datalink()
-        if fanout is not None:
+        self._set_filter()
+        if fanout is not None:  # after the filter: libpcap drains the socket when it sets one,
+            # and a group member being drained would discard its share of the group's traffic
             try:
                 handle.set_fanout(fanout[0], fanout[1])
             except (pcapy.PcapError, OSError, ValueError) as exc:
@@ -115,7 +117,6 @@ class LiveSource:
                 raise CaptureError(
                     f"cannot join fanout group {fanout[0]} on interface {iface!r}: {exc}"
                 ) from exc
-        self._set_filter()
         # Non-blocking reads plus select(): libpcap's own timeout does not fire on an idle
         # TPACKET_V3 ring, so a blocking read would never come back to check the stop flag.
         handle.setnonblock(1)

@@ -172,6 +172,7 @@ def run_live_fanout(
         raise
     try:
         src.on_event(f"privileges: {drop_privileges(src.user)}")
+        src.on_event(f"capturing on {', '.join(src.ifaces)}: {src.workers} worker(s) each")
         run = _Run(src, slots, tuple(ports), out_wants(out), share)
         if src.on_snapshot is not None:
             src.on_snapshot(run.snapshot)
