@@ -5,7 +5,8 @@ sensor captures on the server-side end of a fresh veth pair inside two network n
 tcpreplay sends the capture into the client-side end. Printed per run: the rate tcpreplay
 reached, packets sent and seen, kernel and interface drops, the upstream-loss counters of the
 TCP reassembler (whatever `tcp` counters name acks or loss: helper "metrics" adds them), the
-sensor's CPU seconds (every worker included) and its peak RSS (all processes). Then, as ratios
+sensor's CPU seconds (every worker included) and its peak memory (PSS summed over its
+processes: RSS would count the forked heap and the capture rings once per process). Then, as ratios
 against the one-worker runs of the same invocation: the highest rate each worker count took with
 no kernel drop, and the packets seen per second at top speed.
 
@@ -43,6 +44,8 @@ from netns_util import (
     veth_namespaces,
 )
 
+from sensor.service.livefanout import pss_bytes
+
 DEFAULT_RATES = "10000,50000,100000,200000,300000,500000,top"
 SETTLE_S = 2.0  # after the replay: the last ring blocks are handed over, the workers report
 START_TIMEOUT_S = 20.0
@@ -60,14 +63,8 @@ def _tree(pid: int) -> list[int]:
 
 
 def _rss(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/statm", encoding="ascii") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
+    """Memory of the sensor's processes: their PSS summed (each shared page counted once)."""
+    return sum(pss_bytes(pid) for pid in pids)
 
 
 def _cpu() -> float:
@@ -194,7 +191,7 @@ def main() -> None:
     counts = [int(w) for w in ns.workers_list.split(",")]
     rows: list[dict[str, Any]] = []
     head = (f"{'workers':>7} {'rate':>8} {'reached pps':>12} {'sent':>9} {'seen':>9} "
-            f"{'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'rss MB':>7}  loss")  # fmt: skip
+            f"{'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'mem MB':>7}  loss")  # fmt: skip
     print(head, flush=True)
     for workers in counts:
         for rate in rates:

@@ -134,10 +134,12 @@ def _live(
     workers: int,
     pps: int = REPLAY_PPS,
     kill_after: float | None = None,
+    extra_ifaces: tuple[str, ...] = (),
 ) -> tuple[str, dict[str, Any], int | None]:
     """Run `sensor live` on the server-side end while `pcap` is replayed into the client side;
     returns its stderr, its --stats and the pid of the worker killed (kill_after, if any)."""
-    argv = [sys.executable, "-m", "sensor", "live", "-i", SRV_IF, "--workers", str(workers),
+    more = [arg for iface in extra_ifaces for arg in ("-i", iface)]
+    argv = [sys.executable, "-m", "sensor", "live", "-i", SRV_IF, *more, "--workers", str(workers),
             "-q", "--sessions", str(out / "live.sessions"), "--alerts", str(out / "live.alerts"),
             "--stats", str(out / "live.stats")]  # fmt: skip
     sensor = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.DEVNULL,
@@ -147,7 +149,7 @@ def _live(
     tcpdump = _start_tcpdump(net, out / "reference.pcap")
     killed: list[int] = []
     try:
-        _wait_capturing(net, sensor, lines, workers)
+        _wait_capturing(net, sensor, lines, workers * (1 + len(extra_ifaces)))
         if kill_after is not None:
 
             def kill_one() -> None:
@@ -176,21 +178,25 @@ def _live(
     return err, stats, killed[0] if killed else None
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("workers", "extra_ifaces"), [(1, ()), (2, ()), (1, ("lo",))], ids=["1", "2", "1+lo"]
+)
 def test_live_replay_equals_offline(
-    veth: VethNet, demo_pcap: Path, tmp_path: Path, workers: int
+    veth: VethNet, demo_pcap: Path, tmp_path: Path, workers: int, extra_ifaces: tuple[str, ...]
 ) -> None:
     """Sessions as offline on the simulated capture; (host, kind) alerts as offline on what the
     interface received (tcpdump beside the sensor: replayed faster than simulated, the traffic's
-    rates differ from the original capture's, and the model sees them)."""
-    err, stats, _ = _live(veth, demo_pcap, tmp_path, workers)
+    rates differ from the original capture's, and the model sees them). With a second -i (the
+    namespace's idle loopback), one worker per interface."""
+    err, stats, _ = _live(veth, demo_pcap, tmp_path, workers, extra_ifaces=extra_ifaces)
+    assert set(stats["interfaces"]) == {SRV_IF, *extra_ifaces}
     frames = int(subprocess.run(["capinfos", "-c", "-M", str(demo_pcap)], capture_output=True,
                                 text=True, check=True).stdout.split()[-1])  # fmt: skip
     row = stats["interfaces"][SRV_IF]
     assert row["dropped"] == 0 and row["if_dropped"] == 0, stats
     assert row["received"] >= frames
     assert stats["capture"]["packets"] == frames, stats["capture"]
-    if workers > 1:
+    if workers > 1 or extra_ifaces:
         assert stats["workers"] == {"running": 0, "restarts": 0, "lost_packets": 0,
                                     "lost_connections": 0}  # fmt: skip
     assert f"sensor: {SRV_IF}: {row['received']} packets received by the filter, 0 dropped" in err

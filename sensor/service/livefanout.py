@@ -463,7 +463,7 @@ class _Run:
             out["workers"] = self.workers()
             pids = [os.getpid()] + [s.proc.pid for s in self.slots
                                     if s.proc is not None and s.proc.pid is not None]  # fmt: skip
-        out["process"] = {"rss_bytes": sum(_rss_bytes(pid) for pid in pids)}
+        out["process"] = {"rss_bytes": sum(pss_bytes(pid) for pid in pids)}
         return out
 
     def result(self) -> LiveResult:
@@ -478,7 +478,17 @@ _SESSION: Final = 1
 _PAGE: Final = os.sysconf("SC_PAGE_SIZE")
 
 
-def _rss_bytes(pid: int) -> int:
+def pss_bytes(pid: int) -> int:
+    """Process `pid`'s proportional set size (PSS): summed over the parent and its forked workers
+    it counts each shared page once (their RSS would count the copy-on-write heap and the
+    capture rings once per process). Its RSS where smaps_rollup is missing."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         with open(f"/proc/{pid}/statm", encoding="ascii") as f:
             return int(f.read().split()[1]) * _PAGE
