@@ -531,6 +531,8 @@ def _worker_main(
     """Process entry: read this worker's handle until stopped, send everything; never returns."""
     code = 0
     try:
+        # SIGHUP (reopen outputs, reload) is the parent's business: it owns every output.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         shutdown = Shutdown(abort_on_second=False)
         shutdown.install()
         shutdown.add_hook(lambda _signum: source.stop())
