@@ -300,6 +300,10 @@ def _execute(
     sinks = syslog.stats() if syslog is not None else None
     if capture_extra is not None:
         extra.update(capture_extra())
+    if "interfaces" in extra:  # every interface's kernel counters, added up
+        rows = extra["interfaces"].values()
+        extra["interfaces_total"] = {k: sum(r[k] for r in rows)
+                                     for k in ("received", "dropped", "if_dropped")}  # fmt: skip
     if stats_path:
         stats_sink = JsonlSink(stats_path)
         counters = stats_dict(cap, tcp, totals, det_stats, sinks)

@@ -190,6 +190,8 @@ def test_live_replay_equals_offline(
     namespace's idle loopback), one worker per interface."""
     err, stats, _ = _live(veth, demo_pcap, tmp_path, workers, extra_ifaces=extra_ifaces)
     assert set(stats["interfaces"]) == {SRV_IF, *extra_ifaces}
+    for key in ("received", "dropped", "if_dropped"):
+        assert stats["interfaces_total"][key] == sum(r[key] for r in stats["interfaces"].values())
     frames = int(subprocess.run(["capinfos", "-c", "-M", str(demo_pcap)], capture_output=True,
                                 text=True, check=True).stdout.split()[-1])  # fmt: skip
     row = stats["interfaces"][SRV_IF]

@@ -48,6 +48,7 @@ RESTART_PAUSE_S: Final = 1.0
 STOP_GRACE_S: Final = 10.0
 """After a stop, how long workers may take to flush and send what they hold before being killed."""
 _WAIT_S: Final = 0.05  # the parent's longest wait for a message before looking at the clock
+_MAX_MESSAGES: Final = 64  # messages read from one worker before the parent delivers again
 
 Item = tuple[float, float, int, int, int, bytes | None, Any]
 """(packet time at emission, connection end time, worker key, sequence, kind, JSON line or None,
@@ -285,7 +286,9 @@ class _Run:
             conn = slot.conn
             assert conn is not None
             try:
-                while conn.poll():
+                for _ in range(_MAX_MESSAGES):  # then deliver: a busy worker never stalls it
+                    if not conn.poll():
+                        break
                     self._handle(slot, conn.recv())
                     if slot.done or slot.conn is None:
                         break
