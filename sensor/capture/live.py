@@ -30,6 +30,11 @@ EMPTY_READ_PAUSE_S = 0.01
 """Pause after a read that found the socket readable but returned no packet (packets libpcap's
 userland filter dropped, or a ring being resynchronised): no busy loop."""
 
+STOP_DRAIN_S = 2.0
+"""After stop(), how long frames() goes on reading what the kernel ring already holds (it
+returns as soon as the ring is empty): packets captured before a SIGTERM are analysed, not
+dropped unseen with the ring."""
+
 PACKET_FANOUT_FLAG_DEFRAG: Final = 0x8000
 """linux/if_packet.h: the kernel reassembles IP fragments before hashing, so that every fragment
 of a datagram reaches the same fanout member as its flow."""
@@ -140,7 +145,7 @@ class LiveSource:
     def frames(
         self, stats: CaptureStats | None = None, tick: Callable[[bool], None] | None = None
     ) -> Iterator[Frame]:
-        """Yield (ts, linktype, data) as packets arrive; returns soon after stop().
+        """Yield (ts, linktype, data) as packets arrive; returns soon after stop() (see there).
 
         `stats` counts the packets and bytes handed over (what passed the kernel filter).
         `tick(idle)` is called before every read: idle is True when no packet came within the
@@ -152,9 +157,20 @@ class LiveSource:
         fd = self._fd
         timeout = self._timeout_s
         batch = self._batch
-        while not self._stopped:
-            readable, _, _ = select.select([fd], [], [], timeout)
+        drain_until = 0.0
+        while True:
+            wait = timeout
+            if self._stopped:  # read on what the ring already holds, for a bounded time
+                now = time.monotonic()
+                if not drain_until:
+                    drain_until = now + STOP_DRAIN_S
+                if now > drain_until:
+                    break
+                wait = 0.0
+            readable, _, _ = select.select([fd], [], [], wait)
             if not readable:
+                if self._stopped:
+                    break
                 if tick is not None:
                     tick(True)
                 continue
@@ -176,7 +192,8 @@ class LiveSource:
                 tick(False)
 
     def stop(self) -> None:
-        """Ask frames() to return after the batch in progress (safe from another thread)."""
+        """Ask frames() to return once the ring is empty, or STOP_DRAIN_S later at the latest
+        (safe from another thread and from a signal handler)."""
         self._stopped = True
 
     def stats(self) -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from sensor.capture.bpf import build_filter
-from sensor.capture.live import FANOUT_HASH_DEFRAG, LiveSource
+from sensor.capture.live import FANOUT_HASH_DEFRAG, STOP_DRAIN_S, LiveSource
 from sensor.errors import CaptureError
 
 
@@ -164,3 +164,24 @@ def test_fanout_group_keeps_each_connection_on_one_handle() -> None:
 def test_unknown_fanout_mode_is_a_capture_error() -> None:
     with pytest.raises(CaptureError, match="cannot join fanout group"):
         LiveSource("lo", fanout=(1, 0x7FFF))
+
+
+def test_stop_reads_what_the_ring_already_holds() -> None:
+    """frames() after stop() still hands over the packets the kernel captured before it: a
+    SIGTERM must not discard the ring's backlog unseen."""
+    port = _free_port()
+    source = LiveSource("lo", bpf=f"udp port {port}", timeout_ms=20)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for i in range(50):
+                sender.sendto(b"backlog %03d" % i, ("127.0.0.1", port))
+        time.sleep(0.3)  # the ring's block is handed over after its retire timeout
+        source.stop()
+        started = time.monotonic()
+        got = list(source.frames())
+        took = time.monotonic() - started
+    finally:
+        source.close()
+    payloads = {data[-11:] for _, _, data in got}
+    assert payloads == {b"backlog %03d" % i for i in range(50)}
+    assert took < STOP_DRAIN_S
