@@ -47,7 +47,9 @@ from netns_util import (
 from sensor.service.livefanout import pss_bytes
 
 DEFAULT_RATES = "10000,50000,100000,200000,300000,500000,top"
-SETTLE_S = 2.0  # after the replay: the last ring blocks are handed over, the workers report
+SETTLE_S = 1.0  # after the replay: the last ring blocks are handed over, the workers report
+IDLE_S = 0.6  # CPU flat this long: the sensor has worked off the ring's backlog
+BACKLOG_MAX_S = 120.0
 START_TIMEOUT_S = 20.0
 RSS_POLL_S = 0.2
 _RATED = re.compile(r"Rated: .*?([\d.]+) pps")
@@ -65,6 +67,39 @@ def _tree(pid: int) -> list[int]:
 def _rss(pids: list[int]) -> int:
     """Memory of the sensor's processes: their PSS summed (each shared page counted once)."""
     return sum(pss_bytes(pid) for pid in pids)
+
+
+def _ticks(pids: list[int]) -> int:
+    """CPU clock ticks (user + system) the processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def _wait_idle(pid: int) -> int:
+    """After the replay: wait until the sensor's processes have worked off the ring's backlog
+    (their CPU use stays flat for IDLE_S, at least SETTLE_S, at most BACKLOG_MAX_S), so that a
+    slow run is measured by what it read and dropped, not cut short by the stop. Returns the
+    peak memory seen meanwhile."""
+    t0 = time.monotonic()
+    peak = 0
+    last, flat_since = -1, time.monotonic()
+    while time.monotonic() - t0 < BACKLOG_MAX_S:
+        pids = _tree(pid)
+        peak = max(peak, _rss(pids))
+        now_ticks = _ticks(pids)
+        if now_ticks != last:
+            last, flat_since = now_ticks, time.monotonic()
+        elif time.monotonic() - flat_since >= IDLE_S and time.monotonic() - t0 >= SETTLE_S:
+            break
+        time.sleep(RSS_POLL_S)
+    return peak
 
 
 def _cpu() -> float:
@@ -91,10 +126,7 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
             _wait_capturing(net, sensor, lines, workers)
             polls_cpu = _cpu() - cpu0  # the ss/ip polls, not the sensor's
             report, peak, replay_cpu = _replay_polling(net, pcap, rate, limit, sensor.pid)
-            t_end = time.monotonic() + SETTLE_S
-            while time.monotonic() < t_end:
-                peak = max(peak, _rss(_tree(sensor.pid)))
-                time.sleep(RSS_POLL_S)
+            peak = max(peak, _wait_idle(sensor.pid))
             sensor.send_signal(signal.SIGTERM)
             sensor.wait(timeout=60)
             err = lines.text()
@@ -228,10 +260,12 @@ def _ratios(rows: list[dict[str, Any]], counts: list[int]) -> None:
     print(f"{'workers':>7} {'best no-drop pps':>17} {'x ' + str(ref):>6} "
           f"{'top: seen pps':>14} {'x ' + str(ref):>6} {'cpu us/pkt':>11}")  # fmt: skip
     for w in counts:
-        b = best[w] / best[ref] if best[ref] else 0.0
-        t = top.get(w, 0.0) / top[ref] if top.get(ref) else 0.0
-        print(f"{w:>7} {best[w]:>17,.0f} {b:>6.2f} {top.get(w, 0.0):>14,.0f} {t:>6.2f} "
+        b = f"{best[w] / best[ref]:.2f}" if best[ref] else "n/a"
+        t = f"{top.get(w, 0.0) / top[ref]:.2f}" if top.get(ref) else "n/a"
+        print(f"{w:>7} {best[w]:>17,.0f} {b:>6} {top.get(w, 0.0):>14,.0f} {t:>6} "
               f"{cost[w]:>11.2f}")  # fmt: skip
+    print("(best no-drop pps: the highest rate tcpreplay reached with every packet seen and no "
+          "kernel drop; 0: none of the rates tried)")
     if cost.get(ref):
         per_core = 1e6 / cost[ref]
         print(f"\npaper estimate: one worker's CPU cost ({cost[ref]:.2f} us/packet) gives about "
