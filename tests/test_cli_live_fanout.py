@@ -25,6 +25,7 @@ from sensor.parallel import Outputs
 from sensor.records import SmtpSession
 from sensor.service.livefanout import LiveInput, run_live_fanout
 from sensor.service.signals import Shutdown
+from sensor.tcp.reassembler import TcpLimits
 
 STEP_TIMEOUT_S = 15.0
 """Longest one step (start-up, a replay, the flush after SIGTERM) may take."""
@@ -299,3 +300,31 @@ def test_snapshot_while_running_on_loopback() -> None:
     assert snap["workers"]["running"] == 2 and snap["workers"]["restarts"] == 0
     assert snap["process"]["rss_bytes"] > 10 << 20
     assert result.totals.sessions == 12 and result.workers["running"] == 0
+
+
+def test_quiet_share_emits_finished_sessions_without_more_packets() -> None:
+    """A worker whose share of the traffic falls quiet still emits a finished session once its
+    close linger has passed in time (its clock follows the wall clock while its ring is empty),
+    not only when its next packet comes or the run stops."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    arrived: list[float] = []
+    finished: list[float] = []
+    linger = TcpLimits().closed_linger_s
+    duration = linger + 6.0
+    src = LiveInput(("lo",), 2, Shutdown(), buffer_bytes=4 << 20, duration=duration,
+                    on_snapshot=lambda _snapshot: None)  # fmt: skip
+
+    def traffic() -> None:
+        time.sleep(0.5)
+        _smtp_dialogues(port, 1)
+        finished.append(time.monotonic())
+
+    client = threading.Thread(target=traffic)
+    client.start()
+    run_live_fanout(src, f"tcp port {port}", (port,),
+                    Outputs(session=lambda s: arrived.append(time.monotonic())))  # fmt: skip
+    client.join()
+    [at] = arrived
+    assert at - finished[0] < linger + 3.0, (at - finished[0], duration)

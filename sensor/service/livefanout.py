@@ -584,13 +584,14 @@ def _work(
     seq = itertools.count()
     send = conn.send
     at_end = False  # finish() flushes in table order, i.e. by start time
-    clock = {"sent": time.monotonic(), "counters": time.monotonic()}
+    clock = {"sent": time.monotonic(), "counters": time.monotonic(), "advanced": 0.0}
 
     def emit(kind: int, rec: Any, line: bytes | None, ts: float, duration: float) -> None:
         if at_end:
             batch.append((math.inf, ts, key, next(seq), kind, line, rec))
         else:
-            batch.append((source.last_ts, ts + duration, key, next(seq), kind, line, rec))
+            now = max(source.last_ts, clock["advanced"])
+            batch.append((now, ts + duration, key, next(seq), kind, line, rec))
         if len(batch) >= BATCH_RECORDS:
             flush(source.last_ts)
 
@@ -624,6 +625,12 @@ def _work(
             progress = source.last_ts
             if idle:  # drained: no packet older than this can still come
                 progress = max(progress, time.time() - IDLE_LAG_S)
+                # This worker's clock runs on its share of the packets only: on a quiet share
+                # it would hold finished connections until its next packet, where one process
+                # reading every packet would have emitted them.
+                if progress > source.last_ts:
+                    clock["advanced"] = progress
+                    pipe.advance(progress)
             flush(progress)
         if now - clock["counters"] >= COUNTERS_INTERVAL_S:
             clock["counters"] = now
