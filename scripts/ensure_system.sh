@@ -3,10 +3,11 @@
 #   ensure_system.sh python   -> python3 with venv and pip, and a C compiler with the Python
 #                                headers (mypyc compiles the hot stages; without them setup.py
 #                                installs pure Python)
-#   ensure_system.sh test     -> tshark and tcpdump (parity tests, benchmarks), iproute2 (live
-#                                tests on a veth pair in network namespaces), tcpreplay,
-#                                ethtool, logrotate and systemd-analyze (service tests; systemd
-#                                is installed, never started), rsyslog with its
+#   ensure_system.sh test     -> tshark and tcpdump (parity tests, benchmarks), iproute2 and
+#                                tcpreplay (live tests on a veth pair in network namespaces,
+#                                scripts/bench_live.py), ethtool, logrotate and
+#                                systemd-analyze (service tests; systemd is installed, never
+#                                started), redis-server (stream tests), rsyslog with its
 #                                gnutls and relp modules (syslog sink tests; never started as a
 #                                service), and syslog-ng-core unpacked into
 #                                $PORT25_SYSLOG_NG_DIR (default /var/cache/port25-sensor/syslog-ng):

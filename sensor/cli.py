@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sensor.output.jsonl import JsonlSink
     from sensor.output.privacy import Privacy
     from sensor.parallel import ParallelInput
+    from sensor.service.livefanout import LiveInput
     from sensor.service.runtime import LiveService
     from sensor.sinks.fanout import SyslogFanout
     from sensor.smtp.limits import SmtpLimits
@@ -179,16 +180,21 @@ def _execute(
     service: LiveService | None = None,
     publish_url: str | None = None,
     live_clock: bool = False,
+    live: LiveInput | None = None,
+    capture_extra: Callable[[], dict[str, Any]] | None = None,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
     With `parallel`, forked workers analyse shares of the flows of its files instead (`frames_for`
-    is not used) and this process merges their records. Returns the number of alerts raised (0
-    when detection was not asked for). After a stop signal (`shutdown`), the connections still
-    open are flushed through detection and the outputs, and a line says how many.
+    is not used) and this process merges their records; with `live`, forked workers capture
+    fanout shares of its interfaces likewise. `capture_extra()` gives counters to add to --stats
+    and the summary once the run is over (the live interfaces' kernel counters). Returns the
+    number of alerts raised (0 when detection was not asked for). After a stop signal
+    (`shutdown`), the connections still open are flushed through detection and the outputs, and
+    a line says how many.
     `cfg` is the configuration already loaded from `config_path`; `prepare(bpf)` runs once the
-    outputs are open, before the model and any thread start (live: open the capture, drop
-    privileges); `service` learns the outputs and detector (SIGHUP).
+    outputs are open, before the model and any thread start (live: open every capture handle,
+    drop privileges); `service` learns the outputs and detector (SIGHUP).
     """
     from sensor.capture.bpf import build_filter
     from sensor.config import load_config
@@ -257,7 +263,8 @@ def _execute(
         syslog.start()
     if publisher is not None:
         publisher.start()
-    if parallel is not None:
+    extra: dict[str, Any] = {}
+    if parallel is not None or live is not None:
         from sensor.parallel import Outputs, run_parallel
 
         outs = Outputs(
@@ -277,7 +284,16 @@ def _execute(
         sys.stdout.flush()  # forked workers must not inherit (and repeat) buffered output
         sys.stderr.flush()
         try:
-            result = run_parallel(parallel, expr, ports, outs, limits_from_config(cfg))
+            if live is not None:
+                from sensor.service.livefanout import run_live_fanout
+
+                done = run_live_fanout(live, expr, ports, outs, limits_from_config(cfg))
+                extra = {"interfaces": done.interfaces, "workers": done.workers}
+                counted = (done.capture_stats, done.tcp_stats, done.totals, done.flushed)
+            else:
+                assert parallel is not None
+                res = run_parallel(parallel, expr, ports, outs, limits_from_config(cfg))
+                counted = (res.capture_stats, res.tcp_stats, res.totals, res.flushed)
         finally:
             det_stats = detector.finish() if detector is not None else None
             _write_host_scores(detector, scores_sink, privacy)
@@ -288,8 +304,7 @@ def _execute(
                 syslog.close()
             if publisher is not None:
                 publisher.close()
-        cap, tcp, totals = result.capture_stats, result.tcp_stats, result.totals
-        shutdown.flushed = result.flushed
+        cap, tcp, totals, shutdown.flushed = counted
     else:
         cap, tcp, totals, det_stats = _run_in_process(
             shutdown,
@@ -314,17 +329,28 @@ def _execute(
     sinks = syslog.stats() if syslog is not None else None
     if publisher is not None:
         sinks = {**(sinks or {}), f"publish {publisher.name}": publisher.stats.as_dict()}
+    if capture_extra is not None:
+        extra.update(capture_extra())
+    if "interfaces" in extra:  # every interface's kernel counters, added up
+        rows = extra["interfaces"].values()
+        extra["interfaces_total"] = {k: sum(r[k] for r in rows)
+                                     for k in ("received", "dropped", "if_dropped")}  # fmt: skip
     if stats_sink is not None:
         counters = stats_dict(cap, tcp, totals, det_stats, sinks)
+        counters.update(extra)
         if shutdown.signum:  # the input was cut short: say where the counters come from
             counters["stopped_by"] = {"signal": shutdown.name, "flushed": shutdown.flushed}
         stats_sink.write(counters)
         stats_sink.close()
     if not quiet:
         to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path, host_scores_path)
-        render_summary(cap, tcp, totals, errors, to_stderr, det_stats, sinks)
+        render_summary(cap, tcp, totals, errors, to_stderr, det_stats, sinks, extra)
         if latest:
             render_alerts(list(latest.values()), to_stderr)
+    for name, row in extra.get("interfaces", {}).items():
+        click.echo(f"sensor: {name}: {row['received']} packets received by the filter, "
+                   f"{row['dropped']} dropped by the kernel, {row['if_dropped']} by the interface",
+                   err=True)  # fmt: skip
     if shutdown.signum:
         click.echo(
             f"sensor: {shutdown.name}: stopped reading; {shutdown.flushed} open connections "
@@ -613,11 +639,30 @@ def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **o
         sys.exit(1)
 
 
+def _parse_workers_opt(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """`_parse_workers` for an option whose absence (None) leaves the choice to the config."""
+    return None if value is None else _parse_workers(ctx, param, value)
+
+
 @main.command()
-@click.option("-i", "--interface", "iface", default=None,
-              help="Interface to capture on [default: the config's live.interfaces].")
+@click.option("-i", "--interface", "ifaces", multiple=True,
+              help="Interface to capture on (repeatable: several interfaces in one run) "
+                   "[default: the config's live.interfaces].")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
+@click.option("--workers", default=None, callback=_parse_workers_opt, metavar="N|auto",
+              help="Capture processes per interface, sharing its flows through a kernel "
+                   "PACKET_FANOUT_HASH group (auto: one per core, at most 8) [default: the "
+                   "config's live.workers, 1].")
+@click.option("--snaplen", type=click.IntRange(64, 262144), default=None,
+              help="Bytes kept per packet (SMTP payload beyond it is lost: keep the default) "
+                   "[default: live.snaplen, 262144].")
+@click.option("--buffer-mb", type=click.IntRange(1, 4096), default=None,
+              help="Kernel ring buffer per capture process, in MiB (absorbs bursts) [default: "
+                   "live.buffer_mb, 64].")
+@click.option("--promisc/--no-promisc", default=None,
+              help="Put the interface in promiscuous mode (a span port needs it) [default: "
+                   "live.promisc, on].")
 @click.option("--user", default=None, metavar="NAME",
               help="Run as NAME once the capture is open, with no capability left [default: "
                    "the config's live.user; '': nobody when started as root, else the current "
@@ -626,18 +671,25 @@ def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **o
               help="Check IFACE for capture (offloads, promiscuous mode, MTU, link) and say "
                    "what to change; exit 0 fine, 1 something to change, 2 no such interface.")
 @_output_options
-def live(iface: str | None, duration: float | None, user: str | None, check_iface: str | None,
-         **opts: Any) -> None:  # fmt: skip
-    """Analyse live traffic on an interface (libpcap, BPF filter in the kernel).
+def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
+         snaplen: int | None, buffer_mb: int | None, promisc: bool | None, user: str | None,
+         check_iface: str | None, **opts: Any) -> None:  # fmt: skip
+    """Analyse live traffic on interfaces (libpcap, BPF filter in the kernel).
 
-    With `--config FILE`, its [live] section gives the interfaces, user and outputs that no
-    option names, so a service runs with `--config` alone. SIGTERM or SIGINT is the normal way
-    to stop: open connections and sessions are flushed, pending alerts delivered, the summary
-    written, and the exit code is 0. SIGHUP reopens the output files (logrotate) and reloads
-    the rules and suppression from the config file.
+    With --workers N, or several -i, each interface is read by N processes joined in one kernel
+    fanout group (both directions of a connection reach the same process); this process merges
+    their records and runs detection and every output once. A worker that dies is restarted
+    on the same capture handle, and the loss is counted in --stats and the summary.
+
+    With `--config FILE`, its [live] section gives the interfaces, workers, capture settings,
+    user and outputs that no option names, so a service runs with `--config` alone. SIGTERM or
+    SIGINT is the normal way to stop: open connections and sessions are flushed, pending alerts
+    delivered, the summary written, and the exit code is 0. SIGHUP reopens the output files
+    (logrotate) and reloads the rules and suppression from the config file.
     """
     from sensor.capture.live import LiveSource
     from sensor.config import load_config
+    from sensor.parallel import resolve_workers
     from sensor.service.runtime import LiveService, live_settings
 
     if check_iface is not None:
@@ -647,24 +699,44 @@ def live(iface: str | None, duration: float | None, user: str | None, check_ifac
         click.echo(render_check(report))
         sys.exit(report.exit_code)
     cfg = load_config(opts["config_path"])
-    ifaces, user = live_settings(cfg, iface, user, opts)
-    if len(ifaces) != 1:
-        raise click.UsageError("expected one interface: -i IFACE or [live] interfaces in the "
-                               f"config, got {len(ifaces)}")
-    iface = ifaces[0]
+    ifaces, user = live_settings(cfg, ifaces, user, opts)
+    if not ifaces:
+        raise click.UsageError("no interface: -i IFACE, or [live] interfaces in the config")
+    n_workers = workers if workers is not None else (
+        cfg.live.workers or resolve_workers("auto"))
+    snap = snaplen if snaplen is not None else cfg.live.snaplen
+    buffer_bytes = (buffer_mb if buffer_mb is not None else cfg.live.buffer_mb) << 20
+    promiscuous = cfg.live.promisc if promisc is None else promisc
     holder: list[LiveSource] = []
     shutdown = Shutdown()
     service = LiveService(opts["config_path"], cfg, user,
                           lambda text: click.echo(f"sensor: warning: {text}", err=True))
+    where = ", ".join(ifaces)
+    fanout = None
+    if n_workers > 1 or len(ifaces) > 1:
+        from sensor.service.livefanout import LiveInput, open_handles
 
-    def prepare(expr: str) -> None:  # the capture is opened, then privileges are given up
-        source = LiveSource(iface, bpf=expr, snaplen=cfg.live.snaplen, promisc=cfg.live.promisc,
-                            buffer_bytes=cfg.live.buffer_mb << 20)
-        holder.append(source)
-        source.on_wake = service.tick
+        def event(line: str) -> None:
+            click.echo(f"sensor: {line}", err=True)
+
+        fanout = LiveInput(ifaces, n_workers, shutdown, snaplen=snap, promisc=promiscuous,
+                           buffer_bytes=buffer_bytes, duration=duration, on_event=event,
+                           on_wake=service.tick)  # fmt: skip
+
+    def prepare(expr: str) -> None:  # every capture handle is opened, then privileges go
+        if fanout is not None:
+            fanout.handles = open_handles(fanout, expr)
+        else:
+            source = LiveSource(ifaces[0], bpf=expr, snaplen=snap, promisc=promiscuous,
+                                buffer_bytes=buffer_bytes)  # fmt: skip
+            source.on_wake = service.tick
+            holder.append(source)
         did = service.drop()
         if not opts["quiet"]:
             click.echo(f"sensor: {did}", err=True)
+        if fanout is not None:
+            shutdown.add_hook(lambda _signum: service.stopping(f"stopping ({shutdown.name})"))
+            service.ready(f"capturing on {where} ({n_workers} workers each)")
 
     def frames_for(pipe: Pipeline, expr: str) -> Iterator[Frame]:
         source = holder[0]
@@ -674,18 +746,28 @@ def live(iface: str | None, duration: float | None, user: str | None, check_ifac
             timer = threading.Timer(duration, source.stop)
             timer.daemon = True
             timer.start()
-        service.ready(f"capturing on {iface}")
+        service.ready(f"capturing on {where}")
         cap, totals = pipe.capture_stats, pipe.totals
-        service.describe = lambda: (f"capturing on {iface}: {cap.packets} packets, "
+        service.describe = lambda: (f"capturing on {where}: {cap.packets} packets, "
                                     f"{totals.connections} connections, "
                                     f"{totals.sessions} sessions")
         return source.frames(pipe.capture_stats)
+
+    def interfaces() -> dict[str, Any]:
+        out: dict[str, dict[str, int]] = {}
+        for source in holder:
+            received, dropped, if_dropped = source.stats()
+            out[source.iface] = {"received": received, "dropped": dropped,
+                                 "if_dropped": if_dropped}  # fmt: skip
+        return {"interfaces": out}
 
     shutdown.install()
     service.install()
     try:
         alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, cfg=cfg,
-                          prepare=prepare, service=service, live_clock=True, **opts)
+                          prepare=prepare, service=service, live_clock=True, live=fanout,
+                          capture_extra=interfaces if fanout is None else None,
+                          **opts)  # fmt: skip
     except Aborted as exc:
         _abort(exc)
     finally:
@@ -694,12 +776,6 @@ def live(iface: str | None, duration: float | None, user: str | None, check_ifac
         shutdown.restore()
         service.close()
         for source in holder:
-            received, dropped, if_dropped = source.stats()
-            click.echo(
-                f"sensor: {iface}: {received} packets received by the filter, "
-                f"{dropped} dropped by the kernel, {if_dropped} by the interface",
-                err=True,
-            )
             source.close()
     if alerts and opts["fail_on_alert"]:
         sys.exit(1)

@@ -202,6 +202,17 @@ class Pipeline:
         if first is not None and (self.totals.last_ts is None or ts > self.totals.last_ts):
             self.totals.last_ts = ts
 
+    def advance(self, ts: float) -> None:
+        """Move the packet clock to `ts` without a packet (a live worker whose share of the
+        traffic is idle): what a packet at `ts` would expire (closed connections past their
+        linger, idle ones past their timeout) is emitted now."""
+        if ts >= self._reasm.next_expiry_check:
+            self._reasm.expire(ts)
+
+    def open_connections(self) -> int:
+        """Connections the reassembler holds now (what a worker that died would lose)."""
+        return len(self._reasm)
+
     def finish(self) -> RunTotals:
         """End of input: flush every open connection (nothing is lost) and return the totals."""
         self._reasm.flush()

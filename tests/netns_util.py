@@ -7,10 +7,12 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 IP_TIMEOUT_S = 10.0
 """Longest one `ip` or `ss` command may run."""
@@ -76,11 +78,12 @@ def _wait_ipv6_usable(ns: str, iface: str, timeout_s: float = IP_TIMEOUT_S) -> N
 
 
 @contextmanager
-def veth_namespaces() -> Iterator[VethNet]:
+def veth_namespaces(mtu: int | None = None) -> Iterator[VethNet]:
     """Create p25-cli-* and p25-srv-* joined by a veth pair, addressed and up; always delete them.
 
     The veth ends are created directly inside the namespaces, so nothing appears on, or is
-    routed through, the host's own interfaces.
+    routed through, the host's own interfaces. `mtu`: both ends' MTU (replayed captures may
+    hold frames larger than the default 1500).
     """
     tag = f"{os.getpid()}-{next(_seq)}"
     net = VethNet(cli_ns=f"p25-cli-{tag}", srv_ns=f"p25-srv-{tag}")
@@ -96,6 +99,8 @@ def veth_namespaces() -> Iterator[VethNet]:
             _ip("-n", ns, "addr", "add", f"{v4}/{V4_PREFIX}", "dev", iface)
             _ip("-n", ns, "addr", "add", f"{v6}/{V6_PREFIX}", "dev", iface, "nodad")
             _ip("-n", ns, "link", "set", "lo", "up")
+            if mtu is not None:
+                _ip("-n", ns, "link", "set", iface, "mtu", str(mtu))
             _ip("-n", ns, "link", "set", iface, "up")
         for ns, iface in ((net.srv_ns, SRV_IF), (net.cli_ns, CLI_IF)):
             _wait_ipv6_usable(ns, iface)
@@ -148,3 +153,65 @@ def _owns_packet_socket(ns: str, pid: int) -> bool:
         except OSError:  # closed meanwhile
             continue
     return False
+
+
+REPLAY_MTU = 9000
+"""MTU of the veth pair for replays: the simulator writes frames a little over 1514 bytes."""
+REPLAY_TIMEOUT_S = 120.0
+"""Longest one tcpreplay run may take."""
+
+
+def tcpreplay_binary() -> str:
+    """Path of tcpreplay; RuntimeError when absent (scripts/ensure_system.sh test installs it)."""
+    path = shutil.which("tcpreplay")
+    if path is None:
+        raise RuntimeError("tcpreplay not found: run scripts/ensure_system.sh test (as root)")
+    return path
+
+
+def replay(net: VethNet, pcap: str, pps: int | None = None, topspeed: bool = False,
+           timeout_s: float = REPLAY_TIMEOUT_S) -> str:
+    """Send every frame of `pcap` out of the client-side veth end, unchanged (tcpreplay), at
+    `pps` packets per second or at top speed; returns tcpreplay's report (its stdout)."""
+    rate = ["--topspeed"] if topspeed else [f"--pps={pps or 1000}"]
+    done = subprocess.run(
+        net.in_ns(net.cli_ns, [tcpreplay_binary(), "-q", f"--intf1={CLI_IF}", *rate, pcap]),
+        capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"tcpreplay {pcap}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+class LineReader:
+    """Collects a process's output lines in a thread, so that a test can wait for one line
+    while the process runs and read all of them once it has ended."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, needle: str, timeout_s: float) -> bool:
+        """True once a line containing `needle` has come, False after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not any(needle in line for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def text(self, timeout_s: float = IP_TIMEOUT_S) -> str:
+        """Everything read, once the stream has ended (or after `timeout_s`)."""
+        self._thread.join(timeout_s)
+        with self._cond:
+            return "".join(self.lines)

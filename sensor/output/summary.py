@@ -37,8 +37,12 @@ def render_summary(
     to_stderr: bool = False,
     detect: Any | None = None,
     sinks: dict[str, dict[str, int]] | None = None,
+    live: dict[str, Any] | None = None,
 ) -> None:
-    """Print the closing summary table (to stderr when stdout carries records)."""
+    """Print the closing summary table (to stderr when stdout carries records).
+
+    `live`: a live run's "interfaces" (kernel counters per interface) and "workers" (restarts and
+    what they lost), as in its --stats."""
     from rich.console import Console
     from rich.table import Table
 
@@ -100,6 +104,21 @@ def render_summary(
         what = dest if dest.startswith("publish ") else f"syslog {dest}"  # --publish: as is
         rows.extend((f"{what}: {label}", counts[key]) for key, label in _SINK_ROWS
                     if counts[key] or key == "sent")
+    interfaces: dict[str, dict[str, int]] = (live or {}).get("interfaces", {})
+    for iface, row in interfaces.items():
+        rows.append((f"{iface}: packets received", row["received"]))
+        rows.append((f"{iface}: dropped by the kernel", row["dropped"]))
+        rows.append((f"{iface}: dropped by the interface", row["if_dropped"]))
+    if len(interfaces) > 1:
+        for key, label in (("dropped", "kernel"), ("if_dropped", "interface")):
+            rows.append((f"all interfaces: dropped by the {label}",
+                         sum(r[key] for r in interfaces.values())))  # fmt: skip
+    workers: dict[str, int] = (live or {}).get("workers", {})
+    if workers:
+        rows.append(("workers: restarts", workers["restarts"]))
+        if workers["restarts"]:
+            rows.append(("workers: packets lost to restarts", workers["lost_packets"]))
+            rows.append(("workers: connections lost to restarts", workers["lost_connections"]))
     for name, n in sorted(totals.anomalies.items(), key=lambda kv: -kv[1]):
         rows.append((f"smtp anomaly: {name}", n))
     for k, v in rows:

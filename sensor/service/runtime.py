@@ -112,7 +112,7 @@ _OUTPUT_KEYS = ("sessions", "conns", "alerts", "host_scores", "stats")
 """[live] output keys; the command-line option of each is `--KEY` (its parameter KEY_path)."""
 
 
-def live_settings(config: Config, interface: str | None, user: str | None,
+def live_settings(config: Config, interfaces: tuple[str, ...], user: str | None,
                   opts: dict[str, object]) -> tuple[tuple[str, ...], str]:  # fmt: skip
     """The interfaces and user of a live run, the [live] section filling what the command line
     left out; the output paths it names are put into `opts` the same way."""
@@ -121,5 +121,5 @@ def live_settings(config: Config, interface: str | None, user: str | None,
         path = getattr(live, key)
         if opts.get(f"{key}_path") is None and path:
             opts[f"{key}_path"] = path
-    ifaces = (interface,) if interface else live.interfaces
+    ifaces = interfaces or live.interfaces
     return ifaces, live.user if user is None else user

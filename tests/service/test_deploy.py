@@ -69,7 +69,7 @@ def test_the_default_config_validates_and_writes_where_the_unit_may(
 ) -> None:
     cfg = load_config(str(DEPLOY / "sensor.toml"))
     opts: dict[str, object] = {}
-    ifaces, user = live_settings(cfg, None, None, opts)
+    ifaces, user = live_settings(cfg, (), None, opts)
     assert ifaces == ("eth1",) and user == ""  # the unit's User= runs it
     assert opts["sessions_path"] and opts["alerts_path"]
     writable = _unit()["Service"]["ReadWritePaths"]
@@ -80,7 +80,7 @@ def test_the_default_config_validates_and_writes_where_the_unit_may(
 def test_command_line_options_override_the_live_section() -> None:
     cfg = load_config(str(DEPLOY / "sensor.toml"))
     opts: dict[str, object] = {"sessions_path": "-", "alerts_path": None}
-    ifaces, user = live_settings(cfg, "eth7", "sensor", opts)
+    ifaces, user = live_settings(cfg, ("eth7",), "sensor", opts)
     assert (ifaces, user) == (("eth7",), "sensor")
     assert opts["sessions_path"] == "-"
     assert opts["alerts_path"] == f"{LOG_DIR}/alerts.jsonl"

@@ -1,0 +1,278 @@
+"""Benchmark `sensor live` on a veth pair: the SMTP-only workload replayed at rising rates.
+
+For 1 and 2 workers (--workers-list) and each rate (tcpreplay --pps, then --topspeed), the
+sensor captures on the server-side end of a fresh veth pair inside two network namespaces while
+tcpreplay sends the capture into the client-side end. Printed per run: the rate tcpreplay
+reached, packets sent and seen, kernel and interface drops, the upstream-loss counters of the
+TCP reassembler (whatever `tcp` counters name acks or loss: helper "metrics" adds them), the
+sensor's CPU seconds (every worker included) and its peak memory (PSS summed over its
+processes: RSS would count the forked heap and the capture rings once per process). Then, as ratios
+against the one-worker runs of the same invocation: the highest rate each worker count took with
+no kernel drop, and the packets seen per second at top speed.
+
+Needs root, iproute2 and tcpreplay (scripts/ensure_system.sh test). Full size (the lead's run):
+    python scripts/bench_live.py
+Small (proves it works in a minute):
+    python scripts/bench_live.py --limit 20000 --rates 5000,20000 --workers-list 1,2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from benchlib import common_arguments, ensure_workload, require, sensor_exe
+from netns_util import (
+    REPLAY_MTU,
+    SRV_IF,
+    LineReader,
+    VethNet,
+    has_packet_filter,
+    replay,
+    veth_namespaces,
+)
+
+from sensor.service.livefanout import pss_bytes
+
+DEFAULT_RATES = "10000,50000,100000,200000,300000,500000,top"
+SETTLE_S = 1.0  # after the replay: the last ring blocks are handed over, the workers report
+IDLE_S = 0.6  # CPU flat this long: the sensor has worked off the ring's backlog
+BACKLOG_MAX_S = 120.0
+START_TIMEOUT_S = 20.0
+RSS_POLL_S = 0.2
+_RATED = re.compile(r"Rated: .*?([\d.]+) pps")
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its children (the sensor's workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [pid, *(int(x) for x in f.read().split())]
+    except OSError:
+        return []
+
+
+def _rss(pids: list[int]) -> int:
+    """Memory of the sensor's processes: their PSS summed (each shared page counted once)."""
+    return sum(pss_bytes(pid) for pid in pids)
+
+
+def _ticks(pids: list[int]) -> int:
+    """CPU clock ticks (user + system) the processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def _wait_idle(pid: int) -> int:
+    """After the replay: wait until the sensor's processes have worked off the ring's backlog
+    (their CPU use stays flat for IDLE_S, at least SETTLE_S, at most BACKLOG_MAX_S), so that a
+    slow run is measured by what it read and dropped, not cut short by the stop. Returns the
+    peak memory seen meanwhile."""
+    t0 = time.monotonic()
+    peak = 0
+    last, flat_since = -1, time.monotonic()
+    while time.monotonic() - t0 < BACKLOG_MAX_S:
+        pids = _tree(pid)
+        peak = max(peak, _rss(pids))
+        now_ticks = _ticks(pids)
+        if now_ticks != last:
+            last, flat_since = now_ticks, time.monotonic()
+        elif time.monotonic() - flat_since >= IDLE_S and time.monotonic() - t0 >= SETTLE_S:
+            break
+        time.sleep(RSS_POLL_S)
+    return peak
+
+
+def _cpu() -> float:
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
+
+
+def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: bool,
+             workdir: Path) -> dict[str, Any]:  # fmt: skip
+    """One capture of one replay; the row of figures it gave."""
+    stats_path = workdir / f"live-w{workers}-{rate}.stats"
+    stats_path.unlink(missing_ok=True)
+    argv = [sensor_exe(), "live", "-i", SRV_IF, "--workers", str(workers), "-q",
+            "--stats", str(stats_path)]  # fmt: skip
+    if detect:
+        argv += ["--alerts", os.devnull]
+    with veth_namespaces(REPLAY_MTU) as net:
+        cpu0 = _cpu()  # children's CPU: the sensor's counts once it (and its workers) are reaped
+        sensor = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert sensor.stderr is not None
+        lines = LineReader(sensor.stderr)
+        try:
+            _wait_capturing(net, sensor, lines, workers)
+            polls_cpu = _cpu() - cpu0  # the ss/ip polls, not the sensor's
+            report, peak, replay_cpu = _replay_polling(net, pcap, rate, limit, sensor.pid)
+            peak = max(peak, _wait_idle(sensor.pid))
+            sensor.send_signal(signal.SIGTERM)
+            sensor.wait(timeout=60)
+            err = lines.text()
+            sensor_cpu = _cpu() - cpu0 - polls_cpu - replay_cpu
+        finally:
+            if sensor.poll() is None:
+                sensor.kill()
+                sensor.wait()
+    if sensor.returncode != 0 or not stats_path.exists():
+        sys.exit(f"bench: sensor live exited {sensor.returncode}: {err.strip()[-400:]}")
+    stats = json.loads(stats_path.read_text().splitlines()[0])
+    iface = stats.get("interfaces", {}).get(SRV_IF, {})
+    m = _RATED.search(report)
+    sent = re.search(r"Actual: (\d+) packets", report)
+    tcp = stats["tcp"]
+    return {
+        "workers": workers,
+        "rate": rate,
+        "reached_pps": float(m.group(1)) if m else 0.0,
+        "sent": int(sent.group(1)) if sent else 0,
+        "seen": stats["capture"]["packets"],
+        "kernel_drops": iface.get("dropped", 0),
+        "if_drops": iface.get("if_dropped", 0),
+        "loss": {k: v for k, v in tcp.items() if "ack" in k or "loss" in k or k == "gaps"},
+        "cpu_s": sensor_cpu,
+        "rss_mb": peak / 2**20,
+    }
+
+
+def _wait_capturing(net: VethNet, sensor: subprocess.Popen[str], lines: LineReader,
+                    workers: int) -> None:  # fmt: skip
+    """Until every handle filters (with workers, the sensor says so once all are in the group)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    if workers > 1:
+        if not lines.wait_for("sensor: capturing on", START_TIMEOUT_S):
+            sensor.kill()
+            sys.exit(f"bench: sensor never started capturing: {lines.text().strip()[-400:]}")
+        return
+    while not has_packet_filter(net.srv_ns, sensor.pid):
+        if sensor.poll() is not None or time.monotonic() > deadline:
+            sensor.kill()
+            sys.exit(f"bench: sensor never started capturing: {lines.text().strip()[-400:]}")
+        time.sleep(0.05)
+
+
+def _replay_polling(net: VethNet, pcap: Path, rate: str, limit: int | None,
+                    pid: int) -> tuple[str, int, float]:  # fmt: skip
+    """Run tcpreplay (in a thread) while sampling the sensor's RSS; (report, peak RSS, CPU
+    seconds tcpreplay used)."""
+    out: list[str] = []
+    cpu0 = _cpu()
+    args: dict[str, Any] = {"topspeed": True} if rate == "top" else {"pps": int(rate)}
+    target = pcap
+    if limit is not None:
+        target = _limited(pcap, limit)
+    th = threading.Thread(target=lambda: out.append(replay(net, str(target), timeout_s=3600,
+                                                          **args)))  # fmt: skip
+    th.start()
+    peak = 0
+    while th.is_alive():
+        peak = max(peak, _rss(_tree(pid)))
+        th.join(RSS_POLL_S)
+    if not out:
+        sys.exit("bench: tcpreplay failed")
+    return out[0], peak, _cpu() - cpu0
+
+
+def _limited(pcap: Path, limit: int) -> Path:
+    """The first `limit` frames of `pcap` (editcap), made once."""
+    out = pcap.with_name(f"{pcap.stem}-first{limit}.pcap")
+    if not out.exists():
+        require("editcap")
+        subprocess.run(["editcap", "-r", str(pcap), str(out), f"1-{limit}"], check=True)
+    return out
+
+
+def main() -> None:
+    ap = common_arguments(__doc__)
+    ap.add_argument("--rates", default=DEFAULT_RATES,
+                    help="replay rates in packets/s, 'top' for tcpreplay --topspeed")
+    ap.add_argument("--workers-list", default="1,2", help="worker counts to run")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="replay only the first N frames of the workload")
+    ap.add_argument("--no-detect", action="store_true",
+                    help="no detection (by default alerts are computed, as a service would)")
+    ap.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
+    ns = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (network namespaces, packet capture)")
+    require("tcpreplay", "ip")
+    workdir = Path(ns.workdir)
+    pcap = ensure_workload("smtp_only_500k", workdir)
+    rates = [r.strip() for r in ns.rates.split(",") if r.strip()]
+    counts = [int(w) for w in ns.workers_list.split(",")]
+    rows: list[dict[str, Any]] = []
+    head = (f"{'workers':>7} {'rate':>8} {'reached pps':>12} {'sent':>9} {'seen':>9} "
+            f"{'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'mem MB':>7}  loss")  # fmt: skip
+    print(head, flush=True)
+    for workers in counts:
+        for rate in rates:
+            row = run_once(pcap, workers, rate, ns.limit, not ns.no_detect, workdir)
+            rows.append(row)
+            print(f"{workers:>7} {rate:>8} {row['reached_pps']:>12,.0f} {row['sent']:>9,} "
+                  f"{row['seen']:>9,} {row['kernel_drops']:>8,} {row['if_drops']:>8,} "
+                  f"{row['cpu_s']:>7.2f} {row['rss_mb']:>7.1f}  "
+                  f"{json.dumps(row['loss'])}", flush=True)  # fmt: skip
+    _ratios(rows, counts)
+    if ns.json_path:
+        Path(ns.json_path).write_text(json.dumps(rows, indent=1))
+
+
+def _ratios(rows: list[dict[str, Any]], counts: list[int]) -> None:
+    """Per worker count against the first: best rate without drops, top-speed packets seen/s,
+    CPU per packet; and a paper estimate for more cores."""
+    ref = counts[0]
+    best: dict[int, float] = {}
+    top: dict[int, float] = {}
+    cost: dict[int, float] = {}
+    for w in counts:
+        mine = [r for r in rows if r["workers"] == w]
+        clean = [r["reached_pps"] for r in mine
+                 if r["kernel_drops"] == 0 and r["seen"] >= r["sent"]]  # fmt: skip
+        best[w] = max(clean, default=0.0)
+        tops = [r for r in mine if r["rate"] == "top"]
+        if tops:
+            t = tops[0]
+            top[w] = t["reached_pps"] * (t["seen"] / t["sent"]) if t["sent"] else 0.0
+        seen = sum(r["seen"] for r in mine)
+        cost[w] = sum(r["cpu_s"] for r in mine) / seen * 1e6 if seen else 0.0
+    print()
+    print(f"{'workers':>7} {'best no-drop pps':>17} {'x ' + str(ref):>6} "
+          f"{'top: seen pps':>14} {'x ' + str(ref):>6} {'cpu us/pkt':>11}")  # fmt: skip
+    for w in counts:
+        b = f"{best[w] / best[ref]:.2f}" if best[ref] else "n/a"
+        t = f"{top.get(w, 0.0) / top[ref]:.2f}" if top.get(ref) else "n/a"
+        print(f"{w:>7} {best[w]:>17,.0f} {b:>6} {top.get(w, 0.0):>14,.0f} {t:>6} "
+              f"{cost[w]:>11.2f}")  # fmt: skip
+    print("(best no-drop pps: the highest rate tcpreplay reached with every packet seen and no "
+          "kernel drop; 0: none of the rates tried)")
+    if cost.get(ref):
+        per_core = 1e6 / cost[ref]
+        print(f"\npaper estimate: one worker's CPU cost ({cost[ref]:.2f} us/packet) gives about "
+              f"{per_core:,.0f} packets/s per core; N workers on N free cores (tcpreplay on its "
+              f"own): about N x that, less the aggregator's share (its merge, detection and "
+              f"outputs run once in the parent).")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
