@@ -163,6 +163,8 @@ class Reassembler:
                     h.conn.last_ts = ts
                     h.pkts += 1
                     h.wire += wire
+                    if ack != h.last_ack:
+                        self._ack_moved(h, ack)
                     h.last_ack = ack
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
@@ -187,6 +189,8 @@ class Reassembler:
                 h.conn.last_ts = ts
                 h.pkts += 1
                 h.wire += wire
+                if ack != h.last_ack:
+                    self._ack_moved(h, ack)
                 h.last_ack = ack
                 if ts >= self._next_check:
                     self.expire(ts)
@@ -298,7 +302,10 @@ class Reassembler:
         n = len(payload)
         c.control(h, ts, seq, flags, window, ttl, options, n)
         if flags & ACK:
-            h.last_ack = ack & SEQ_MASK
+            ack &= SEQ_MASK
+            if ack != h.last_ack:
+                self._ack_moved(h, ack)
+            h.last_ack = ack
             peer = c.peer(h)
             if peer.starts:
                 peer.acked(ts, ack, self._limits.max_ack_gap)
@@ -332,6 +339,24 @@ class Reassembler:
         c.refresh_fast()
         if ts >= self._next_check:
             self.expire(ts)
+
+    def _ack_moved(self, h: Half, ack: int) -> None:
+        """h's endpoint sent a new acknowledgment number: count it if it moved forward, and the
+        bytes it acknowledges that the capture never saw (the capture-loss estimate)."""
+        stats = self._stats
+        last = h.last_ack
+        max_gap = self._limits.max_ack_gap
+        if last >= 0:
+            moved = seq_diff(ack, last)
+            if moved <= 0:
+                return  # an older ACK, reordered
+            if moved <= max_gap:
+                stats.ack_bytes += moved
+        stats.acks += 1
+        missing = h.conn.peer(h).ack_unseen(ack, max_gap)
+        if missing:
+            stats.acks_unseen += 1
+            stats.ack_unseen_bytes += missing
 
     def _is_reuse(self, h: Half, seq: int) -> bool:
         """A SYN (no ACK) that starts a new connection on this 4-tuple rather than repeats one."""

@@ -119,6 +119,7 @@ class Half:
         "state",
         "syn_seen",
         "to_server",
+        "unseen_to",
         "wire",
     )
 
@@ -149,6 +150,7 @@ class Half:
         self.conflicts = 0
         self.gaps = 0
         self.gap_bytes = 0
+        self.unseen_to = 0  # stream offset up to which acknowledged, uncaptured bytes were counted
         self.state = EndpointState.INACTIVE
         self.prev_state = EndpointState.INACTIVE
         self.hist: list[str] = conn.hist
@@ -277,6 +279,36 @@ class Half:
                 self._skip_hole(ts)
             else:
                 self._gap(ts, acked_to - self.delivered)
+
+    def ack_unseen(self, ack: int, max_ack_gap: int) -> int:
+        """Bytes the peer's ACK up to `ack` acknowledges that were never captured, each counted
+        once (Zeek's capture-loss "gap event": an ACK above a hole); 0 when all were seen.
+
+        Only counts: delivery still waits for the data, the ACK may just have overtaken it.
+        """
+        if self.next_seq < 0:
+            return 0
+        hi = self.delivered + seq_diff(ack & SEQ_MASK, self.next_seq)
+        if 0 <= self.fin_rel < hi:
+            hi = self.fin_rel  # the FIN's sequence number is no data byte
+        lo = self.delivered if self.unseen_to < self.delivered else self.unseen_to
+        if hi <= lo or hi - lo > max_ack_gap:  # nothing new, or an ACK number out of reason
+            return 0
+        self.unseen_to = hi
+        missing = hi - lo
+        starts = self.starts
+        if starts:  # bytes buffered after a hole were seen
+            chunks = self.chunks
+            i = max(bisect_right(starts, lo) - 1, 0)
+            while i < len(starts):
+                cs = starts[i]
+                if cs >= hi:
+                    break
+                ce = cs + len(chunks[i])
+                if ce > lo:
+                    missing -= min(ce, hi) - max(cs, lo)
+                i += 1
+        return missing
 
     def close_gaps(self, ts: float, peer_ack: int, max_ack_gap: int) -> None:
         """At the end: flush, then report a gap for bytes before the FIN or acked by the peer."""
