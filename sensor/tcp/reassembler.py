@@ -164,7 +164,7 @@ class Reassembler:
                     h.pkts += 1
                     h.wire += wire
                     if ack != h.last_ack:
-                        self._ack_moved(h, ack)
+                        self._ack_moved(h, ts, ack)
                     h.last_ack = ack
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
@@ -190,7 +190,7 @@ class Reassembler:
                 h.pkts += 1
                 h.wire += wire
                 if ack != h.last_ack:
-                    self._ack_moved(h, ack)
+                    self._ack_moved(h, ts, ack)
                 h.last_ack = ack
                 if ts >= self._next_check:
                     self.expire(ts)
@@ -304,7 +304,7 @@ class Reassembler:
         if flags & ACK:
             ack &= SEQ_MASK
             if ack != h.last_ack:
-                self._ack_moved(h, ack)
+                self._ack_moved(h, ts, ack)
             h.last_ack = ack
             peer = c.peer(h)
             if peer.starts:
@@ -340,7 +340,7 @@ class Reassembler:
         if ts >= self._next_check:
             self.expire(ts)
 
-    def _ack_moved(self, h: Half, ack: int) -> None:
+    def _ack_moved(self, h: Half, ts: float, ack: int) -> None:
         """h's endpoint sent a new acknowledgment number: count it if it moved forward, and the
         bytes it acknowledges that the capture never saw (the capture-loss estimate)."""
         stats = self._stats
@@ -352,8 +352,16 @@ class Reassembler:
                 return  # an older ACK, reordered
             if moved <= max_gap:
                 stats.ack_bytes += moved
+        else:
+            h.first_ack = ack
         stats.acks += 1
-        missing = h.conn.peer(h).ack_unseen(ack, max_gap)
+        c = h.conn
+        if c.phase == _CLOSED:
+            return  # a straggler: the streams were closed with their gaps
+        p = c.peer(h)
+        if not c.wired and p.next_seq >= 0 and p.fin_rel < 0 and seq_diff(ack, p.next_seq) > 0:
+            self._wire(c, ts)  # bytes were sent (the banner?) and lost: the parser must know
+        missing = p.ack_unseen(ts, ack, max_gap)
         if missing:
             stats.acks_unseen += 1
             stats.ack_unseen_bytes += missing

@@ -66,17 +66,42 @@ def test_lost_segment_with_later_data_buffered_counts_only_the_hole() -> None:
     assert bytes(h.handlers[0].stream[True]).endswith(b"RCPT TO:<c@d>\r\n")
 
 
-def test_retransmission_after_the_ack_is_not_counted_twice() -> None:
+def test_ack_for_a_lost_tail_is_a_gap_at_once_and_counted_once() -> None:
     cv = Conv()
     segs = dialogue(cv)
     lost = segs.pop(6)
-    segs.insert(7, lost)  # the ACK overtakes the data (a tap's reordering), then it comes
     segs.insert(8, cv.s(16, b"", ACK, ack=25))  # a duplicate ACK: not a moved one
+    segs.insert(9, lost)  # a late copy: the dialogue already went on without it
     h = run(segs)
     s = h.stats
     assert (s.acks_unseen, s.ack_unseen_bytes) == (1, 17)
-    assert s.gaps == 0  # the data arrived: nothing is missing from the stream
-    assert bytes(h.handlers[0].stream[True]).count(b"MAIL FROM") == 1
+    assert s.gaps == 1 and s.retransmissions == 1
+    rh = h.handlers[0]
+    # the gap comes before the next client bytes, as the ACK that revealed it did
+    kinds = [(e[0], e[1]) for e in rh.events if e[0] != "close"]
+    assert kinds[kinds.index(("gap", True)) + 1] == ("data", True)
+    assert b"MAIL FROM" not in bytes(rh.stream[True])
+
+
+def test_ack_reveals_lost_tail_before_the_reply_is_read() -> None:
+    cv = Conv()
+    segs = dialogue(cv)
+    del segs[6]  # MAIL FROM lost; the server's pure ACK and then its reply
+    h = run(segs)
+    ev = [(e[0], e[1]) for e in h.handlers[0].events]
+    assert ev.index(("gap", True)) < ev.index(("data", False), 4)
+
+
+def test_stream_whose_first_bytes_were_lost_starts_with_a_gap() -> None:
+    cv = Conv()
+    segs = dialogue(cv)
+    del segs[1]  # SYN-ACK lost ...
+    del segs[2]  # ... and the banner: the client's ACKs say where the server's stream began
+    h = run(segs)
+    rh = h.handlers[0]
+    assert rh.events[0][:2] == ("data", True) or rh.events[0][:2] == ("gap", False)
+    assert rh.gaps[False] == 8
+    assert bytes(rh.stream[False]) == b"250 ok\r\n250 ok\r\n250 ok\r\n"
 
 
 def test_reordered_older_ack_is_not_counted() -> None:
