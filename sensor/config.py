@@ -119,6 +119,13 @@ class SyslogConfig:
 
 
 @dataclass(slots=True, frozen=True)
+class CaptureConfig:
+    """[capture]: what a live capture reports to its operator."""
+
+    loss_warn_percent: float = 1.0  # capture-loss estimate of an interval that warns on stderr
+
+
+@dataclass(slots=True, frozen=True)
 class RuleConfig:
     """One rule's switch, severity, signature id and thresholds (validated against the defaults)."""
 
@@ -175,6 +182,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # [privacy]: what is written
     syslog: SyslogConfig = field(default_factory=SyslogConfig)  # [syslog]
     sinks: tuple[Any, ...] = ()  # [[sinks.syslog]] tables as sensor.sinks.syslog.SinkSpec
+    capture: CaptureConfig = field(default_factory=CaptureConfig)  # [capture]
 
 
 def default_text() -> str:
@@ -350,7 +358,16 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any],
                   decode=_decode_limits(chk, merged["decode"]),
                   model=ModelConfig(**merged["model"]),
                   privacy=_privacy(chk, merged["privacy"]),
-                  syslog=syslog, sinks=_sinks(chk, sinks, syslog.format))
+                  syslog=syslog, sinks=_sinks(chk, sinks, syslog.format),
+                  capture=_capture(chk, merged["capture"]))
+
+
+def _capture(chk: _Checker, table: dict[str, Any]) -> CaptureConfig:
+    """The [capture] section: a loss percentage that warns, from 0 (always) to 100."""
+    pct = table["loss_warn_percent"]
+    if not 0.0 <= pct <= 100.0:
+        raise chk.fail("capture.loss_warn_percent", "a percentage from 0 to 100", pct)
+    return CaptureConfig(float(pct))
 
 
 def read_key(path: str, where: str) -> bytes:

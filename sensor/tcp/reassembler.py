@@ -14,6 +14,7 @@ from sensor.records import ConnRecord, TcpStats
 from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase, make_uid
 from sensor.tcp.stream import (
     KEPT_COST,
+    SEQ_HALF,
     SEQ_MASK,
     Budget,
     EndpointState,
@@ -345,23 +346,22 @@ class Reassembler:
         bytes it acknowledges that the capture never saw (the capture-loss estimate)."""
         stats = self._stats
         last = h.last_ack
-        max_gap = self._limits.max_ack_gap
         if last >= 0:
-            moved = seq_diff(ack, last)
+            moved = ((ack - last + SEQ_HALF) & SEQ_MASK) - SEQ_HALF  # seq_diff, inlined
             if moved <= 0:
                 return  # an older ACK, reordered
-            if moved <= max_gap:
+            if moved <= self._limits.max_ack_gap:
                 stats.ack_bytes += moved
         else:
             h.first_ack = ack
         stats.acks += 1
         c = h.conn
-        if c.phase == _CLOSED:
-            return  # a straggler: the streams were closed with their gaps
-        p = c.peer(h)
-        if not c.wired and p.next_seq >= 0 and p.fin_rel < 0 and seq_diff(ack, p.next_seq) > 0:
+        p = c.server if h is c.client else c.client
+        if ack == p.next_seq or p.next_seq < 0 or c.phase == _CLOSED:
+            return  # all seen (most ACKs), nothing known, or a straggler after the close
+        if not c.wired and p.fin_rel < 0 and seq_diff(ack, p.next_seq) > 0:
             self._wire(c, ts)  # bytes were sent (the banner?) and lost: the parser must know
-        missing = p.ack_unseen(ts, ack, max_gap)
+        missing = p.ack_unseen(ts, ack, self._limits.max_ack_gap)
         if missing:
             stats.acks_unseen += 1
             stats.ack_unseen_bytes += missing
