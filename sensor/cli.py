@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sensor.output.jsonl import JsonlSink
     from sensor.output.privacy import Privacy
     from sensor.parallel import ParallelInput
+    from sensor.service.stats import LiveStatus
     from sensor.sinks.fanout import SyslogFanout
     from sensor.smtp.limits import SmtpLimits
     from sensor.tcp.reassembler import TcpLimits
@@ -167,6 +168,7 @@ def _execute(
     progress: bool,
     shutdown: Shutdown,
     parallel: ParallelInput | None = None,
+    status: LiveStatus | None = None,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
@@ -219,6 +221,8 @@ def _execute(
             latest[(a.host, a.kind)] = a
 
     detector = Detector(cfg, on_alert, scorer, model_name) if detect else None
+    if status is not None:  # what a live run's stats and metrics read
+        status.detector, status.syslog = detector, syslog
     if detector is not None and detector.stage is not None and scores_sink is not None:
         detector.stage.explain_all = True  # every host's line names what stood out
     syslog_session: Callable[[Any], None] | None = None
@@ -281,6 +285,7 @@ def _execute(
             privacy,
             syslog,
             syslog_session,
+            status,
         )
     sinks = syslog.stats() if syslog is not None else None
     if stats_path:
@@ -322,6 +327,7 @@ def _run_in_process(
     privacy: Privacy | None = None,
     syslog: SyslogFanout | None = None,
     syslog_session: Callable[[Any], None] | None = None,
+    status: LiveStatus | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -354,6 +360,8 @@ def _run_in_process(
         smtp_limits=smtp_limits,
         decode_limits=decode_limits,
     )
+    if status is not None:
+        status.pipeline = pipe
     frames = frames_for(pipe, expr)
     if progress and sys.stderr.isatty():
         frames = _progress(frames)
@@ -546,21 +554,86 @@ def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **o
         sys.exit(1)
 
 
+# --------------------------------------------------------------------------------------------
+# live: what the running service tells its operator (periodic stats lines, Prometheus, loss)
+
+
+def _live_report_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--stats-interval, --stats-log and --metrics of the live command."""
+    opts = [
+        click.option("--stats-interval", type=click.FloatRange(min=0), default=60.0,
+                     show_default=True, metavar="SECONDS",
+                     help="Period of the stats lines and of the capture-loss check (0: off)."),
+        click.option("--stats-log", metavar="FILE|-",
+                     help="Append one JSON line of counters (totals, deltas, capture-loss "
+                          "estimate) every --stats-interval."),
+        click.option("--metrics", metavar="HOST:PORT",
+                     help="Serve Prometheus metrics on http://HOST:PORT/metrics."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+class _LiveReport:
+    """The live run's StatsReporter and metrics server, started before the capture and closed
+    after it (the stats log then gets a last line for the partial interval)."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], interval: float,
+                 log_path: str | None, listen: str | None, config_path: str | None) -> None:
+        from sensor.config import load_config
+        from sensor.service.stats import StatsReporter, open_stats_log
+
+        self._server: Any = None
+        self._reporter: StatsReporter | None = None
+        self._log = None
+        if listen is not None:
+            from sensor.service.metrics import start_metrics_server
+
+            self._server = start_metrics_server(listen, snapshot)
+        if interval > 0:
+            self._log = open_stats_log(log_path)
+            warn_pct = load_config(config_path).capture.loss_warn_percent
+            self._reporter = StatsReporter(
+                snapshot, interval, self._log, warn_pct,
+                lambda text: click.echo(f"sensor: warning: {text}", err=True))
+            self._reporter.start()
+        elif log_path is not None:
+            raise click.UsageError("--stats-log needs a --stats-interval above 0")
+
+    def close(self) -> None:
+        """Write the last stats line, close the log, stop serving metrics."""
+        if self._reporter is not None:
+            self._reporter.stop(final=True)
+        if self._log is not None and self._log is not sys.stdout:
+            self._log.close()
+        if self._server is not None:
+            server, thread = self._server
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+
 @main.command()
 @click.option("-i", "--interface", "iface", required=True, help="Interface to capture on.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")  # fmt: skip
+@_live_report_options
 @_output_options
-def live(iface: str, duration: float | None, **opts: Any) -> None:
+def live(iface: str, duration: float | None, stats_interval: float, stats_log: str | None,
+         metrics: str | None, **opts: Any) -> None:
     """Analyse live traffic on an interface (libpcap, BPF filter in the kernel)."""
     from sensor.capture.live import LiveSource
+    from sensor.service.stats import LiveStatus
 
     holder: list[LiveSource] = []
     shutdown = Shutdown()
+    status = LiveStatus()
 
     def frames_for(pipe: Pipeline, expr: str) -> Iterator[Frame]:
         source = LiveSource(iface, bpf=expr)
         holder.append(source)
+        status.sources.append(source)
         shutdown.add_hook(lambda _signum: source.stop())
         if duration is not None:
             timer = threading.Timer(duration, source.stop)
@@ -568,13 +641,16 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
             timer.start()
         return source.frames(pipe.capture_stats)
 
+    report = _LiveReport(status.snapshot, stats_interval, stats_log, metrics, opts["config_path"])
     shutdown.install()
     try:
-        alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, **opts)
+        alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown,
+                          status=status, **opts)
     except Aborted as exc:
         _abort(exc)
     finally:
         shutdown.restore()
+        report.close()
         for source in holder:
             received, dropped, if_dropped = source.stats()
             click.echo(
@@ -585,5 +661,3 @@ def live(iface: str, duration: float | None, **opts: Any) -> None:
             source.close()
     if alerts and opts["fail_on_alert"]:
         sys.exit(1)
-
-

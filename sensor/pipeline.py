@@ -202,6 +202,10 @@ class Pipeline:
         if first is not None and (self.totals.last_ts is None or ts > self.totals.last_ts):
             self.totals.last_ts = ts
 
+    def open_connections(self) -> int:
+        """Connections in the reassembly table now (closed ones still lingering included)."""
+        return len(self._reasm)
+
     def finish(self) -> RunTotals:
         """End of input: flush every open connection (nothing is lost) and return the totals."""
         self._reasm.flush()
