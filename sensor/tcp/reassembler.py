@@ -110,6 +110,7 @@ class Reassembler:
         "_heap",
         "_kept_max",
         "_limits",
+        "_max_ack_gap",
         "_next_check",
         "_on_record",
         "_server_ports",
@@ -136,6 +137,7 @@ class Reassembler:
             stats, lim.max_ooo_bytes_per_dir, lim.max_ooo_chunks_per_dir, lim.max_total_bytes
         )
         self._kept_max = lim.rexmit_segments
+        self._max_ack_gap = lim.max_ack_gap
         self._flows: dict[tuple[bytes, int, bytes, int], Half] = {}  # sender 4-tuple -> its Half
         self._count = 0
         self._handlers = 0  # connections holding a handler
@@ -165,7 +167,7 @@ class Reassembler:
                     h.pkts += 1
                     h.wire += wire
                     if ack != h.last_ack:
-                        self._ack_moved(h, ts, ack)
+                        self._fast_ack(h, ts, ack)
                     h.last_ack = ack
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
@@ -190,8 +192,17 @@ class Reassembler:
                 h.conn.last_ts = ts
                 h.pkts += 1
                 h.wire += wire
-                if ack != h.last_ack:
-                    self._ack_moved(h, ts, ack)
+                last = h.last_ack
+                if ack != last:  # _fast_ack, inlined for the pure ACK that acks all it may
+                    c = h.conn
+                    moved = ((ack - last + SEQ_HALF) & SEQ_MASK) - SEQ_HALF
+                    if (last >= 0 and 0 < moved <= self._max_ack_gap
+                            and ack == (c.server if h is c.client else c.client).next_seq):
+                        stats = self._stats
+                        stats.acks += 1
+                        stats.ack_bytes += moved
+                    else:
+                        self._ack_moved(h, ts, ack)
                 h.last_ack = ack
                 if ts >= self._next_check:
                     self.expire(ts)
@@ -340,6 +351,19 @@ class Reassembler:
         c.refresh_fast()
         if ts >= self._next_check:
             self.expire(ts)
+
+    def _fast_ack(self, h: Half, ts: float, ack: int) -> None:
+        """`_ack_moved` for a fast-path segment: the common ACK (forward, all seen) counted here."""
+        last = h.last_ack
+        c = h.conn
+        moved = ((ack - last + SEQ_HALF) & SEQ_MASK) - SEQ_HALF
+        if (last >= 0 and 0 < moved <= self._max_ack_gap
+                and ack == (c.server if h is c.client else c.client).next_seq):
+            stats = self._stats
+            stats.acks += 1
+            stats.ack_bytes += moved
+        else:
+            self._ack_moved(h, ts, ack)
 
     def _ack_moved(self, h: Half, ts: float, ack: int) -> None:
         """h's endpoint sent a new acknowledgment number: count it if it moved forward, and the
