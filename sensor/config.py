@@ -61,6 +61,8 @@ class BoundsConfig:
     sample_sessions: int
     memcap_mb: int
     """Estimated TCP reassembly state, in total (split between --workers)."""
+    host_idle_s: float = 7200.0
+    """Packet time without a record before a host leaves the feature table."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -340,6 +342,9 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any],
     syslog = _syslog(chk, merged["syslog"])
     if not win_t["short_s"] <= win_t["medium_s"] <= win_t["long_s"]:
         raise chk.fail("windows", "short_s <= medium_s <= long_s", list(win_t.values()))
+    if merged["bounds"]["host_idle_s"] < win_t["long_s"]:
+        raise chk.fail("bounds.host_idle_s", f"at least windows.long_s ({win_t['long_s']})",
+                       merged["bounds"]["host_idle_s"])
     if not site_t["sensor"].strip():
         raise chk.fail("site.sensor", "a non-empty name", site_t["sensor"])
     domains = []

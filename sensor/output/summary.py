@@ -102,6 +102,8 @@ def render_summary(
             rows.append(("alert updates (escalations)", detect.updates))
         if detect.evicted:
             rows.append(("hosts evicted (host table cap)", detect.evicted))
+        if getattr(detect, "hosts_expired", 0):
+            rows.append(("hosts expired (idle)", detect.hosts_expired))
     for dest, counts in (sinks or {}).items():
         rows.extend((f"syslog {dest}: {label}", counts[key]) for key, label in _SINK_ROWS
                     if counts[key] or key == "sent")
