@@ -415,6 +415,7 @@ class ClientSide(ServerSide):
     def cmd_starttls(self, arg: bytes, ts: float) -> None:
         """STARTTLS (RFC 3207 4): client bytes wait for the reply."""
         self.tls_attempted = True
+        self.starttls_at = self.bytes_from_client
         self.tls_injected = False
         self.enqueue(Pending(Cmd.STARTTLS, ts, self.current_txn()))
         self.cstate = ClientState.STARTTLS_WAIT

@@ -20,6 +20,11 @@ from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
 
 _log: Final = logging.getLogger(__name__)
 
+MIN_TLS_HELLO: Final = 64
+"""Client bytes after a STARTTLS, all lost or unparsed, from which a session that lost its
+reply is taken to have gone on in TLS (a ClientHello is longer; a plaintext client's next
+command would have been parsed)."""
+
 LOSS_ARTEFACTS: Final = frozenset({
     Anomaly.PREGREET, Anomaly.NO_BANNER, Anomaly.BARE_LF, Anomaly.BARE_CR,
     Anomaly.UNKNOWN_COMMAND, Anomaly.PIPELINING_NOT_ADVERTISED, Anomaly.OUT_OF_SEQUENCE,
@@ -90,6 +95,7 @@ class ParserCore(ABC):
         self.probe_at = 0  # client bytes held before the 220 to STARTTLS (injected plaintext)
         self.tls_resp_injected = False  # server bytes came after the 220 before the hello
         self.bytes_from_client = self.bytes_from_server = 0
+        self.starttls_at = 0  # bytes_from_client when the latest STARTTLS was parsed
         self.closed = False
         self.failure: str | None = None
         """The exception type that stopped this session's parsing (a bug of ours), if any."""

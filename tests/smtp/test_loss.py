@@ -40,6 +40,17 @@ def test_starttls_reply_lost_then_a_hello_is_tls() -> None:
     assert s.anomalies == {"gap_server": 1}
 
 
+def test_starttls_reply_and_hello_lost_then_tls_records_is_tls() -> None:
+    record = b"\x17\x03\x03\x00\xc8" + bytes(200)
+    s = run([*OPENING, (C, b"STARTTLS\r\n"), (C, 300), (S, 30), (S, record), (C, record)])
+    assert s.tls_established and set(s.anomalies) == {"gap_client", "gap_server"}
+
+
+def test_starttls_reply_lost_then_plaintext_is_not_tls() -> None:
+    s = run([*OPENING, (C, b"STARTTLS\r\n"), (S, 30), (C, b"QUIT\r\n"), (S, b"221 bye\r\n")])
+    assert not s.tls_established  # 6 bytes are no ClientHello
+
+
 def test_a_session_with_a_gap_reports_no_anomaly_loss_can_fake() -> None:
     # a bare LF and a command sent before the banner, then a gap: neither is reported
     s = run([(C, b"EHLO x\n"), *OPENING, (C, b"NOOP\r\n"), (C, 40), (S, b"250 ok\r\n"),
