@@ -291,13 +291,16 @@ def _execute(
     if stats_path:
         stats_sink = JsonlSink(stats_path)
         counters = stats_dict(cap, tcp, totals, det_stats, sinks)
+        if status is not None:  # live: the kernel's and the interfaces' drops
+            counters["interfaces"] = status.snapshot()["interfaces"]
         if shutdown.signum:  # the input was cut short: say where the counters come from
             counters["stopped_by"] = {"signal": shutdown.name, "flushed": shutdown.flushed}
         stats_sink.write(counters)
         stats_sink.close()
     if not quiet:
         to_stderr = "-" in (sessions_path, conns_path, stats_path, alerts_path, host_scores_path)
-        render_summary(cap, tcp, totals, errors, to_stderr, det_stats, sinks)
+        render_summary(cap, tcp, totals, errors, to_stderr, det_stats, sinks,
+                       status.snapshot()["interfaces"] if status is not None else None)
         if latest:
             render_alerts(list(latest.values()), to_stderr)
     if shutdown.signum:

@@ -53,11 +53,11 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
     client_py, scrape_py = tmp_path / "client.py", tmp_path / "scrape.py"
     client_py.write_text(CLIENT_SCRIPT)
     scrape_py.write_text(SCRAPE_SCRIPT)
-    stats_log = tmp_path / "stats.log"
+    stats_log, final = tmp_path / "stats.log", tmp_path / "stats.json"
     server_py = Path(__file__).with_name("scripted_smtp.py")
     sensor = subprocess.Popen(veth.in_ns(veth.srv_ns, [
         sys.executable, "-m", "sensor", "live", "-i", SRV_IF, "--duration", str(SENSOR_DURATION_S),
-        "--quiet", "--no-model", "--alerts", str(tmp_path / "alerts.jsonl"),
+        "--no-model", "--alerts", str(tmp_path / "alerts.jsonl"), "--stats", str(final),
         "--metrics", LISTEN, "--stats-interval", "1", "--stats-log", str(stats_log)]),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     server_argv = [sys.executable, str(server_py), SRV_V4, "1"]
@@ -78,7 +78,7 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
         while m["port25_connections_open"][()] < 1 and time.monotonic() < deadline:
             time.sleep(0.1)  # the last packets may still be on their way through the ring
             m = scrape(veth, scrape_py)
-        _, err = sensor.communicate(timeout=SENSOR_DURATION_S + STEP_TIMEOUT_S)
+        out, err = sensor.communicate(timeout=SENSOR_DURATION_S + STEP_TIMEOUT_S)
     finally:
         for proc in (sensor, server):
             if proc.poll() is None:
@@ -105,3 +105,7 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
         last["capture"]["packets"]
     assert all(x["capture_loss"]["percent"] == 0.0 for x in lines)
     assert "capture loss estimate" not in err
+    # the kernel's counters reach --stats and the summary, not only a stderr line
+    counted = json.loads(final.read_text())["interfaces"][SRV_IF]
+    assert counted["received"] >= processed and counted["dropped"] == 0
+    assert f"{SRV_IF}: dropped by the kernel" in out

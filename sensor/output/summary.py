@@ -38,8 +38,10 @@ def render_summary(
     to_stderr: bool = False,
     detect: Any | None = None,
     sinks: dict[str, dict[str, int]] | None = None,
+    interfaces: dict[str, dict[str, int]] | None = None,
 ) -> None:
-    """Print the closing summary table (to stderr when stdout carries records)."""
+    """Print the closing summary table (to stderr when stdout carries records; `interfaces`:
+    a live capture's kernel counters per interface)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -85,6 +87,11 @@ def render_summary(
         "tcp: ACKs for data never captured": tcp.acks_unseen,
         "tcp: bytes acked but never captured": tcp.ack_unseen_bytes,
     }
+    for iface, c in (interfaces or {}).items():
+        rows.append((f"{iface}: received by the filter", c["received"]))
+        rows.append((f"{iface}: dropped by the kernel", c["dropped"]))
+        if c["if_dropped"]:
+            rows.append((f"{iface}: dropped by the interface", c["if_dropped"]))
     rows.extend((k, v) for k, v in skipped.items() if v)
     if tcp.acks_unseen:
         pct = loss_percent(tcp.acks, tcp.acks_unseen)
