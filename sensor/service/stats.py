@@ -22,7 +22,7 @@ thread."""
 
 GAUGES: Final = frozenset({
     "active_peak", "hosts", "hosts_active", "queued", "rss_bytes", "running",
-    "connections_open", "wall_s", "first_ts", "last_ts",
+    "connections_open", "wall_s", "first_ts", "last_ts", "uptime_s",
 })
 """Values that are levels, not counters: a stats line shows them in its totals, not its deltas."""
 MIN_INTERVAL_ACKS: Final = 100
@@ -61,6 +61,7 @@ class LiveStatus:
         self.syslog: Any = None  # sensor.sinks.fanout.SyslogFanout
         self.sources: list[Any] = []  # sensor.capture.live.LiveSource, one per interface
         self.started = time.time()
+        self._last_detect: dict[str, Any] = {}
 
     def snapshot(self) -> dict[str, Any]:
         """The status now (see `Snapshot`); counters a thread was growing are read again."""
@@ -70,6 +71,17 @@ class LiveStatus:
             except RuntimeError:  # a dict changed size while it was read
                 continue
         return self._snapshot()
+
+    def _detect(self) -> dict[str, Any]:
+        """The detector's counters, or the last ones read when its table kept changing (the
+        events dropped are summed over the hosts, which the packet thread may add to)."""
+        for _ in range(SNAPSHOT_TRIES):
+            try:
+                self._last_detect = _plain(self.detector.stats)
+                break
+            except RuntimeError:
+                continue
+        return self._last_detect
 
     def _snapshot(self) -> dict[str, Any]:
         from sensor.pipeline import RunTotals
@@ -82,7 +94,7 @@ class LiveStatus:
             "totals": _plain(pipe.totals if pipe is not None else RunTotals()),
         }
         if self.detector is not None:
-            out["detect"] = _plain(self.detector.stats)
+            out["detect"] = self._detect()
         if self.syslog is not None:
             out["sinks"] = self.syslog.stats()
         interfaces: dict[str, dict[str, int]] = {}
@@ -96,7 +108,7 @@ class LiveStatus:
         out["interfaces"] = interfaces
         out["workers"] = {"running": 1 if pipe is not None else 0, "restarts": 0,
                           "lost_packets": 0}
-        out["process"] = {"rss_bytes": rss_bytes()}
+        out["process"] = {"rss_bytes": rss_bytes(), "uptime_s": round(time.time() - self.started, 3)}
         out["state"] = {"connections_open": pipe.open_connections() if pipe is not None else 0}
         return out
 
