@@ -108,7 +108,8 @@ class LiveStatus:
         out["interfaces"] = interfaces
         out["workers"] = {"running": 1 if pipe is not None else 0, "restarts": 0,
                           "lost_packets": 0}
-        out["process"] = {"rss_bytes": rss_bytes(), "uptime_s": round(time.time() - self.started, 3)}
+        out["process"] = {"rss_bytes": rss_bytes(),
+                          "uptime_s": round(time.time() - self.started, 3)}
         out["state"] = {"connections_open": pipe.open_connections() if pipe is not None else 0}
         return out
 
