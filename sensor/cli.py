@@ -590,6 +590,8 @@ class _LiveReport:
         self._server: Any = None
         self._reporter: StatsReporter | None = None
         self._log = None
+        if interval <= 0 and log_path is not None:
+            raise click.UsageError("--stats-log needs a --stats-interval above 0")
         if listen is not None:
             from sensor.service.metrics import start_metrics_server
 
@@ -601,8 +603,6 @@ class _LiveReport:
                 snapshot, interval, self._log, warn_pct,
                 lambda text: click.echo(f"sensor: warning: {text}", err=True))
             self._reporter.start()
-        elif log_path is not None:
-            raise click.UsageError("--stats-log needs a --stats-interval above 0")
 
     def close(self) -> None:
         """Write the last stats line, close the log, stop serving metrics."""

@@ -109,3 +109,13 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
     counted = json.loads(final.read_text())["interfaces"][SRV_IF]
     assert counted["received"] >= processed and counted["dropped"] == 0
     assert f"{SRV_IF}: dropped by the kernel" in out
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["--stats-interval", "0", "--stats-log", "x.log"], "--stats-log needs a --stats-interval"),
+    (["--metrics", "localhost:9425"], "--metrics: expected HOST:PORT with an IP address"),
+])
+def test_bad_report_options_are_one_line_and_exit_2(args: list[str], expect: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "sensor", "live", "-i", "p25-none0", *args],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and expect in r.stderr and "Traceback" not in r.stderr
