@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sensor.parallel import ParallelInput
     from sensor.service.livefanout import LiveInput
     from sensor.service.runtime import LiveService
+    from sensor.service.stats import LiveStatus
     from sensor.sinks.fanout import SyslogFanout
     from sensor.smtp.limits import SmtpLimits
     from sensor.stream.publisher import Publisher
@@ -182,6 +183,7 @@ def _execute(
     live_clock: bool = False,
     live: LiveInput | None = None,
     capture_extra: Callable[[], dict[str, Any]] | None = None,
+    status: LiveStatus | None = None,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
@@ -246,6 +248,8 @@ def _execute(
     detector = Detector(cfg, on_alert, scorer, model_name) if detect else None
     if service is not None:
         service.attach((alert_sink, scores_sink, conn_sink, sess_sink, stats_sink), detector)
+    if status is not None:  # what a live run's stats and metrics read
+        status.detector, status.syslog = detector, syslog
     if detector is not None and detector.stage is not None and scores_sink is not None:
         detector.stage.explain_all = True  # every host's line names what stood out
     syslog_session: Callable[[Any], None] | None = None
@@ -325,6 +329,7 @@ def _execute(
             syslog,
             syslog_session,
             publisher,
+            status,
         )
     sinks = syslog.stats() if syslog is not None else None
     if publisher is not None:
@@ -379,6 +384,7 @@ def _run_in_process(
     syslog: SyslogFanout | None = None,
     syslog_session: Callable[[Any], None] | None = None,
     publisher: Publisher | None = None,
+    status: LiveStatus | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -414,6 +420,8 @@ def _run_in_process(
         smtp_limits=smtp_limits,
         decode_limits=decode_limits,
     )
+    if status is not None:
+        status.pipeline = pipe
     frames = frames_for(pipe, expr)
     if progress and sys.stderr.isatty():
         frames = _progress(frames)
@@ -644,6 +652,64 @@ def _parse_workers_opt(ctx: click.Context, param: click.Parameter, value: str | 
     return None if value is None else _parse_workers(ctx, param, value)
 
 
+# --------------------------------------------------------------------------------------------
+# live: what the running service tells its operator (periodic stats lines, Prometheus, loss)
+
+
+def _live_report_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--stats-interval, --stats-log and --metrics of the live command."""
+    opts = [
+        click.option("--stats-interval", type=click.FloatRange(min=0), default=None,
+                     metavar="SECONDS",
+                     help="Period of the stats lines and of the capture-loss check (0: off) "
+                          "[default: live.stats_interval_s, 60]."),
+        click.option("--stats-log", metavar="FILE|-",
+                     help="Append one JSON line of counters (totals, deltas, capture-loss "
+                          "estimate) every --stats-interval."),
+        click.option("--metrics", metavar="HOST:PORT",
+                     help="Serve Prometheus metrics on http://HOST:PORT/metrics."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+class _LiveReport:
+    """The live run's StatsReporter and metrics server, started before the capture and closed
+    after it (the stats log then gets a last line for the partial interval)."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], interval: float,
+                 log_path: str | None, listen: str | None, cfg: Config) -> None:
+        from sensor.service.stats import StatsReporter, open_stats_log
+
+        self._server: Any = None
+        self._reporter: StatsReporter | None = None
+        self._log = None
+        if listen is not None:
+            from sensor.service.metrics import start_metrics_server
+
+            self._server = start_metrics_server(listen, snapshot)
+        if interval > 0:
+            self._log = open_stats_log(log_path)
+            warn_pct = cfg.capture.loss_warn_percent
+            self._reporter = StatsReporter(
+                snapshot, interval, self._log, warn_pct,
+                lambda text: click.echo(f"sensor: warning: {text}", err=True))
+            self._reporter.start()
+
+    def close(self) -> None:
+        """Write the last stats line, close the log, stop serving metrics."""
+        if self._reporter is not None:
+            self._reporter.stop(final=True)
+        if self._log is not None and self._log is not sys.stdout:
+            self._log.close()
+        if self._server is not None:
+            server, thread = self._server
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+
 @main.command()
 @click.option("-i", "--interface", "ifaces", multiple=True,
               help="Interface to capture on (repeatable: several interfaces in one run) "
@@ -670,10 +736,12 @@ def _parse_workers_opt(ctx: click.Context, param: click.Parameter, value: str | 
 @click.option("--check-interface", "check_iface", default=None, metavar="IFACE",
               help="Check IFACE for capture (offloads, promiscuous mode, MTU, link) and say "
                    "what to change; exit 0 fine, 1 something to change, 2 no such interface.")
+@_live_report_options
 @_output_options
 def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
          snaplen: int | None, buffer_mb: int | None, promisc: bool | None, user: str | None,
-         check_iface: str | None, **opts: Any) -> None:  # fmt: skip
+         check_iface: str | None, stats_interval: float | None, stats_log: str | None,
+         metrics: str | None, **opts: Any) -> None:  # fmt: skip
     """Analyse live traffic on interfaces (libpcap, BPF filter in the kernel).
 
     With --workers N, or several -i, each interface is read by N processes joined in one kernel
@@ -691,6 +759,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     from sensor.config import load_config
     from sensor.parallel import resolve_workers
     from sensor.service.runtime import LiveService, live_settings
+    from sensor.service.stats import LiveStatus
 
     if check_iface is not None:
         from sensor.service.ifcheck import check_interface, render_check
@@ -707,11 +776,28 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     snap = snaplen if snaplen is not None else cfg.live.snaplen
     buffer_bytes = (buffer_mb if buffer_mb is not None else cfg.live.buffer_mb) << 20
     promiscuous = cfg.live.promisc if promisc is None else promisc
+    interval = float(cfg.live.stats_interval_s) if stats_interval is None else stats_interval
+    if interval <= 0 and stats_log is not None:
+        raise click.UsageError("--stats-log needs a --stats-interval above 0")
     holder: list[LiveSource] = []
     shutdown = Shutdown()
     service = LiveService(opts["config_path"], cfg, user,
                           lambda text: click.echo(f"sensor: warning: {text}", err=True))
     where = ", ".join(ifaces)
+    status = LiveStatus()  # what the stats lines and the metrics read
+    fan_snapshot: list[Callable[[], dict[str, Any]]] = []  # the fanout parent's, once running
+    reports: list[_LiveReport] = []
+
+    def snapshot() -> dict[str, Any]:
+        base = status.snapshot()
+        if not fan_snapshot:
+            return base
+        out = fan_snapshot[0]()
+        for key in ("detect", "sinks"):  # the parent's detector and sinks
+            if key in base:
+                out[key] = base[key]
+        return out
+
     fanout = None
     if n_workers > 1 or len(ifaces) > 1:
         from sensor.service.livefanout import LiveInput, open_handles
@@ -721,7 +807,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
 
         fanout = LiveInput(ifaces, n_workers, shutdown, snaplen=snap, promisc=promiscuous,
                            buffer_bytes=buffer_bytes, duration=duration, on_event=event,
-                           on_wake=service.tick)  # fmt: skip
+                           on_wake=service.tick, on_snapshot=fan_snapshot.append)  # fmt: skip
 
     def prepare(expr: str) -> None:  # every capture handle is opened, then privileges go
         if fanout is not None:
@@ -731,9 +817,12 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
                                 buffer_bytes=buffer_bytes)  # fmt: skip
             source.on_wake = service.tick
             holder.append(source)
+            status.sources.append(source)
         did = service.drop()
         if not opts["quiet"]:
             click.echo(f"sensor: {did}", err=True)
+        # threads start once privileges are gone (capabilities are per thread)
+        reports.append(_LiveReport(snapshot, interval, stats_log, metrics, cfg))
         if fanout is not None:
             shutdown.add_hook(lambda _signum: service.stopping(f"stopping ({shutdown.name})"))
             service.ready(f"capturing on {where} ({n_workers} workers each)")
@@ -766,7 +855,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     try:
         alerts = _execute(frames_for, errors=[], progress=False, shutdown=shutdown, cfg=cfg,
                           prepare=prepare, service=service, live_clock=True, live=fanout,
-                          capture_extra=interfaces if fanout is None else None,
+                          capture_extra=interfaces if fanout is None else None, status=status,
                           **opts)  # fmt: skip
     except Aborted as exc:
         _abort(exc)
@@ -775,6 +864,8 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
             service.stopping("stopping")
         shutdown.restore()
         service.close()
+        for live_report in reports:
+            live_report.close()
         for source in holder:
             source.close()
     if alerts and opts["fail_on_alert"]:

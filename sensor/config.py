@@ -61,6 +61,8 @@ class BoundsConfig:
     sample_sessions: int
     memcap_mb: int
     """Estimated TCP reassembly state, in total (split between --workers)."""
+    host_idle_s: float = 7200.0
+    """Packet time without a record before a host leaves the feature table."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,6 +118,13 @@ class SyslogConfig:
     sd_id: str = "port25@32473"
     format: str = "rfc5424"
     sessions: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class CaptureConfig:
+    """[capture]: what a live capture reports to its operator."""
+
+    loss_warn_percent: float = 1.0  # capture-loss estimate of an interval that warns on stderr
 
 
 @dataclass(slots=True, frozen=True)
@@ -194,6 +203,7 @@ class Config:
     syslog: SyslogConfig = field(default_factory=SyslogConfig)  # [syslog]
     sinks: tuple[Any, ...] = ()  # [[sinks.syslog]] tables as sensor.sinks.syslog.SinkSpec
     live: LiveConfig = field(default_factory=LiveConfig)  # [live]: the service's settings
+    capture: CaptureConfig = field(default_factory=CaptureConfig)  # [capture]
 
 
 def default_text() -> str:
@@ -353,6 +363,9 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any],
     syslog = _syslog(chk, merged["syslog"])
     if not win_t["short_s"] <= win_t["medium_s"] <= win_t["long_s"]:
         raise chk.fail("windows", "short_s <= medium_s <= long_s", list(win_t.values()))
+    if merged["bounds"]["host_idle_s"] < win_t["long_s"]:
+        raise chk.fail("bounds.host_idle_s", f"at least windows.long_s ({win_t['long_s']})",
+                       merged["bounds"]["host_idle_s"])
     if not site_t["sensor"].strip():
         raise chk.fail("site.sensor", "a non-empty name", site_t["sensor"])
     domains = []
@@ -372,7 +385,8 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any],
                   model=ModelConfig(**merged["model"]),
                   privacy=_privacy(chk, merged["privacy"]),
                   syslog=syslog, sinks=_sinks(chk, sinks, syslog.format),
-                  live=_live(chk, merged["live"]))
+                  live=_live(chk, merged["live"]),
+                  capture=_capture(chk, merged["capture"]))
 
 
 _IFACE_NAME = re.compile(r"[^\s/:]{1,15}")  # Linux IFNAMSIZ 16 with the NUL; no '/', ':' or space
@@ -401,6 +415,14 @@ def _live(chk: _Checker, table: dict[str, Any]) -> LiveConfig:
                       table["conns"], table["alerts"], table["host_scores"], table["stats"],
                       table["stats_interval_s"], table["snaplen"], table["buffer_mb"],
                       table["promisc"])
+
+
+def _capture(chk: _Checker, table: dict[str, Any]) -> CaptureConfig:
+    """The [capture] section: a loss percentage that warns, from 0 (always) to 100."""
+    pct = table["loss_warn_percent"]
+    if not 0.0 <= pct <= 100.0:
+        raise chk.fail("capture.loss_warn_percent", "a percentage from 0 to 100", pct)
+    return CaptureConfig(float(pct))
 
 
 def read_key(path: str, where: str) -> bytes:

@@ -210,7 +210,8 @@ class Pipeline:
             self._reasm.expire(ts)
 
     def open_connections(self) -> int:
-        """Connections the reassembler holds now (what a worker that died would lose)."""
+        """Connections the reassembler holds now, closed ones still lingering included (what a
+        worker that died would lose)."""
         return len(self._reasm)
 
     def finish(self) -> RunTotals:

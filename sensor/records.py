@@ -58,6 +58,15 @@ class TcpStats:
     gap_bytes: int = 0
     ooo_cap_hits: int = 0
     total_cap_hits: int = 0
+    acks: int = 0
+    """ACKs that moved an endpoint's acknowledgment forward (the capture-loss denominator)."""
+    ack_bytes: int = 0
+    """Bytes those ACKs acknowledged."""
+    acks_unseen: int = 0
+    """ACKs for data never captured (Zeek capture_loss's "gap events"): the endpoint received
+    it, the sensor did not see it. Loss upstream of the kernel shows here."""
+    ack_unseen_bytes: int = 0
+    """Bytes acknowledged but never captured, each counted once."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -124,7 +124,8 @@ def test_every_default_key_is_documented_by_a_comment_block() -> None:
     text = default_text()
     parsed = tomllib.loads(text)
     assert set(parsed) == {"site", "windows", "bounds", "reassembly", "decode", "smtp",
-                           "suppression", "model", "privacy", "syslog", "rules", "live"}
+                           "suppression", "model", "privacy", "syslog", "capture", "rules",
+                           "live"}
     for name in parsed["rules"]:
         header = f"[rules.{name}]\n#"
         assert header in text, f"rules.{name} has no comment"
@@ -210,3 +211,12 @@ def test_decode_limits_reach_the_decoder_and_the_default_filter(tmp_path: Path) 
                             *extra, str(pcap)], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert json.loads(stats.read_text())["capture"]["vlan_too_deep"] == deep
+
+
+def test_capture_loss_warn_percent_is_a_percentage(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[capture]\nloss_warn_percent = 2.5\n")
+    assert load_config(str(cfg)).capture.loss_warn_percent == 2.5
+    cfg.write_text("[capture]\nloss_warn_percent = 150.0\n")
+    with pytest.raises(ConfigError, match=r"capture.loss_warn_percent: expected a percentage"):
+        load_config(str(cfg))

@@ -53,9 +53,19 @@ class Suppressor:
     def reconfigure(self, cfg: SuppressionConfig) -> None:
         """New interval and escalation factor (SIGHUP); the open episodes are kept."""
         self._cfg = cfg
+    def _expire(self, now: float) -> None:
+        """Forget the episodes whose interval has passed (the oldest first): the next finding
+        of their host and kind starts a new one anyway."""
+        episodes = self._episodes
+        interval = self._cfg.interval_s
+        while episodes:
+            if now - next(iter(episodes.values())).started < interval:
+                break
+            episodes.popitem(last=False)
 
     def decide(self, host: str, finding: Finding, now: float) -> str | None:
         """None to stay quiet, "" for a new alert, or the escalation text of an update."""
+        self._expire(now)
         key = (host, finding.kind.value)
         ep = self._episodes.get(key)
         if ep is None or now - ep.started >= self._cfg.interval_s:

@@ -31,6 +31,7 @@ class DetectorStats:
     evicted: int = 0
     events_dropped: int = 0
     users_evicted: int = 0
+    hosts_expired: int = 0  # idle for bounds.host_idle_s of packet time
     alerts: int = 0
     updates: int = 0
     suppressed: int = 0
@@ -169,6 +170,7 @@ class Detector:
         return DetectorStats(
             records=t.records, hosts=t.hosts, hosts_active=len(self.table), evicted=t.evicted,
             events_dropped=self.table.dropped_events(), users_evicted=t.users_evicted,
+            hosts_expired=t.expired,
             alerts=self._alerts, updates=self._suppress.updates,
             suppressed=self._suppress.suppressed, alerts_by_kind=dict(self._alerts_by_kind),
             model=self.model_name if self.stage is not None else "",

@@ -50,6 +50,7 @@ class TableStats:
     evicted: int = 0
     events_dropped: int = 0
     users_evicted: int = 0
+    expired: int = 0  # hosts idle for bounds.host_idle_s of packet time, dropped
     records: int = 0
     ignored_sessions: int = 0  # sessions without any SMTP byte (their ConnRecord counts)
 
@@ -92,6 +93,10 @@ def _mask(adds: Adds) -> int:
     return mask
 
 
+HOST_SWEEP_S: Final = 60.0
+"""Packet time between two sweeps of the host table for idle hosts."""
+
+
 class HostTable:
     """Per-host sliding-window features, bounded by an LRU of hosts (evictions counted)."""
 
@@ -107,8 +112,25 @@ class HostTable:
         self.owns: Callable[[str], bool] | None = None
         """Sharded detection (`sensor detect --shard`): the hosts this table keeps; a session
         then adds to its client and its server only where they are ours (None: every host)."""
+        self._next_sweep = float("-inf")
+
+    def _expire_idle(self, now: float) -> None:
+        """Drop the hosts idle for bounds.host_idle_s of packet time (their windows are empty
+        long before: the longest window is shorter), least recently seen first."""
+        self._next_sweep = now + HOST_SWEEP_S
+        cutoff = now - self._bounds.host_idle_s
+        hosts = self._hosts
+        while hosts:
+            ip, st = next(iter(hosts.items()))
+            if st.now > cutoff:
+                break
+            del hosts[ip]
+            self.stats.expired += 1
+            self.stats.events_dropped += st.dropped
 
     def _host(self, ip: str, now: float) -> HostState:
+        if now >= self._next_sweep:
+            self._expire_idle(now)
         st = self._hosts.get(ip)
         if st is not None:
             self._hosts.move_to_end(ip)

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from sensor.records import CaptureStats, TcpStats
+from sensor.tcp.loss import loss_percent
 
 _PIPE_WIDTH = 160  # columns used when the table goes to a file or pipe, not a terminal
 
@@ -85,8 +86,13 @@ def render_summary(
         "tcp: evicted before any payload": tcp.evicted_half_open,
         "tcp: out-of-order cap hits": tcp.ooo_cap_hits,
         "tcp: total buffer cap hits": tcp.total_cap_hits,
+        "tcp: ACKs for data never captured": tcp.acks_unseen,
+        "tcp: bytes acked but never captured": tcp.ack_unseen_bytes,
     }
     rows.extend((k, v) for k, v in skipped.items() if v)
+    if tcp.acks_unseen:
+        pct = loss_percent(tcp.acks, tcp.acks_unseen)
+        rows.append(("capture loss estimate (% of ACKs)", f"{pct:.2f}"))
     if cap.files_filtered_by_libpcap:
         rows.append(("skipped: filtered out by libpcap", "not counted"))
     if detect is not None:
@@ -100,6 +106,8 @@ def render_summary(
             rows.append(("alert updates (escalations)", detect.updates))
         if detect.evicted:
             rows.append(("hosts evicted (host table cap)", detect.evicted))
+        if getattr(detect, "hosts_expired", 0):
+            rows.append(("hosts expired (idle)", detect.hosts_expired))
     for dest, counts in (sinks or {}).items():
         what = dest if dest.startswith("publish ") else f"syslog {dest}"  # --publish: as is
         rows.extend((f"{what}: {label}", counts[key]) for key, label in _SINK_ROWS

@@ -25,6 +25,8 @@ PRELOAD: Final = (
     "numpy", "rich.console", "rich.table", "rich.text", "sensor.output.summary",
     "sensor.detect.model", "sensor.detect.scoring", "sensor.detect.tables",
     "sensor.features.batch", "sensor.smtp.schema", "sensor.detect.alerts",
+    "sensor.service.stats", "sensor.service.metrics", "prometheus_client",
+    "prometheus_client.exposition", "http.server", "socketserver",
 )  # fmt: skip
 """Modules a live run imports after its start (the model, the closing summary), imported before
 privileges are dropped: the user the sensor becomes may not be able to read the Python

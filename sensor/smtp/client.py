@@ -143,6 +143,9 @@ class ClientSide(ServerSide):
             if looks_like_tls(payload[:2]):  # TLS started without waiting for the 220
                 buf.drain()  # plaintext injected before it (already counted) is not TLS
                 self.client_tls(len(payload))
+                if self.starttls_reply_lost():  # the 220 was in a gap (RFC 3207 4: the client
+                    self.tls_established = True  # sends its hello only after one)
+                    self.sstate = _S_TLS
                 return
             buf.feed(payload)
             self.starttls_held(ts)
@@ -166,6 +169,12 @@ class ClientSide(ServerSide):
         if len(self.sbuf):
             self.server_run(force=False)
 
+    def starttls_reply_lost(self) -> bool:
+        """The reply to STARTTLS was lost in a server gap (no STARTTLS waits for one)."""
+        if not self.anomalies.get(Anomaly.GAP_SERVER):
+            return False
+        return not any(p.kind is Cmd.STARTTLS for p in self.queue)
+
     def starttls_held(self, ts: float) -> None:
         """Bytes held after STARTTLS before its reply: a TLS hello sent early, or injection."""
         buf = self.cbuf
@@ -185,6 +194,12 @@ class ClientSide(ServerSide):
         st = self.cstate
         if st is ClientState.TLS:
             self.tls_bytes += n
+            return
+        self.gapped = True
+        if st is _C_STARTTLS_WAIT and self.starttls_reply_lost():  # the 220 and the hello
+            self.client_tls(n)  # lost both: the dialogue went on in TLS
+            self.tls_established = True
+            self.sstate = _S_TLS
             return
         if st is _C_STARTTLS_PROBE:  # the bytes that would tell TLS from plaintext are lost
             self.client_tls(n)
@@ -209,6 +224,7 @@ class ClientSide(ServerSide):
         self.cbuf.drain()  # what follows may start mid-line: RESYNC waits for a command
         self.cbuf.checkpoint()
         self.cstate = ClientState.RESYNC
+        self.lost_start = True  # HELO, MAIL or RCPT may be in the hole, as on a pick-up
         self.queue.append(Pending(Cmd.GAP, ts))
 
     def client_line(self, line: bytes, ts: float) -> None:
@@ -399,6 +415,7 @@ class ClientSide(ServerSide):
     def cmd_starttls(self, arg: bytes, ts: float) -> None:
         """STARTTLS (RFC 3207 4): client bytes wait for the reply."""
         self.tls_attempted = True
+        self.starttls_at = self.bytes_from_client
         self.tls_injected = False
         self.enqueue(Pending(Cmd.STARTTLS, ts, self.current_txn()))
         self.cstate = ClientState.STARTTLS_WAIT

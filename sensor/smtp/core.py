@@ -20,6 +20,25 @@ from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
 
 _log: Final = logging.getLogger(__name__)
 
+MIN_TLS_HELLO: Final = 64
+"""Client bytes after a STARTTLS, all lost or unparsed, from which a session that lost its
+reply is taken to have gone on in TLS (a ClientHello is longer; a plaintext client's next
+command would have been parsed)."""
+
+LOSS_ARTEFACTS: Final = frozenset({
+    Anomaly.PREGREET, Anomaly.NO_BANNER, Anomaly.BARE_LF, Anomaly.BARE_CR,
+    Anomaly.UNKNOWN_COMMAND, Anomaly.PIPELINING_NOT_ADVERTISED, Anomaly.OUT_OF_SEQUENCE,
+    Anomaly.STARTTLS_INJECTION, Anomaly.STARTTLS_PLAINTEXT, Anomaly.STARTTLS_RESPONSE_INJECTION,
+    Anomaly.COMMAND_AFTER_421, Anomaly.INVALID_TRANSACTION, Anomaly.BAD_PATH,
+    Anomaly.BDAT_INVALID_SIZE, Anomaly.UNMATCHED_REPLY, Anomaly.MALFORMED_REPLY,
+    Anomaly.MISSING_DATA_TERMINATOR, Anomaly.DATA_AFTER_REFUSAL, Anomaly.TXN_UNANSWERED,
+    Anomaly.PENDING_OVERFLOW,
+})
+"""Anomalies that lost bytes can fake (a command, a reply, a line end or the terminator fell
+into the hole): a session that had a gap does not report them, the gap is counted itself
+(gap_client, gap_server), so that capture loss shows as gaps and a loss figure, never as
+protocol abuse."""
+
 
 class ParserCore(ABC):
     """Everything one SMTP session's parser knows; the halves add behaviour, not state."""
@@ -76,9 +95,13 @@ class ParserCore(ABC):
         self.probe_at = 0  # client bytes held before the 220 to STARTTLS (injected plaintext)
         self.tls_resp_injected = False  # server bytes came after the 220 before the hello
         self.bytes_from_client = self.bytes_from_server = 0
+        self.starttls_at = 0  # bytes_from_client when the latest STARTTLS was parsed
         self.closed = False
         self.failure: str | None = None
         """The exception type that stopped this session's parsing (a bug of ours), if any."""
+        self.gapped = False
+        """Bytes of the dialogue were lost (a gap either way, outside TLS): the session reports
+        no LOSS_ARTEFACTS."""
         self.midstream = midstream
         """Picked up without the TCP handshake: the start of the dialogue was not seen."""
         self.lost_start = midstream  # no HELO/EHLO or MAIL seen since a mid-stream pick-up

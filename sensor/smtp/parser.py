@@ -9,6 +9,7 @@ from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp.anomalies import Anomaly
 from sensor.smtp.client import ClientSide
 from sensor.smtp.commands import parse_helo_kind
+from sensor.smtp.core import LOSS_ARTEFACTS, MIN_TLS_HELLO
 from sensor.smtp.limits import SmtpLimits
 from sensor.smtp.state import ClientState, ServerState
 
@@ -161,6 +162,13 @@ class SmtpParser(ClientSide):
             self.count(Anomaly.RETRANSMISSION_INCONSISTENCY, record.conflicting_overlaps)
         while self.txns:
             self.finish_txn(self.txns.popleft())
+        if self.gapped:  # what was counted before the loss showed may be its artefact as well
+            for name in LOSS_ARTEFACTS:
+                self.anomalies.pop(name, None)
+            if (self.tls_attempted and not self.tls_established and self.commands
+                    and self.commands[-1] == "STARTTLS"
+                    and self.bytes_from_client - self.starttls_at >= MIN_TLS_HELLO):
+                self.tls_established = True  # the 220 was lost and the client went on: in TLS
         return self.session(record)
 
     def session(self, record: ConnRecord) -> SmtpSession:

@@ -211,6 +211,7 @@ class ServerSide(ParserCore):
         if self.sstate is ServerState.TLS:
             self.tls_bytes += n
             return
+        self.gapped = True
         self.sbuf.drain()  # what follows may start mid-line: RESYNC waits for a reply line
         self.sbuf.checkpoint()
         self.assembler.reset()

@@ -14,6 +14,7 @@ from sensor.records import ConnRecord, TcpStats
 from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase, make_uid
 from sensor.tcp.stream import (
     KEPT_COST,
+    SEQ_HALF,
     SEQ_MASK,
     Budget,
     EndpointState,
@@ -109,6 +110,7 @@ class Reassembler:
         "_heap",
         "_kept_max",
         "_limits",
+        "_max_ack_gap",
         "_next_check",
         "_on_record",
         "_server_ports",
@@ -135,6 +137,7 @@ class Reassembler:
             stats, lim.max_ooo_bytes_per_dir, lim.max_ooo_chunks_per_dir, lim.max_total_bytes
         )
         self._kept_max = lim.rexmit_segments
+        self._max_ack_gap = lim.max_ack_gap
         self._flows: dict[tuple[bytes, int, bytes, int], Half] = {}  # sender 4-tuple -> its Half
         self._count = 0
         self._handlers = 0  # connections holding a handler
@@ -163,6 +166,8 @@ class Reassembler:
                     h.conn.last_ts = ts
                     h.pkts += 1
                     h.wire += wire
+                    if ack != h.last_ack:
+                        self._fast_ack(h, ts, ack)
                     h.last_ack = ack
                     n = len(payload)
                     h.next_seq = (seq + n) & 0xFFFFFFFF
@@ -187,6 +192,17 @@ class Reassembler:
                 h.conn.last_ts = ts
                 h.pkts += 1
                 h.wire += wire
+                last = h.last_ack
+                if ack != last:  # _fast_ack, inlined for the pure ACK that acks all it may
+                    c = h.conn
+                    moved = ((ack - last + SEQ_HALF) & SEQ_MASK) - SEQ_HALF
+                    if (last >= 0 and 0 < moved <= self._max_ack_gap
+                            and ack == (c.server if h is c.client else c.client).next_seq):
+                        stats = self._stats
+                        stats.acks += 1
+                        stats.ack_bytes += moved
+                    else:
+                        self._ack_moved(h, ts, ack)
                 h.last_ack = ack
                 if ts >= self._next_check:
                     self.expire(ts)
@@ -298,7 +314,10 @@ class Reassembler:
         n = len(payload)
         c.control(h, ts, seq, flags, window, ttl, options, n)
         if flags & ACK:
-            h.last_ack = ack & SEQ_MASK
+            ack &= SEQ_MASK
+            if ack != h.last_ack:
+                self._ack_moved(h, ts, ack)
+            h.last_ack = ack
             peer = c.peer(h)
             if peer.starts:
                 peer.acked(ts, ack, self._limits.max_ack_gap)
@@ -332,6 +351,44 @@ class Reassembler:
         c.refresh_fast()
         if ts >= self._next_check:
             self.expire(ts)
+
+    def _fast_ack(self, h: Half, ts: float, ack: int) -> None:
+        """`_ack_moved` for a fast-path segment: the common ACK (forward, all seen) counted here."""
+        last = h.last_ack
+        c = h.conn
+        moved = ((ack - last + SEQ_HALF) & SEQ_MASK) - SEQ_HALF
+        if (last >= 0 and 0 < moved <= self._max_ack_gap
+                and ack == (c.server if h is c.client else c.client).next_seq):
+            stats = self._stats
+            stats.acks += 1
+            stats.ack_bytes += moved
+        else:
+            self._ack_moved(h, ts, ack)
+
+    def _ack_moved(self, h: Half, ts: float, ack: int) -> None:
+        """h's endpoint sent a new acknowledgment number: count it if it moved forward, and the
+        bytes it acknowledges that the capture never saw (the capture-loss estimate)."""
+        stats = self._stats
+        last = h.last_ack
+        if last >= 0:
+            moved = ((ack - last + SEQ_HALF) & SEQ_MASK) - SEQ_HALF  # seq_diff, inlined
+            if moved <= 0:
+                return  # an older ACK, reordered
+            if moved <= self._limits.max_ack_gap:
+                stats.ack_bytes += moved
+        else:
+            h.first_ack = ack
+        stats.acks += 1
+        c = h.conn
+        p = c.server if h is c.client else c.client
+        if ack == p.next_seq or p.next_seq < 0 or c.phase == _CLOSED:
+            return  # all seen (most ACKs), nothing known, or a straggler after the close
+        if not c.wired and p.fin_rel < 0 and seq_diff(ack, p.next_seq) > 0:
+            self._wire(c, ts)  # bytes were sent (the banner?) and lost: the parser must know
+        missing = p.ack_unseen(ts, ack, self._limits.max_ack_gap)
+        if missing:
+            stats.acks_unseen += 1
+            stats.ack_unseen_bytes += missing
 
     def _is_reuse(self, h: Half, seq: int) -> bool:
         """A SYN (no ACK) that starts a new connection on this 4-tuple rather than repeats one."""

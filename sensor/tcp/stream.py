@@ -54,6 +54,10 @@ _NO_STARTS: Final[list[int]] = []
 direction were a tenth of a half-open connection's memory."""
 _NO_CHUNKS: Final[list[bytes]] = []
 
+MAX_UNSEEN_START: Final = 1 << 20
+"""Most bytes before a stream's first seen one that the peer's ACK may place in a gap (more is
+taken for a bogus ACK number, and the stream starts at its first seen byte)."""
+
 KEPT_COST: Final = 40
 """Memory of one kept segment beyond its payload (its bytes object, its list slot)."""
 
@@ -92,6 +96,7 @@ class Half:
         "delivered",
         "fast",
         "fin_rel",
+        "first_ack",
         "gap_bytes",
         "gaps",
         "hist",
@@ -119,6 +124,7 @@ class Half:
         "state",
         "syn_seen",
         "to_server",
+        "unseen_to",
         "wire",
     )
 
@@ -142,6 +148,7 @@ class Half:
         self.kept_max = 0
         self.fin_rel = -1  # stream offset of the FIN, -1 before one is seen
         self.last_ack = -1  # last acknowledgment number this endpoint sent, -1 none
+        self.first_ack = -1  # the first one: where the peer's stream stood, SYN or not seen
         self.pkts = 0
         self.wire = 0  # frame bytes, as tshark's conversation table counts them
         self.retrans = 0
@@ -149,6 +156,7 @@ class Half:
         self.conflicts = 0
         self.gaps = 0
         self.gap_bytes = 0
+        self.unseen_to = 0  # stream offset up to which acknowledged, uncaptured bytes were counted
         self.state = EndpointState.INACTIVE
         self.prev_state = EndpointState.INACTIVE
         self.hist: list[str] = conn.hist
@@ -217,7 +225,7 @@ class Half:
     def accept(self, ts: float, seq: int, payload: bytes) -> None:
         """Place a segment's payload (first byte at seq): deliver, buffer or drop as old data."""
         if self.next_seq < 0:
-            self.next_seq = seq  # mid-stream pick-up: the first seen sequence number is the start
+            self.next_seq = self._unseen_start(seq)
         start = self.delivered + seq_diff(seq, self.next_seq)
         d = self.delivered
         end = start + len(payload)
@@ -243,6 +251,15 @@ class Half:
             self._add_pieces(start, payload)
             self._drain(ts)
         self._enforce_caps(ts)
+
+    def _unseen_start(self, seq: int) -> int:
+        """Where a stream whose SYN went unseen starts: at the first byte seen, or earlier
+        where the peer's ACKs say it had already received bytes (lost first segments, the
+        banner for one: they then become a gap, not a dialogue that seems to start later)."""
+        ack = self.conn.peer(self).first_ack
+        if ack >= 0 and 0 < seq_diff(seq, ack) <= MAX_UNSEEN_START:
+            return ack
+        return seq  # mid-stream pick-up: the first seen sequence number is the start
 
     def set_fin(self, seq: int, n: int) -> None:
         """Remember where the FIN sits (after the segment's n payload bytes starting at seq)."""
@@ -277,6 +294,41 @@ class Half:
                 self._skip_hole(ts)
             else:
                 self._gap(ts, acked_to - self.delivered)
+
+    def ack_unseen(self, ts: float, ack: int, max_ack_gap: int) -> int:
+        """Bytes the peer's ACK up to `ack` acknowledges that were never captured, each counted
+        once (Zeek's capture-loss "gap event": an ACK above a hole); 0 when all were seen.
+
+        A hole at the tail (nothing buffered after it) becomes a gap at once, as in Zeek: the
+        peer received those bytes, so the dialogue went on without them, and the parser must
+        know before it reads the answer to them. A hole before buffered data waits for
+        `acked` (called next), which delivers the buffered data too.
+        """
+        if self.next_seq < 0:
+            return 0
+        hi = self.delivered + seq_diff(ack & SEQ_MASK, self.next_seq)
+        if 0 <= self.fin_rel < hi:
+            hi = self.fin_rel  # the FIN's sequence number is no data byte
+        lo = self.delivered if self.unseen_to < self.delivered else self.unseen_to
+        if hi <= lo or hi - lo > max_ack_gap:  # nothing new, or an ACK number out of reason
+            return 0
+        self.unseen_to = hi
+        missing = hi - lo
+        starts = self.starts
+        if not starts:
+            self._gap(ts, hi - self.delivered)
+            return missing
+        chunks = self.chunks  # bytes buffered after a hole were seen
+        i = max(bisect_right(starts, lo) - 1, 0)
+        while i < len(starts):
+            cs = starts[i]
+            if cs >= hi:
+                break
+            ce = cs + len(chunks[i])
+            if ce > lo:
+                missing -= min(ce, hi) - max(cs, lo)
+            i += 1
+        return missing
 
     def close_gaps(self, ts: float, peer_ack: int, max_ack_gap: int) -> None:
         """At the end: flush, then report a gap for bytes before the FIN or acked by the peer."""

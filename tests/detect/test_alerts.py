@@ -83,6 +83,23 @@ def test_suppressor_table_is_bounded() -> None:
     assert finding is not None and sup.decide(f.host, finding, 1.0) == ""  # forgotten: new alert
 
 
+def test_suppressor_forgets_episodes_whose_interval_passed() -> None:
+    from sensor.detect.rules import spambot
+
+    cfg = config()
+    sup = Suppressor(cfg.suppression, 100)
+    for i, ts in enumerate((0.0, 10.0, 20.0)):
+        f = host(f"10.20.4.{i}", short=BURST)
+        finding = spambot(f, cfg.rules["spambot"], cfg.windows)
+        assert finding is not None and sup.decide(f.host, finding, ts) == ""
+    assert len(sup._episodes) == 3
+    f = host("10.20.4.2", short=BURST)
+    finding = spambot(f, cfg.rules["spambot"], cfg.windows)
+    assert finding is not None
+    assert sup.decide(f.host, finding, 3615.0) is None  # its own episode is still on
+    assert list(sup._episodes) == [("10.20.4.2", "spambot")]  # the two older ones expired
+
+
 def test_finish_returns_the_counters_and_releases_the_host_table() -> None:
     det = Detector(config(), lambda a: None)
     det.on_conn(conn("10.20.4.10", "198.18.0.7", 0.0))

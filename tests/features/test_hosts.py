@@ -105,6 +105,18 @@ def test_host_table_is_an_lru_with_counted_evictions() -> None:
     assert t.features("10.20.4.0") is None and t.features("10.20.4.3") is not None
 
 
+def test_hosts_idle_for_host_idle_s_of_packet_time_leave_the_table() -> None:
+    t = HostTable(site_config("[bounds]\nhost_idle_s = 3600.0\n"))
+    t.on_conn(conn("10.20.4.1", MX_EXT, 0.0))
+    t.on_conn(conn("10.20.4.2", MX_EXT, 3000.0))
+    t.on_conn(conn("10.20.4.3", MX_EXT, 3700.0))  # 10.20.4.1 and the MX idle for 3600 s
+    assert t.features("10.20.4.1") is None and t.features("10.20.4.2") is not None
+    assert t.stats.expired == 1 and len(t) == 2
+    t.on_conn(conn("10.20.4.3", MX_EXT, 3710.0))  # within a sweep period: nothing swept
+    t.on_conn(conn("10.20.4.3", MX_EXT, 6700.0))
+    assert t.features("10.20.4.2") is None and t.stats.expired == 2
+
+
 def test_vector_follows_the_versioned_schema() -> None:
     t = HostTable(site_config())
     t.on_conn(conn(BOT, MX_EXT, 0.0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from sensor.records import (
     Alert,
     Attachment,
     AuthAttempt,
+    ConnRecord,
     MailTransaction,
     Recipient,
     SmtpSession,
@@ -319,7 +321,7 @@ def _keys(v: Any) -> list[str]:
     return []
 
 
-SCHEMA_KEYS = "\n".join(_keys(_session()))
+SCHEMA_KEYS = "\n".join([*_keys(_session()), *(f.name for f in fields(ConnRecord))])
 
 
 def _checkable(value: str) -> bool:
