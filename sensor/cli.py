@@ -675,25 +675,33 @@ def _live_report_options(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 class _LiveReport:
-    """The live run's StatsReporter and metrics server, started before the capture and closed
-    after it (the stats log then gets a last line for the partial interval)."""
+    """The live run's StatsReporter and metrics server: the stats log is opened with the other
+    outputs, before privileges are dropped; the threads start after (capabilities are per
+    thread); closed after the capture (the stats log then gets a last line for the partial
+    interval)."""
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]], interval: float,
-                 log_path: str | None, listen: str | None, cfg: Config) -> None:
+    def __init__(self, interval: float, log_path: str | None, listen: str | None,
+                 cfg: Config) -> None:
         from sensor.service.stats import StatsReporter, open_stats_log
 
+        self._interval = interval
+        self._listen = listen
+        self._cfg = cfg
         self._server: Any = None
         self._reporter: StatsReporter | None = None
-        self._log = None
-        if listen is not None:
+        self._log = open_stats_log(log_path) if interval > 0 else None
+
+    def start(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        """Serve the metrics and start the periodic stats lines, reading `snapshot`."""
+        from sensor.service.stats import StatsReporter
+
+        if self._listen is not None:
             from sensor.service.metrics import start_metrics_server
 
-            self._server = start_metrics_server(listen, snapshot)
-        if interval > 0:
-            self._log = open_stats_log(log_path)
-            warn_pct = cfg.capture.loss_warn_percent
+            self._server = start_metrics_server(self._listen, snapshot)
+        if self._interval > 0:
             self._reporter = StatsReporter(
-                snapshot, interval, self._log, warn_pct,
+                snapshot, self._interval, self._log, self._cfg.capture.loss_warn_percent,
                 lambda text: click.echo(f"sensor: warning: {text}", err=True))
             self._reporter.start()
 
@@ -779,6 +787,10 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     interval = float(cfg.live.stats_interval_s) if stats_interval is None else stats_interval
     if interval <= 0 and stats_log is not None:
         raise click.UsageError("--stats-log needs a --stats-interval above 0")
+    if metrics is not None:  # checked before anything opens (the server starts after the drop)
+        from sensor.service.metrics import parse_listen
+
+        parse_listen(metrics)
     holder: list[LiveSource] = []
     shutdown = Shutdown()
     service = LiveService(opts["config_path"], cfg, user,
@@ -786,7 +798,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     where = ", ".join(ifaces)
     status = LiveStatus()  # what the stats lines and the metrics read
     fan_snapshot: list[Callable[[], dict[str, Any]]] = []  # the fanout parent's, once running
-    reports: list[_LiveReport] = []
+    live_report = _LiveReport(interval, stats_log, metrics, cfg)  # log opened before the drop
 
     def snapshot() -> dict[str, Any]:
         base = status.snapshot()
@@ -821,8 +833,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
         did = service.drop()
         if not opts["quiet"]:
             click.echo(f"sensor: {did}", err=True)
-        # threads start once privileges are gone (capabilities are per thread)
-        reports.append(_LiveReport(snapshot, interval, stats_log, metrics, cfg))
+        live_report.start(snapshot)  # threads start once privileges are gone (per-thread caps)
         if fanout is not None:
             shutdown.add_hook(lambda _signum: service.stopping(f"stopping ({shutdown.name})"))
             service.ready(f"capturing on {where} ({n_workers} workers each)")
@@ -864,8 +875,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
             service.stopping("stopping")
         shutdown.restore()
         service.close()
-        for live_report in reports:
-            live_report.close()
+        live_report.close()
         for source in holder:
             source.close()
     if alerts and opts["fail_on_alert"]:

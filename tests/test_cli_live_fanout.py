@@ -21,6 +21,7 @@ import pytest
 from netns_util import REPLAY_MTU, SRV_IF, LineReader, VethNet, has_packet_filter, replay
 from netns_util import veth_namespaces as _veth_namespaces
 
+from sensor.detect.scoring import MODEL_PROCESS_NAME
 from sensor.parallel import Outputs
 from sensor.records import SmtpSession
 from sensor.service.livefanout import LiveInput, run_live_fanout
@@ -91,8 +92,10 @@ def _analyze(pcap: Path, out: Path) -> tuple[list[str], set[tuple[str, str]]]:
 
 
 def _children(pid: int) -> list[int]:
+    """The capture workers among `pid`'s children (the model's process is named apart)."""
     with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-        return [int(x) for x in f.read().split()]
+        kids = [int(x) for x in f.read().split()]
+    return [k for k in kids if Path(f"/proc/{k}/comm").read_text().strip() != MODEL_PROCESS_NAME]
 
 
 def _wait_capturing(net: VethNet, proc: subprocess.Popen[str], err: LineReader,

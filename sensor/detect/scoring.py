@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 _NF: Final = len(MODEL_FEATURES)
 BATCH_ROWS: Final = 2048  # rows sent to the scorer at once: a big batch goes in parts
 _HEADER: Final = struct.Struct("<cQ")  # message kind, payload length
+MODEL_PROCESS_NAME: Final = "port25-model"  # the child's name in ps and top
 CHILD_EXIT_S: Final = 2.0  # longest wait for the model's process to exit at the end
 _REQUEST: Final = struct.Struct("<QQ")  # rows, bytes of the float buffer (the int one follows)
 
@@ -152,9 +153,10 @@ class ChildScorer(Scorer):
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is not collected
-            from sensor.service.signals import die_with_parent
+            from sensor.service.signals import die_with_parent, name_process
 
             die_with_parent(parent)  # even a SIGKILLed sensor leaves no model process behind
+            name_process(MODEL_PROCESS_NAME)
             os.close(to_child_w)
             os.close(from_child_r)
             _child_main(path, card, to_child_r, from_child_w)

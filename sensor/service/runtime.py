@@ -27,6 +27,9 @@ PRELOAD: Final = (
     "sensor.features.batch", "sensor.smtp.schema", "sensor.detect.alerts",
     "sensor.service.stats", "sensor.service.metrics", "prometheus_client",
     "prometheus_client.exposition", "http.server", "socketserver",
+    "encodings.ascii", "encodings.latin_1", "multiprocessing.popen_fork",
+    "multiprocessing.connection", "multiprocessing.reduction", "sensor.parallel",
+    "sensor.service.livefanout", "sensor.output.jsonl", "sensor.output.privacy",
 )  # fmt: skip
 """Modules a live run imports after its start (the model, the closing summary), imported before
 privileges are dropped: the user the sensor becomes may not be able to read the Python

@@ -15,6 +15,8 @@ STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 """The signals that stop a run."""
 PR_SET_PDEATHSIG: Final = 1
 """prctl(2) option (linux/prctl.h): the signal a process gets when its parent dies."""
+PR_SET_NAME: Final = 15
+"""prctl(2) option: the thread's name (/proc/PID/comm, what ps and top show), 15 bytes."""
 
 
 class Aborted(BaseException):
@@ -99,3 +101,10 @@ def die_with_parent(parent_pid: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def name_process(name: str) -> None:
+    """Name this process (/proc/PID/comm, shown by ps and top; at most 15 bytes kept)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)

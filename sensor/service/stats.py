@@ -231,5 +231,10 @@ def open_stats_log(path: str | None) -> TextIO | None:
         import sys
 
         return sys.stdout
-    return open(path, "a", encoding="utf-8")  # closed by the live command
+    try:
+        return open(path, "a", encoding="utf-8")  # closed by the live command
+    except OSError as exc:
+        from sensor.errors import OutputError
+
+        raise OutputError(f"--stats-log {path}: cannot open: {exc.strerror}") from None
 
