@@ -333,7 +333,7 @@ def test_workers_flush_on_the_parents_signal(
         "--alerts", str(alerts), "--stats", str(tmp_path / "st"), str(capture),
     )  # fmt: skip
     try:
-        kids = _hold_workers(proc, 2)  # the bundled model scores in the parent
+        kids = _hold_workers(proc, 3)  # the two workers and the bundled model's process
         proc.send_signal(sig)  # to the parent only: the workers learn it from the parent
         time.sleep(0.3)
         for pid in kids:
