@@ -214,7 +214,12 @@ class Reassembler:
                 self._finish(c, now, EndReason.TIMEOUT)
         if self.memory() > self._limits.memcap_bytes:  # kept and buffered bytes grew
             self._enforce_memcap(now, None)
-        self._next_check = now + self._limits.expire_interval_s
+        # Passes fall on a grid of packet time (the first packet at or after each multiple of
+        # the interval), not `now + interval`: the schedule then depends on no earlier packet,
+        # so a run that starts mid-archive (sensor.cluster) expires at the same packets as one
+        # that read everything before.
+        step = self._limits.expire_interval_s
+        self._next_check = (now // step + 1.0) * step if step > 0 else now
 
     def flush(self) -> None:
         """End of input: deliver everything buffered (with gaps) and emit every record."""
@@ -233,6 +238,10 @@ class Reassembler:
     def next_expiry_check(self) -> float:
         """Packet time from which the next segment() runs expire() (flow-split workers read it)."""
         return self._next_check
+
+    def has_flow(self, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
+        """Whether the table holds a connection on this 4-tuple (either direction)."""
+        return (src, sport, dst, dport) in self._flows
 
     def buffered_bytes(self) -> int:
         """Bytes currently held out of order, all connections together."""
