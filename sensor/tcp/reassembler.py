@@ -243,6 +243,10 @@ class Reassembler:
         """Whether the table holds a connection on this 4-tuple (either direction)."""
         return (src, sport, dst, dport) in self._flows
 
+    def flow_keys(self) -> list[tuple[bytes, int, bytes, int]]:
+        """The (src, sport, dst, dport) keys of the table, both directions of each connection."""
+        return list(self._flows)
+
     def buffered_bytes(self) -> int:
         """Bytes currently held out of order, all connections together."""
         return self._budget.total
