@@ -139,7 +139,7 @@ def _client(address: str, note: Callable[[str], None]) -> Iterator[Any]:
                                    silence_logs=logging.ERROR)  # fmt: skip
             client = dask.Client(cluster)
         else:
-            client = dask.Client(address, timeout="30s")
+            client = dask.Client(address)  # waits distributed.comm.timeouts.connect
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()

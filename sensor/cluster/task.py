@@ -90,13 +90,13 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
 
     def on_conn(rec: ConnRecord) -> None:
         line = to_line(conn_dict(rec)) if wants.conn_lines else None
-        end = rec.ts if at_end[0] else rec.ts + rec.duration_s
+        end = rec.ts if at_end[0] else reasm.emit_deadline
         items.append((position[0], end, index, next(seq), 0,
                       line, rec if wants.conn_records else None))  # fmt: skip
 
     def on_session(s: SmtpSession) -> None:
         line = to_line(session_dict(s)) if wants.session_lines else None
-        end = s.ts if at_end[0] else s.ts + s.duration_s
+        end = s.ts if at_end[0] else reasm.emit_deadline
         items.append((position[0], end, index, next(seq), 1,
                       line, s if wants.session_records else None))  # fmt: skip
 
@@ -111,6 +111,7 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
         smtp_limits=wants.smtp_limits,
         decode_limits=wants.decode_limits,
     )
+    reasm = pipe.reassembler
     errors: list[tuple[str, str]] = []
 
     def on_error(path: str, reason: str) -> None:
@@ -120,7 +121,6 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
     skipped = _own_file(pipe, frames, index, claims, position)
     result = TaskResult(index, items, skipped, {}, pipe.capture_stats, pipe.tcp_stats,
                         pipe.totals, errors=errors)  # fmt: skip
-    reasm = pipe.reassembler
     for later in range(index + 1, len(spec.paths)):
         if not len(reasm):
             break

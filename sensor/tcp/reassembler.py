@@ -115,6 +115,7 @@ class Reassembler:
         "_stats",
         "_tick",
         "_young",
+        "emit_deadline",
     )
 
     def __init__(
@@ -144,6 +145,9 @@ class Reassembler:
         self._heap: list[tuple[float, int, Connection]] = []  # (deadline, tick, conn), lazy
         self._tick = count()
         self._next_check = float("-inf")
+        self.emit_deadline = float("-inf")
+        """While expire() emits a record: the deadline that ended it (the pass emits in deadline
+        order); -inf otherwise. Runs that merge several reassemblers' records order by it."""
 
     # ------------------------------------------------------------------------------------
     # public API
@@ -205,13 +209,16 @@ class Reassembler:
             real = self._deadline(c)
             if real > now:
                 self._schedule(c, real)
-            elif c.phase == _CLOSED:
+                continue
+            self.emit_deadline = dl
+            if c.phase == _CLOSED:
                 self._emit(c, c.end_ts)
             elif c.phase == _CLOSING:
                 self._finish(c, now, EndReason.FIN)
             else:
                 self._stats.timed_out += 1
                 self._finish(c, now, EndReason.TIMEOUT)
+        self.emit_deadline = float("-inf")
         if self.memory() > self._limits.memcap_bytes:  # kept and buffered bytes grew
             self._enforce_memcap(now, None)
         # Passes fall on a grid of packet time (the first packet at or after each multiple of
