@@ -220,24 +220,33 @@ def _read_on(
     none is left; the others only keep the clock. Returns the claims on that file and the frames
     read.
 
-    A frame is decoded only if it may belong to a carried flow (one of their ports is among its
-    bytes) or may move the clock (its time reaches the next expiry pass).
+    A frame is decoded only if it may belong to a carried flow or may move the clock (its time
+    reaches the next expiry pass): for untagged Ethernet frames of IPv4 without options or IPv6
+    without extension headers, its port pair must be a carried flow's; for the others, one of
+    the carried flows' client ports must be among its bytes.
     """
     decoder = pipe.decoder
     reasm = pipe.reassembler
     base = index << FILE_SHIFT
     taken: Claims = {}
-    needles = _needles(reasm, servers)
+    pairs, needles = _prefilter(reasm, servers)
     n = 0
     for ts, linktype, data in frames:
         n += 1
         check = reasm.next_expiry_check
-        if ts < check and needles is not None:
-            for needle in needles:
-                if needle in data:
-                    break
-            else:
-                continue  # not a carried flow's, and too early to move the clock
+        if ts < check:
+            if linktype == 1 and data[12:14] == b"\x08\x00" and data[14:15] == b"\x45":
+                if data[34:38] not in pairs:
+                    continue  # an IPv4 frame of another flow (or no TCP segment at all)
+            elif linktype == 1 and data[12:14] == b"\x86\xdd" and data[20:21] == b"\x06":
+                if data[54:58] not in pairs:
+                    continue  # an IPv6 frame of another flow, TCP right behind its header
+            elif needles is not None:
+                for needle in needles:
+                    if needle in data:
+                        break
+                else:
+                    continue  # not a carried flow's, and too early to move the clock
         seg = decoder.decode(linktype, data)
         if seg is None:
             continue
@@ -256,17 +265,21 @@ def _read_on(
         if not len(reasm):
             return taken, n
         if reasm.next_expiry_check != check:  # an expiry pass ran: fewer flows to look for
-            needles = _needles(reasm, servers)
+            pairs, needles = _prefilter(reasm, servers)
     return taken, n
 
 
-def _needles(reasm: Reassembler, servers: frozenset[int]) -> tuple[bytes, ...] | None:
-    """The carried connections' client ports as they appear on the wire (None: too many)."""
+def _prefilter(
+    reasm: Reassembler, servers: frozenset[int]
+) -> tuple[frozenset[bytes], tuple[bytes, ...] | None]:
+    """The carried connections' port pairs as a TCP header starts (source port, destination
+    port), and their client ports as on the wire (None: too many to search
+    frames for)."""
+    pairs: set[bytes] = set()
     ports: set[bytes] = set()
     for _src, sport, _dst, dport in reasm.flow_keys():
+        pairs.add(sport.to_bytes(2, "big") + dport.to_bytes(2, "big"))
         for port in (sport, dport):
             if port not in servers or (sport in servers and dport in servers):
                 ports.add(port.to_bytes(2, "big"))
-        if len(ports) > PORT_PREFILTER_MAX:
-            return None
-    return tuple(ports)
+    return frozenset(pairs), (tuple(ports) if len(ports) <= PORT_PREFILTER_MAX else None)
