@@ -250,4 +250,4 @@ def _merge(accepted: list[TaskResult], failed: int) -> ParallelResult:
         for name, k in r.anomalies.items():
             totals.anomalies[name] = totals.anomalies.get(name, 0) + k
     totals.anomalies = dict(sorted(totals.anomalies.items()))
-    return ParallelResult(cap, tcp, totals, tcp.flushed_at_end)
+    return ParallelResult(cap, tcp, totals, 0)  # a stop signal flushes nothing: see _run
