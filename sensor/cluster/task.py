@@ -124,8 +124,8 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
     for later in range(index + 1, len(spec.paths)):
         if not len(reasm):
             break
-        stats = CaptureStats()  # the frames of later files are counted by their own task
-        frames = open_files([spec.paths[later]], spec.bpf, stats, on_error)
+        stats = CaptureStats()  # later files are counted, and their errors told, by their task
+        frames = open_files([spec.paths[later]], spec.bpf, stats, _silent)
         taken, read = _read_on(pipe, frames, later, position, frozenset(spec.ports))
         result.read_on_frames += read
         if taken:
@@ -135,6 +135,10 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
         at_end[0] = True
     pipe.finish()
     return result
+
+
+def _silent(path: str, reason: str) -> None:
+    """Errors of a later file read on: its own task reports them."""
 
 
 def _formatters(

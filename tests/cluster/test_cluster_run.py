@@ -110,3 +110,49 @@ def test_workers_and_cluster_do_not_go_together(rotated: tuple[Path, list[str]])
     done = sensor("analyze", "--workers", "2", "--cluster", "local:2", rotated[1][0])
     assert done.returncode == 2
     assert "--cluster and --workers cannot go together" in done.stderr
+
+
+def test_a_bad_file_is_reported_once_and_the_others_analysed(
+    sim_capture: Path, scheduler: str, tmp_path: Path
+) -> None:
+    head, recs = read_records(sim_capture)
+    parts = write_parts(head, recs, list(range(300, len(recs), 300)), tmp_path / "parts")
+    bad = tmp_path / "notes.pcap"
+    bad.write_text("not a capture\n")
+    want, _ = analyze(tmp_path / "one", str(sim_capture))
+    out = tmp_path / "two"
+    out.mkdir()
+    done = sensor("analyze", "-q", "--cluster", scheduler, f"--conns={out / 'conns'}",
+                  *parts[:2], str(bad), *parts[2:])  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count(str(bad)) == 1 and "Traceback" not in done.stderr
+    assert (out / "conns").read_bytes() == want["conns"]
+
+
+def test_sigterm_delivers_the_settled_files_and_exits_143(
+    rotated: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """Stop a run on one worker once a file is done: what was merged is written once, in the
+    single run's order, and the exit code says the input was cut short."""
+    import subprocess
+    import sys
+
+    whole, _parts = rotated
+    head, recs = read_records(whole)
+    parts = write_parts(head, recs, list(range(100, len(recs), 100)), tmp_path / "parts")
+    want, _ = analyze(tmp_path / "one", str(whole))
+    conns = tmp_path / "conns"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensor", "analyze", "-q", "--cluster", "local:1",
+         f"--conns={conns}", *parts], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "sensor: cluster: [1/" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 143, rest
+    got = conns.read_bytes().splitlines()
+    assert got, "at least the first file's connections are written"
+    assert len(got) < len(want["conns"].splitlines())
+    assert got == want["conns"].splitlines()[: len(got)]
