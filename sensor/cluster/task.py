@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from sensor.capture.source import open_files
@@ -119,8 +119,10 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
 
     frames = open_files([spec.paths[index]], spec.bpf, pipe.capture_stats, on_error)
     skipped = _own_file(pipe, frames, index, claims, position)
-    result = TaskResult(index, items, skipped, {}, pipe.capture_stats, pipe.tcp_stats,
-                        pipe.totals, errors=errors)  # fmt: skip
+    # The decoder counts into the pipeline's capture counters: keep those of this file only.
+    own = replace(pipe.capture_stats, truncated_files=dict(pipe.capture_stats.truncated_files))
+    result = TaskResult(index, items, skipped, {}, own, pipe.tcp_stats, pipe.totals,
+                        errors=errors)  # fmt: skip
     for later in range(index + 1, len(spec.paths)):
         if not len(reasm):
             break

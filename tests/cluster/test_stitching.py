@@ -79,3 +79,26 @@ def test_a_file_whose_guess_fails_is_analysed_again(
     got, err = cluster_run(scheduler, parts, tmp_path / "out")
     assert "analysing it again" in err
     assert_same(got, want)
+
+
+def test_counters_are_those_of_one_process(
+    sim_capture: Path, scheduler: str, tmp_path: Path
+) -> None:
+    """Each file's capture counters once (frames read on are not counted again), the TCP and
+    session totals summed; only the file count and the peak of open connections differ."""
+    import json
+
+    from cluster_helpers import sensor
+
+    head, recs = read_records(sim_capture)
+    parts = write_parts(head, recs, list(range(150, len(recs), 150)), tmp_path / "parts")
+    done = sensor("analyze", "-q", f"--stats={tmp_path / 'one'}", str(sim_capture))
+    assert done.returncode == 0, done.stderr
+    done = sensor("analyze", "-q", "--cluster", scheduler, f"--stats={tmp_path / 'two'}", *parts)
+    assert done.returncode == 0, done.stderr
+    one, two = (json.loads((tmp_path / n).read_text()) for n in ("one", "two"))
+    assert two["capture"]["files"] == len(parts)
+    for section, differ in (("capture", {"files", "files_filtered_by_libpcap"}),
+                            ("tcp", {"active_peak"}), ("totals", {"wall_s"})):  # fmt: skip
+        assert {k: v for k, v in two[section].items() if k not in differ} == {
+            k: v for k, v in one[section].items() if k not in differ}, section  # fmt: skip
