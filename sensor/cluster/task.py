@@ -36,6 +36,7 @@ GC_YOUNG_THRESHOLD: Final = 500_000
 """Young-generation threshold of the cyclic collector in a worker, as sensor.cli._tune_gc sets it
 for one process: the packet loop's short-lived tuples otherwise trigger collections that find
 nothing (10-15% of a task)."""
+_IP4_NO_OPTIONS: Final = b"\x08\x00\x45"  # Ethernet type IPv4, version 4, header of 20 bytes
 PORT_PREFILTER_MAX: Final = 16
 """While reading on, frames are searched for the carried flows' ports before being decoded, as
 long as no more flows than this are carried (beyond, every frame is decoded)."""
@@ -245,11 +246,11 @@ def _read_on(
     taken: Claims = {}
     pairs, needles = _prefilter(reasm, servers)
     n = 0
+    check = reasm.next_expiry_check  # read again after every call into the reassembler
     for ts, linktype, data in frames:
         n += 1
-        check = reasm.next_expiry_check
         if ts < check:
-            if linktype == 1 and data[12:14] == b"\x08\x00" and data[14:15] == b"\x45":
+            if linktype == 1 and data[12:15] == _IP4_NO_OPTIONS:
                 if data[34:38] not in pairs:
                     continue  # an IPv4 frame of another flow (or no TCP segment at all)
             elif linktype == 1 and data[12:14] == b"\x86\xdd" and data[20:21] == b"\x06":
@@ -279,6 +280,7 @@ def _read_on(
         if not len(reasm):
             return taken, n
         if reasm.next_expiry_check != check:  # an expiry pass ran: fewer flows to look for
+            check = reasm.next_expiry_check
             pairs, needles = _prefilter(reasm, servers)
     return taken, n
 
