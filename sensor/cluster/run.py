@@ -12,6 +12,7 @@ import heapq
 import logging
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -143,7 +144,7 @@ def _client(address: str, note: Callable[[str], None]) -> Iterator[Any]:
     try:
         if address.startswith(LOCAL):
             n = int(address.partition(":")[2] or 0) or (os.cpu_count() or 1)
-            with _dask_config(LOCAL_CONFIG):
+            with _dask_config(LOCAL_CONFIG), _sigint_ignored():
                 cluster = dask.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                             silence_logs=logging.ERROR)  # fmt: skip
             client = dask.Client(cluster)
@@ -219,6 +220,22 @@ def _run(client: Any, spec: TaskSpec, src: ClusterInput, out: Outputs) -> list[T
             _deliver(_pop_before(heap, settled), out)
     _deliver(_pop_before(heap, math.inf), out)
     return accepted
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the LocalCluster's processes start, so that they keep ignoring it: the
+    terminal's Ctrl-C goes to the whole process group, and only this process should act on it
+    (stop waiting, deliver what is settled, close the cluster), not die in every worker with a
+    traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _dask_config(values: dict[str, str]) -> Any:

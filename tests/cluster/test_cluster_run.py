@@ -129,11 +129,14 @@ def test_a_bad_file_is_reported_once_and_the_others_analysed(
     assert (out / "conns").read_bytes() == want["conns"]
 
 
-def test_sigterm_delivers_the_settled_files_and_exits_143(
-    rotated: tuple[Path, list[str]], tmp_path: Path
+@pytest.mark.parametrize(("signum", "group"), [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_a_stop_signal_delivers_the_settled_files(
+    signum: int, group: bool, rotated: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
-    """Stop a run on one worker once a file is done: what was merged is written once, in the
-    single run's order, and the exit code says the input was cut short."""
+    """Stop a run on one worker once a file is done (SIGTERM to the sensor, or a terminal's
+    Ctrl-C to its whole process group, workers included): what was merged is written once, in
+    the single run's order, no worker prints a traceback, and the exit code says the input was
+    cut short."""
     import subprocess
     import sys
 
@@ -144,14 +147,19 @@ def test_sigterm_delivers_the_settled_files_and_exits_143(
     conns = tmp_path / "conns"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sensor", "analyze", "-q", "--cluster", "local:1",
-         f"--conns={conns}", *parts], stderr=subprocess.PIPE, text=True)  # fmt: skip
+         f"--conns={conns}", *parts], stderr=subprocess.PIPE, text=True,
+        start_new_session=group)  # fmt: skip
     assert proc.stderr is not None
     for line in proc.stderr:
         if "sensor: cluster: [1/" in line:
-            proc.send_signal(signal.SIGTERM)
+            if group:
+                os.killpg(proc.pid, signum)
+            else:
+                proc.send_signal(signum)
             break
     rest = proc.stderr.read()
-    assert proc.wait(timeout=120) == 143, rest
+    assert proc.wait(timeout=120) == 128 + signum, rest
+    assert "Traceback" not in rest
     got = conns.read_bytes().splitlines()
     assert got, "at least the first file's connections are written"
     assert len(got) < len(want["conns"].splitlines())
