@@ -2,4 +2,5 @@
 
 from sensor.cli import main
 
-main()
+if __name__ == "__main__":  # not when Dask's spawned workers import the main module
+    main()

@@ -18,10 +18,12 @@ from sensor.records import Alert, CaptureStats, TcpStats
 from sensor.service.signals import Aborted, Shutdown
 
 if TYPE_CHECKING:
+    from sensor.cluster.run import ClusterInput
     from sensor.config import Config
     from sensor.decode.packet import DecodeLimits
     from sensor.detect.detector import Detector, DetectorStats
     from sensor.output.jsonl import JsonlSink
+    from sensor.output.parquet import ParquetSink
     from sensor.output.privacy import Privacy
     from sensor.parallel import ParallelInput
     from sensor.service.livefanout import LiveInput
@@ -184,12 +186,16 @@ def _execute(
     live: LiveInput | None = None,
     capture_extra: Callable[[], dict[str, Any]] | None = None,
     status: LiveStatus | None = None,
+    cluster: ClusterInput | None = None,
+    parquet_dir: str | None = None,
 ) -> int:
     """Run the pipeline over the frames a source gives, writing every requested output.
 
     With `parallel`, forked workers analyse shares of the flows of its files instead (`frames_for`
     is not used) and this process merges their records; with `live`, forked workers capture
-    fanout shares of its interfaces likewise. `capture_extra()` gives counters to add to --stats
+    fanout shares of its interfaces likewise; with `cluster`, tasks on a Dask
+    cluster do, one per file. `parquet_dir` also writes sessions, connections and alerts as
+    Parquet. `capture_extra()` gives counters to add to --stats
     and the summary once the run is over (the live interfaces' kernel counters). Returns the
     number of alerts raised (0 when detection was not asked for). After a stop signal
     (`shutdown`), the connections still open are flushed through detection and the outputs, and
@@ -208,7 +214,8 @@ def _execute(
     cfg = load_config(config_path) if cfg is None else cfg
     syslog = _syslog_fanout(cfg, syslog_urls, syslog_format, syslog_sessions)
     publisher = _publisher(cfg, publish_url, live_clock) if publish_url else None
-    detect = bool(alerts_path) or fail_on_alert or bool(host_scores_path) or bool(syslog)
+    detect = (bool(alerts_path) or fail_on_alert or bool(host_scores_path) or bool(syslog)
+              or bool(parquet_dir))
     # SMTP sessions feed the session log, detection, the summary and --stats; when none of them
     # is asked for (a quiet run writing connection records only), the run stops after reassembly.
     smtp = bool(sessions_path) or detect or not quiet or bool(stats_path) or bool(publisher)
@@ -223,6 +230,11 @@ def _execute(
     scores_sink = JsonlSink(host_scores_path) if host_scores_path else None
     conn_sink = JsonlSink(conns_path) if conns_path else None
     sess_sink = JsonlSink(sessions_path) if sessions_path else None
+    parquet = None
+    if parquet_dir:
+        from sensor.output.parquet import ParquetSink
+
+        parquet = ParquetSink(parquet_dir)
     stats_sink = JsonlSink(stats_path) if stats_path else None  # opened before privileges go
     if prepare is not None:
         prepare(expr)
@@ -240,6 +252,8 @@ def _execute(
             a = privacy.alert(a)
         if alert_sink is not None:
             alert_sink.write(alert_to_dict(a))
+        if parquet is not None:
+            parquet.alert(alert_to_dict(a))
         if syslog is not None:
             syslog.alert(a)
         if (a.host, a.kind) in latest or len(latest) < _SUMMARY_ALERTS:
@@ -267,19 +281,21 @@ def _execute(
         syslog.start()
     if publisher is not None:
         publisher.start()
+    parquet_conn, parquet_session = _parquet_outs(parquet, privacy)
     extra: dict[str, Any] = {}
-    if parallel is not None or live is not None:
+    if parallel is not None or live is not None or cluster is not None:
         from sensor.parallel import Outputs, run_parallel
 
         outs = Outputs(
             conn_line=conn_sink.write_line if conn_sink is not None else None,
             session_line=sess_sink.write_line if sess_sink is not None else None,
             conn=_fan_out([out for out in (detector.on_conn if detector is not None else None,
-                                           publisher.conn if publisher is not None else None)
-                           if out is not None]),
+                                           publisher.conn if publisher is not None else None,
+                                           parquet_conn) if out is not None]),
             session=_fan_out(([detector.on_session] if detector is not None else [])
                              + ([syslog_session] if syslog_session is not None else [])
-                             + ([publisher.session] if publisher is not None else [])),
+                             + ([publisher.session] if publisher is not None else [])
+                             + ([parquet_session] if parquet_session is not None else [])),
             smtp=smtp,
             smtp_limits=cfg.smtp,
             decode_limits=cfg.decode,
@@ -294,6 +310,11 @@ def _execute(
                 done = run_live_fanout(live, expr, ports, outs, limits_from_config(cfg))
                 extra = {"interfaces": done.interfaces, "workers": done.workers}
                 counted = (done.capture_stats, done.tcp_stats, done.totals, done.flushed)
+            elif cluster is not None:
+                from sensor.cluster.run import run_cluster
+
+                res = run_cluster(cluster, expr, ports, outs, limits_from_config(cfg))
+                counted = (res.capture_stats, res.tcp_stats, res.totals, res.flushed)
             else:
                 assert parallel is not None
                 res = run_parallel(parallel, expr, ports, outs, limits_from_config(cfg))
@@ -301,7 +322,7 @@ def _execute(
         finally:
             det_stats = detector.finish() if detector is not None else None
             _write_host_scores(detector, scores_sink, privacy)
-            for sink in (conn_sink, sess_sink, alert_sink):
+            for sink in (conn_sink, sess_sink, alert_sink, parquet):
                 if sink is not None:
                     sink.close()
             if syslog is not None:
@@ -330,7 +351,11 @@ def _execute(
             syslog_session,
             publisher,
             status,
+            parquet_conn,
+            parquet_session,
         )
+        if parquet is not None:
+            parquet.close()
     sinks = syslog.stats() if syslog is not None else None
     if publisher is not None:
         sinks = {**(sinks or {}), f"publish {publisher.name}": publisher.stats.as_dict()}
@@ -385,6 +410,8 @@ def _run_in_process(
     syslog_session: Callable[[Any], None] | None = None,
     publisher: Publisher | None = None,
     status: LiveStatus | None = None,
+    parquet_conn: Callable[[Any], None] | None = None,
+    parquet_session: Callable[[Any], None] | None = None,
 ) -> tuple[CaptureStats, TcpStats, RunTotals, DetectorStats | None]:
     """One Pipeline in this process: the single-core path."""
     from sensor.output.jsonl import conn_to_dict
@@ -411,6 +438,10 @@ def _run_in_process(
     if publisher is not None:  # in the order the pipeline emits them, after detection
         conn_outs.append(publisher.conn)
         sess_outs.append(publisher.session)
+    if parquet_conn is not None:
+        conn_outs.append(parquet_conn)
+    if parquet_session is not None:
+        sess_outs.append(parquet_session)
     pipe = Pipeline(
         ports=ports,
         on_conn=_fan_out(conn_outs),
@@ -442,6 +473,24 @@ def _run_in_process(
         if publisher is not None:
             publisher.close()  # after the last record, for at most its flush timeout
     return pipe.capture_stats, pipe.tcp_stats, totals, det_stats
+
+
+def _parquet_outs(
+    parquet: ParquetSink | None, privacy: Privacy
+) -> tuple[Callable[[Any], None] | None, Callable[[Any], None] | None]:
+    """Callbacks giving connection records and sessions to the Parquet sink, as the JSON logs
+    show them ([privacy] applied); (None, None) without --parquet."""
+    if parquet is None:
+        return None, None
+    from sensor.output.jsonl import conn_to_dict
+    from sensor.smtp.schema import session_to_dict
+
+    sink = parquet
+    if not privacy.enabled:
+        return (lambda r: sink.conn(conn_to_dict(r)),
+                lambda s: sink.session(session_to_dict(s)))  # fmt: skip
+    return (lambda r: sink.conn(privacy.conn(conn_to_dict(r))),
+            lambda s: sink.session(privacy.session(session_to_dict(s))))  # fmt: skip
 
 
 def _syslog_fanout(cfg: Config, urls: tuple[str, ...], fmt: str | None,
@@ -577,6 +626,23 @@ def _parse_workers(ctx: click.Context, param: click.Parameter, value: str) -> in
         raise click.BadParameter(str(exc)) from None
 
 
+def _parse_cluster(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: local, local:N or a scheduler address, else a usage error."""
+    if value is None:
+        return None
+    from sensor.cluster.run import parse_address
+
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _note(line: str) -> None:
+    """One line on stderr (the cluster's dashboard link and progress)."""
+    click.echo(line, err=True)
+
+
 def _abort(exc: Aborted) -> None:
     """A second stop signal cut the flush short: say so, exit with the signal's code."""
     import signal
@@ -591,11 +657,19 @@ def _abort(exc: Aborted) -> None:
 @click.option("--workers", default="1", show_default=True, callback=_parse_workers,
               metavar="N|auto",
               help="Processes sharing the flows (auto: one per core, at most 8).")  # fmt: skip
+@click.option("--cluster", default=None, callback=_parse_cluster,
+              metavar="tcp://HOST:PORT|local[:N]",
+              help="Analyse the files on a Dask cluster, one task per file (local[:N]: start N "
+                   "worker processes here); see docs/scaling.md.")
+@click.option("--parquet", "parquet_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Also write sessions, connections and alerts as Parquet, partitioned by day "
+                   "(implies detection); see docs/scaling.md.")
 @click.option("--stream-wait", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="How long stdin ('-') and FIFOs may take to send their first bytes before "
                    "they are skipped  [default: 10].")  # fmt: skip
 @_output_options
-def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **opts: Any) -> None:
+def analyze(pcaps: tuple[str, ...], workers: int, cluster: str | None, parquet_dir: str | None,
+            stream_wait: float | None, **opts: Any) -> None:
     """Analyse capture files (pcap, pcapng, optionally gzip-compressed); '-' reads stdin.
 
     SIGINT or SIGTERM stops the reading: open connections are flushed, the summary printed, and
@@ -615,7 +689,14 @@ def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **o
     shutdown.install()
     try:
         parallel = None
-        if workers > 1 and any(is_stream(p) for p in pcaps):
+        on_cluster = None
+        if cluster is not None:
+            if workers > 1:
+                raise click.UsageError("--cluster and --workers cannot go together")
+            from sensor.cluster.run import ClusterInput
+
+            on_cluster = ClusterInput(cluster, pcaps, on_error, _note, shutdown.stop)
+        elif workers > 1 and any(is_stream(p) for p in pcaps):
             click.echo(
                 "sensor: note: stdin and FIFOs can be read only once: one process reads "
                 "everything (--workers ignored)",
@@ -632,6 +713,8 @@ def analyze(pcaps: tuple[str, ...], workers: int, stream_wait: float | None, **o
             errors=errors,
             progress=True,
             parallel=parallel,
+            cluster=on_cluster,
+            parquet_dir=parquet_dir,
             shutdown=shutdown,
             **opts,
         )

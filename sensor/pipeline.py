@@ -124,6 +124,16 @@ class Pipeline:
         self.frame_index = 0
         """Frames read when `run_share` emitted the current record (the workers' merge order)."""
 
+    @property
+    def decoder(self) -> Decoder:
+        """The frame decoder (for loops that choose which segments to feed: sensor.cluster)."""
+        return self._decoder
+
+    @property
+    def reassembler(self) -> Reassembler:
+        """The TCP reassembler (for loops that choose which segments to feed: sensor.cluster)."""
+        return self._reasm
+
     def _new_handler(
         self, uid: str, ts: float, cip: str, cport: int, sip: str, sport: int, midstream: bool
     ) -> StreamHandler | None:

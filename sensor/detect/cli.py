@@ -216,9 +216,12 @@ def evaluate_cmd(labels_path: str, config_path: str | None, model_path: str | No
               help="Outlier detector of the pipeline.")
 @click.option("--ports", default="25,587", show_default=True,
               help="SMTP server ports to analyse in captures.")
+@click.option("--cluster", default=None, metavar="tcp://HOST:PORT|local[:N]",
+              help="Analyse the captures on a Dask cluster, as one rotated archive (connections "
+                   "stitched across files); see docs/scaling.md.")
 def train_cmd(pcaps: tuple[str, ...], output: str, config_path: str | None,
               logs: tuple[str, ...], target_fpr: float, contamination: float, seed: int,
-              detector: str, ports: str) -> None:
+              detector: str, ports: str, cluster: str | None) -> None:
     """Learn the site's normal from historical captures (or logs) and write a model file."""
     import shlex
     import sys
@@ -230,12 +233,22 @@ def train_cmd(pcaps: tuple[str, ...], output: str, config_path: str | None,
 
     if bool(pcaps) == bool(logs):
         raise click.UsageError("give capture files or --from-sessions LOG..., not both")
+    if cluster is not None and logs:
+        raise click.UsageError("--cluster reads captures, not --from-sessions logs")
     cfg = load_config(config_path)
     began = time.perf_counter()
     command = "sensor train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     if pcaps:
         port_list = _parse_ports(click.get_current_context(), None, ports)  # type: ignore[arg-type]
-        got = collect.from_captures(list(pcaps), cfg, port_list, command, progress=True)
+        if cluster is not None:
+            from sensor.cli import _parse_cluster
+            from sensor.cluster.train import from_archive
+
+            address = _parse_cluster(click.get_current_context(), None, cluster)  # type: ignore[arg-type]
+            assert address is not None
+            got = from_archive(address, list(pcaps), cfg, port_list, command)
+        else:
+            got = collect.from_captures(list(pcaps), cfg, port_list, command, progress=True)
         inputs = f"{len(pcaps)} capture files, {got.packets:,} packets"
     else:
         from sensor.output.readers import ReadStats, iter_logged_records

@@ -117,6 +117,7 @@ class Reassembler:
         "_stats",
         "_tick",
         "_young",
+        "emit_deadline",
     )
 
     def __init__(
@@ -147,6 +148,9 @@ class Reassembler:
         self._heap: list[tuple[float, int, Connection]] = []  # (deadline, tick, conn), lazy
         self._tick = count()
         self._next_check = float("-inf")
+        self.emit_deadline = float("-inf")
+        """While expire() emits a record: the deadline that ended it (the pass emits in deadline
+        order); -inf otherwise. Runs that merge several reassemblers' records order by it."""
 
     # ------------------------------------------------------------------------------------
     # public API
@@ -221,16 +225,24 @@ class Reassembler:
             real = self._deadline(c)
             if real > now:
                 self._schedule(c, real)
-            elif c.phase == _CLOSED:
+                continue
+            self.emit_deadline = dl
+            if c.phase == _CLOSED:
                 self._emit(c, c.end_ts)
             elif c.phase == _CLOSING:
                 self._finish(c, now, EndReason.FIN)
             else:
                 self._stats.timed_out += 1
                 self._finish(c, now, EndReason.TIMEOUT)
+        self.emit_deadline = float("-inf")
         if self.memory() > self._limits.memcap_bytes:  # kept and buffered bytes grew
             self._enforce_memcap(now, None)
-        self._next_check = now + self._limits.expire_interval_s
+        # Passes fall on a grid of packet time (the first packet at or after each multiple of
+        # the interval), not `now + interval`: the schedule then depends on no earlier packet,
+        # so a run that starts mid-archive (sensor.cluster) expires at the same packets as one
+        # that read everything before.
+        step = self._limits.expire_interval_s
+        self._next_check = (now // step + 1.0) * step if step > 0 else now
 
     def flush(self) -> None:
         """End of input: deliver everything buffered (with gaps) and emit every record."""
@@ -249,6 +261,14 @@ class Reassembler:
     def next_expiry_check(self) -> float:
         """Packet time from which the next segment() runs expire() (flow-split workers read it)."""
         return self._next_check
+
+    def has_flow(self, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
+        """Whether the table holds a connection on this 4-tuple (either direction)."""
+        return (src, sport, dst, dport) in self._flows
+
+    def flow_keys(self) -> list[tuple[bytes, int, bytes, int]]:
+        """The (src, sport, dst, dport) keys of the table, both directions of each connection."""
+        return list(self._flows)
 
     def buffered_bytes(self) -> int:
         """Bytes currently held out of order, all connections together."""

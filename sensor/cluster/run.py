@@ -1,0 +1,291 @@
+"""The client side of `--cluster`: submit one task per file, check the stitching, merge in order.
+
+Tasks guess which flows of their file belong to connections an earlier file left open; the
+client checks every guess against the claims of the earlier tasks, in file order, and runs a task
+again with the exact claims when its guess was wrong. Records are delivered in archive order as
+soon as every task that may still emit before a position has been checked.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Final
+
+from sensor.cluster.task import FILE_SHIFT, Claims, TaskResult, TaskSpec, run_task
+from sensor.errors import SensorError
+from sensor.parallel import Item, Outputs, ParallelResult, _deliver, out_wants
+from sensor.pipeline import RunTotals
+from sensor.records import CaptureStats, TcpStats
+from sensor.tcp.reassembler import TcpLimits
+
+if TYPE_CHECKING:
+    from sensor.capture.source import ErrorHandler
+
+LOCAL: Final = "local"
+POLL_S: Final = 0.1
+"""How often the client looks at a stop signal while it waits for tasks."""
+TASK_RETRIES: Final = 2
+"""Times Dask runs a task again after it raised (a dead worker is retried by the scheduler,
+up to its distributed.scheduler.allowed-failures)."""
+LOCAL_CONFIG: Final = {
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.tick.interval": "100ms",
+    "distributed.nanny.pre-spawn-environ": {
+        "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
+    },
+}
+"""Dask settings of a LocalCluster started for a run. Its periodic housekeeping wakes less often
+(idle, the defaults cost 0.09 s of CPU a second across scheduler, nannies and workers; these
+half), CPU that a machine whose every core works for the run takes from the tasks. And the
+workers keep glibc's default trim threshold: Dask's MALLOC_TRIM_THRESHOLD_=65536 made a task,
+which allocates and frees a frame's bytes per packet, a third slower."""
+_PEAKS: Final = frozenset({"active_peak"})  # TcpStats fields merged by max, not summed
+
+
+class ClusterError(SensorError):
+    """The cluster could not be reached, or a task failed for good."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInput:
+    """Capture files of one archive to analyse on a Dask cluster."""
+
+    address: str
+    """tcp://HOST:PORT of a scheduler, or local[:N] for a LocalCluster of N processes."""
+    paths: tuple[str, ...]
+    on_error: ErrorHandler
+    note: Callable[[str], None]
+    """Where the dashboard link and the progress lines go (stderr in the CLI)."""
+    stop: threading.Event | None = None
+    """Set by a stop signal: no more tasks are waited for; what was merged is delivered."""
+
+
+def parse_address(value: str) -> str:
+    """Check a --cluster value: local, local:N (N >= 1) or a scheduler address; else ValueError."""
+    if value == LOCAL:
+        return value
+    if value.startswith(LOCAL + ":"):
+        n = value[len(LOCAL) + 1 :]
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"expected local:N with N a positive integer, got {value!r}")
+        return value
+    scheme, sep, rest = value.partition("://")
+    if not sep or not rest or scheme not in ("tcp", "tls", "ws", "wss", "ucx", "inproc"):
+        raise ValueError(f"expected tcp://HOST:PORT or local[:N], got {value!r}")
+    return value
+
+
+def archive_order(paths: Sequence[str], on_error: ErrorHandler) -> tuple[str, ...]:
+    """The readable capture files by their first packet's time, as a single run reads them
+    (absolute paths, for the workers); the others are reported through on_error."""
+    from sensor.capture.source import _first_ts, _probe
+    from sensor.capture.stream import is_stream
+
+    found: list[tuple[float, int, str]] = []
+    for index, path in enumerate(paths):
+        if is_stream(path):
+            on_error(path, "stdin and FIFOs cannot be read on a cluster")
+            continue
+        probed = _probe(path)
+        if isinstance(probed, str):
+            on_error(path, probed)
+            continue
+        fmt, compressed = probed
+        found.append((_first_ts(path, fmt, compressed), index, os.path.abspath(path)))
+    found.sort()
+    return tuple(path for _ts, _index, path in found)
+
+
+def run_cluster(
+    src: ClusterInput,
+    bpf: str,
+    ports: Sequence[int],
+    out: Outputs,
+    limits: TcpLimits | None = None,
+) -> ParallelResult:
+    """Analyse the files of `src` on a Dask cluster, delivering records to `out` in the order of
+    a single-process run over them.
+
+    The caps of `limits` apply to each task's connections (those of its file and those it
+    carries on into later files).
+    """
+    from sensor.capture import bpf as bpfmod
+
+    bpfmod.validate(bpf)
+    t0 = time.perf_counter()
+    paths = archive_order(src.paths, src.on_error)
+    spec = TaskSpec(paths, bpf, tuple(ports), out_wants(out),
+                    limits if limits is not None else TcpLimits())  # fmt: skip
+    failed = len(src.paths) - len(paths)
+    if not paths:
+        result = _merge([], failed)
+        result.totals.wall_s = time.perf_counter() - t0
+        return result
+    with _client(src.address, src.note) as client:
+        accepted = _run(client, spec, src, out)
+    result = _merge(accepted, failed)
+    result.totals.wall_s = time.perf_counter() - t0
+    return result
+
+
+@contextmanager
+def _client(address: str, note: Callable[[str], None]) -> Iterator[Any]:
+    """A Dask client of the scheduler at `address`, or of a LocalCluster started (and closed)
+    here; the dashboard link goes to `note`."""
+    dask = _distributed()
+    cluster: Any = None
+    try:
+        if address.startswith(LOCAL):
+            n = int(address.partition(":")[2] or 0) or (os.cpu_count() or 1)
+            with _dask_config(LOCAL_CONFIG), _sigint_ignored():
+                cluster = dask.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                            silence_logs=logging.ERROR)  # fmt: skip
+            client = dask.Client(cluster)
+        else:
+            client = dask.Client(address)  # waits distributed.comm.timeouts.connect
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ClusterError(f"--cluster {address}: cannot connect: {exc}") from None
+    try:
+        workers = len(client.scheduler_info().get("workers", {}))
+        note(f"sensor: cluster {address}: {workers} workers; dashboard {client.dashboard_link}")
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run(client: Any, spec: TaskSpec, src: ClusterInput, out: Outputs) -> list[TaskResult]:
+    """Submit every file, check each result in file order, deliver what is settled."""
+    n = len(spec.paths)
+    done = _distributed().as_completed()
+    for i in range(n):  # the first file has no earlier one: its claims are known (none)
+        done.add(client.submit(run_task, spec, i, {} if i == 0 else None, pure=False,
+                               retries=TASK_RETRIES, key=f"sensor-file-{i}-{os.urandom(4).hex()}"))
+    results: dict[int, TaskResult] = {}
+    claims: list[Claims] = [{} for _ in range(n)]
+    accepted: list[TaskResult] = []
+    heap: list[Item] = []
+    finished = 0
+    while len(accepted) < n:
+        if src.stop is not None and src.stop.is_set():
+            src.note(f"sensor: cluster: stopped after {len(accepted)} of {n} files")
+            break
+        if not done.has_ready():
+            if done.is_empty():  # cannot happen: every unchecked file has a task under way
+                raise ClusterError("cluster: no task left for an unfinished file")
+            time.sleep(POLL_S)
+            continue
+        for fut in done.next_batch(block=False):
+            try:
+                res: TaskResult = fut.result()
+            except Exception as exc:  # a task that raised TASK_RETRIES times, KilledWorker
+                raise ClusterError(f"cluster: a task failed: {type(exc).__name__}: {exc}") from None
+            finally:
+                fut.release()
+            results[res.index] = res
+            finished += 1
+            for path, reason in res.errors:
+                src.on_error(path, reason)
+            src.note(f"sensor: cluster: [{finished}/{n}] {spec.paths[res.index]}: "
+                     f"{len(res.items):,} records"
+                     + (f", read on {res.read_on_frames:,} frames" if res.read_on_frames else ""))
+        while len(accepted) in results:
+            i = len(accepted)
+            res = results.pop(i)
+            if res.skipped is not None and res.skipped != claims[i]:
+                src.note(f"sensor: cluster: {spec.paths[i]}: connections from earlier files "
+                         "were not those guessed: analysing it again")
+                finished -= 1
+                done.add(client.submit(run_task, spec, i, claims[i], pure=False,
+                                       retries=TASK_RETRIES,
+                                       key=f"sensor-file-{i}-exact-{os.urandom(4).hex()}"))
+                break
+            for later, taken in res.claims.items():
+                claims[later].update(taken)
+            for item in res.items:
+                heapq.heappush(heap, item)
+            res.items = []
+            accepted.append(res)
+            settled = len(accepted) << FILE_SHIFT  # no later task emits before this position
+            _deliver(_pop_before(heap, settled), out)
+    _deliver(_pop_before(heap, math.inf), out)
+    return accepted
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the LocalCluster's processes start, so that they keep ignoring it: the
+    terminal's Ctrl-C goes to the whole process group, and only this process should act on it
+    (stop waiting, deliver what is settled, close the cluster), not die in every worker with a
+    traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _dask_config(values: dict[str, Any]) -> Any:
+    """A context in which Dask's configuration holds `values`."""
+    import dask
+
+    return dask.config.set(values)
+
+
+def _distributed() -> Any:
+    """The distributed package (untyped: its calls are checked by the tests)."""
+    import distributed
+
+    return distributed
+
+
+def _pop_before(heap: list[Item], limit: float) -> Iterator[Item]:
+    """The items of the heap before position `limit`, in merge order (removed from it)."""
+    while heap and heap[0][0] < limit:
+        yield heapq.heappop(heap)
+
+
+def _merge(accepted: list[TaskResult], failed: int) -> ParallelResult:
+    """The counters of a run: every task's summed (each file is counted by its own task)."""
+    cap = CaptureStats(files_failed=failed)
+    tcp = TcpStats()
+    totals = RunTotals()
+    for res in accepted:
+        for f in fields(CaptureStats):
+            value = getattr(res.capture_stats, f.name)
+            if isinstance(value, int):
+                setattr(cap, f.name, getattr(cap, f.name) + value)
+        cap.truncated_files.update(res.capture_stats.truncated_files)
+        for f in fields(TcpStats):
+            mine, theirs = getattr(tcp, f.name), getattr(res.tcp_stats, f.name)
+            setattr(tcp, f.name, max(mine, theirs) if f.name in _PEAKS else mine + theirs)
+        r = res.totals
+        for name in ("connections", "sessions", "transactions", "messages", "recipients",
+                     "auth_attempts"):  # fmt: skip
+            setattr(totals, name, getattr(totals, name) + getattr(r, name))
+        if r.first_ts is not None and (totals.first_ts is None or r.first_ts < totals.first_ts):
+            totals.first_ts = r.first_ts
+        if r.last_ts is not None and (totals.last_ts is None or r.last_ts > totals.last_ts):
+            totals.last_ts = r.last_ts
+        for name, k in r.anomalies.items():
+            totals.anomalies[name] = totals.anomalies.get(name, 0) + k
+    totals.anomalies = dict(sorted(totals.anomalies.items()))
+    return ParallelResult(cap, tcp, totals, 0)  # a stop signal flushes nothing: see _run
