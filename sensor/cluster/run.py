@@ -126,8 +126,8 @@ def run_cluster(
     bpfmod.validate(bpf)
     t0 = time.perf_counter()
     paths = archive_order(src.paths, src.on_error)
-    spec = TaskSpec(paths, bpf, tuple(ports), out_wants(out),
-                    limits if limits is not None else TcpLimits())  # fmt: skip
+    spec = TaskSpec.of(paths, bpf, tuple(ports), out_wants(out),
+                       limits if limits is not None else TcpLimits())  # fmt: skip
     failed = len(src.paths) - len(paths)
     if not paths:
         result = _merge([], failed)

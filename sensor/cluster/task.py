@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from sensor.capture.source import open_files
-from sensor.decode.packet import Segment
+from sensor.decode.packet import DecodeLimits, Segment
 from sensor.parallel import Item, WorkerWants
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
@@ -51,7 +51,23 @@ class TaskSpec:
     bpf: str
     ports: tuple[int, ...]
     wants: WorkerWants
+    """What to produce; its decode_limits travel in `decode` instead."""
     limits: TcpLimits
+    decode: tuple[int, int] | None = None
+    """DecodeLimits' fields (max_vlan_tags, max_ip6_ext_headers): the compiled frozen
+    dataclass does not unpickle in a worker."""
+
+    @classmethod
+    def of(cls, paths: tuple[str, ...], bpf: str, ports: tuple[int, ...], wants: WorkerWants,
+           limits: TcpLimits) -> TaskSpec:
+        """The spec, with `wants.decode_limits` made picklable."""
+        d = wants.decode_limits
+        decode = None if d is None else (d.max_vlan_tags, d.max_ip6_ext_headers)
+        return cls(paths, bpf, ports, replace(wants, decode_limits=None), limits, decode)
+
+    def decode_limits(self) -> DecodeLimits | None:
+        """The run's DecodeLimits, rebuilt in the worker."""
+        return None if self.decode is None else DecodeLimits(*self.decode)
 
 
 @dataclass(slots=True)
@@ -118,7 +134,7 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
         tcp_limits=spec.limits,
         handlers=None if wants.smtp else no_streams,
         smtp_limits=wants.smtp_limits,
-        decode_limits=wants.decode_limits,
+        decode_limits=spec.decode_limits(),
     )
     reasm = pipe.reassembler
     errors: list[tuple[str, str]] = []

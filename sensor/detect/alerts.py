@@ -54,12 +54,15 @@ class Suppressor:
         """New interval and escalation factor (SIGHUP); the open episodes are kept."""
         self._cfg = cfg
     def _expire(self, now: float) -> None:
-        """Forget the episodes whose interval has passed (the oldest first): the next finding
-        of their host and kind starts a new one anyway."""
+        """Forget the episodes whose interval passed an interval ago (the oldest first): the
+        next finding of their host and kind starts a new one anyway. The extra interval is for
+        the model's findings, decided when their batch is scored, after rule findings of later
+        packet time: an episode one of them may still fall in is kept, so that the alerts do
+        not depend on when the scores came back."""
         episodes = self._episodes
-        interval = self._cfg.interval_s
+        keep = 2 * self._cfg.interval_s
         while episodes:
-            if now - next(iter(episodes.values())).started < interval:
+            if now - next(iter(episodes.values())).started < keep:
                 break
             episodes.popitem(last=False)
 
