@@ -97,6 +97,8 @@ def test_suppressor_forgets_episodes_whose_interval_passed() -> None:
     finding = spambot(f, cfg.rules["spambot"], cfg.windows)
     assert finding is not None
     assert sup.decide(f.host, finding, 3615.0) is None  # its own episode is still on
+    assert len(sup._episodes) == 3  # kept an interval more, for findings decided late
+    assert sup.decide(f.host, finding, 7215.0) == ""  # a new episode
     assert list(sup._episodes) == [("10.20.4.2", "spambot")]  # the two older ones expired
 
 

@@ -55,23 +55,37 @@ def test_records_go_in_pipeline_order_with_sensor_name(redis_server: RedisServer
 
 
 def test_redis_restart_in_the_middle_counts_drops(site: Site, tmp_path: Path) -> None:
+    """The capture comes through stdin in three parts: before, during and after an outage of
+    the server, so that records are made while it is down however fast the sensor reads."""
+    data = site.whole.read_bytes()
+    thirds = [data[: len(data) // 3], data[len(data) // 3 : 2 * len(data) // 3],
+              data[2 * len(data) // 3 :]]  # fmt: skip
     server = RedisServer(tmp_path / "redis").start()
     try:
         stats = tmp_path / "stats.json"
         # a small queue, so that the outage overflows it
         proc = subprocess.Popen(
             [sys.executable, "-m", "sensor", "analyze", "-q", "--stats", str(stats),
-             "--publish", f"{server.url}?stream=p25&queue=200", str(site.whole)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             "--publish", f"{server.url}?stream=p25&queue=200", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(thirds[0])
+        proc.stdin.flush()
         deadline = time.monotonic() + 120
         while not server.client().xlen("p25"):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.01)
         server.stop()  # every entry so far is gone with it (no persistence)
+        proc.stdin.write(thirds[1])
+        proc.stdin.flush()
         time.sleep(1.5)
         assert proc.poll() is None, "the run ended before the server came back"
         server.start()
-        _, err = proc.communicate(timeout=300)
+        proc.stdin.write(thirds[2])
+        proc.stdin.close()
+        proc.wait(timeout=300)
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
         assert proc.returncode == 0, err
         assert "Traceback" not in err
         assert "cannot publish" in err
