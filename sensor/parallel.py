@@ -229,6 +229,26 @@ def out_wants(out: Outputs) -> WorkerWants:
     )
 
 
+def line_formatters(
+    wants: WorkerWants,
+) -> tuple[
+    Callable[[ConnRecord], dict[str, Any]],
+    Callable[[SmtpSession], dict[str, Any]],
+    Callable[[Any], bytes],
+]:
+    """How a worker (of --workers, live fanout or a Dask task) turns records into log lines,
+    the privacy settings applied: only what is written changes, the records sent stay raw."""
+    from sensor.output.jsonl import conn_to_dict, to_json_line
+    from sensor.smtp.schema import session_to_dict
+
+    privacy = wants.privacy
+    if privacy is None:
+        return conn_to_dict, session_to_dict, to_json_line
+    return (lambda r: privacy.conn(conn_to_dict(r)),
+            lambda s: privacy.session(session_to_dict(s)),
+            to_json_line)  # fmt: skip
+
+
 def _grow_pipe(conn: Connection) -> None:
     """Ask the kernel for a larger pipe buffer; the default (64 KiB) still works, only slower."""
     with contextlib.suppress(OSError):
@@ -417,16 +437,9 @@ def _work(
     cut: CutAgreement,
 ) -> WorkerFinal:
     from sensor.capture.source import open_files
-    from sensor.output.jsonl import conn_to_dict, to_json_line
-    from sensor.smtp.schema import session_to_dict
 
     conn_lines, session_lines = wants.conn_lines, wants.session_lines
-    conn_dict: Callable[[ConnRecord], dict[str, Any]] = conn_to_dict
-    session_dict: Callable[[SmtpSession], dict[str, Any]] = session_to_dict
-    privacy = wants.privacy
-    if privacy is not None:  # only what is written changes: the records sent stay raw
-        conn_dict = lambda r: privacy.conn(conn_to_dict(r))  # noqa: E731
-        session_dict = lambda s: privacy.session(session_to_dict(s))  # noqa: E731
+    conn_dict, session_dict, to_json_line = line_formatters(wants)
     conn_recs, session_recs = wants.conn_records, wants.session_records
     batch: list[Item] = []
     seq = itertools.count()

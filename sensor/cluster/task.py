@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from sensor.capture.source import open_files
 from sensor.decode.packet import DecodeLimits, Segment
-from sensor.parallel import Item, WorkerWants
+from sensor.parallel import Item, WorkerWants, line_formatters
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 from sensor.tcp.conn import ACK, SYN
@@ -111,7 +111,7 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
     seq = itertools.count()
     position = [index << FILE_SHIFT]  # where in the archive the pipeline stands
     at_end = [False]  # records of the final flush are ordered by start time
-    conn_dict, session_dict, to_line = _formatters(wants)
+    conn_dict, session_dict, to_line = line_formatters(wants)
 
     def on_conn(rec: ConnRecord) -> None:
         line = to_line(conn_dict(rec)) if wants.conn_lines else None
@@ -166,26 +166,6 @@ def run_task(spec: TaskSpec, index: int, claims: Claims | None) -> TaskResult:
 
 def _silent(path: str, reason: str) -> None:
     """Errors of a later file read on: its own task reports them."""
-
-
-def _formatters(
-    wants: WorkerWants,
-) -> tuple[
-    Callable[[ConnRecord], dict[str, Any]],
-    Callable[[SmtpSession], dict[str, Any]],
-    Callable[[Any], bytes],
-]:
-    """How records become log lines (the privacy settings applied), as the workers of --workers
-    make them."""
-    from sensor.output.jsonl import conn_to_dict, to_json_line
-    from sensor.smtp.schema import session_to_dict
-
-    privacy = wants.privacy
-    if privacy is None:
-        return conn_to_dict, session_to_dict, to_json_line
-    return (lambda r: privacy.conn(conn_to_dict(r)),
-            lambda s: privacy.session(session_to_dict(s)),
-            to_json_line)  # fmt: skip
 
 
 def _own_file(

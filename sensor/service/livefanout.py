@@ -26,7 +26,14 @@ from sensor.capture.live import (
     LiveSource,
 )
 from sensor.errors import SensorError
-from sensor.parallel import BATCH_RECORDS, START_METHOD, Outputs, WorkerWants, out_wants
+from sensor.parallel import (
+    BATCH_RECORDS,
+    START_METHOD,
+    Outputs,
+    WorkerWants,
+    line_formatters,
+    out_wants,
+)
 from sensor.parallel import _grow_pipe as grow_pipe
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
@@ -578,16 +585,8 @@ def _work(
     limits: TcpLimits,
     conn: Connection,
 ) -> WorkerCounters:
-    from sensor.output.jsonl import conn_to_dict, to_json_line
-    from sensor.smtp.schema import session_to_dict
-
     conn_lines, session_lines = wants.conn_lines, wants.session_lines
-    conn_dict: Callable[[ConnRecord], dict[str, Any]] = conn_to_dict
-    session_dict: Callable[[SmtpSession], dict[str, Any]] = session_to_dict
-    privacy = wants.privacy
-    if privacy is not None:  # only what is written changes: the records sent stay raw
-        conn_dict = lambda r: privacy.conn(conn_to_dict(r))  # noqa: E731
-        session_dict = lambda s: privacy.session(session_to_dict(s))  # noqa: E731
+    conn_dict, session_dict, to_json_line = line_formatters(wants)
     conn_recs, session_recs = wants.conn_records, wants.session_records
     batch: list[Item] = []
     seq = itertools.count()
