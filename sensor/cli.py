@@ -240,7 +240,7 @@ def _execute(
         prepare(expr)
     scorer, model_name = (None, "")
     if detect and not no_model:
-        scorer, model_name = _open_model(model_path, quiet)
+        scorer, model_name = _open_model(model_path, quiet, cfg=cfg)
     latest: dict[tuple[str, str], Alert] = {}  # newest alert per (host, kind), for the summary
 
     if detect:  # the detection stage's imports are paid for only when it runs
@@ -547,7 +547,8 @@ def _publisher(cfg: Config, url: str, live_clock: bool) -> Publisher:
                      time.time if live_clock else None, warn)
 
 
-def _open_model(path: str | None, quiet: bool, in_process: bool = False) -> tuple[Any, str]:
+def _open_model(path: str | None, quiet: bool, in_process: bool = False,
+                cfg: Config | None = None) -> tuple[Any, str]:
     """The scorer of the model asked for, or of the bundled one (None when it is absent).
 
     The model is read (its scoring tables with numpy, or through skops and scikit-learn for a
@@ -573,7 +574,12 @@ def _open_model(path: str | None, quiet: bool, in_process: bool = False) -> tupl
 
         found = tables.read(path, card)
         return LocalScorer(load(path) if found is None else found), name
-    return ChildScorer(path, card), name
+    explain = None
+    if cfg is not None:  # the child explains the rows over the threshold
+        w = cfg.windows
+        explain = ({"short": float(w.short_s), "medium": float(w.medium_s),
+                    "long": float(w.long_s)}, cfg.model.top_features)
+    return ChildScorer(path, card, explain), name
 
 
 def _write_host_scores(

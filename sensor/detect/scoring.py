@@ -11,6 +11,7 @@ scorer's speed, as if every batch had been scored the moment it was taken.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -40,18 +41,22 @@ _HEADER: Final = struct.Struct("<cQ")  # message kind, payload length
 MODEL_PROCESS_NAME: Final = "port25-model"  # the child's name in ps and top
 CHILD_EXIT_S: Final = 2.0  # longest wait for the model's process to exit at the end
 _REQUEST: Final = struct.Struct("<QQ")  # rows, bytes of the float buffer (the int one follows)
+_ANSWER: Final = struct.Struct("<Q")  # rows answered (scores, roles, rows, explanations follow)
 
 
 class Scored:
     """What the model's process answers for a batch: each row's score and role, and the rows
     themselves (float64, MODEL_FEATURES each), read only for the rows explained."""
 
-    __slots__ = ("roles", "rows", "scores")
+    __slots__ = ("roles", "rows", "scores", "tops")
 
-    def __init__(self, scores: list[Any], roles: list[int], rows: Any) -> None:
+    def __init__(self, scores: list[Any], roles: list[int], rows: Any,
+                 tops: list[list[dict[str, object]]] | None = None) -> None:
         self.scores = scores
         self.roles = roles
         self.rows = rows
+        self.tops = tops
+        """The explanation of each row over the threshold, in row order (None: not made)."""
 
 
 class Scorer:
@@ -139,7 +144,11 @@ class ChildScorer(Scorer):
     other core while this process reads packets. This process imports numpy only to explain a
     row. A failure in the child surfaces as a ModelError at the next batch, or at the end."""
 
-    def __init__(self, path: str, card: dict[str, Any]) -> None:
+    def __init__(self, path: str, card: dict[str, Any],
+                 explain: tuple[dict[str, float], int] | None = None) -> None:
+        """`explain`: the windows (name -> seconds) and the number of features an explanation
+        names ([model] top_features): the child then explains every row over the threshold
+        itself, so that this process has no numpy to import for them."""
         self.path = path
         self.threshold = float(card["threshold"])
         self._stats: RoleStats | None = None
@@ -159,7 +168,7 @@ class ChildScorer(Scorer):
             name_process(MODEL_PROCESS_NAME)
             os.close(to_child_w)
             os.close(from_child_r)
-            _child_main(path, card, to_child_r, from_child_w)
+            _child_main(path, card, to_child_r, from_child_w, explain)
         os.close(to_child_r)
         os.close(from_child_w)
         self.pid = pid
@@ -220,10 +229,12 @@ class ChildScorer(Scorer):
         if body is None:
             self._results.put(None)  # every later call fails the same way
             raise ModelError(self._error or f"{self.path}: the model process failed")
-        n = len(body) // (8 * (_NF + 1) + 1)
-        view = memoryview(body)
+        (n,) = _ANSWER.unpack_from(body)
+        view = memoryview(body)[_ANSWER.size:]
+        end = 9 * n + 8 * n * _NF
         scores: list[Any] = view[:8 * n].cast("d").tolist()
-        return Scored(scores, list(view[8 * n:9 * n]), view[9 * n:].cast("d"))
+        tops = json.loads(bytes(view[end:])) if len(view) > end else None
+        return Scored(scores, list(view[8 * n:9 * n]), view[9 * n:end].cast("d"), tops)
 
     def ready(self) -> None:
         self._loaded.wait()
@@ -293,10 +304,11 @@ def _load_for_scoring(path: str, card: dict[str, Any]) -> HostModel | ScoreTable
     return load(path)
 
 
-def _child_main(path: str, card: dict[str, Any], inp: int,
-                out: int) -> None:  # pragma: no cover - runs in the child
+def _child_main(path: str, card: dict[str, Any], inp: int, out: int,
+                explain: tuple[dict[str, float], int] | None) -> None:  # pragma: no cover
     """The child's whole life: load, send the statistics, make and score rows until told to
-    stop. Each answer: the scores (float64), the roles (a byte each), then the rows."""
+    stop. Each answer: the number of rows, their scores (float64), roles (a byte each), the
+    rows, then with `explain` the explanations of the rows over the threshold (JSON)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and closes the pipe
     code = 0
     try:
@@ -309,6 +321,7 @@ def _child_main(path: str, card: dict[str, Any], inp: int,
                 os._exit(0)
             import numpy as np
 
+            threshold = float(card["threshold"])
             body = _stats_bytes(model.stats)
             wr.write(_HEADER.pack(b"S", len(body)) + body)
             while True:
@@ -322,9 +335,17 @@ def _child_main(path: str, card: dict[str, Any], inp: int,
                 n, n_floats = _REQUEST.unpack_from(data)
                 at = _REQUEST.size
                 X, roles = make_rows(data[at:at + n_floats], data[at + n_floats:], n)
-                scores = model.scores(X)
-                res = b"".join((np.ascontiguousarray(scores, dtype=np.float64).tobytes(),
-                                roles.astype(np.uint8).tobytes(), X.tobytes()))
+                scores = np.ascontiguousarray(model.scores(X), dtype=np.float64)
+                tops = b""
+                if explain is not None:
+                    from sensor.detect.model import explain_row
+
+                    windows, top = explain
+                    tops = json.dumps([[d.to_dict() for d in explain_row(
+                        model.stats, X[i], windows, top)] for i in np.flatnonzero(
+                        scores > threshold).tolist()]).encode()
+                res = b"".join((_ANSWER.pack(n), scores.tobytes(),
+                                roles.astype(np.uint8).tobytes(), X.tobytes(), tops))
                 wr.write(_HEADER.pack(b"R", len(res)) + res)
     except BaseException:
         code = 1
@@ -394,6 +415,7 @@ class _Batch:
     roles: list[int] = field(default_factory=list)
     rows: Any = None  # (len(hosts), MODEL_FEATURES) float64, once made
     scores: Any = None  # once scored by a synchronous scorer
+    tops: list[list[dict[str, object]]] | None = None  # the child's explanations, if made
 
     def seen(self, i: int) -> _Seen:
         return _Seen(self.hosts[i], self.ts[i], self.starts[i], self.sessions[i], self.roles[i])
@@ -553,6 +575,7 @@ class ModelStage:
                     if got is None:
                         return
                     head.rows, head.roles, scores = got.rows, got.roles, got.scores
+                    head.tops = got.tops
                 pending.popleft()
                 self._apply(head, scores)
             else:
@@ -581,13 +604,15 @@ class ModelStage:
     def _apply(self, batch: _Batch, scores: list[float]) -> None:
         threshold = self.threshold
         # the statistics (numpy arrays) only for a batch with something to explain
-        need = self.explain_all or (bool(scores) and max(scores) > threshold)
+        tops = batch.tops  # explanations of the rows over the threshold, when the child made them
+        need = self.explain_all or (tops is None and bool(scores) and max(scores) > threshold)
         stats = self.scorer.stats() if need else None
         top_n = self.config.model.top_features
         explain = stats is not None and self.explain_all
         rows = batch.rows
         best_of = self.best
         self.scored += len(batch.hosts)
+        k = 0  # the next of the child's explanations
         for i, (host, s) in enumerate(zip(batch.hosts, scores, strict=True)):
             best = best_of.get(host)
             flagged = s > threshold
@@ -595,7 +620,10 @@ class ModelStage:
                 best_of.move_to_end(host)
                 continue
             top: list[dict[str, object]] = []
-            if stats is not None and (flagged or explain):
+            if flagged and tops is not None:
+                top = tops[k]
+                k += 1
+            elif stats is not None and (flagged or explain):
                 top = [d.to_dict() for d in _explain(stats, _row(rows, i), self._windows, top_n)]
             if best is None or s > best.score:
                 if best is not None:

@@ -51,7 +51,12 @@ def test_child_process_scores_as_in_process() -> None:
     found = tables.read(BUNDLED, peek_card(BUNDLED))
     assert found is not None
     local_alerts, local_scores = _run(LocalScorer(found))
+    cfg = load_config(CONFIG)
+    w = cfg.windows
+    windows = {"short": float(w.short_s), "medium": float(w.medium_s), "long": float(w.long_s)}
     child_alerts, child_scores = _run(ChildScorer(BUNDLED, peek_card(BUNDLED)))
+    explained = _run(ChildScorer(BUNDLED, peek_card(BUNDLED), (windows, cfg.model.top_features)))
+    assert explained == (local_alerts, local_scores)  # explanations made in the child
     assert any(a["source"] != "rule" for a in local_alerts)  # the model had its say
     assert child_alerts == local_alerts
     assert child_scores == local_scores
@@ -77,12 +82,19 @@ def _numpy_imported(*args: str) -> bool:
 
 
 def test_sensor_process_imports_numpy_only_to_explain(tmp_path: Path) -> None:
-    """A benign capture (no host over the threshold) is scored without numpy in the sensor
-    process; asking for host scores (every host's best row explained) brings it in."""
+    """A capture is scored without numpy in the sensor process, hosts over the threshold
+    included (the model's process explains them); asking for host scores (every host's best
+    row explained) brings it in."""
     common = ["--config", CONFIG, "--alerts", str(tmp_path / "a.jsonl"), BENIGN]
     assert not _numpy_imported(*common)
     assert (tmp_path / "a.jsonl").read_text() == ""
     assert _numpy_imported(*common, "--host-scores", str(tmp_path / "s.jsonl"))
+    # hosts over the threshold are explained in the model's process: still no numpy here
+    alerts = tmp_path / "demo.jsonl"
+    assert not _numpy_imported("--config", CONFIG, "--alerts", str(alerts), DEMO)
+    model = [json.loads(ln) for ln in alerts.read_text().splitlines()
+             if json.loads(ln)["source"] != "rule"]
+    assert model and all(a["evidence"]["model"]["top_features"] for a in model)
     lines = (tmp_path / "s.jsonl").read_text().splitlines()
     assert lines and all(json.loads(ln)["score"] <= json.loads(ln)["threshold"] for ln in lines)
 
