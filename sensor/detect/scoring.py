@@ -40,8 +40,9 @@ BATCH_ROWS: Final = 2048  # rows sent to the scorer at once: a big batch goes in
 _HEADER: Final = struct.Struct("<cQ")  # message kind, payload length
 MODEL_PROCESS_NAME: Final = "port25-model"  # the child's name in ps and top
 CHILD_EXIT_S: Final = 2.0  # longest wait for the model's process to exit at the end
-_REQUEST: Final = struct.Struct("<QQ")  # rows, bytes of the float buffer (the int one follows)
-_ANSWER: Final = struct.Struct("<Q")  # rows answered (scores, roles, rows, explanations follow)
+_REQUEST: Final = struct.Struct("<QQB")  # rows, bytes of the float buffer, rows wanted back
+_ANSWER: Final = struct.Struct("<QB")  # rows answered, rows included (scores, roles, [rows],
+# explanations follow)
 
 
 class Scored:
@@ -64,6 +65,8 @@ class Scorer:
 
     threshold: float = float("inf")
     synchronous = False
+    explains = False
+    """True: the scorer explains the rows over the threshold itself (Scored.tops)."""
     """True: `score` answers at once, so batches are scored several at a time (ModelStage);
     False: `submit` now, `result` later, batch by batch."""
 
@@ -71,9 +74,9 @@ class Scorer:
         """Scores of rows at once (synchronous scorers)."""
         raise NotImplementedError
 
-    def submit(self, floats: bytes, ints: bytes, n: int) -> None:
+    def submit(self, floats: bytes, ints: bytes, n: int, rows: bool = True) -> None:
         """Send the raw window state of `n` hosts (HostTable.raw) to be made into rows and
-        scored (asynchronous scorers)."""
+        scored (asynchronous scorers); `rows`: the rows are wanted back too."""
         raise NotImplementedError
 
     def result(self, block: bool) -> Scored | None:
@@ -145,12 +148,18 @@ class ChildScorer(Scorer):
     row. A failure in the child surfaces as a ModelError at the next batch, or at the end."""
 
     def __init__(self, path: str, card: dict[str, Any],
-                 explain: tuple[dict[str, float], int] | None = None) -> None:
+                 explain: tuple[dict[str, float], int] | None = None,
+                 spawn: bool = False) -> None:
         """`explain`: the windows (name -> seconds) and the number of features an explanation
         names ([model] top_features): the child then explains every row over the threshold
-        itself, so that this process has no numpy to import for them."""
+        itself, so that this process has no numpy to import for them. `spawn`: start the child
+        as a fresh interpreter rather than a fork, so that this process's heap is not shared
+        with it (every page it wrote afterwards was copied: thousands of page faults in a
+        short run); a fork shares what is already imported, which a live run needs once
+        privileges are dropped (the installation may not be readable then)."""
         self.path = path
         self.threshold = float(card["threshold"])
+        self.explains = explain is not None
         self._stats: RoleStats | None = None
         self._stats_body = b""
         self._loaded = threading.Event()  # set once the statistics (or an error) came
@@ -160,7 +169,17 @@ class ChildScorer(Scorer):
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         parent = os.getpid()
-        pid = os.fork()
+        if spawn:
+            import subprocess
+            import sys
+
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sensor.detect.scoring", path, str(parent),
+                 json.dumps(explain)], stdin=to_child_r, stdout=from_child_w, close_fds=True)
+            pid = proc.pid
+            proc.returncode = 0  # reaped by close(), not by subprocess
+        else:
+            pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is not collected
             from sensor.service.signals import die_with_parent, name_process
 
@@ -216,10 +235,10 @@ class ChildScorer(Scorer):
         self._loaded.set()
         self._results.put(None)
 
-    def submit(self, floats: bytes, ints: bytes, n: int) -> None:
+    def submit(self, floats: bytes, ints: bytes, n: int, rows: bool = True) -> None:
         length = _REQUEST.size + len(floats) + len(ints)
         self._requests.put(b"".join((_HEADER.pack(b"X", length),
-                                     _REQUEST.pack(n, len(floats)), floats, ints)))
+                                     _REQUEST.pack(n, len(floats), rows), floats, ints)))
 
     def result(self, block: bool) -> Scored | None:
         try:
@@ -229,9 +248,9 @@ class ChildScorer(Scorer):
         if body is None:
             self._results.put(None)  # every later call fails the same way
             raise ModelError(self._error or f"{self.path}: the model process failed")
-        (n,) = _ANSWER.unpack_from(body)
+        n, with_rows = _ANSWER.unpack_from(body)
         view = memoryview(body)[_ANSWER.size:]
-        end = 9 * n + 8 * n * _NF
+        end = 9 * n + (8 * n * _NF if with_rows else 0)
         scores: list[Any] = view[:8 * n].cast("d").tolist()
         tops = json.loads(bytes(view[end:])) if len(view) > end else None
         return Scored(scores, list(view[8 * n:9 * n]), view[9 * n:end].cast("d"), tops)
@@ -332,7 +351,7 @@ def _child_main(path: str, card: dict[str, Any], inp: int, out: int,
                 data = _read_exact(rd, length)
                 if data is None:
                     break
-                n, n_floats = _REQUEST.unpack_from(data)
+                n, n_floats, want_rows = _REQUEST.unpack_from(data)
                 at = _REQUEST.size
                 X, roles = make_rows(data[at:at + n_floats], data[at + n_floats:], n)
                 scores = np.ascontiguousarray(model.scores(X), dtype=np.float64)
@@ -344,8 +363,9 @@ def _child_main(path: str, card: dict[str, Any], inp: int, out: int,
                     tops = json.dumps([[d.to_dict() for d in explain_row(
                         model.stats, X[i], windows, top)] for i in np.flatnonzero(
                         scores > threshold).tolist()]).encode()
-                res = b"".join((_ANSWER.pack(n), scores.tobytes(),
-                                roles.astype(np.uint8).tobytes(), X.tobytes(), tops))
+                res = b"".join((_ANSWER.pack(n, want_rows), scores.tobytes(),
+                                roles.astype(np.uint8).tobytes(),
+                                X.tobytes() if want_rows else b"", tops))
                 wr.write(_HEADER.pack(b"R", len(res)) + res)
     except BaseException:
         code = 1
@@ -502,7 +522,9 @@ class ModelStage:
             self._unscored.append(batch)
             self._unscored_rows += len(states)
         else:  # the child makes the rows: the state travels as it is
-            self.scorer.submit(batch.floats, batch.ints, len(states))
+            # the rows come back only to be explained here: every host's best (--host-scores)
+            want = self.explain_all or not self.scorer.explains
+            self.scorer.submit(batch.floats, batch.ints, len(states), want)
             batch.floats = batch.ints = b""
 
     @staticmethod
@@ -758,3 +780,29 @@ def _explain(stats: RoleStats, x: Any, windows: dict[str, float], top: int) -> A
     from sensor.detect.model import explain_row
 
     return explain_row(stats, x, windows, top)
+
+
+def _spawned_main(argv: list[str]) -> None:  # pragma: no cover - runs in the child
+    """A spawned model process (ChildScorer(spawn=True)): MODEL PARENT_PID EXPLAIN_JSON, the
+    requests on stdin, the answers on stdout."""
+    from sensor.detect.card import peek_card
+    from sensor.service.signals import die_with_parent, name_process
+
+    path, parent, explain_json = argv
+    die_with_parent(int(parent))
+    name_process(MODEL_PROCESS_NAME)
+    loaded = json.loads(explain_json)
+    explain = None if loaded is None else (dict(loaded[0]), int(loaded[1]))
+    try:
+        card = peek_card(path)
+    except ModelError as exc:
+        body = str(exc).encode()
+        os.write(1, _HEADER.pack(b"E", len(body)) + body)
+        os._exit(0)
+    _child_main(path, card, 0, 1, explain)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _spawned_main(sys.argv[1:])
