@@ -240,9 +240,7 @@ def _execute(
         prepare(expr)
     scorer, model_name = (None, "")
     if detect and not no_model:
-        # analyze spawns the model's process (no heap shared with it); live forks it, as the
-        # installation may not be readable once privileges are dropped
-        scorer, model_name = _open_model(model_path, quiet, cfg=cfg, spawn=prepare is None)
+        scorer, model_name = _open_model(model_path, quiet, cfg=cfg)
     latest: dict[tuple[str, str], Alert] = {}  # newest alert per (host, kind), for the summary
 
     if detect:  # the detection stage's imports are paid for only when it runs
@@ -550,7 +548,7 @@ def _publisher(cfg: Config, url: str, live_clock: bool) -> Publisher:
 
 
 def _open_model(path: str | None, quiet: bool, in_process: bool = False,
-                cfg: Config | None = None, spawn: bool = False) -> tuple[Any, str]:
+                cfg: Config | None = None) -> tuple[Any, str]:
     """The scorer of the model asked for, or of the bundled one (None when it is absent).
 
     The model is read (its scoring tables with numpy, or through skops and scikit-learn for a
@@ -581,7 +579,7 @@ def _open_model(path: str | None, quiet: bool, in_process: bool = False,
         w = cfg.windows
         explain = ({"short": float(w.short_s), "medium": float(w.medium_s),
                     "long": float(w.long_s)}, cfg.model.top_features)
-    return ChildScorer(path, card, explain, spawn), name
+    return ChildScorer(path, card, explain), name
 
 
 def _write_host_scores(

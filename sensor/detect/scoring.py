@@ -148,15 +148,10 @@ class ChildScorer(Scorer):
     row. A failure in the child surfaces as a ModelError at the next batch, or at the end."""
 
     def __init__(self, path: str, card: dict[str, Any],
-                 explain: tuple[dict[str, float], int] | None = None,
-                 spawn: bool = False) -> None:
+                 explain: tuple[dict[str, float], int] | None = None) -> None:
         """`explain`: the windows (name -> seconds) and the number of features an explanation
         names ([model] top_features): the child then explains every row over the threshold
-        itself, so that this process has no numpy to import for them. `spawn`: start the child
-        as a fresh interpreter rather than a fork, so that this process's heap is not shared
-        with it (every page it wrote afterwards was copied: thousands of page faults in a
-        short run); a fork shares what is already imported, which a live run needs once
-        privileges are dropped (the installation may not be readable then)."""
+        itself, so that this process has no numpy to import for them."""
         self.path = path
         self.threshold = float(card["threshold"])
         self.explains = explain is not None
@@ -169,17 +164,7 @@ class ChildScorer(Scorer):
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         parent = os.getpid()
-        if spawn:
-            import subprocess
-            import sys
-
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "sensor.detect.scoring", path, str(parent),
-                 json.dumps(explain)], stdin=to_child_r, stdout=from_child_w, close_fds=True)
-            pid = proc.pid
-            proc.returncode = 0  # reaped by close(), not by subprocess
-        else:
-            pid = os.fork()
+        pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's coverage is not collected
             from sensor.service.signals import die_with_parent, name_process
 
@@ -780,29 +765,3 @@ def _explain(stats: RoleStats, x: Any, windows: dict[str, float], top: int) -> A
     from sensor.detect.model import explain_row
 
     return explain_row(stats, x, windows, top)
-
-
-def _spawned_main(argv: list[str]) -> None:  # pragma: no cover - runs in the child
-    """A spawned model process (ChildScorer(spawn=True)): MODEL PARENT_PID EXPLAIN_JSON, the
-    requests on stdin, the answers on stdout."""
-    from sensor.detect.card import peek_card
-    from sensor.service.signals import die_with_parent, name_process
-
-    path, parent, explain_json = argv
-    die_with_parent(int(parent))
-    name_process(MODEL_PROCESS_NAME)
-    loaded = json.loads(explain_json)
-    explain = None if loaded is None else (dict(loaded[0]), int(loaded[1]))
-    try:
-        card = peek_card(path)
-    except ModelError as exc:
-        body = str(exc).encode()
-        os.write(1, _HEADER.pack(b"E", len(body)) + body)
-        os._exit(0)
-    _child_main(path, card, 0, 1, explain)
-
-
-if __name__ == "__main__":
-    import sys
-
-    _spawned_main(sys.argv[1:])
