@@ -255,7 +255,10 @@ def _grow_pipe(conn: Connection) -> None:
         fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
 
 
-def _deliver(items: Iterator[Item], out: Outputs) -> None:
+def _deliver(items: Iterator[tuple[float, float, int, int, int, bytes | None, Any]],
+             out: Outputs) -> None:
+    """Hand merged items to the outputs (their first field, an ordering key, is not read:
+    a frame index here, a packet time for the live aggregator)."""
     conn_line, session_line, on_conn, on_session = (
         out.conn_line,
         out.session_line,
@@ -323,17 +326,22 @@ def _merge_results(finals: list[WorkerFinal]) -> ParallelResult:
         flushed += n_flushed
         for f in fields(TcpStats):
             setattr(tcp, f.name, getattr(tcp, f.name) + getattr(t, f.name))
-        for name in ("connections", "sessions", "transactions", "messages", "recipients"):
-            setattr(totals, name, getattr(totals, name) + getattr(r, name))
-        totals.auth_attempts += r.auth_attempts
-        if r.first_ts is not None and (totals.first_ts is None or r.first_ts < totals.first_ts):
-            totals.first_ts = r.first_ts
-        if r.last_ts is not None and (totals.last_ts is None or r.last_ts > totals.last_ts):
-            totals.last_ts = r.last_ts
-        for name, n in r.anomalies.items():
-            totals.anomalies[name] = totals.anomalies.get(name, 0) + n
+        add_totals(totals, r)
     totals.anomalies = dict(sorted(totals.anomalies.items()))
     return ParallelResult(cap, tcp, totals, flushed)
+
+
+def add_totals(into: RunTotals, r: RunTotals) -> None:
+    """Add one share's run totals (of a worker, a Dask task) to `into`."""
+    for name in ("connections", "sessions", "transactions", "messages", "recipients",
+                 "auth_attempts"):  # fmt: skip
+        setattr(into, name, getattr(into, name) + getattr(r, name))
+    if r.first_ts is not None and (into.first_ts is None or r.first_ts < into.first_ts):
+        into.first_ts = r.first_ts
+    if r.last_ts is not None and (into.last_ts is None or r.last_ts > into.last_ts):
+        into.last_ts = r.last_ts
+    for name, n in r.anomalies.items():
+        into.anomalies[name] = into.anomalies.get(name, 0) + n
 
 
 class _SharedCut(CutAgreement):

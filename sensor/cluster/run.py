@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sensor.cluster.task import FILE_SHIFT, Claims, TaskResult, TaskSpec, run_task
 from sensor.errors import SensorError
-from sensor.parallel import Item, Outputs, ParallelResult, _deliver, out_wants
+from sensor.parallel import Item, Outputs, ParallelResult, _deliver, add_totals, out_wants
 from sensor.pipeline import RunTotals
 from sensor.records import CaptureStats, TcpStats
 from sensor.tcp.reassembler import TcpLimits
@@ -277,15 +277,6 @@ def _merge(accepted: list[TaskResult], failed: int) -> ParallelResult:
         for f in fields(TcpStats):
             mine, theirs = getattr(tcp, f.name), getattr(res.tcp_stats, f.name)
             setattr(tcp, f.name, max(mine, theirs) if f.name in _PEAKS else mine + theirs)
-        r = res.totals
-        for name in ("connections", "sessions", "transactions", "messages", "recipients",
-                     "auth_attempts"):  # fmt: skip
-            setattr(totals, name, getattr(totals, name) + getattr(r, name))
-        if r.first_ts is not None and (totals.first_ts is None or r.first_ts < totals.first_ts):
-            totals.first_ts = r.first_ts
-        if r.last_ts is not None and (totals.last_ts is None or r.last_ts > totals.last_ts):
-            totals.last_ts = r.last_ts
-        for name, k in r.anomalies.items():
-            totals.anomalies[name] = totals.anomalies.get(name, 0) + k
+        add_totals(totals, res.totals)
     totals.anomalies = dict(sorted(totals.anomalies.items()))
     return ParallelResult(cap, tcp, totals, 0)  # a stop signal flushes nothing: see _run

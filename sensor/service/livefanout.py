@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from multiprocessing.connection import Connection, wait
@@ -31,6 +31,8 @@ from sensor.parallel import (
     START_METHOD,
     Outputs,
     WorkerWants,
+    _deliver,
+    add_totals,
     line_formatters,
     out_wants,
 )
@@ -401,21 +403,13 @@ class _Run:
         return min((s.progress for s in self.slots), default=math.inf)
 
     def _deliver(self, out: Outputs, upto: float) -> None:
+        _deliver(self._due(upto), out)
+
+    def _due(self, upto: float) -> Iterator[Item]:
+        """The merged records emitted at or before packet time `upto`, in order."""
         heap = self.heap
-        conn_line, session_line, on_conn, on_session = (
-            out.conn_line, out.session_line, out.conn, out.session)  # fmt: skip
         while heap and heap[0][0] <= upto:
-            _emit, _end, _k, _seq, kind, line, rec = heapq.heappop(heap)
-            if kind == _CONN:
-                if conn_line is not None and line is not None:
-                    conn_line(line)
-                if on_conn is not None:
-                    on_conn(rec)
-            else:
-                if session_line is not None and line is not None:
-                    session_line(line)
-                if on_session is not None:
-                    on_session(rec)
+            yield heapq.heappop(heap)
 
     # ---- counters -----------------------------------------------------------------------
 
@@ -441,7 +435,7 @@ class _Run:
             for c, t, r, _n in parts:
                 _add(cap, c)
                 _add(tcp, t)
-                _add_totals(totals, r)
+                add_totals(totals, r)
             if slot.final is not None:
                 flushed += slot.final[3]
         totals.anomalies = dict(sorted(totals.anomalies.items()))
@@ -521,18 +515,6 @@ def _add(into: Any, other: Any) -> None:
         value = getattr(other, f.name)
         if isinstance(value, int):
             setattr(into, f.name, getattr(into, f.name) + value)
-
-
-def _add_totals(into: RunTotals, r: RunTotals) -> None:
-    for name in ("connections", "sessions", "transactions", "messages", "recipients",
-                 "auth_attempts"):  # fmt: skip
-        setattr(into, name, getattr(into, name) + getattr(r, name))
-    if r.first_ts is not None and (into.first_ts is None or r.first_ts < into.first_ts):
-        into.first_ts = r.first_ts
-    if r.last_ts is not None and (into.last_ts is None or r.last_ts > into.last_ts):
-        into.last_ts = r.last_ts
-    for name, n in r.anomalies.items():
-        into.anomalies[name] = into.anomalies.get(name, 0) + n
 
 
 def _worker_main(
