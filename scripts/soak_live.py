@@ -7,7 +7,8 @@ tcpreplay), runs `sensor live` with detection on the server end, and replays `se
 captures (`--seeds` different ones, in turn) into the client end with tcpreplay at `--pps` until
 `--duration` has passed. Every `--sample` seconds it reads the sensor's VmRSS from /proc. At the
 end it writes RSS over time to a PNG (matplotlib) and prints the start, end and peak RSS, the
-least-squares slope after the warm-up (the first fifth of the run: tables fill), the packets
+least-squares slope after the warm-up (until the first hosts expire, [bounds] host_idle_s
+scaled, plus one replay, and at least the first fifth of the run: the tables fill), the packets
 the sensor saw and the kernel drops and capture-loss estimate from its stats log.
 
     scripts/soak_live.py [--duration 15m] [--pps 2000] [--time-scale 12] [--out soak_rss.png]
@@ -36,7 +37,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from netns_util import CLI_IF, SRV_IF, VethNet, has_packet_filter, veth_namespaces  # noqa: E402
 
 WARMUP_SHARE = 0.2
-"""Share of the run, at the start, left out of the slope: the tables fill meanwhile."""
+"""Share of the run, at the start, left out of the slope at least: the tables fill meanwhile."""
+HOST_IDLE_S = 7200
+"""[bounds] host_idle_s by default: a host seen once is kept this long in packet time, so the
+host table grows until the first hosts of the run expire (divided by --time-scale here)."""
 
 
 def seconds(text: str) -> float:
@@ -96,7 +100,13 @@ def scaled_config(path: Path, scale: int) -> Path:
     return path
 
 
-def plot(samples: list[tuple[float, float]], png: Path, title: str) -> None:
+def warmup_s(duration: float, scale: int, replay_s: float) -> float:
+    """Seconds left out of the slope: until the first hosts expire (the host table's steady
+    state, `HOST_IDLE_S` scaled) plus one replay, and at least `WARMUP_SHARE` of the run."""
+    return max(duration * WARMUP_SHARE, HOST_IDLE_S / max(1, scale) + replay_s)
+
+
+def plot(samples: list[tuple[float, float]], png: Path, title: str, warmup: float) -> None:
     """RSS over time, with the warm-up shaded."""
     import matplotlib
 
@@ -107,7 +117,7 @@ def plot(samples: list[tuple[float, float]], png: Path, title: str) -> None:
     ts = [t / 60 for t, _ in samples]
     ax.plot(ts, [v for _, v in samples], lw=1.5)
     if ts:
-        ax.axvspan(0, ts[-1] * WARMUP_SHARE, color="0.9", label="warm-up (left out of the slope)")
+        ax.axvspan(0, warmup / 60, color="0.9", label="warm-up (left out of the slope)")
     ax.set_xlabel("minutes")
     ax.set_ylabel("sensor RSS (MB)")
     ax.set_ylim(bottom=0)
@@ -187,12 +197,14 @@ def main() -> None:
     kernel = sum(v.get("dropped", 0) for v in last.get("interfaces", {}).values())
     tcp = last.get("tcp", {})
     loss = 100.0 * tcp.get("acks_unseen", 0) / tcp["acks"] if tcp.get("acks") else 0.0
-    after = [p for p in samples if p[0] >= duration * WARMUP_SHARE]
+    replay_s = duration / max(1, replays[0] if replays else 1)
+    warmup = warmup_s(duration, args.time_scale, replay_s)
+    after = [p for p in samples if p[0] >= warmup]
     slope = slope_mb_per_h(after)
     start, end, peak = samples[0][1], samples[-1][1], max(v for _, v in samples)
     title = (f"sensor live soak: {args.scenario} x{args.seeds} at {args.pps} pps, "
              f"{duration / 60:.1f} min, windows and timeouts / {args.time_scale}")
-    plot(samples, Path(args.out), title)
+    plot(samples, Path(args.out), title, warmup)
     print(f"soak: {duration:.0f} s at {args.pps} pps, {replays[0] if replays else 0} replays of "
           f"{len(captures)} captures; sensor saw {packets} packets, kernel drops {kernel}, "
           f"capture-loss estimate {loss:.2f}%")

@@ -110,3 +110,12 @@ def read_libpcap(
             n -= 1
             done += 1
             yield (sec + usec * 1e-6, linktype, packets[off : off + caplen])
+
+
+def batch_frames(packets: bytes, meta: bytes, linktype: int) -> Iterator[Frame]:
+    """The frames of one live `next_batch()` result, in order (compiled: the per-packet part of
+    `sensor.capture.live.LiveSource.frames`)."""
+    for rec in _iter_meta(meta):
+        frame: tuple[int, int, int, int] = rec  # typed: native arithmetic and slicing
+        sec, usec, off, caplen = frame
+        yield (sec + usec * 1e-6, linktype, packets[off : off + caplen])

@@ -186,36 +186,31 @@ class MessageBody:
     def _scan_lines(self, chunk: bytes, n: int) -> None:
         """Count the lines longer than TEXT_LINE_MAX octets before their LF, across chunks.
 
-        Each step looks for the last LF within the octets the current line may still take:
-        found, every line up to it is short; not found, the line is over the limit.
+        One find() per line, forward: each looks at the line's own bytes only, so a chunk is
+        read once (a window search backwards from the longest allowed line end read up to
+        TEXT_LINE_MAX octets per short line).
         """
         start = 0
-        if self._in_long:  # the rest of a line already counted
-            i = chunk.find(b"\n")
-            if i < 0:
-                return
-            self._in_long = False
-            self._run = 0
-            start = i + 1
         run = self._run
+        in_long = self._in_long
+        long = 0
         while True:
-            window_end = start + TEXT_LINE_MAX - run + 1  # the LF must come before this offset
-            if window_end > n:  # the chunk ends before the line can be too long
-                i = chunk.rfind(b"\n", start)
-                self._run = run + n - start if i < 0 else n - i - 1
-                return
-            i = chunk.rfind(b"\n", start, window_end)
-            if i >= 0:
-                start = i + 1
-                run = 0
-                continue
-            self.long_lines += 1
-            i = chunk.find(b"\n", window_end)
+            i = chunk.find(b"\n", start)
             if i < 0:
-                self._in_long = True
-                return
-            start = i + 1
+                run += n - start
+                if run > TEXT_LINE_MAX and not in_long:  # counted once, before its LF arrives
+                    long += 1
+                    in_long = True
+                break
+            if in_long:  # the rest of a line already counted
+                in_long = False
+            elif run + i - start > TEXT_LINE_MAX:
+                long += 1
             run = 0
+            start = i + 1
+        self._run = run
+        self._in_long = in_long
+        self.long_lines += long
 
     # ----------------------------------------------------------------------------------------
     # the copy
