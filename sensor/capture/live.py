@@ -15,7 +15,7 @@ import pcapy
 
 from sensor.capture.bpf import build_filter, strip_vlan_clauses
 from sensor.capture.common import Frame
-from sensor.capture.fast import DEFAULT_BATCH
+from sensor.capture.fast import DEFAULT_BATCH, batch_frames
 from sensor.errors import CaptureError
 from sensor.records import CaptureStats
 
@@ -156,7 +156,6 @@ class LiveSource:
         """
         next_batch = self._handle.next_batch
         linktype = self.linktype
-        iter_meta = _META.iter_unpack
         fd = self._fd
         timeout = self._timeout_s
         batch = self._batch
@@ -190,10 +189,9 @@ class LiveSource:
             if stats is not None:
                 stats.packets += len(meta) >> 4
                 stats.bytes += len(packets)
-            for sec, usec, off, caplen in iter_meta(meta):
-                ts = sec + usec * 1e-6
-                self.last_ts = ts
-                yield (ts, linktype, packets[off : off + caplen])
+            yield from batch_frames(packets, meta, linktype)
+            sec, usec = _META.unpack_from(meta, len(meta) - _META.size)[:2]
+            self.last_ts = sec + usec * 1e-6
             if tick is not None:
                 tick(False)
 
