@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import heapq
 import itertools
+import math
 import multiprocessing
 import os
 import time
@@ -46,10 +47,11 @@ _END_OF_INPUT: Final = 1 << 62  # a cut position meaning: the end of the input
 
 LineSink = Callable[[bytes], None]
 Item = tuple[int, float, int, int, int, bytes | None, Any]
-"""(frame index at emission, connection end time, worker, sequence, RecordKind, JSON line or
-None, record or None): the first four order the merge. Records emitted at the same frame (one
-expiry pass) come in order of their end time, as the reassembler's deadline heap mostly does;
-those flushed at the end of input in order of their start time, as its table is."""
+"""(frame index at emission, expiry deadline, worker, sequence, RecordKind, JSON line or None,
+record or None): the first four order the merge. Records emitted at the same frame by one
+expiry pass come in the order of the deadlines that ended them, as the reassembler's deadline
+heap emits them (`Reassembler.emit_deadline`; -inf for a record emitted outside a pass); those
+flushed at the end of input in order of their start time, as its table is."""
 
 
 class RecordKind(IntEnum):
@@ -457,7 +459,7 @@ def _work(
 
     def on_conn(rec: ConnRecord) -> None:
         line = to_json_line(conn_dict(rec)) if conn_lines else None
-        end = rec.ts if at_end else rec.ts + rec.duration_s
+        end = rec.ts if at_end else _deadline(pipe)
         batch.append((_frame(pipe), end, index, next(seq), _CONN, line, rec if conn_recs else None))
         if len(batch) >= BATCH_RECORDS:
             send(batch)
@@ -465,7 +467,7 @@ def _work(
 
     def on_session(s: SmtpSession) -> None:
         line = to_json_line(session_dict(s)) if session_lines else None
-        end = s.ts if at_end else s.ts + s.duration_s
+        end = s.ts if at_end else _deadline(pipe)
         batch.append(
             (_frame(pipe), end, index, next(seq), _SESSION, line, s if session_recs else None)
         )
@@ -494,6 +496,12 @@ def _work(
 
 def _frame(pipe: Pipeline | None) -> int:
     return pipe.frame_index if pipe is not None else 0
+
+
+def _deadline(pipe: Pipeline | None) -> float:
+    """The deadline of the expiry pass emitting the record now (-inf outside one): a single
+    run's pass emits in deadline order, which a connection's end time only approximates."""
+    return pipe.reassembler.emit_deadline if pipe is not None else -math.inf
 
 
 def _ignore_error(path: str, reason: str) -> None:

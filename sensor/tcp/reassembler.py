@@ -214,6 +214,12 @@ class Reassembler:
         self._slow(
             ts, h, src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, wire
         )
+        # Here, not at the end of _slow: every segment moves the expiry clock, the ones _slow
+        # returns early for (a straggler, an RST) included, as a flow-split worker that does not
+        # own the segment moves it (a pass one packet later in one process than in the worker
+        # reordered the merged records of that pass).
+        if ts >= self._next_check:
+            self.expire(ts)
 
     def expire(self, now: float) -> None:
         """End connections idle for idle_timeout_s and emit closed ones whose linger passed."""
@@ -369,8 +375,6 @@ class Reassembler:
         ):
             self._close(c, ts, EndReason.FIN)
         c.refresh_fast()
-        if ts >= self._next_check:
-            self.expire(ts)
 
     def _fast_ack(self, h: Half, ts: float, ack: int) -> None:
         """`_ack_moved` for a fast-path segment: the common ACK (forward, all seen) counted here."""

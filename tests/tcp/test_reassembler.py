@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tcp_helpers import ACK, CLIENT, FIN, PSH, RST, SERVER, SYN, Conv, Harness, seg
 
 from sensor.records import ConnRecord
@@ -61,6 +63,23 @@ def test_record_emitted_after_linger_in_packet_time() -> None:
     h.r.segment(104.0, other.syn())
     assert h.records == []
     h.r.segment(106.0, other.syn())  # same ISN: a retransmitted SYN, and 5 s passed
+    assert [r.end_reason for r in h.records] == ["fin"]
+
+
+@pytest.mark.parametrize("kind", ["rst", "straggler"])
+def test_a_segment_handled_early_still_runs_a_due_expiry_pass(kind: str) -> None:
+    # The pass falls at the first segment at or after its time, whatever that segment is: a
+    # flow-split worker that does not own it runs the pass there too, and the merged records of
+    # one pass must come from the same packet in every worker.
+    h = Harness()
+    h.feed(timed(full_session(Conv())))  # closed at 100.08: emitted by the first pass from 105.08
+    late = Conv(cport=40001)
+    h.feed(timed(full_session(late), t0=101.0))  # closed at 101.08, lingering until 106.08
+    assert h.records == []
+    if kind == "rst":
+        h.r.segment(105.5, Conv(cport=40002).c(0, flags=RST))  # a new flow's RST: closed at once
+    else:
+        h.r.segment(105.5, late.c(0, b"QUIT\r\n", ACK | PSH, ack=8))  # after late's close
     assert [r.end_reason for r in h.records] == ["fin"]
 
 
