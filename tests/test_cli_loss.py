@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "pcaps" / "demo.pcap"
 DROP = 0.2
 SEEDS = (1, 2, 3, 4, 5, 6)
+MODEL_SEEDS = tuple(range(1, 13))
 
 
 def drop_packets(src: Path, dst: Path, fraction: float, seed: int) -> int:
@@ -34,13 +35,20 @@ def drop_packets(src: Path, dst: Path, fraction: float, seed: int) -> int:
 
 def analyze(pcap: Path, tmp: Path, *extra: str) -> tuple[set[tuple[str, str]], dict]:
     """(host, kind) of every alert, and the run's counters."""
+    kinds, stats, _ = analyze_alerts(pcap, tmp, *extra)
+    return kinds, stats
+
+
+def analyze_alerts(pcap: Path, tmp: Path, *extra: str) -> tuple[set[tuple[str, str]], dict,
+                                                                 list[dict]]:
+    """(host, kind) of every alert, the run's counters and the alerts themselves."""
     alerts, stats = tmp / f"{pcap.stem}.alerts", tmp / f"{pcap.stem}.stats"
     r = subprocess.run([sys.executable, "-m", "sensor", "analyze", str(pcap), "-q",
                         "--alerts", str(alerts), "--stats", str(stats), *extra],
                        capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    kinds = {(a["host"], a["kind"]) for a in map(json.loads, alerts.read_text().splitlines())}
-    return kinds, json.loads(stats.read_text())
+    found = [json.loads(line) for line in alerts.read_text().splitlines()]
+    return {(a["host"], a["kind"]) for a in found}, json.loads(stats.read_text()), found
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +77,28 @@ def test_random_drops_raise_no_rule_alert_the_whole_capture_does_not(
     assert tcp["gaps"] > 0
     abuse = {"unknown_command", "out_of_sequence", "bare_lf", "invalid_transaction"}
     assert not abuse & set(stats["totals"]["anomalies"])
+
+
+@pytest.fixture(scope="module")
+def clean_model(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
+    """What the rules and the bundled model raise on the whole capture: every (host, kind),
+    and (host, anomalous_host) for each host the model flagged, alone or confirming a rule."""
+    kinds, stats, alerts = analyze_alerts(DEMO, tmp_path_factory.mktemp("clean-model"))
+    assert stats["detect"]["model_scored"] > 0
+    flagged = {a["host"] for a in alerts if a["source"] in ("model", "both")}
+    assert flagged and any(kind == "anomalous_host" for _, kind in kinds)
+    return kinds | {(host, "anomalous_host") for host in flagged}
+
+
+@pytest.mark.parametrize("seed", MODEL_SEEDS)
+def test_random_drops_raise_no_model_finding_the_whole_capture_does_not(
+    tmp_path: Path, seed: int, clean_model: set[tuple[str, str]]
+) -> None:
+    """With the bundled model too, loss adds no finding. A host the model flags on the whole
+    capture may be raised as anomalous_host under loss rather than as a rule alert the model
+    confirms (its rule evidence, thinned by the drops, comes later): the same finding."""
+    lossy = tmp_path / "lossy.pcap"
+    drop_packets(DEMO, lossy, DROP, seed)
+    kinds, stats, _ = analyze_alerts(lossy, tmp_path)
+    assert stats["detect"]["model_scored"] > 0
+    assert kinds - clean_model == set()

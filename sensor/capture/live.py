@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -29,6 +30,10 @@ _META = struct.Struct("=IIII")  # per packet: sec, usec, offset, caplen (native 
 EMPTY_READ_PAUSE_S = 0.01
 """Pause after a read that found the socket readable but returned no packet (packets libpcap's
 userland filter dropped, or a ring being resynchronised): no busy loop."""
+
+STATS_REFRESH_S: Final = 0.5
+"""How often frames() refreshes, in the thread reading packets, the kernel counters that stats()
+returns to any other thread (libpcap's handle is not safe to use from two threads at once)."""
 
 STOP_DRAIN_S = 2.0
 """After stop(), how long frames() goes on reading what the kernel ring already holds (it
@@ -101,6 +106,7 @@ class LiveSource:
         the thread reading packets (the service's SIGHUP handling and watchdog)."""
         self.last_ts = 0.0
         """Packet time of the last frame frames() handed over (0.0 before the first)."""
+        self._counters = (0, 0, 0)  # what stats() returns: frames() refreshes it
         try:
             handle = pcapy.create(iface)
             handle.set_snaplen(snaplen)
@@ -146,14 +152,29 @@ class LiveSource:
             self.bpf = fallback
 
     def frames(
-        self, stats: CaptureStats | None = None, tick: Callable[[bool], None] | None = None
+        self,
+        stats: CaptureStats | None = None,
+        tick: Callable[[bool], None] | None = None,
+        counters: bool = True,
     ) -> Iterator[Frame]:
         """Yield (ts, linktype, data) as packets arrive; returns soon after stop() (see there).
 
         `stats` counts the packets and bytes handed over (what passed the kernel filter).
         `tick(idle)` is called before every read: idle is True when no packet came within the
         timeout (the ring is drained), False when the previous batch has just been handed over.
+        `counters`: refresh what stats() returns every STATS_REFRESH_S and once more at the end
+        (False in a fanout worker: its parent reads the counters of the socket they share, and
+        every read resets the kernel's count).
         """
+        try:
+            yield from self._frames(stats, tick, counters)
+        finally:
+            if counters:
+                self._refresh()
+
+    def _frames(
+        self, stats: CaptureStats | None, tick: Callable[[bool], None] | None, counters: bool
+    ) -> Iterator[Frame]:
         next_batch = self._handle.next_batch
         linktype = self.linktype
         fd = self._fd
@@ -161,9 +182,15 @@ class LiveSource:
         batch = self._batch
         on_wake = self.on_wake
         drain_until = 0.0
+        refresh_at = 0.0  # monotonic time of the next counters refresh
         while True:
             if on_wake is not None:
                 on_wake()
+            if counters:
+                now = time.monotonic()
+                if now >= refresh_at:
+                    self._refresh()
+                    refresh_at = now + STATS_REFRESH_S
             wait = timeout
             if self._stopped:  # read on what the ring already holds, for a bounded time
                 now = time.monotonic()
@@ -201,9 +228,23 @@ class LiveSource:
         self._stopped = True
 
     def stats(self) -> tuple[int, int, int]:
-        """libpcap's (received, dropped by the buffer, dropped by the interface) counters."""
+        """libpcap's (received, dropped by the buffer, dropped by the interface) counters as
+        frames() last read them, at most STATS_REFRESH_S ago while it runs and when it returned
+        (zeros before it ran): safe from any thread, as the stats reporter and the metrics
+        endpoint read them while the capture thread reads packets."""
+        return self._counters
+
+    def read_stats(self) -> tuple[int, int, int]:
+        """libpcap's counters read now, from the handle: only in the thread that reads its
+        packets, or in a process where no thread does (a fanout parent, whose workers read)."""
         received, dropped, if_dropped = self._handle.stats()
-        return int(received), int(dropped), int(if_dropped)
+        self._counters = got = (int(received), int(dropped), int(if_dropped))
+        return got
+
+    def _refresh(self) -> None:
+        # a closed handle: keep the last figures
+        with contextlib.suppress(pcapy.PcapError, OSError, ValueError):
+            self.read_stats()
 
     def resync_ring(self) -> int:
         """Point this process's reader at the oldest unread block of the kernel ring.

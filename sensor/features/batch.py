@@ -4,7 +4,8 @@
 the model scores every host a record changed, thousands per batch, and building rows that way
 cost more than scoring them. `HostTable.raw` instead appends a host's scalars and running sums to
 two byte buffers, and `vectors` turns a whole batch of them into its rows with array operations:
-the same values as `vector`, bit for bit (tests/features/test_batch.py compares them).
+the same values as `vector`, bit for bit (tests/features/test_batch.py compares them), the
+model's view of the windows included (failed connections that show capture loss left out).
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def _cv(n: Any, total: Any, sumsq: Any) -> Any:
     return out
 
 
+def _loss_view(s: Any) -> None:
+    """sensor.features.window.loss_view of (hosts, windows, sums) at once, in place."""
+    refused, unanswered = s[:, :, _S["loss_refused_conns"]], s[:, :, _S["loss_unanswered_conns"]]
+    reset, ext = s[:, :, _S["loss_reset_conns"]], s[:, :, _S["loss_ext_failed_conns"]]
+    if refused.any() or unanswered.any() or reset.any() or ext.any():
+        s[:, :, _S["refused_conns"]] -= refused
+        s[:, :, _S["unanswered_conns"]] -= unanswered
+        s[:, :, _S["reset_conns"]] -= reset
+        s[:, :, _S["failed_conns"]] -= refused + unanswered + reset
+        s[:, :, _S["ext_failed_conns"]] -= ext
+
+
 def vectors(floats: bytes | bytearray, ints: bytes | bytearray, n: int,
             n_windows: int = 3, extra: int = 0) -> Any:
     """The (n, len(FEATURE_NAMES) + extra) float64 rows of n hosts appended by
@@ -79,6 +92,7 @@ def vectors(floats: bytes | bytearray, ints: bytes | bytearray, n: int,
     total = fl[:, _NH:_NH + _NS]
     gone = fl[:, _NH + _NS:].reshape(n, n_windows, _NS)
     s = total[:, None, :] - gone  # (hosts, windows, sums)
+    _loss_view(s)
     win = out[:, _NH:_NH + n_windows * _NW].reshape(n, n_windows, _NW)  # a view of out
     win[:, :, :_NA] = s[:, :, :_NA]
     entered = it[:, :_ND]

@@ -173,32 +173,55 @@ _RESET: Final = _S["reset_conns"]
 _FAILED: Final = _S["failed_conns"]
 _EXT_CONNS: Final = _S["ext_conns"]
 _EXT_FAILED: Final = _S["ext_failed_conns"]
+_LOSS_REFUSED: Final = _S["loss_refused_conns"]
+_LOSS_UNANSWERED: Final = _S["loss_unanswered_conns"]
+_LOSS_RESET: Final = _S["loss_reset_conns"]
+_LOSS_EXT_FAILED: Final = _S["loss_ext_failed_conns"]
 _T_DST_IPS: Final = TAGS[_D["dst_ips"]]
 _T_DST_24S: Final = TAGS[_D["dst_24s"]]
 _T_EXT_DST_IPS: Final = TAGS[_D["ext_dst_ips"]]
 
 
+def loss_failed(rec: ConnRecord) -> bool:
+    """Whether a connection whose state says it failed shows capture loss: reassembly gaps, or
+    payload from a server whose handshake reply was not seen (it answered). Its failure may be
+    the packets the capture missed (a lost SYN-ACK and server FIN give SH), not the server's."""
+    return rec.gaps > 0 or rec.bytes_to_client > 0
+
+
 def conn_event(rec: ConnRecord, server_home: bool) -> tuple[Adds, Keys]:
-    """The client's window event for one TCP connection."""
+    """The client's window event for one TCP connection.
+
+    A failed connection that shows capture loss (`loss_failed`) also adds to the loss_* HIDDEN
+    sums of its kind, which the model's view subtracts (sensor.features.schema.LOSS_HIDDEN)."""
     adds: list[tuple[int, float]] = [ONE[_CONNS]]
     state = rec.state
     failed = True
+    loss = 0  # the loss_* sum of the failure's kind, when it shows capture loss
     if state in REFUSED_STATES:
         adds.append(ONE[_REFUSED])
+        loss = _LOSS_REFUSED
     elif state in UNANSWERED_STATES:
         adds.append(ONE[_UNANSWERED])
+        loss = _LOSS_UNANSWERED
     elif state in RESET_STATES and rec.bytes_to_client == 0:
         adds.append(ONE[_RESET])
+        loss = _LOSS_RESET
     else:
         failed = False
+    lossy = failed and loss_failed(rec)
     if failed:
         adds.append(ONE[_FAILED])
+        if lossy:
+            adds.append(ONE[loss])
     ip = rec.server_ip
     if server_home or rec.server_port == SUBMISSION_PORT:
         return tuple(adds), (_T_DST_IPS + ip, _T_DST_24S + net_of(ip))
     adds.append(ONE[_EXT_CONNS])
     if failed:
         adds.append(ONE[_EXT_FAILED])
+        if lossy:
+            adds.append(ONE[_LOSS_EXT_FAILED])
     return tuple(adds), (_T_DST_IPS + ip, _T_DST_24S + net_of(ip), _T_EXT_DST_IPS + ip)
 
 

@@ -10,7 +10,7 @@ from typing import Final
 
 from sensor.config import Config
 from sensor.features.extract import SiteView, conn_event, session_events, spoke
-from sensor.features.schema import AUTH_STATE_BIT, SUM_INDEX
+from sensor.features.schema import AUTH_STATE_BIT, LOSS_HIDDEN, SUM_INDEX
 from sensor.features.window import ONE, Adds, HostWindows, Keys
 from sensor.records import ConnRecord, HostFeatures, SmtpSession
 
@@ -53,6 +53,8 @@ class TableStats:
     expired: int = 0  # hosts idle for bounds.host_idle_s of packet time, dropped
     records: int = 0
     ignored_sessions: int = 0  # sessions without any SMTP byte (their ConnRecord counts)
+    loss_failed_conns: int = 0  # failed connections that showed capture loss: the model's view
+    # leaves them out (sensor.features.extract.loss_failed)
 
 
 @dataclass(slots=True)
@@ -83,6 +85,7 @@ _BIT: Final = tuple(1 << i for i in range(len(SUM_INDEX)))
 _IA_N: Final = SUM_INDEX["ia_n"]
 _IA_SUM: Final = SUM_INDEX["ia_sum"]
 _IA_SUMSQ: Final = SUM_INDEX["ia_sumsq"]
+_LOSS_BITS: Final = sum(1 << SUM_INDEX[name] for name in LOSS_HIDDEN.values())
 _SCALARS: Final = struct.Struct("<7d")  # the HOST_SCALARS of a batch row, as float64
 
 
@@ -160,7 +163,10 @@ class HostTable:
         adds, keys = conn_event(rec, self.view.roles(rec.server_ip)[0])
         st.advance(st.now)
         st.add(st.now, adds, keys)
-        return [(st, _mask(adds))]
+        mask = _mask(adds)
+        if mask & _LOSS_BITS:
+            self.stats.loss_failed_conns += 1
+        return [(st, mask)]
 
     def on_session(self, s: SmtpSession) -> list[tuple[HostState, int]]:
         """Account one SMTP session; returns (host, change mask) of the hosts it changed.
@@ -262,14 +268,15 @@ class HostTable:
 
     @staticmethod
     def vector(st: HostState) -> list[float]:
-        """The host's features as floats in FEATURE_NAMES order, as
+        """The host's features as the model sees them, floats in FEATURE_NAMES order: as
         sensor.features.schema.vector(snapshot(st)) gives them but without building the snapshot
-        (the model scores every host a record changes)."""
+        (the model scores every host a record changes), and without the failed connections that
+        show capture loss (sensor.features.window.loss_view; the rules count them)."""
         out = [1.0 if st.in_home_net else 0.0, 1.0 if st.mail_server else 0.0, st.fails_before,
                st.rcpts_after, st.msgs_after, st.own_fails_before, st.burst_rcpts_after]
-        out.extend(st.values(0))
-        out.extend(st.values(1))
-        out.extend(st.values(2))
+        out.extend(st.values(0, True))
+        out.extend(st.values(1, True))
+        out.extend(st.values(2, True))
         return out
 
     @staticmethod

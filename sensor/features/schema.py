@@ -30,7 +30,17 @@ ADDITIVE: tuple[str, ...] = (
 HIDDEN: tuple[str, ...] = (
     "ia_n", "ia_sum", "ia_sumsq", "helo_sessions",
     "msg_rcpts", "msg_size_sumsq",  # v2: recipients of messages sent, sum of squared sizes
+    # failed connections that show capture loss, of each kind: the model does not count them
+    # (LOSS_HIDDEN); the rules do
+    "loss_refused_conns", "loss_unanswered_conns", "loss_reset_conns", "loss_ext_failed_conns",
 )
+LOSS_HIDDEN: dict[str, str] = {
+    "refused_conns": "loss_refused_conns", "unanswered_conns": "loss_unanswered_conns",
+    "reset_conns": "loss_reset_conns", "ext_failed_conns": "loss_ext_failed_conns",
+}
+"""Window fields whose model view leaves out the part a HIDDEN sum holds: connections that
+look failed only because packets went uncaptured (sensor.features.extract.conn_event), which
+the rules still count. failed_conns (and failed_ratio) leave out the first three."""
 # Window fields counted as distinct values.
 DISTINCT: tuple[str, ...] = (
     "dst_ips", "dst_24s", "ext_dst_ips", "helo_names", "rcpt_domains", "auth_users",

@@ -31,6 +31,14 @@ _IA_N: Final = _S["ia_n"]
 _IA_SUM: Final = _S["ia_sum"]
 _IA_SUMSQ: Final = _S["ia_sumsq"]
 _FAILED: Final = _S["failed_conns"]
+_REFUSED: Final = _S["refused_conns"]
+_UNANSWERED: Final = _S["unanswered_conns"]
+_RESET: Final = _S["reset_conns"]
+_EXT_FAILED: Final = _S["ext_failed_conns"]
+_LOSS_REFUSED: Final = _S["loss_refused_conns"]
+_LOSS_UNANSWERED: Final = _S["loss_unanswered_conns"]
+_LOSS_RESET: Final = _S["loss_reset_conns"]
+_LOSS_EXT_FAILED: Final = _S["loss_ext_failed_conns"]
 _CONNS: Final = _S["conns"]
 _R4: Final = _S["rcpt_4xx"]
 _R5: Final = _S["rcpt_5xx"]
@@ -86,6 +94,20 @@ def distinct_key(family: int, value: str) -> str:
 
 def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else 0.0
+
+
+def loss_view(s: list[float]) -> None:
+    """The model's view of one window's running sums, in place: the failed connections that
+    show capture loss (the loss_* HIDDEN sums, sensor.features.schema.LOSS_HIDDEN) left out of
+    the failure counts. Without capture loss the sums are unchanged."""
+    refused, unanswered, reset = s[_LOSS_REFUSED], s[_LOSS_UNANSWERED], s[_LOSS_RESET]
+    ext = s[_LOSS_EXT_FAILED]
+    if refused or unanswered or reset or ext:
+        s[_REFUSED] -= refused
+        s[_UNANSWERED] -= unanswered
+        s[_RESET] -= reset
+        s[_FAILED] -= refused + unanswered + reset
+        s[_EXT_FAILED] -= ext
 
 
 def _cv(n: float, total: float, sumsq: float) -> float:
@@ -302,14 +324,17 @@ class HostWindows:
         left = self._left
         ints += _zeros(8 * _ND * len(self._lengths)) if left is None else left
 
-    def values(self, w: int) -> list[float]:
-        """The features of window `w` now, as floats in WINDOW_FIELDS order (what `snapshot`
-        holds, without building it: the model's path)."""
+    def values(self, w: int, model: bool = False) -> list[float]:
+        """The features of window `w` now, as floats in WINDOW_FIELDS order: what `snapshot`
+        holds (the rules' view), or with `model` the model's view (`loss_view`: failed
+        connections that show capture loss left out)."""
         gone = self._gone
         if gone is None:
             s = list(self._total)
         else:
             s = [t - g for t, g in zip(self._total, gone[w * _NS:(w + 1) * _NS], strict=True)]
+        if model:
+            loss_view(s)
         rcpts, msgs = s[_RCPTS], s[_MSGS]
         values = s[:_NA]  # ADDITIVE precede the HIDDEN sums
         left = self._left

@@ -108,6 +108,9 @@ def render_summary(
             rows.append(("hosts evicted (host table cap)", detect.evicted))
         if getattr(detect, "hosts_expired", 0):
             rows.append(("hosts expired (idle)", detect.hosts_expired))
+        if detect.model and getattr(detect, "loss_failed_conns", 0):
+            rows.append(("model: failed connections left out for capture loss",
+                         detect.loss_failed_conns))
     for dest, counts in (sinks or {}).items():
         what = dest if dest.startswith("publish ") else f"syslog {dest}"  # --publish: as is
         rows.extend((f"{what}: {label}", counts[key]) for key, label in _SINK_ROWS

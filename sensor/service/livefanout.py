@@ -418,7 +418,7 @@ class _Run:
         kernel's count, which libpcap accumulates in the reading process)."""
         for slot in self.slots:
             try:
-                got = slot.source.stats()
+                got = slot.source.read_stats()  # no thread of this process reads packets
             except Exception:  # a counter read never ends the run
                 continue
             with self.lock:
@@ -626,7 +626,7 @@ def _work(
             clock["counters"] = now
             send((_Msg.COUNTERS, (pipe.capture_stats, pipe.tcp_stats, pipe.totals, reasm_len())))
 
-    pipe.run(source.frames(pipe.capture_stats, tick))
+    pipe.run(source.frames(pipe.capture_stats, tick, counters=False))  # the parent reads them
     at_end = True
     before = pipe.totals.connections
     totals = pipe.finish()

@@ -1,0 +1,121 @@
+"""The model's view of a host leaves out failed connections that show capture loss; the rules'
+view (the snapshot) keeps them."""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import numpy as np
+from featfactory import conn, site_config
+
+from sensor.capture.source import open_files
+from sensor.config import load_config
+from sensor.features import FEATURE_NAMES, HostTable, vector
+from sensor.features.batch import vectors
+from sensor.features.extract import loss_failed
+from sensor.features.hosts import HostState
+from sensor.pipeline import Pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+BOT, MX_EXT, OUR_MX = "10.20.4.10", "198.18.0.7", "10.20.0.10"
+FAILURES = ("failed_conns", "refused_conns", "unanswered_conns", "reset_conns",
+            "ext_failed_conns", "failed_ratio")
+
+
+def _col(name: str) -> int:
+    return FEATURE_NAMES.index(name)
+
+
+def _batch(states: list[HostState]) -> np.ndarray:
+    floats, ints = bytearray(), bytearray()
+    for st in states:
+        HostTable.raw(st, floats, ints)
+    return vectors(floats, ints, len(states))
+
+
+def test_a_failed_connection_with_capture_loss_counts_for_the_rules_not_the_model() -> None:
+    t = HostTable(site_config())
+    # SYN-ACK and the server's FIN lost: Zeek's SH, though the server sent its banner
+    lost_synack = conn(BOT, MX_EXT, 10.0, "SH", history="ADdFgG", gaps=2, bytes_to_client=197)
+    assert loss_failed(lost_synack)
+    t.on_conn(lost_synack)
+    t.on_conn(conn(BOT, OUR_MX, 11.0, "RSTRH", history="r", gaps=1, bytes_to_client=0))
+    t.on_conn(conn(BOT, MX_EXT, 12.0, "REJ", history="Sr"))  # refused, nothing lost
+    st = t._hosts[BOT]
+    rules = vector(t.snapshot(st))
+    model = HostTable.vector(st)
+    for w in ("short", "medium", "long"):
+        got = {n: (rules[_col(f"{w}_{n}")], model[_col(f"{w}_{n}")]) for n in FAILURES}
+        assert got == {"failed_conns": (3, 1), "refused_conns": (1, 1),
+                       "unanswered_conns": (1, 0), "reset_conns": (1, 0),
+                       "ext_failed_conns": (2, 1), "failed_ratio": (1.0, 1 / 3)}, w
+    others = [i for i, n in enumerate(FEATURE_NAMES) if n.partition("_")[2] not in FAILURES]
+    assert [rules[i] for i in others] == [model[i] for i in others]
+    assert t.stats.loss_failed_conns == 2
+    assert _batch([st]).tobytes() == np.array([model]).tobytes()
+
+
+def test_without_capture_loss_the_views_are_the_same() -> None:
+    t = HostTable(site_config())
+    t.on_conn(conn(BOT, MX_EXT, 10.0, "S0", history="S"))
+    t.on_conn(conn(BOT, MX_EXT, 11.0, "REJ", history="Sr"))
+    t.on_conn(conn(BOT, MX_EXT, 12.0, "RSTR", history="ShADr", bytes_to_client=0))
+    st = t._hosts[BOT]
+    assert HostTable.vector(st) == vector(t.snapshot(st))
+    assert vector(t.snapshot(st))[_col("short_failed_conns")] == 3
+    assert t.stats.loss_failed_conns == 0
+
+
+def _drop(src: Path, dst: Path, fraction: float, seed: int) -> None:
+    data = src.read_bytes()
+    rng = random.Random(seed)
+    out, pos = [data[:24]], 24
+    while pos + 16 <= len(data):
+        end = pos + 16 + struct.unpack_from("<I", data, pos + 8)[0]
+        if rng.random() >= fraction:
+            out.append(data[pos:end])
+        pos = end
+    dst.write_bytes(b"".join(out))
+
+
+def _host_views(pcap: Path) -> tuple[int, int, HostTable]:
+    """Hosts changed, and of them those whose two views differed, over a capture; every
+    batch row equals the per-host model vector, and the views differ only in failures."""
+    table = HostTable(load_config(str(ROOT / "pcaps" / "demo.toml")))
+    seen = differ = 0
+    fail_cols = {i for i, n in enumerate(FEATURE_NAMES) if n.partition("_")[2] in FAILURES}
+
+    def check(changed: list[tuple[HostState, int]]) -> None:
+        nonlocal seen, differ
+        states = [st for st, _ in changed]
+        if not states:
+            return
+        model = [HostTable.vector(st) for st in states]
+        assert _batch(states).tobytes() == np.array(model, dtype=np.float64).tobytes()
+        for st, m in zip(states, model, strict=True):
+            r = vector(table.snapshot(st))
+            seen += 1
+            if r != m:
+                differ += 1
+                assert all(m[i] == r[i] for i in range(len(r)) if i not in fail_cols)
+                assert all(m[i] <= r[i] for i in fail_cols)
+
+    pipe = Pipeline(on_conn=lambda r: check(table.on_conn(r)),
+                    on_session=lambda s: check(table.on_session(s)))
+    pipe.run(open_files([str(pcap)], "tcp", pipe.capture_stats, lambda path, why: None))
+    pipe.finish()
+    return seen, differ, table
+
+
+def test_on_a_whole_capture_the_views_are_equal_and_under_drops_differ_in_failures_only(
+    tmp_path: Path,
+) -> None:
+    demo = ROOT / "pcaps" / "demo.pcap"
+    seen, differ, table = _host_views(demo)
+    assert seen > 300 and differ == 0 and table.stats.loss_failed_conns == 0
+    lossy = tmp_path / "lossy.pcap"
+    _drop(demo, lossy, 0.2, 5)
+    seen, differ, table = _host_views(lossy)
+    assert seen > 300 and differ > 0 and table.stats.loss_failed_conns > 0
