@@ -102,3 +102,28 @@ def test_random_drops_raise_no_model_finding_the_whole_capture_does_not(
     kinds, stats, _ = analyze_alerts(lossy, tmp_path)
     assert stats["detect"]["model_scored"] > 0
     assert kinds - clean_model == set()
+
+
+SITE = ROOT / "pcaps" / "demo.toml"
+"""The demo's site config: local domains and mail servers, so the relay rules are on."""
+
+
+@pytest.fixture(scope="module")
+def clean_site(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
+    kinds, _ = analyze(DEMO, tmp_path_factory.mktemp("clean-site"), "--no-model",
+                       "--config", str(SITE))  # fmt: skip
+    assert {kind for _, kind in kinds} & {"open_relay", "relay_abuse"}
+    return kinds
+
+
+@pytest.mark.parametrize("seed", MODEL_SEEDS)
+def test_random_drops_make_no_relay_of_a_site_configured_capture(
+    tmp_path: Path, seed: int, clean_site: set[tuple[str, str]]
+) -> None:
+    """With local domains known, a session whose AUTH (or its reply) was lost must not count
+    its accepted foreign recipients as relayed: open_relay and relay_abuse stay those of the
+    whole capture."""
+    lossy = tmp_path / "lossy.pcap"
+    drop_packets(DEMO, lossy, DROP, seed)
+    kinds, _ = analyze(lossy, tmp_path, "--no-model", "--config", str(SITE))
+    assert kinds - clean_site == set()

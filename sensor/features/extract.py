@@ -427,7 +427,8 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
                 adds.append(_pair(idx, n))
     relay = 0
     if s.transactions:
-        relay = _transactions(s, view, adds, keys, client_home, server_home, authed,
+        relay = _transactions(s, view, adds, keys, client_home, server_home,
+                              authed or _auth_unseen(s),
                               not server_home and s.server_port != SUBMISSION_PORT)
         if crossing:
             replies = _reply_attachments(s)
@@ -444,6 +445,17 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
             sa.append((_SRV_AUTH_FAILURES, failures))
         server = (tuple(sa), sk)
     return SessionEvents((tuple(adds), tuple(keys)), server, authed, relay)
+
+
+def _auth_unseen(s: SmtpSession) -> bool:
+    """Whether the session may have authenticated without the capture showing it: bytes of
+    the dialogue were lost (a gap), its start was not seen (midstream), or an AUTH's outcome
+    is unknown. Its accepted foreign recipients are then not counted as relayed: capture loss
+    must not make an authenticated submission look like an open relay."""
+    an = s.anomalies
+    if s.midstream or Anomaly.GAP_CLIENT in an or Anomaly.GAP_SERVER in an:
+        return True
+    return any(att.outcome == "unknown" for att in s.auth)
 
 
 def _server_domain(banner: str | None) -> str:
