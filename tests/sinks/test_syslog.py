@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from sensor.sinks.syslog import BACKOFF_MAX_S, BACKOFF_START_S, SinkStats, SyslogSink, parse_sink_url
+from sensor.sinks.syslog import (
+    BACKOFF_MAX_S,
+    BACKOFF_START_S,
+    SinkStats,
+    SyslogSink,
+    parse_sink_url,
+)
 from sensor.sinks.transports import TRUNCATION_MARKER
 
 from .collectors import Rsyslog, TlsFiles, free_port, rfc5424, seqs
