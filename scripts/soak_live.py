@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -106,8 +107,22 @@ def warmup_s(duration: float, scale: int, replay_s: float) -> float:
     return max(duration * WARMUP_SHARE, HOST_IDLE_S / max(1, scale) + replay_s)
 
 
-def plot(samples: list[tuple[float, float]], png: Path, title: str, warmup: float) -> None:
-    """RSS over time, with the warm-up shaded."""
+def table_sizes(lines: list[dict[str, Any]]) -> list[tuple[float, int, int]]:
+    """(uptime s, hosts tracked, connections open) of each stats line."""
+    out = []
+    for line in lines:
+        snap = line.get("totals", {})
+        up = snap.get("process", {}).get("uptime_s")
+        if up is None:
+            continue
+        out.append((float(up), int(snap.get("detect", {}).get("hosts_active", 0)),
+                    int(snap.get("state", {}).get("connections_open", 0))))
+    return out
+
+
+def plot(samples: list[tuple[float, float]], png: Path, title: str, warmup: float,
+         tables: list[tuple[float, int, int]]) -> None:
+    """RSS over time, with the warm-up shaded, and the sizes of the tables beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,6 +138,15 @@ def plot(samples: list[tuple[float, float]], png: Path, title: str, warmup: floa
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    if tables:  # the tables' own steady state, on a second axis
+        tw = ax.twinx()
+        tw.plot([t / 60 for t, _, _ in tables], [h for _, h, _ in tables], color="tab:orange",
+                lw=1, label="hosts tracked")
+        tw.plot([t / 60 for t, _, _ in tables], [c for _, _, c in tables], color="tab:green",
+                lw=1, label="connections open")
+        tw.set_ylabel("table entries")
+        tw.set_ylim(bottom=0)
+        tw.legend(loc="lower center")
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -204,7 +228,7 @@ def main() -> None:
     start, end, peak = samples[0][1], samples[-1][1], max(v for _, v in samples)
     title = (f"sensor live soak: {args.scenario} x{args.seeds} at {args.pps} pps, "
              f"{duration / 60:.1f} min, windows and timeouts / {args.time_scale}")
-    plot(samples, Path(args.out), title, warmup)
+    plot(samples, Path(args.out), title, warmup, table_sizes(lines))
     print(f"soak: {duration:.0f} s at {args.pps} pps, {replays[0] if replays else 0} replays of "
           f"{len(captures)} captures; sensor saw {packets} packets, kernel drops {kernel}, "
           f"capture-loss estimate {loss:.2f}%")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import select
 import shutil
 import subprocess
 import threading
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 IP_TIMEOUT_S = 10.0
@@ -215,3 +217,39 @@ class LineReader:
         self._thread.join(timeout_s)
         with self._cond:
             return "".join(self.lines)
+
+
+def wait_capturing(net: VethNet, proc: subprocess.Popen[str], err: LineReader, workers: int,
+                   timeout_s: float) -> None:  # fmt: skip
+    """Wait until every capture handle of `sensor live` is open and filtering: one worker's
+    socket carries its filter; with several, the sensor says so once all of them are in the
+    fanout group. Kills the sensor and raises AssertionError when it never gets there."""
+    if workers > 1:
+        if not err.wait_for("sensor: capturing on", timeout_s):
+            proc.kill()
+            raise AssertionError(f"sensor never started capturing: {err.text()}")
+        return
+    deadline = time.monotonic() + timeout_s
+    while not has_packet_filter(net.srv_ns, proc.pid):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(
+                f"sensor never started capturing (exit {proc.returncode}): {err.text()}")
+        time.sleep(0.05)
+
+
+def start_tcpdump(net: VethNet, out: Path, timeout_s: float) -> subprocess.Popen[str]:
+    """tcpdump writing every frame the server-side veth end receives to `out` (the reference a
+    live run is compared with: the same frames, the same arrival times), once it listens."""
+    proc = subprocess.Popen(
+        net.in_ns(net.srv_ns, ["tcpdump", "-i", SRV_IF, "-s", "0", "-U", "-w", str(out)]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if readable and "listening on" in proc.stderr.readline():
+            return proc
+    proc.kill()
+    raise AssertionError("tcpdump never started listening")

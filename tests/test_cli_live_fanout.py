@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -18,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns_util import REPLAY_MTU, SRV_IF, LineReader, VethNet, has_packet_filter, replay
+from netns_util import (
+    REPLAY_MTU,
+    SRV_IF,
+    LineReader,
+    VethNet,
+    replay,
+    start_tcpdump,
+    wait_capturing,
+)
 from netns_util import veth_namespaces as _veth_namespaces
 
 from sensor.detect.scoring import MODEL_PROCESS_NAME
@@ -98,39 +105,6 @@ def _children(pid: int) -> list[int]:
     return [k for k in kids if Path(f"/proc/{k}/comm").read_text().strip() != MODEL_PROCESS_NAME]
 
 
-def _wait_capturing(net: VethNet, proc: subprocess.Popen[str], err: LineReader,
-                    workers: int) -> None:  # fmt: skip
-    """Wait until every capture handle is open and filtering: one worker's socket carries its
-    filter; with several, the sensor says so once all of them are in the fanout group."""
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    if workers > 1:
-        if not err.wait_for("sensor: capturing on", STEP_TIMEOUT_S):
-            proc.kill()
-            pytest.fail(f"sensor never started capturing: {err.text()}")
-        return
-    while not has_packet_filter(net.srv_ns, proc.pid):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sensor never started capturing (exit {proc.returncode}): {err.text()}")
-        time.sleep(0.05)
-
-
-def _start_tcpdump(net: VethNet, out: Path) -> subprocess.Popen[str]:
-    """The reference: every frame the veth end receives, with the same arrival times."""
-    proc = subprocess.Popen(
-        net.in_ns(net.srv_ns, ["tcpdump", "-i", SRV_IF, "-s", "0", "-U", "-w", str(out)]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        readable, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if readable and "listening on" in proc.stderr.readline():
-            return proc
-    proc.kill()
-    pytest.fail("tcpdump never started listening")
-
-
 def _live(
     net: VethNet,
     pcap: Path,
@@ -150,10 +124,10 @@ def _live(
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert sensor.stderr is not None
     lines = LineReader(sensor.stderr)
-    tcpdump = _start_tcpdump(net, out / "reference.pcap")
+    tcpdump = start_tcpdump(net, out / "reference.pcap", STEP_TIMEOUT_S)
     killed: list[int] = []
     try:
-        _wait_capturing(net, sensor, lines, workers * (1 + len(extra_ifaces)))
+        wait_capturing(net, sensor, lines, workers * (1 + len(extra_ifaces)), STEP_TIMEOUT_S)
         if kill_after is not None:
 
             def kill_one() -> None:

@@ -6,7 +6,6 @@ sent the moment the replay ends, still delivers every pending alert before the s
 from __future__ import annotations
 
 import json
-import select
 import signal
 import subprocess
 import sys
@@ -17,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns_util import REPLAY_MTU, SRV_IF, LineReader, VethNet, has_packet_filter, replay
+from netns_util import (
+    REPLAY_MTU,
+    SRV_IF,
+    LineReader,
+    VethNet,
+    replay,
+    start_tcpdump,
+    wait_capturing,
+)
 from netns_util import veth_namespaces as _veth_namespaces
 from sinks.collectors import Rsyslog, require_rsyslog
 from sinks.test_formats import parse_5424
@@ -77,38 +84,6 @@ def veth_rsyslog(tmp_path: Path) -> Iterator[tuple[VethNet, NamespaceRsyslog]]:
             daemon.stop()
 
 
-def _start_tcpdump(net: VethNet, out: Path) -> subprocess.Popen[str]:
-    """The reference: every frame the veth end receives, with the same arrival times."""
-    proc = subprocess.Popen(
-        net.in_ns(net.srv_ns, ["tcpdump", "-i", SRV_IF, "-s", "0", "-U", "-w", str(out)]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        readable, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if readable and "listening on" in proc.stderr.readline():
-            return proc
-    proc.kill()
-    pytest.fail("tcpdump never started listening")
-
-
-def _wait_capturing(net: VethNet, proc: subprocess.Popen[str], err: LineReader,
-                    workers: int) -> None:  # fmt: skip
-    """Until every capture handle is open and filtering (as tests/test_cli_live_fanout.py)."""
-    if workers > 1:
-        if not err.wait_for("sensor: capturing on", STEP_TIMEOUT_S):
-            proc.kill()
-            pytest.fail(f"sensor never started capturing: {err.text()}")
-        return
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while not has_packet_filter(net.srv_ns, proc.pid):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sensor never started capturing (exit {proc.returncode}): {err.text()}")
-        time.sleep(0.05)
-
-
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -137,9 +112,9 @@ def test_live_syslog_delivers_the_offline_alerts_and_the_pending_ones_at_sigterm
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert sensor.stderr is not None
     lines = LineReader(sensor.stderr)
-    tcpdump = _start_tcpdump(net, tmp_path / "reference.pcap")
+    tcpdump = start_tcpdump(net, tmp_path / "reference.pcap", STEP_TIMEOUT_S)
     try:
-        _wait_capturing(net, sensor, lines, workers)
+        wait_capturing(net, sensor, lines, workers, STEP_TIMEOUT_S)
         replay(net, str(demo_pcap), pps=REPLAY_PPS)
         # no settling: the connections still open, and the alerts their flush raises, are
         # pending when the signal comes

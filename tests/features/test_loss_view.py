@@ -3,12 +3,11 @@ view (the snapshot) keeps them."""
 
 from __future__ import annotations
 
-import random
-import struct
 from pathlib import Path
 
 import numpy as np
 from featfactory import conn, site_config
+from test_cli_loss import drop_packets
 
 from sensor.capture.source import open_files
 from sensor.config import load_config
@@ -68,18 +67,6 @@ def test_without_capture_loss_the_views_are_the_same() -> None:
     assert t.stats.loss_failed_conns == 0
 
 
-def _drop(src: Path, dst: Path, fraction: float, seed: int) -> None:
-    data = src.read_bytes()
-    rng = random.Random(seed)
-    out, pos = [data[:24]], 24
-    while pos + 16 <= len(data):
-        end = pos + 16 + struct.unpack_from("<I", data, pos + 8)[0]
-        if rng.random() >= fraction:
-            out.append(data[pos:end])
-        pos = end
-    dst.write_bytes(b"".join(out))
-
-
 def _host_views(pcap: Path) -> tuple[int, int, HostTable]:
     """Hosts changed, and of them those whose two views differed, over a capture; every
     batch row equals the per-host model vector, and the views differ only in failures."""
@@ -116,6 +103,6 @@ def test_on_a_whole_capture_the_views_are_equal_and_under_drops_differ_in_failur
     seen, differ, table = _host_views(demo)
     assert seen > 300 and differ == 0 and table.stats.loss_failed_conns == 0
     lossy = tmp_path / "lossy.pcap"
-    _drop(demo, lossy, 0.2, 5)
+    drop_packets(demo, lossy, 0.2, 5)
     seen, differ, table = _host_views(lossy)
     assert seen > 300 and differ > 0 and table.stats.loss_failed_conns > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tcp_helpers import ACK, CLIENT, FIN, PSH, RST, SERVER, SYN, Conv, Harness, seg
 
 from sensor.records import ConnRecord
