@@ -176,6 +176,9 @@ def main() -> None:
     ap.add_argument("--length", default="5m", help="packet-time length of each capture")
     ap.add_argument("--workdir", default="/tmp/port25-bench", help="where captures are kept")
     ap.add_argument("--out", default="soak_rss.png", help="PNG of RSS over time")
+    ap.add_argument("--warmup", default=None,
+                    help="left out of the slope: 10m, 600s (default: until the first hosts can "
+                         "have expired, plus a replay, and at least a fifth of the run)")
     ap.add_argument("--time-scale", type=int, default=12,
                     help="divide the windows and packet-time timeouts by this (1: the defaults)")
     args = ap.parse_args()
@@ -222,7 +225,8 @@ def main() -> None:
     tcp = last.get("tcp", {})
     loss = 100.0 * tcp.get("acks_unseen", 0) / tcp["acks"] if tcp.get("acks") else 0.0
     replay_s = duration / max(1, replays[0] if replays else 1)
-    warmup = warmup_s(duration, args.time_scale, replay_s)
+    warmup = (seconds(args.warmup) if args.warmup is not None
+              else warmup_s(duration, args.time_scale, replay_s))
     after = [p for p in samples if p[0] >= warmup]
     slope = slope_mb_per_h(after)
     start, end, peak = samples[0][1], samples[-1][1], max(v for _, v in samples)
