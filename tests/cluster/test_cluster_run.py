@@ -159,7 +159,7 @@ def test_a_stop_signal_delivers_the_settled_files(
             break
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 128 + signum, rest
-    assert "Traceback" not in rest
+    assert "Traceback" not in rest, rest
     got = conns.read_bytes().splitlines()
     assert got, "at least the first file's connections are written"
     assert len(got) < len(want["conns"].splitlines())
