@@ -17,6 +17,9 @@ the cluster run over one process's (its overhead). The issue's target: 1.7x with
 
 from __future__ import annotations
 
+import gzip
+import os
+import shutil
 import struct
 import sys
 from pathlib import Path
@@ -31,12 +34,13 @@ _MB = 1 << 20
 
 
 def make_archive(workload: Path, archive_mb: int, file_mb: int, stretch: float,
-                 workdir: Path) -> list[str]:
-    """The rotated archive's files (made once per size and stretch in workdir)."""
-    out = workdir / f"archive-{workload.stem}-{archive_mb}mb-{file_mb}mb-x{stretch:g}"
+                 workdir: Path, compress: bool = False) -> list[str]:
+    """The rotated archive's files (made once per size, stretch and compression in workdir)."""
+    out = workdir / (f"archive-{workload.stem}-{archive_mb}mb-{file_mb}mb-x{stretch:g}"
+                     + ("-gz" if compress else ""))
     done = out / "done"
     if done.exists():
-        return sorted(str(p) for p in out.glob("*.pcap"))
+        return sorted(str(p) for p in out.glob("*.pcap.gz" if compress else "*.pcap"))
     out.mkdir(parents=True, exist_ok=True)
     data = workload.read_bytes()
     head = data[:PCAP_HEADER]
@@ -72,6 +76,12 @@ def make_archive(workload: Path, archive_mb: int, file_mb: int, stretch: float,
             copy += 1
     parts = split_by_size(str(whole), file_mb * _MB, str(out), stem="smtp.pcap.")
     whole.unlink()
+    if compress:  # as `tcpdump -G ... -z gzip` leaves them (gzip's default level)
+        for part in parts:
+            with open(part, "rb") as src, gzip.open(part + ".gz", "wb", compresslevel=6) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.unlink(part)
+        parts = [part + ".gz" for part in parts]
     done.write_text("ok\n")
     return sorted(parts)
 
@@ -83,6 +93,8 @@ def main() -> None:
     ap.add_argument("--file-mb", type=int, default=25, help="size of each file (default 25)")
     ap.add_argument("--stretch", type=float, default=1.0,
                     help="packet time of each copy, times the workload's (default 1)")
+    ap.add_argument("--gzip", action="store_true",
+                    help="compress each file with gzip, as `tcpdump -z gzip` does")
     ap.add_argument("--workload", default="smtp_only_500k", choices=sorted(benchlib.WORKLOADS),
                     help="benchmark workload the archive repeats")
     ap.add_argument("--cluster-workers", type=int, default=2,
@@ -90,7 +102,8 @@ def main() -> None:
     args = ap.parse_args()
     workdir = Path(args.workdir)
     workload = benchlib.ensure_workload(args.workload, workdir)
-    files = make_archive(workload, args.archive_mb, args.file_mb, args.stretch, workdir)
+    files = make_archive(workload, args.archive_mb, args.file_mb, args.stretch, workdir,
+                         args.gzip)
     exe = benchlib.sensor_exe()
     records = ["-q", "--conns", "/dev/null", "--sessions", "/dev/null"]
     local = f"local:{args.cluster_workers}"
@@ -98,9 +111,13 @@ def main() -> None:
     for mode, outputs in (("records", records), ("+alerts", [*records, "--alerts", "/dev/null"])):
         cmds[f"{mode}: one process"] = [exe, "analyze", *outputs, *files]
         cmds[f"{mode}: --cluster {local}"] = [exe, "analyze", "--cluster", local, *outputs, *files]
+        if args.workers > 1:
+            cmds[f"{mode}: --workers {args.workers}"] = [exe, "analyze", "--workers",
+                                                         str(args.workers), *outputs, *files]
     rows = benchlib.median_runs_cpu(cmds, args.repeat)
     size = sum(Path(f).stat().st_size for f in files)
-    print(f"archive: {len(files)} files, {size / _MB:,.0f} MB, stretch {args.stretch:g}; "
+    print(f"archive: {len(files)} files, {size / _MB:,.0f} MB"
+          f"{' (gzip)' if args.gzip else ''}, stretch {args.stretch:g}; "
           f"median of {args.repeat} runs")
     print(f"{'run':<34}{'wall s':>9}{'CPU s':>9}{'MB/s':>9}")
     for name, (wall, _rss, cpu) in rows.items():
@@ -110,6 +127,10 @@ def main() -> None:
         print(f"{mode}: --cluster {local} speed-up {one[0] / cluster[0]:.2f}x, "
               f"CPU {cluster[2] / one[2]:.2f}x one process's (target with alerts, 2 GB, "
               f"2 workers: 1.7x speed-up)")
+        if args.workers > 1:
+            par = rows[f"{mode}: --workers {args.workers}"]
+            print(f"{mode}: --workers {args.workers} speed-up {one[0] / par[0]:.2f}x, "
+                  f"CPU {par[2] / one[2]:.2f}x one process's")
 
 
 if __name__ == "__main__":
