@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
+import statistics
 import struct
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -114,14 +118,15 @@ def main() -> None:
         if args.workers > 1:
             cmds[f"{mode}: --workers {args.workers}"] = [exe, "analyze", "--workers",
                                                          str(args.workers), *outputs, *files]
-    rows = benchlib.median_runs_cpu(cmds, args.repeat)
+    rows, split = _median_runs(cmds, args.repeat)
     size = sum(Path(f).stat().st_size for f in files)
     print(f"archive: {len(files)} files, {size / _MB:,.0f} MB"
           f"{' (gzip)' if args.gzip else ''}, stretch {args.stretch:g}; "
           f"median of {args.repeat} runs")
-    print(f"{'run':<34}{'wall s':>9}{'CPU s':>9}{'MB/s':>9}")
+    print(f"{'run':<34}{'wall s':>9}{'CPU s':>9}{'MB/s':>9}{'workers CPU':>13}{'client CPU':>12}")
     for name, (wall, _rss, cpu) in rows.items():
-        print(f"{name:<34}{wall:>9.2f}{cpu:>9.2f}{size / _MB / wall:>9.1f}")
+        parts = (f"{split[name][0]:>13.2f}{split[name][1]:>12.2f}" if name in split else "")
+        print(f"{name:<34}{wall:>9.2f}{cpu:>9.2f}{size / _MB / wall:>9.1f}{parts}")
     for mode in ("records", "+alerts"):
         one, cluster = rows[f"{mode}: one process"], rows[f"{mode}: --cluster {local}"]
         print(f"{mode}: --cluster {local} speed-up {one[0] / cluster[0]:.2f}x, "
@@ -132,6 +137,35 @@ def main() -> None:
             print(f"{mode}: --workers {args.workers} speed-up {one[0] / par[0]:.2f}x, "
                   f"CPU {par[2] / one[2]:.2f}x one process's")
 
+
+_SPLIT = re.compile(r"CPU seconds: workers ([0-9.]+), this process \(client, scheduler, "
+                    r"nannies\) ([0-9.]+)")
+
+
+def _median_runs(cmds: dict[str, list[str]], repeat: int
+                 ) -> tuple[dict[str, tuple[float, float, float]], dict[str, tuple[float, float]]]:
+    """`benchlib.median_runs_cpu`, and for the cluster runs the median CPU seconds of their
+    workers and of the client process, from the run's last line on stderr."""
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cmds}
+    splits: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(repeat):
+        for name, cmd in cmds.items():
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+            if os.waitstatus_to_exitcode(status) != 0:
+                sys.exit(f"bench: {' '.join(cmd)} failed: {err.strip()[-400:]}")
+            runs[name].append((wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime))
+            found = _SPLIT.search(err)
+            if found:
+                splits.setdefault(name, []).append((float(found[1]), float(found[2])))
+    rows = {name: (statistics.median(r[0] for r in got), max(r[1] for r in got),
+                   statistics.median(r[2] for r in got)) for name, got in runs.items()}
+    split = {name: (statistics.median(w for w, _ in got), statistics.median(c for _, c in got))
+             for name, got in splits.items()}
+    return rows, split
 
 if __name__ == "__main__":
     main()

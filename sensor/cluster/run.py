@@ -141,6 +141,11 @@ def run_cluster(
         return result
     with _client(src.address, src.note) as client:
         accepted = _run(client, spec, src, out)
+        if src.address.startswith(LOCAL):  # its workers ran this run's tasks only
+            workers = sum(client.run(_cpu_seconds).values())
+            src.note(f"sensor: cluster: {len(accepted)} files in {time.perf_counter() - t0:.1f} s;"
+                     f" CPU seconds: workers {workers:.1f}, this process (client, scheduler, "
+                     f"nannies) {_cpu_seconds():.1f}")
     result = _merge(accepted, failed)
     result.totals.wall_s = time.perf_counter() - t0
     return result
@@ -273,6 +278,14 @@ def _forked_workers_reset() -> Iterator[None]:
 def _default_sigterm(_hook: _ForkHook) -> None:
     """In a forked worker: SIGTERM ends the process again."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of the calling process so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _dask_config(values: dict[str, Any]) -> Any:

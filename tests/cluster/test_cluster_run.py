@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -33,6 +34,8 @@ def test_local_processes_give_the_single_process_records(
     want, _ = analyze(tmp_path / "one", str(whole))
     got, err = analyze(tmp_path / "two", "--cluster", "local:2", *parts)
     assert "sensor: cluster local:2: 2 workers; dashboard http://" in err
+    assert re.search(rf"sensor: cluster: {len(parts)} files in [0-9.]+ s; CPU seconds: workers "
+                     r"[0-9.]+, this process \(client, scheduler, nannies\) [0-9.]+\n", err), err
     for name in want:
         assert want[name], name
         assert got[name].splitlines() == want[name].splitlines(), name
