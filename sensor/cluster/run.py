@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final
 
-from sensor.cluster.task import FILE_SHIFT, Claims, TaskResult, TaskSpec, run_task
+from sensor.cluster.feed import FILE_SHIFT, Claims
+from sensor.cluster.task import TaskResult, TaskSpec, run_task
 from sensor.errors import SensorError
 from sensor.parallel import Item, Outputs, ParallelResult, _deliver, add_totals, out_wants
 from sensor.pipeline import RunTotals
