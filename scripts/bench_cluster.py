@@ -5,12 +5,15 @@ The archive is a benchmark workload (scripts/benchlib.py) repeated, each copy la
 time than the one before, until it reaches --archive-mb, then cut into files of --file-mb as
 `tcpdump -C` does. --stretch spreads each copy's packets over that many times their packet time
 (the workload packs 500,000 SMTP frames in 10 s, far denser than any port-25 tap: the worst case
-for the read-on of the stitching, docs/scaling.md). Two pairs of runs analyse every file: with
-sessions and connections written (to /dev/null), then with alerts as well, whose detection runs
-in the client alone. The cluster's times include starting its worker processes. The ratios
-printed are one process's wall time over the cluster's, and the CPU seconds of all processes of
-the cluster run over one process's (its overhead). The issue's target: 1.7x with 2 workers on a
-2 GB archive, on a quiet 2-core machine: `--archive-mb 2048 --file-mb 100`.
+for the read-on of the stitching, docs/scaling.md); --gzip compresses each file as `tcpdump -z
+gzip` does. Two sets of runs analyse every file: with sessions and connections written (to
+/dev/null), then with alerts as well, whose detection runs in the client alone; each set times
+one process, the cluster and `--workers N` (the best one machine does without Dask; --workers 1
+skips it). The cluster's times include starting its worker processes. The ratios printed are
+one process's wall time over the other's, and the CPU seconds of all processes of a run over one
+process's (its overhead); for the cluster, its workers' and the client's CPU seconds too. The
+issue's target: 1.7x with 2 workers on a 2 GB archive, on a quiet 2-core machine:
+`--archive-mb 2048 --file-mb 100` (realistic: add `--stretch 60 --gzip`).
 
     .venv/bin/python scripts/bench_cluster.py --archive-mb 200 --file-mb 25 --repeat 1
 """
