@@ -45,6 +45,7 @@ NATIVE_MODULES = [
     "sensor/features/window.py",
     "sensor/detect/detector.py",
     "sensor/detect/gates.py",
+    "sensor/cluster/feed.py",
 ]
 """Not listed: the cold paths (CLI, configuration, summary, simulation). Compiled code checks
 annotations at run time, so where a library's values stray from its type stubs the annotation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -33,6 +34,8 @@ def test_local_processes_give_the_single_process_records(
     want, _ = analyze(tmp_path / "one", str(whole))
     got, err = analyze(tmp_path / "two", "--cluster", "local:2", *parts)
     assert "sensor: cluster local:2: 2 workers; dashboard http://" in err
+    assert re.search(rf"sensor: cluster: {len(parts)} files in [0-9.]+ s; CPU seconds: workers "
+                     r"[0-9.]+, this process \(client, scheduler, nannies\) [0-9.]+\n", err), err
     for name in want:
         assert want[name], name
         assert got[name].splitlines() == want[name].splitlines(), name
@@ -159,7 +162,7 @@ def test_a_stop_signal_delivers_the_settled_files(
             break
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 128 + signum, rest
-    assert "Traceback" not in rest
+    assert "Traceback" not in rest, rest
     got = conns.read_bytes().splitlines()
     assert got, "at least the first file's connections are written"
     assert len(got) < len(want["conns"].splitlines())
