@@ -6,29 +6,17 @@ another worker when one dies. docs/scaling.md ("Archives on Dask") describes the
 
 from __future__ import annotations
 
-import copyreg
 import gc
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
-from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Final
 
 from sensor.capture.source import open_files
 from sensor.cluster.feed import FILE_SHIFT, Claims, own_file, read_on
 from sensor.decode.packet import DecodeLimits
 from sensor.parallel import Item, WorkerWants, line_formatters
 from sensor.pipeline import Pipeline, RunTotals, no_streams
-from sensor.records import (
-    Attachment,
-    AuthAttempt,
-    CaptureStats,
-    ConnRecord,
-    MailTransaction,
-    Recipient,
-    SmtpSession,
-    TcpStats,
-)
+from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 
 if TYPE_CHECKING:
     from sensor.tcp.reassembler import TcpLimits
@@ -37,27 +25,6 @@ GC_YOUNG_THRESHOLD: Final = 500_000
 """Young-generation threshold of the cyclic collector in a worker, as sensor.cli._tune_gc sets it
 for one process: the packet loop's short-lived tuples otherwise trigger collections that find
 nothing (10-15% of a task)."""
-WIRE_RECORDS: Final = (ConnRecord, SmtpSession, MailTransaction, Recipient, Attachment, AuthAttempt)
-"""Record classes a task sends back when the client runs detection."""
-
-
-def _reducer(cls: type) -> Callable[[Any], tuple[type, tuple[Any, ...]]]:
-    """Pickle an instance of the frozen dataclass `cls` as a call of `cls` on its field values."""
-    names = [f.name for f in fields(cls)]
-    values = attrgetter(*names)
-    return lambda obj: (cls, values(obj))
-
-
-def register_reducers() -> None:
-    """Pickle the records a task sends as constructor calls: a frozen slotted dataclass pickles
-    through dataclasses' __getstate__/__setstate__, which list the fields on every call (about
-    120 us per record, dumped and loaded, nested objects included); a call on the field values
-    costs a tenth of that. Only the pickling side needs this; unpickling calls the class."""
-    for cls in WIRE_RECORDS:
-        copyreg.pickle(cls, _reducer(cls))
-
-
-register_reducers()  # in the client and in every worker: both import this module
 
 
 @dataclass(frozen=True, slots=True)

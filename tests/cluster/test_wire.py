@@ -10,8 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from sensor.cluster.task import WIRE_RECORDS, TaskSpec, run_task
+from sensor.cluster.task import TaskSpec, run_task
 from sensor.parallel import WorkerWants
+from sensor.records import WIRE_RECORDS
 from sensor.tcp.reassembler import TcpLimits
 
 
