@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
-from sensor.stream.transport import Entry, Fields, StreamTransport, TransportError
+from sensor.stream.transport import Entry, Fields, Row, StreamTransport, TransportError
 from sensor.stream.urls import StreamUrl
 
 SOCKET_TIMEOUT_S: Final = 10.0  # a blocked read waits at most block_s, well below this
@@ -37,6 +37,8 @@ class RedisTransport(StreamTransport):
         self.url = url
         self.stream = url.stream
         self._sha = hashlib.sha1(_XADD_BATCH.encode()).hexdigest().encode()
+        self._row_format: tuple[tuple[tuple[tuple[bytes, bytes], ...], tuple[bytes, ...]],
+                                bytes] | None = None
         self._client: redis.Redis = redis.Redis.from_url(
             url.server, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5.0,
             retry=Retry(NoBackoff(), 0), health_check_interval=0)
@@ -51,9 +53,32 @@ class RedisTransport(StreamTransport):
     def publish(self, batch: list[Fields]) -> None:
         """One EVALSHA of a script that XADDs every entry: one reply per batch, and the batch
         is appended whole or not at all. The command is packed here: redis-py's generic
-        packing and one reply per XADD cost the packet loop's process 40 us a record, this
-        about 5."""
-        payload = _pack_batch(self._sha, self.stream.encode(), b"%d" % self.url.maxlen, batch)
+        packing and one reply per XADD cost the packet loop's process 40 us a record."""
+        n, parts = _pack_entries(batch)
+        self._send(n, parts)
+
+    def publish_rows(self, common: Fields, names: tuple[bytes, ...], rows: list[Row]) -> None:
+        """`publish`, each entry packed with a format made once for `common` and `names`."""
+        key = (tuple(common.items()), names)
+        if self._row_format is None or self._row_format[0] != key:
+            self._row_format = (key, _row_format(common, names))
+        fmt = self._row_format[1]
+        parts = []
+        for row in rows:
+            args: list[int | bytes] = []
+            for v in row:
+                args += (len(v), v)
+            parts.append(fmt % tuple(args))
+        self._send(len(rows) * (2 * (len(common) + len(names)) + 1), parts)
+
+    def _send(self, n: int, parts: list[bytes]) -> None:
+        """EVALSHA of the batch script with the packed entries (`n` arguments in `parts`)."""
+        stream = self.stream.encode()
+        maxlen = b"%d" % self.url.maxlen
+        head = (b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                % (n + 5, len(self._sha), self._sha, len(stream), stream, len(maxlen), maxlen))
+        parts.insert(0, head)
+        payload = b"".join(parts)
         pool = self._client.connection_pool
         conn: Any = None
         try:
@@ -174,11 +199,12 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-def _pack_batch(sha: bytes, key: bytes, maxlen: bytes, batch: list[Fields]) -> bytes:
-    """EVALSHA sha 1 key maxlen (count field value ...)... in the RESP protocol."""
+def _pack_entries(batch: list[Fields]) -> tuple[int, list[bytes]]:
+    """The script's arguments for `batch` in the RESP protocol (per entry, the number of field
+    and value arguments, then those), and how many arguments that is."""
     parts: list[bytes] = []
     add = parts.append
-    n = 5
+    n = 0
     for fields in batch:
         count = len(fields) * 2
         n += count + 1
@@ -186,6 +212,22 @@ def _pack_batch(sha: bytes, key: bytes, maxlen: bytes, batch: list[Fields]) -> b
         add(b"$%d\r\n%s\r\n" % (len(arg), arg))
         for k, v in fields.items():
             add(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
-    head = (b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-            % (n, len(sha), sha, len(key), key, len(maxlen), maxlen))
-    return head + b"".join(parts)
+    return n, parts
+
+
+def _row_format(common: Fields, names: tuple[bytes, ...]) -> bytes:
+    """A %-format of one entry's arguments as `_pack_entries` packs them: the fields of
+    `common` filled in, each of `names` then taking the length and bytes of its value."""
+    count = b"%d" % (2 * (len(common) + len(names)))
+    fixed = [count]
+    for k, v in common.items():
+        fixed += (k, v)
+    fmt = b"".join(_bulk(arg).replace(b"%", b"%%") for arg in fixed)
+    for k in names:
+        fmt += _bulk(k).replace(b"%", b"%%") + b"$%d\r\n%s\r\n"
+    return fmt
+
+
+def _bulk(arg: bytes) -> bytes:
+    """One argument as a RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(arg), arg)

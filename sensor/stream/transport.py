@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 Fields = dict[bytes, bytes]
 Entry = tuple[str, Fields]
 """An entry: its id in the stream (ordered as published) and its fields."""
+Row = tuple[bytes, ...]
+"""The values of the fields named in a `publish_rows` call, in that order."""
 
 
 class TransportError(Exception):
@@ -28,6 +30,13 @@ class StreamTransport(ABC):
     @abstractmethod
     def publish(self, batch: list[Fields]) -> None:
         """Append the entries in order. On TransportError a prefix of them may be appended."""
+
+    def publish_rows(self, common: Fields, names: tuple[bytes, ...], rows: list[Row]) -> None:
+        """Append one entry per row, in order: the fields of `common`, then `names` with the
+        row's values. The same as `publish` of those maps, for a publisher whose entries all
+        have the same names and start with the same fields, which a transport may pack
+        faster (once per run rather than once per entry)."""
+        self.publish([{**common, **dict(zip(names, row, strict=True))} for row in rows])
 
     @abstractmethod
     def create_group(self, group: str) -> None:
