@@ -17,7 +17,7 @@ from sensor.output.jsonl import conn_to_dict, to_json_line
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp.schema import session_to_dict
 from sensor.stream.entries import CONN, END, ROW_NAMES, SESSION, TICK, common_fields, entry_row
-from sensor.stream.transport import Row, StreamTransport, TransportError
+from sensor.stream.transport import Packed, StreamTransport, TransportError
 
 BATCH_RECORDS: Final = 500  # entries per XADD pipeline
 WAKE_RECORDS: Final = 2000  # a queue this long wakes the thread (else it wakes on its timer)
@@ -29,10 +29,6 @@ FLUSH_TIMEOUT_S: Final = 5.0  # close(): how long the queue may take to drain
 WARNINGS_PER_MINUTE: Final = 5
 SOCKET_SLACK_S: Final = 11.0  # a publish blocked in its socket ends by the socket timeout (10 s)
 
-_Item = tuple[bytes, float, str, str, bytes]
-"""A queued record: its kind, close time (ts + duration_s), client, server and JSON line."""
-_TICK: Final[_Item] = (TICK, float("-inf"), "", "", b"")
-_END: Final[_Item] = (END, float("-inf"), "", "", b"")
 
 
 @dataclass(slots=True)
@@ -73,6 +69,12 @@ class Publisher:
     that the merge need not wait for its next record. A failed batch is sent again after
     reconnecting (same sequence numbers: the detector drops what it already has); a full queue
     drops new records and counts them. `close()` appends an end entry.
+
+    The pipeline's thread makes each entry whole (the record's JSON, its number, its key, as
+    the transport packs it) when it queues it: the record is then still in the CPU's caches,
+    the queue holds bytes that the garbage collector does not walk, and the sending thread,
+    which holds the interpreter's lock while it runs Python, has little more to do than write.
+    A lock keeps numbers in queue order when that thread makes a tick.
     """
 
     def __init__(self, transport: StreamTransport, sensor: str, name: str, queue_size: int,
@@ -81,19 +83,22 @@ class Publisher:
         self.name = name
         self._transport = transport
         self.src = source_id(sensor)
-        self._common = common_fields(sensor.encode("utf-8", "replace"),
-                                     self.src.encode("utf-8", "replace"))
+        self._pack = transport.packer(common_fields(sensor.encode("utf-8", "replace"),
+                                                    self.src.encode("utf-8", "replace")),
+                                      ROW_NAMES)
         self._cap = queue_size
         self._clock = clock
         self._on_warning = on_warning
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[Packed] = deque()
+        self._lock = threading.Lock()  # the sequence number, the key and the queue's order
+        self._end: Packed = None  # the end entry, once queued
         self._wake = threading.Event()
         self._stop = False
         self._deadline = float("inf")
         self._thread: threading.Thread | None = None
         self._seq = 0
         self._t = float("-inf")
-        self._failed: list[Row] = []  # a batch to send again once connected
+        self._failed: list[Packed] = []  # a batch to send again once connected
         self._failed_records = 0  # how many of its entries are records (not ticks or the end)
         self._stats = PublishStats()
         self._warned_at: deque[float] = deque()
@@ -113,41 +118,56 @@ class Publisher:
 
     def conn(self, rec: ConnRecord) -> None:
         """Queue one connection record (never blocks; a full queue drops and counts)."""
-        queue = self._queue
-        if len(queue) >= self._cap or self._stop:
+        if len(self._queue) >= self._cap or self._stop:
             self._stats.dropped_queue_full += 1
             return
-        # The JSON is made here, while the record is fresh in the CPU's caches, and the queue
-        # then holds bytes that the garbage collector does not traverse.
-        queue.append((CONN, rec.ts + rec.duration_s, rec.client_ip, rec.server_ip,
-                      to_json_line(conn_to_dict(rec))[:-1]))
-        if len(queue) == WAKE_RECORDS:
-            self._wake.set()
+        self._add(CONN, rec.ts + rec.duration_s, rec.client_ip, rec.server_ip,
+                  to_json_line(conn_to_dict(rec))[:-1])
 
     def session(self, s: SmtpSession) -> None:
         """Queue one SMTP session (never blocks; a full queue drops and counts)."""
-        queue = self._queue
-        if len(queue) >= self._cap or self._stop:
+        if len(self._queue) >= self._cap or self._stop:
             self._stats.dropped_queue_full += 1
             return
-        queue.append((SESSION, s.ts + s.duration_s, s.client_ip, s.server_ip,
-                      to_json_line(session_to_dict(s))[:-1]))
+        self._add(SESSION, s.ts + s.duration_s, s.client_ip, s.server_ip,
+                  to_json_line(session_to_dict(s))[:-1])
+
+    def _add(self, kind: bytes, close: float, client: str, server: str, line: bytes) -> None:
+        queue = self._queue
+        with self._lock:
+            self._seq += 1
+            if close > self._t:
+                self._t = close
+            queue.append(self._pack(entry_row(self._seq, kind, self._t, client.encode(),
+                                              server.encode(), line)))
         if len(queue) == WAKE_RECORDS:
             self._wake.set()
+
+    def _marker(self, kind: bytes) -> Packed:
+        """A tick or the end entry: the next number, the key as it stands (a live sensor's
+        tick moves it to its clock). Called with the lock held."""
+        self._seq += 1
+        if kind == TICK and self._clock is not None:
+            self._t = max(self._t, self._clock())
+        t = self._t if self._t != float("-inf") else 0.0
+        return self._pack(entry_row(self._seq, kind, t, b"", b"", b""))
 
     def close(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Append the end entry, flush for at most `timeout_s`, count what is left as lost."""
         if self._stop:
             return
-        self._queue.append(_END)  # past the cap on purpose: it ends the source
+        with self._lock:  # past the cap on purpose: it ends the source
+            self._end = self._marker(END)
+            self._queue.append(self._end)
         self._deadline = time.monotonic() + timeout_s
         self._stop = True
         self._wake.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s + SOCKET_SLACK_S)
-        left = self._failed_records
-        left += sum(1 for item in self._queue if item[0] != END)
+        queued = list(self._queue)
+        left = self._failed_records if self._failed else 0
+        left += len(queued) - (1 if queued and queued[-1] is self._end else 0)
         self._failed = []
         self._failed_records = 0
         self._queue.clear()
@@ -168,17 +188,6 @@ class Publisher:
         with contextlib.suppress(Exception):
             self._on_warning(f"publish {self.name}: {text}")
 
-    def _row(self, item: _Item) -> Row:
-        """The entry of a queued record, tick or end: the next sequence number, the merge key."""
-        kind, close, client, server, line = item
-        self._seq += 1
-        if close > self._t:
-            self._t = close
-        elif kind == TICK and self._clock is not None:
-            self._t = max(self._t, self._clock())
-        t = self._t if self._t != float("-inf") else 0.0
-        return entry_row(self._seq, kind, t, client.encode(), server.encode(), line)
-
     def _run(self) -> None:
         try:
             self._loop()
@@ -198,14 +207,14 @@ class Publisher:
             batch = self._failed
             resend = bool(batch)
             if not batch:
-                records = 0
                 while queue and len(batch) < BATCH_RECORDS:
-                    item = queue.popleft()
-                    records += item[0] == CONN or item[0] == SESSION
-                    batch.append(self._row(item))
+                    batch.append(queue.popleft())
+                # records: all but the end entry, which comes last
+                self._failed_records = len(batch) - (1 if batch and batch[-1] is self._end else 0)
                 if not batch and not self._stop and now - last_sent >= TICK_INTERVAL_S:
-                    batch.append(self._row(_TICK))
-                self._failed_records = records
+                    with self._lock:
+                        if not queue:  # else a record came: the tick would be numbered after it
+                            batch.append(self._marker(TICK))
             if not batch:
                 if self._stop:
                     return
@@ -213,7 +222,7 @@ class Publisher:
                 self._wake.clear()
                 continue
             try:
-                self._transport.publish_rows(self._common, ROW_NAMES, batch)
+                self._transport.publish_packed(batch)
             except TransportError as exc:
                 self._failed = batch
                 stats.connect_failures += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
+from itertools import chain
 from typing import Any, Final
 
 import redis
@@ -37,8 +39,7 @@ class RedisTransport(StreamTransport):
         self.url = url
         self.stream = url.stream
         self._sha = hashlib.sha1(_XADD_BATCH.encode()).hexdigest().encode()
-        self._row_format: tuple[tuple[tuple[tuple[bytes, bytes], ...], tuple[bytes, ...]],
-                                bytes] | None = None
+        self._entry_args = 0  # arguments of an entry made by the last packer()
         self._client: redis.Redis = redis.Redis.from_url(
             url.server, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5.0,
             retry=Retry(NoBackoff(), 0), health_check_interval=0)
@@ -57,19 +58,26 @@ class RedisTransport(StreamTransport):
         n, parts = _pack_entries(batch)
         self._send(n, parts)
 
-    def publish_rows(self, common: Fields, names: tuple[bytes, ...], rows: list[Row]) -> None:
-        """`publish`, each entry packed with a format made once for `common` and `names`."""
-        key = (tuple(common.items()), names)
-        if self._row_format is None or self._row_format[0] != key:
-            self._row_format = (key, _row_format(common, names))
-        fmt = self._row_format[1]
-        parts = []
-        for row in rows:
-            args: list[int | bytes] = []
-            for v in row:
-                args += (len(v), v)
-            parts.append(fmt % tuple(args))
-        self._send(len(rows) * (2 * (len(common) + len(names)) + 1), parts)
+    def packer(self, common: Fields, names: tuple[bytes, ...]) -> Callable[[Row], bytes]:
+        """One entry's script arguments in the RESP protocol, by one %-format made here with
+        `common` and `names` filled in: a fifth of the cost of packing each field."""
+        fmt = _row_format(common, names)
+        self._entry_args = 2 * (len(common) + len(names)) + 1
+        if len(names) == 6:  # the publisher's: spelled out, 30% faster than the general case
+            def pack6(row: Row) -> bytes:
+                a, b, c, d, e, f = row
+                return fmt % (len(a), a, len(b), b, len(c), c, len(d), d, len(e), e, len(f), f)
+
+            return pack6
+
+        def pack(row: Row) -> bytes:
+            return fmt % tuple(chain.from_iterable(zip(map(len, row), row, strict=True)))
+
+        return pack
+
+    def publish_packed(self, batch: list[bytes]) -> None:
+        """`publish` of entries made by `packer`, as they are."""
+        self._send(len(batch) * self._entry_args, batch)
 
     def _send(self, n: int, parts: list[bytes]) -> None:
         """EVALSHA of the batch script with the packed entries (`n` arguments in `parts`)."""
@@ -77,8 +85,7 @@ class RedisTransport(StreamTransport):
         maxlen = b"%d" % self.url.maxlen
         head = (b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
                 % (n + 5, len(self._sha), self._sha, len(stream), stream, len(maxlen), maxlen))
-        parts.insert(0, head)
-        payload = b"".join(parts)
+        payload = b"".join([head, *parts])
         pool = self._client.connection_pool
         conn: Any = None
         try:
