@@ -32,7 +32,6 @@ WARNINGS_PER_MINUTE: Final = 5
 SOCKET_SLACK_S: Final = 11.0  # a publish blocked in its socket ends by the socket timeout (10 s)
 
 
-
 @dataclass(slots=True)
 class PublishStats:
     """What happened to the records given to the publisher (the syslog sinks' counter names)."""
