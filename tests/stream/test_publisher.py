@@ -238,3 +238,28 @@ def test_redis_py_is_frozen_with_the_start_up_objects(redis_server: RedisServer,
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["frozen"]
     assert entries(redis_server, "g")[-1][b"type"] == b"end"
+
+
+def test_password_and_unix_socket_urls(redis_server: RedisServer, tmp_path: Path) -> None:
+    """The publisher's own connection authenticates (AUTH) and reaches a unix socket; a wrong
+    password is a warning and counted drops, not a failed run."""
+    done = sensor("analyze", "-q", "--publish", f"unix://{redis_server.socket}?stream=u",
+                  str(DEMO))
+    assert done.returncode == 0, done.stderr
+    assert entries(redis_server, "u")[-1][b"type"] == b"end"
+    server = RedisServer(tmp_path / "locked", password="s3cr%t").start()
+    try:
+        done = sensor("analyze", "-q", "--publish",
+                      f"redis://:s3cr%25t@127.0.0.1:{server.port}/0?stream=p", str(DEMO))
+        assert done.returncode == 0, done.stderr
+        assert entries(server, "p")[-1][b"type"] == b"end"
+        stats = tmp_path / "stats.json"
+        done = sensor("analyze", "-q", "--stats", str(stats), "--publish",
+                      f"redis://:wrong@127.0.0.1:{server.port}/0?stream=w", str(DEMO))
+        assert done.returncode == 0, done.stderr
+        assert "publish" in done.stderr and "WRONGPASS" in done.stderr, done.stderr
+        (pub,) = json.loads(stats.read_text())["sinks"].values()
+        assert pub["sent"] == 0 and pub["dropped_undeliverable"] > 0
+        assert not server.client().exists("w")
+    finally:
+        server.stop()
