@@ -210,10 +210,12 @@ def _execute(
     from sensor.output.privacy import Privacy
     from sensor.output.summary import render_alerts, render_summary, stats_dict
 
-    _tune_gc()
     cfg = load_config(config_path) if cfg is None else cfg
     syslog = _syslog_fanout(cfg, syslog_urls, syslog_format, syslog_sessions)
     publisher = _publisher(cfg, publish_url, live_clock) if publish_url else None
+    # After the sinks' imports (redis-py: some 30k objects), so that they are frozen too rather
+    # than counted towards, and walked by, the first young collection of the run.
+    _tune_gc()
     detect = (bool(alerts_path) or fail_on_alert or bool(host_scores_path) or bool(syslog)
               or bool(parquet_dir))
     # SMTP sessions feed the session log, detection, the summary and --stats; when none of them

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from sensor.stream.transport import Fields
+import orjson
+
+from sensor.stream.transport import Fields, Row
 
 VERSION: Final = b"1"
 CONN: Final = b"conn"
@@ -12,15 +14,31 @@ SESSION: Final = b"session"
 TICK: Final = b"tick"  # no record: the sensor's clock moved (a live sensor with nothing to say)
 END: Final = b"end"  # no record: the sensor's run ended; nothing more comes from this source
 KINDS: Final = (CONN, SESSION, TICK, END)
+ROW_NAMES: Final = (b"seq", b"type", b"t", b"client", b"server", b"rec")
+"""The fields of an entry that change from one entry of a publisher run to the next."""
+
+
+def common_fields(sensor: bytes, src: bytes) -> Fields:
+    """The fields every entry of one publisher run starts with: the entry version, the sensor's
+    name and `src`, the name of that run."""
+    return {b"v": VERSION, b"sensor": sensor, b"src": src}
+
+
+def entry_row(seq: int, kind: bytes, t: float, client: bytes, server: bytes, rec: bytes) -> Row:
+    """The values of ROW_NAMES for one entry. `seq` counts the run's entries from 1 (the
+    detector's duplicate and replay check), `t` is the merge key (never decreasing within a
+    source; written as the records' JSON writes numbers, the shortest form that reads back
+    the same, four times faster than repr), `client`/`server` the hosts (sharding without
+    decoding `rec`, the record's JSON)."""
+    return (b"%d" % seq, kind, orjson.dumps(t), client, server, rec)
 
 
 def make_fields(sensor: bytes, src: bytes, seq: int, kind: bytes, t: float, client: bytes,
                 server: bytes, rec: bytes) -> Fields:
-    """An entry's fields. `src` names one publisher run, `seq` counts its entries from 1 (the
-    detector's duplicate and replay check), `t` is the merge key (never decreasing within a
-    source), `client`/`server` the hosts (sharding without decoding `rec`, the record's JSON)."""
-    return {b"v": VERSION, b"sensor": sensor, b"src": src, b"seq": b"%d" % seq, b"type": kind,
-            b"t": repr(t).encode(), b"client": client, b"server": server, b"rec": rec}
+    """An entry's fields: `common_fields`, then ROW_NAMES with `entry_row`'s values."""
+    fields = common_fields(sensor, src)
+    fields.update(zip(ROW_NAMES, entry_row(seq, kind, t, client, server, rec), strict=True))
+    return fields
 
 
 class EntryError(ValueError):

@@ -11,13 +11,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from sensor.output.jsonl import conn_to_dict
+import orjson
+
+from sensor.output.jsonl import conn_to_dict, to_json_line
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp.schema import session_to_dict
-from sensor.stream.entries import CONN, END, SESSION, TICK, make_fields
-from sensor.stream.transport import Fields, StreamTransport, TransportError
+from sensor.stream.entries import CONN, END, ROW_NAMES, SESSION, TICK, common_fields, entry_row
+from sensor.stream.transport import Packed, StreamTransport, TransportError
 
 BATCH_RECORDS: Final = 500  # entries per XADD pipeline
 WAKE_RECORDS: Final = 2000  # a queue this long wakes the thread (else it wakes on its timer)
@@ -28,8 +30,6 @@ BACKOFF_MAX_S: Final = 5.0
 FLUSH_TIMEOUT_S: Final = 5.0  # close(): how long the queue may take to drain
 WARNINGS_PER_MINUTE: Final = 5
 SOCKET_SLACK_S: Final = 11.0  # a publish blocked in its socket ends by the socket timeout (10 s)
-
-_Item = tuple[bytes, ConnRecord | SmtpSession | None]
 
 
 @dataclass(slots=True)
@@ -53,6 +53,14 @@ class PublishStats:
                 "resent": self.resent, "queued": self.queued}
 
 
+def _json(d: dict[str, Any]) -> bytes:
+    """`to_json_line` without its newline (and without copying the line to drop it)."""
+    try:
+        return orjson.dumps(d)
+    except orjson.JSONEncodeError:
+        return to_json_line(d)[:-1]
+
+
 def source_id(sensor: str) -> str:
     """A name for one publisher run, unique across restarts and machines."""
     return f"{sensor}/{socket.gethostname()}/{os.getpid()}/{time.time_ns():x}"
@@ -70,6 +78,12 @@ class Publisher:
     that the merge need not wait for its next record. A failed batch is sent again after
     reconnecting (same sequence numbers: the detector drops what it already has); a full queue
     drops new records and counts them. `close()` appends an end entry.
+
+    The pipeline's thread makes each entry whole (the record's JSON, its number, its key, as
+    the transport packs it) when it queues it: the record is then still in the CPU's caches,
+    the queue holds bytes that the garbage collector does not walk, and the sending thread,
+    which holds the interpreter's lock while it runs Python, has little more to do than write.
+    A lock keeps numbers in queue order when that thread makes a tick.
     """
 
     def __init__(self, transport: StreamTransport, sensor: str, name: str, queue_size: int,
@@ -77,20 +91,24 @@ class Publisher:
                  on_warning: Callable[[str], None] | None = None) -> None:
         self.name = name
         self._transport = transport
-        self._sensor = sensor.encode("utf-8", "replace")
         self.src = source_id(sensor)
-        self._src = self.src.encode("utf-8", "replace")
+        self._pack = transport.packer(common_fields(sensor.encode("utf-8", "replace"),
+                                                    self.src.encode("utf-8", "replace")),
+                                      ROW_NAMES)
         self._cap = queue_size
         self._clock = clock
         self._on_warning = on_warning
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[Packed] = deque()
+        self._lock = threading.Lock()  # the sequence number, the key and the queue's order
+        self._end: Packed = None  # the end entry, once queued
         self._wake = threading.Event()
         self._stop = False
         self._deadline = float("inf")
         self._thread: threading.Thread | None = None
         self._seq = 0
         self._t = float("-inf")
-        self._failed: list[Fields] = []  # a batch to send again once connected
+        self._failed: list[Packed] = []  # a batch to send again once connected
+        self._failed_records = 0  # how many of its entries are records (not ticks or the end)
         self._stats = PublishStats()
         self._warned_at: deque[float] = deque()
 
@@ -109,38 +127,58 @@ class Publisher:
 
     def conn(self, rec: ConnRecord) -> None:
         """Queue one connection record (never blocks; a full queue drops and counts)."""
-        queue = self._queue
-        if len(queue) >= self._cap or self._stop:
+        if len(self._queue) >= self._cap or self._stop:
             self._stats.dropped_queue_full += 1
             return
-        queue.append((CONN, rec))
-        if len(queue) == WAKE_RECORDS:
-            self._wake.set()
+        self._add(CONN, rec.ts + rec.duration_s, rec.client_ip, rec.server_ip,
+                  _json(conn_to_dict(rec)))
 
     def session(self, s: SmtpSession) -> None:
         """Queue one SMTP session (never blocks; a full queue drops and counts)."""
-        queue = self._queue
-        if len(queue) >= self._cap or self._stop:
+        if len(self._queue) >= self._cap or self._stop:
             self._stats.dropped_queue_full += 1
             return
-        queue.append((SESSION, s))
+        self._add(SESSION, s.ts + s.duration_s, s.client_ip, s.server_ip,
+                  _json(session_to_dict(s)))
+
+    def _add(self, kind: bytes, close: float, client: str, server: str, line: bytes) -> None:
+        queue = self._queue
+        with self._lock:
+            self._seq += 1
+            if close > self._t:
+                self._t = close
+            queue.append(self._pack(entry_row(self._seq, kind, self._t, client.encode(),
+                                              server.encode(), line)))
         if len(queue) == WAKE_RECORDS:
             self._wake.set()
+
+    def _marker(self, kind: bytes) -> Packed:
+        """A tick or the end entry: the next number, the key as it stands (a live sensor's
+        tick moves it to its clock). Called with the lock held."""
+        self._seq += 1
+        if kind == TICK and self._clock is not None:
+            self._t = max(self._t, self._clock())
+        t = self._t if self._t != float("-inf") else 0.0
+        return self._pack(entry_row(self._seq, kind, t, b"", b"", b""))
 
     def close(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Append the end entry, flush for at most `timeout_s`, count what is left as lost."""
         if self._stop:
             return
-        self._queue.append((END, None))  # past the cap on purpose: it ends the source
+        with self._lock:  # past the cap on purpose: it ends the source
+            self._end = self._marker(END)
+            self._queue.append(self._end)
         self._deadline = time.monotonic() + timeout_s
         self._stop = True
         self._wake.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s + SOCKET_SLACK_S)
-        left = sum(1 for f in self._failed if f[b"type"] in (CONN, SESSION))
-        left += sum(1 for kind, _ in self._queue if kind != END)
+        queued = list(self._queue)
+        left = self._failed_records if self._failed else 0
+        left += len(queued) - (1 if queued and queued[-1] is self._end else 0)
         self._failed = []
+        self._failed_records = 0
         self._queue.clear()
         self._stats.dropped_undeliverable += left
         self._transport.close()
@@ -158,23 +196,6 @@ class Publisher:
         self._warned_at.append(now)
         with contextlib.suppress(Exception):
             self._on_warning(f"publish {self.name}: {text}")
-
-    def _entry(self, kind: bytes, rec: ConnRecord | SmtpSession | None) -> Fields:
-        from sensor.output.jsonl import to_json_line
-
-        self._seq += 1
-        if rec is None:  # tick or end
-            if kind == TICK and self._clock is not None:
-                self._t = max(self._t, self._clock())
-            t = self._t if self._t != float("-inf") else 0.0
-            return make_fields(self._sensor, self._src, self._seq, kind, t, b"", b"", b"")
-        close = rec.ts + rec.duration_s
-        if close > self._t:
-            self._t = close
-        d = conn_to_dict(rec) if kind == CONN else session_to_dict(rec)  # type: ignore[arg-type]
-        line = to_json_line(d)[:-1]
-        return make_fields(self._sensor, self._src, self._seq, kind, self._t,
-                           rec.client_ip.encode(), rec.server_ip.encode(), line)
 
     def _run(self) -> None:
         try:
@@ -196,10 +217,13 @@ class Publisher:
             resend = bool(batch)
             if not batch:
                 while queue and len(batch) < BATCH_RECORDS:
-                    kind, rec = queue.popleft()
-                    batch.append(self._entry(kind, rec))
+                    batch.append(queue.popleft())
+                # records: all but the end entry, which comes last
+                self._failed_records = len(batch) - (1 if batch and batch[-1] is self._end else 0)
                 if not batch and not self._stop and now - last_sent >= TICK_INTERVAL_S:
-                    batch.append(self._entry(TICK, None))
+                    with self._lock:
+                        if not queue:  # else a record came: the tick would be numbered after it
+                            batch.append(self._marker(TICK))
             if not batch:
                 if self._stop:
                     return
@@ -207,7 +231,7 @@ class Publisher:
                 self._wake.clear()
                 continue
             try:
-                self._transport.publish(batch)
+                self._transport.publish_packed(batch)
             except TransportError as exc:
                 self._failed = batch
                 stats.connect_failures += 1
@@ -225,8 +249,9 @@ class Publisher:
             backoff = BACKOFF_START_S
             if resend:
                 stats.resent += len(batch)
-            stats.sent += sum(1 for f in batch if f[b"type"] in (CONN, SESSION))
+            stats.sent += self._failed_records
             self._failed = []
+            self._failed_records = 0
             last_sent = time.monotonic()
             if len(queue) < BATCH_RECORDS and not self._stop:
                 self._wake.wait(FLUSH_INTERVAL_S)

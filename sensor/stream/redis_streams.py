@@ -1,20 +1,25 @@
-"""The Redis Streams transport (redis-py): XADD MAXLEN ~, XREADGROUP, XACK with MULTI/EXEC."""
+"""The Redis Streams transport (redis-py): XADD MAXLEN ~, XREADGROUP, XACK with MULTI/EXEC.
+
+Publishing goes through sensor.stream.resp when the URL allows, and redis-py is then never
+imported by a sensor (it costs 80-150 ms of CPU a run)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Any, Final
+from collections.abc import Callable
+from itertools import chain
+from typing import TYPE_CHECKING, Any, Final
 
-import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.retry import Retry
-
-from sensor.stream.transport import Entry, Fields, StreamTransport, TransportError
+from sensor.stream.resp import RespConnection, RespError, handles, pack
+from sensor.stream.transport import Entry, Fields, Row, StreamTransport, TransportError
 from sensor.stream.urls import StreamUrl
 
+if TYPE_CHECKING:
+    import redis
+
 SOCKET_TIMEOUT_S: Final = 10.0  # a blocked read waits at most block_s, well below this
+CONNECT_TIMEOUT_S: Final = 5.0
 _XADD_BATCH: Final = """
 local i = 2
 local n = 0
@@ -37,12 +42,31 @@ class RedisTransport(StreamTransport):
         self.url = url
         self.stream = url.stream
         self._sha = hashlib.sha1(_XADD_BATCH.encode()).hexdigest().encode()
-        self._client: redis.Redis = redis.Redis.from_url(
-            url.server, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5.0,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        self._entry_args = 0  # arguments of an entry made by the last packer()
+        self._redis: redis.Redis | None = None
+        self._resp = (RespConnection(url.server, CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S)
+                      if handles(url.server) else None)
+        if self._resp is None:  # redis-py publishes: imported now, with the rest of start-up
+            self._client  # noqa: B018
+
+    @property
+    def _client(self) -> redis.Redis:
+        """redis-py's client, made (and redis-py imported) on first use."""
+        if self._redis is None:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            self._redis = redis.Redis.from_url(
+                self.url.server, socket_timeout=SOCKET_TIMEOUT_S,
+                socket_connect_timeout=CONNECT_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                health_check_interval=0)
+        return self._redis
 
     def ping(self) -> None:
         """Check that the server answers."""
+        from redis.exceptions import RedisError
+
         try:
             self._client.ping()
         except RedisError as exc:
@@ -51,9 +75,43 @@ class RedisTransport(StreamTransport):
     def publish(self, batch: list[Fields]) -> None:
         """One EVALSHA of a script that XADDs every entry: one reply per batch, and the batch
         is appended whole or not at all. The command is packed here: redis-py's generic
-        packing and one reply per XADD cost the packet loop's process 40 us a record, this
-        about 5."""
-        payload = _pack_batch(self._sha, self.stream.encode(), b"%d" % self.url.maxlen, batch)
+        packing and one reply per XADD cost the packet loop's process 40 us a record."""
+        n, parts = _pack_entries(batch)
+        self._send(n, parts)
+
+    def packer(self, common: Fields, names: tuple[bytes, ...]) -> Callable[[Row], bytes]:
+        """One entry's script arguments in the RESP protocol, by one %-format made here with
+        `common` and `names` filled in: a fifth of the cost of packing each field."""
+        fmt = _row_format(common, names)
+        self._entry_args = 2 * (len(common) + len(names)) + 1
+        if len(names) == 6:  # the publisher's: spelled out, 30% faster than the general case
+            def pack6(row: Row) -> bytes:
+                a, b, c, d, e, f = row
+                return fmt % (len(a), a, len(b), b, len(c), c, len(d), d, len(e), e, len(f), f)
+
+            return pack6
+
+        def pack(row: Row) -> bytes:
+            return fmt % tuple(chain.from_iterable(zip(map(len, row), row, strict=True)))
+
+        return pack
+
+    def publish_packed(self, batch: list[bytes]) -> None:
+        """`publish` of entries made by `packer`, as they are."""
+        self._send(len(batch) * self._entry_args, batch)
+
+    def _send(self, n: int, parts: list[bytes]) -> None:
+        """EVALSHA of the batch script with the packed entries (`n` arguments in `parts`)."""
+        stream = self.stream.encode()
+        maxlen = b"%d" % self.url.maxlen
+        head = (b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                % (n + 5, len(self._sha), self._sha, len(stream), stream, len(maxlen), maxlen))
+        payload = b"".join([head, *parts])
+        if self._resp is not None:
+            self._send_resp(payload)
+            return
+        from redis.exceptions import NoScriptError, RedisError
+
         pool = self._client.connection_pool
         conn: Any = None
         try:
@@ -78,7 +136,26 @@ class RedisTransport(StreamTransport):
             if conn is not None:
                 pool.release(conn)
 
+    def _send_resp(self, payload: bytes) -> None:
+        """`_send` through this module's own connection."""
+        assert self._resp is not None
+        try:
+            try:
+                self._resp.command(payload)
+            except RespError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                # a new or restarted server: load the script, then again
+                self._resp.command(pack(b"SCRIPT", b"LOAD", _XADD_BATCH.encode()))
+                self._resp.command(payload)
+        except RespError as exc:
+            raise TransportError(str(exc).splitlines()[0][:200] or "error reply") from None
+        except (OSError, ValueError) as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from None
+
     def create_group(self, group: str) -> None:
+        from redis.exceptions import RedisError, ResponseError
+
         try:
             self._client.xgroup_create(self.stream, group, id="0", mkstream=True)
         except ResponseError as exc:
@@ -89,6 +166,8 @@ class RedisTransport(StreamTransport):
 
     def read_group(self, group: str, consumer: str, count: int, block_s: float,
                    pending_after: str | None = None) -> list[Entry]:
+        from redis.exceptions import RedisError, ResponseError
+
         start = ">" if pending_after is None else pending_after
         block = None if pending_after is not None else max(1, int(block_s * 1000))
         try:
@@ -104,6 +183,8 @@ class RedisTransport(StreamTransport):
         return _entries(got[0][1]) if got else []
 
     def claim_pending(self, group: str, consumer: str) -> int:
+        from redis.exceptions import RedisError
+
         claimed = 0
         start = "0-0"
         try:
@@ -119,6 +200,8 @@ class RedisTransport(StreamTransport):
             raise TransportError(_describe(exc)) from None
 
     def read_range(self, after: str, count: int) -> list[Entry]:
+        from redis.exceptions import RedisError
+
         try:
             got: Any = self._client.xrange(self.stream, f"({after}" if after else "-", "+",
                                            count=count)
@@ -127,6 +210,8 @@ class RedisTransport(StreamTransport):
         return _entries(got or [])
 
     def first_id(self) -> str | None:
+        from redis.exceptions import RedisError
+
         try:
             got: Any = self._client.xrange(self.stream, "-", "+", count=1)
         except RedisError as exc:
@@ -134,6 +219,8 @@ class RedisTransport(StreamTransport):
         return _text(got[0][0]) if got else None
 
     def load_checkpoint(self, key: str) -> bytes | None:
+        from redis.exceptions import RedisError
+
         try:
             got: Any = self._client.get(key)
         except RedisError as exc:
@@ -141,6 +228,8 @@ class RedisTransport(StreamTransport):
         return None if got is None else bytes(got)
 
     def commit(self, group: str, ids: list[str], key: str, checkpoint: bytes) -> None:
+        from redis.exceptions import RedisError
+
         pipe = self._client.pipeline(transaction=True)
         for at in range(0, len(ids), 10_000):
             pipe.xack(self.stream, group, *ids[at:at + 10_000])
@@ -153,8 +242,13 @@ class RedisTransport(StreamTransport):
             pipe.reset()
 
     def close(self) -> None:
-        with contextlib.suppress(RedisError):
-            self._client.close()
+        if self._resp is not None:
+            self._resp.close()
+        if self._redis is not None:
+            from redis.exceptions import RedisError
+
+            with contextlib.suppress(RedisError):
+                self._redis.close()
 
 
 def _text(v: Any) -> str:
@@ -174,11 +268,12 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-def _pack_batch(sha: bytes, key: bytes, maxlen: bytes, batch: list[Fields]) -> bytes:
-    """EVALSHA sha 1 key maxlen (count field value ...)... in the RESP protocol."""
+def _pack_entries(batch: list[Fields]) -> tuple[int, list[bytes]]:
+    """The script's arguments for `batch` in the RESP protocol (per entry, the number of field
+    and value arguments, then those), and how many arguments that is."""
     parts: list[bytes] = []
     add = parts.append
-    n = 5
+    n = 0
     for fields in batch:
         count = len(fields) * 2
         n += count + 1
@@ -186,6 +281,22 @@ def _pack_batch(sha: bytes, key: bytes, maxlen: bytes, batch: list[Fields]) -> b
         add(b"$%d\r\n%s\r\n" % (len(arg), arg))
         for k, v in fields.items():
             add(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
-    head = (b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-            % (n, len(sha), sha, len(key), key, len(maxlen), maxlen))
-    return head + b"".join(parts)
+    return n, parts
+
+
+def _row_format(common: Fields, names: tuple[bytes, ...]) -> bytes:
+    """A %-format of one entry's arguments as `_pack_entries` packs them: the fields of
+    `common` filled in, each of `names` then taking the length and bytes of its value."""
+    count = b"%d" % (2 * (len(common) + len(names)))
+    fixed = [count]
+    for k, v in common.items():
+        fixed += (k, v)
+    fmt = b"".join(_bulk(arg).replace(b"%", b"%%") for arg in fixed)
+    for k in names:
+        fmt += _bulk(k).replace(b"%", b"%%") + b"$%d\r\n%s\r\n"
+    return fmt
+
+
+def _bulk(arg: bytes) -> bytes:
+    """One argument as a RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(arg), arg)

@@ -11,10 +11,17 @@ topic for the checkpoint.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
 
 Fields = dict[bytes, bytes]
 Entry = tuple[str, Fields]
 """An entry: its id in the stream (ordered as published) and its fields."""
+Row = tuple[bytes, ...]
+"""The values of the fields named to `StreamTransport.packer`, in that order."""
+Packed = Any
+"""One entry as `StreamTransport.packer` made it: the transport's own form (a map of fields by
+default, the packed command arguments for Redis)."""
 
 
 class TransportError(Exception):
@@ -28,6 +35,23 @@ class StreamTransport(ABC):
     @abstractmethod
     def publish(self, batch: list[Fields]) -> None:
         """Append the entries in order. On TransportError a prefix of them may be appended."""
+
+    def packer(self, common: Fields, names: tuple[bytes, ...]) -> Callable[[Row], Packed]:
+        """A function giving one entry, in the form `publish_packed` takes, from the values of
+        `names`: the fields of `common`, then `names` with those values. For a publisher whose
+        entries all start with the same fields and have the same names, which a transport may
+        encode once (this one keeps the map, for `publish`)."""
+
+        def pack(row: Row) -> Packed:
+            fields = dict(common)
+            fields.update(zip(names, row, strict=True))
+            return fields
+
+        return pack
+
+    def publish_packed(self, batch: list[Packed]) -> None:
+        """`publish` of entries made by `packer`."""
+        self.publish(batch)
 
     @abstractmethod
     def create_group(self, group: str) -> None:

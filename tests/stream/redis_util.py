@@ -24,13 +24,15 @@ class RedisServer:
     """One redis-server process, without persistence, that can be stopped and started again on
     the same port (a restart loses every stream: what a crash without AOF does)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, password: str = "") -> None:
         exe = shutil.which("redis-server")
         assert exe is not None, "redis-server is missing: scripts/ensure_system.sh test"
         self.exe = exe
         self.dir = workdir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.password = password
+        self.socket = workdir / "redis.sock"
 
     @property
     def url(self) -> str:
@@ -41,7 +43,9 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes",
-             "--logfile", str(self.dir / "redis.log")],
+             "--logfile", str(self.dir / "redis.log"), "--unixsocket", str(self.socket),
+             "--unixsocketperm", "700",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = self.client()
         deadline = time.monotonic() + 10
@@ -60,5 +64,6 @@ class RedisServer:
             self.proc.wait(10)
             self.proc = None
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=10,
+                           password=self.password or None)

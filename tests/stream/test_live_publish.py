@@ -13,14 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from scripted_smtp import serve
 
 from .conftest import sensor
 from .redis_util import RedisServer
 
 
-def test_live_publish_ticks_then_records_then_end(redis_server: RedisServer,
-                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_live_publish_ticks_then_records_then_end(redis_server: RedisServer, tmp_path: Path,
+                                                  workers: str) -> None:
+    """One process, or fanout workers whose records this process publishes."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -28,7 +31,7 @@ def test_live_publish_ticks_then_records_then_end(redis_server: RedisServer,
     url = f"{redis_server.url}?stream=live"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sensor", "live", "-i", "lo", "--ports", str(port),
-         "--duration", "5", "--quiet", "--publish", url],
+         "--duration", "5", "--quiet", "--workers", workers, "--publish", url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(2.5)  # libpcap opens the interface; a tick or two go out meanwhile
