@@ -237,7 +237,11 @@ def _run(client: Any, spec: TaskSpec, src: ClusterInput, out: Outputs) -> list[T
             accepted.append(res)
             settled = len(accepted) << FILE_SHIFT  # no later task emits before this position
             _deliver(_pop_before(heap, settled), out)
-    _deliver(_pop_before(heap, math.inf), out)
+    # Stopped early: the records the accepted tasks emitted while reading on into files not
+    # settled stand, in a single run's order, among those files' records; they are left out
+    # with them, so that what is written is a prefix of the single run's output.
+    _deliver(_pop_before(heap, math.inf if len(accepted) == n else len(accepted) << FILE_SHIFT),
+             out)
     return accepted
 
 
