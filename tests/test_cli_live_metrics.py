@@ -75,8 +75,13 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
                                 capture_output=True, text=True, timeout=STEP_TIMEOUT_S)  # fmt: skip
         assert client.stdout.strip() == "client done", client.stderr
         m = scrape(veth, scrape_py)
-        while m["port25_connections_open"][()] < 1 and time.monotonic() < deadline:
-            time.sleep(0.1)  # the last packets may still be on their way through the ring
+        iface = (("interface", SRV_IF),)
+        # the last packets may still be on their way through the ring, and the kernel's
+        # counters are read by the capture thread every STATS_REFRESH_S (0.5 s)
+        while (m["port25_connections_open"][()] < 1
+               or m["port25_packets_received_total"].get(iface, 0.0)
+               < m["port25_packets_processed_total"][()]) and time.monotonic() < deadline:
+            time.sleep(0.1)
             m = scrape(veth, scrape_py)
         out, err = sensor.communicate(timeout=SENSOR_DURATION_S + STEP_TIMEOUT_S)
     finally:
@@ -85,7 +90,6 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
                 proc.kill()
                 proc.communicate(timeout=STEP_TIMEOUT_S)
     assert sensor.returncode == 0, err
-    iface = (("interface", SRV_IF),)
     processed = m["port25_packets_processed_total"][()]
     assert processed >= 10  # handshake, dialogue, close
     assert m["port25_packets_received_total"][iface] >= processed
