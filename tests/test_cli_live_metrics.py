@@ -15,7 +15,7 @@ from netns_util import SRV_IF, SRV_V4, VethNet, has_packet_filter
 from netns_util import veth_namespaces as _veth_namespaces
 from prometheus_client.parser import text_string_to_metric_families
 
-SENSOR_DURATION_S = 6.0
+SENSOR_DURATION_S = 8.0
 STEP_TIMEOUT_S = 10.0
 LISTEN = "127.0.0.1:9425"  # loopback of the server's namespace: nothing leaves it
 
@@ -38,9 +38,15 @@ def veth() -> Iterator[VethNet]:
 
 
 def scrape(net: VethNet, script: Path) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """The sensor's metrics, fetched over HTTP from inside its namespace."""
-    done = subprocess.run(net.in_ns(net.srv_ns, [sys.executable, str(script), LISTEN]),
-                          capture_output=True, text=True, timeout=STEP_TIMEOUT_S)  # fmt: skip
+    """The sensor's metrics, fetched over HTTP from inside its namespace (retried for a few
+    seconds: the endpoint's thread starts once privileges are dropped, after the capture)."""
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while True:
+        done = subprocess.run(net.in_ns(net.srv_ns, [sys.executable, str(script), LISTEN]),
+                              capture_output=True, text=True, timeout=STEP_TIMEOUT_S)  # fmt: skip
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert done.returncode == 0, done.stderr
     out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for fam in text_string_to_metric_families(done.stdout):
@@ -71,16 +77,18 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
         while not has_packet_filter(veth.srv_ns, sensor.pid):
             assert sensor.poll() is None and time.monotonic() < deadline, "never captured"
             time.sleep(0.05)
+        captured = time.monotonic()  # --duration runs from here
         client = subprocess.run(veth.in_ns(veth.cli_ns, [sys.executable, str(client_py), SRV_V4]),
                                 capture_output=True, text=True, timeout=STEP_TIMEOUT_S)  # fmt: skip
         assert client.stdout.strip() == "client done", client.stderr
+        until = captured + SENSOR_DURATION_S - 1.5  # scrapes while the endpoint is up
         m = scrape(veth, scrape_py)
         iface = (("interface", SRV_IF),)
         # the last packets may still be on their way through the ring, and the kernel's
         # counters are read by the capture thread every STATS_REFRESH_S (0.5 s)
         while (m["port25_connections_open"][()] < 1
                or m["port25_packets_received_total"].get(iface, 0.0)
-               < m["port25_packets_processed_total"][()]) and time.monotonic() < deadline:
+               < m["port25_packets_processed_total"][()]) and time.monotonic() < until:
             time.sleep(0.1)
             m = scrape(veth, scrape_py)
         out, err = sensor.communicate(timeout=SENSOR_DURATION_S + STEP_TIMEOUT_S)
