@@ -88,16 +88,19 @@ def make_captures(workdir: Path, seeds: int, scenario: str, length: str) -> list
     return out
 
 
-def scaled_config(path: Path, scale: int) -> Path:
+def scaled_config(path: Path, scale: int, heap_trim_s: int | None) -> Path:
     """A config whose windows and packet-time timeouts are the defaults divided by `scale`:
     replayed traffic then reaches the tables' steady state within the soak (at 1, the long
-    window alone takes an hour to fill)."""
+    window alone takes an hour to fill). The heap is trimmed every `heap_trim_s` (None: the
+    default minute, scaled too; 0: never)."""
     d = lambda v: max(1, v // scale)  # noqa: E731 - one-line helper
+    trim = d(60) if heap_trim_s is None else heap_trim_s
     path.write_text(
         f"[windows]\nshort_s = {d(60)}\nmedium_s = {d(600)}\nlong_s = {d(3600)}\n"
         f"[bounds]\nhost_idle_s = {float(d(7200))}\n"
         f"[reassembly]\nidle_timeout_s = {float(d(300))}\n"
-        f"[suppression]\ninterval_s = {d(3600)}\n")
+        f"[suppression]\ninterval_s = {d(3600)}\n"
+        f"[live]\nheap_trim_s = {trim}\n")
     return path
 
 
@@ -181,6 +184,9 @@ def main() -> None:
                          "have expired, plus a replay, and at least a fifth of the run)")
     ap.add_argument("--time-scale", type=int, default=12,
                     help="divide the windows and packet-time timeouts by this (1: the defaults)")
+    ap.add_argument("--heap-trim-s", type=int, default=None,
+                    help="[live] heap_trim_s of the run (default: 60 divided by --time-scale; "
+                         "0: no trim, to compare)")
     args = ap.parse_args()
     duration = seconds(args.duration)
     workdir = Path(args.workdir)
@@ -188,7 +194,7 @@ def main() -> None:
     captures = make_captures(workdir, args.seeds, args.scenario, args.length)
     with tempfile.TemporaryDirectory() as tmp, veth_namespaces() as net:
         stats_log = Path(tmp) / "stats.log"
-        cfg = scaled_config(Path(tmp) / "soak.toml", max(1, args.time_scale))
+        cfg = scaled_config(Path(tmp) / "soak.toml", max(1, args.time_scale), args.heap_trim_s)
         sensor = subprocess.Popen(net.in_ns(net.srv_ns, [
             sys.executable, "-m", "sensor", "live", "-i", SRV_IF, "--quiet", "--config", str(cfg),
             "--alerts", "/dev/null", "--stats-interval", str(max(1.0, args.sample)),
@@ -236,6 +242,9 @@ def main() -> None:
     print(f"soak: {duration:.0f} s at {args.pps} pps, {replays[0] if replays else 0} replays of "
           f"{len(captures)} captures; sensor saw {packets} packets, kernel drops {kernel}, "
           f"capture-loss estimate {loss:.2f}%")
+    proc = last.get("process", {})
+    print(f"heap trims {proc.get('heap_trims', 0)}, resident bytes they gave back "
+          f"{proc.get('heap_released_bytes', 0) / 1e6:.1f} MB")
     print(f"RSS MB: start {start:.1f}  end {end:.1f}  max {peak:.1f}  slope after warm-up "
           f"{slope:+.2f} MB/h ({len(samples)} samples)  plot: {args.out}")
     if sensor.returncode not in (0, 143):

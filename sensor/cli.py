@@ -857,6 +857,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     from sensor.capture.live import LiveSource
     from sensor.config import load_config
     from sensor.parallel import resolve_workers
+    from sensor.service.memory import HeapTrimmer
     from sensor.service.runtime import LiveService, live_settings
     from sensor.service.stats import LiveStatus
 
@@ -890,16 +891,18 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     status = LiveStatus()  # what the stats lines and the metrics read
     fan_snapshot: list[Callable[[], dict[str, Any]]] = []  # the fanout parent's, once running
     live_report = _LiveReport(interval, stats_log, metrics, cfg)  # log opened before the drop
+    trimmer = HeapTrimmer(cfg.live.heap_trim_s)
 
     def snapshot() -> dict[str, Any]:
         base = status.snapshot()
-        if not fan_snapshot:
-            return base
-        out = fan_snapshot[0]()
-        for key in ("detect", "sinks"):  # the parent's detector and sinks
-            if key in base:
-                out[key] = base[key]
-        return out
+        if fan_snapshot:
+            out = fan_snapshot[0]()
+            for key in ("detect", "sinks"):  # the parent's detector and sinks
+                if key in base:
+                    out[key] = base[key]
+            base = out
+        base["process"].update(trimmer.stats())
+        return base
 
     fanout = None
     if n_workers > 1 or len(ifaces) > 1:
@@ -910,6 +913,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
 
         fanout = LiveInput(ifaces, n_workers, shutdown, snaplen=snap, promisc=promiscuous,
                            buffer_bytes=buffer_bytes, duration=duration, on_event=event,
+                           heap_trim_s=cfg.live.heap_trim_s,
                            on_wake=service.tick, on_snapshot=fan_snapshot.append)  # fmt: skip
 
     def prepare(expr: str) -> None:  # every capture handle is opened, then privileges go
@@ -925,6 +929,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
         if not opts["quiet"]:
             click.echo(f"sensor: {did}", err=True)
         live_report.start(snapshot)  # threads start once privileges are gone (per-thread caps)
+        trimmer.start()
         if fanout is not None:
             shutdown.add_hook(lambda _signum: service.stopping(f"stopping ({shutdown.name})"))
             service.ready(f"capturing on {where} ({n_workers} workers each)")
@@ -967,6 +972,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
         shutdown.restore()
         service.close()
         live_report.close()
+        trimmer.stop()
         for source in holder:
             source.close()
     if alerts and opts["fail_on_alert"]:

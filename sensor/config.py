@@ -179,6 +179,7 @@ class LiveConfig:
     host_scores: str = ""
     stats: str = ""
     stats_interval_s: int = 60
+    heap_trim_s: int = 60  # 0: never (sensor.service.memory)
     snaplen: int = 262144
     buffer_mb: int = 64
     promisc: bool = True
@@ -286,7 +287,7 @@ def _range(chk: _Checker, path: str, value: object) -> None:
         assert isinstance(value, float)
         if not 0.0 < value <= 1.0:
             raise chk.fail(path, "a number > 0 and <= 1", value)
-    elif key == "rexmit_segments":
+    elif key in ("rexmit_segments", "heap_trim_s"):
         assert isinstance(value, int)
         if value < 0:
             raise chk.fail(path, "an integer >= 0 (0: off)", value)
@@ -409,12 +410,12 @@ def _live(chk: _Checker, table: dict[str, Any]) -> LiveConfig:
     if table["user"] and not _USER_NAME.fullmatch(table["user"]):
         raise chk.fail("live.user", "a user name like \"nobody\" (\"\": the default)",
                        table["user"])
-    for key in ("stats_interval_s", "snaplen", "buffer_mb"):
+    for key in ("stats_interval_s", "heap_trim_s", "snaplen", "buffer_mb"):
         _range(chk, f"live.{key}", table[key])
     return LiveConfig(tuple(table["interfaces"]), n, table["user"], table["sessions"],
                       table["conns"], table["alerts"], table["host_scores"], table["stats"],
-                      table["stats_interval_s"], table["snaplen"], table["buffer_mb"],
-                      table["promisc"])
+                      table["stats_interval_s"], table["heap_trim_s"], table["snaplen"],
+                      table["buffer_mb"], table["promisc"])
 
 
 def _capture(chk: _Checker, table: dict[str, Any]) -> CaptureConfig:

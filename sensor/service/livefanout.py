@@ -39,6 +39,7 @@ from sensor.parallel import (
 from sensor.parallel import _grow_pipe as grow_pipe
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
+from sensor.service.memory import HeapTrimmer
 from sensor.service.signals import Shutdown, die_with_parent
 from sensor.tcp.reassembler import TcpLimits
 
@@ -95,6 +96,8 @@ class LiveInput:
     promisc: bool = True
     buffer_bytes: int = DEFAULT_BUFFER_BYTES
     duration: float | None = None
+    heap_trim_s: float = 0.0
+    """Seconds between two malloc_trim calls in each worker (sensor.service.memory); 0: never."""
     handles: list[LiveSource] = field(default_factory=list)
     """The capture handles (`open_handles`), opened before privileges are dropped; opened by
     run_live_fanout itself when empty (a caller that keeps its privileges)."""
@@ -233,7 +236,8 @@ class _Run:
         proc = self.ctx.Process(
             target=_worker_main,
             args=(slot.source, key, self.ports, self.wants, self.limits, send_end,
-                  inherited, self.parent, restart, self.src.shutdown.stop.is_set()),
+                  inherited, self.parent, restart, self.src.shutdown.stop.is_set(),
+                  self.src.heap_trim_s),
             name=f"sensor-live-{slot.index}",
             daemon=True,
         )  # fmt: skip
@@ -528,6 +532,7 @@ def _worker_main(
     parent: int,
     restart: bool,
     stopped: bool,
+    heap_trim_s: float,
 ) -> None:
     """Process entry: read this worker's handle until stopped, send everything; never returns."""
     code = 0
@@ -542,6 +547,7 @@ def _worker_main(
         die_with_parent(parent)
         for other in inherited:
             other.close()
+        HeapTrimmer(heap_trim_s).start()  # a daemon thread: ends with the process
         try:
             if restart:
                 conn.send((_Msg.RESYNCED, source.resync_ring()))

@@ -125,6 +125,9 @@ class SensorCollector(Collector):
                       _int(workers, "lost_packets"))
         yield gauge("resident_memory_bytes", "Resident memory of the sensor process.",
                     _int(snap.get("process", {}), "rss_bytes"))
+        yield counter("heap_released_bytes", "Resident bytes given back to the kernel by the "
+                      "periodic heap trim of the sensor's process ([live] heap_trim_s).",
+                      _int(snap.get("process", {}), "heap_released_bytes"))
 
 
 def start_metrics_server(listen: str, snapshot: Snapshot) -> tuple[Any, Any]:
