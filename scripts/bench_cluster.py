@@ -114,13 +114,18 @@ def main() -> None:
     exe = benchlib.sensor_exe()
     records = ["-q", "--conns", "/dev/null", "--sessions", "/dev/null"]
     local = f"local:{args.cluster_workers}"
-    cmds: dict[str, list[str]] = {}
+    n = args.cluster_workers
+    ceiling = f"records: {n} plain processes"
+    cmds: dict[str, list[list[str]]] = {}
     for mode, outputs in (("records", records), ("+alerts", [*records, "--alerts", "/dev/null"])):
-        cmds[f"{mode}: one process"] = [exe, "analyze", *outputs, *files]
-        cmds[f"{mode}: --cluster {local}"] = [exe, "analyze", "--cluster", local, *outputs, *files]
+        cmds[f"{mode}: one process"] = [[exe, "analyze", *outputs, *files]]
+        if mode == "records":  # the cores' own ceiling: no Dask, no merge, no stitching
+            cmds[ceiling] = [[exe, "analyze", *outputs, *part] for part in _shares(files, n)]
+        cmds[f"{mode}: --cluster {local}"] = [[exe, "analyze", "--cluster", local, *outputs,
+                                               *files]]  # fmt: skip
         if args.workers > 1:
-            cmds[f"{mode}: --workers {args.workers}"] = [exe, "analyze", "--workers",
-                                                         str(args.workers), *outputs, *files]
+            cmds[f"{mode}: --workers {args.workers}"] = [[exe, "analyze", "--workers",
+                                                          str(args.workers), *outputs, *files]]
     rows, split = _median_runs(cmds, args.repeat)
     size = sum(Path(f).stat().st_size for f in files)
     print(f"archive: {len(files)} files, {size / _MB:,.0f} MB"
@@ -130,11 +135,15 @@ def main() -> None:
     for name, (wall, _rss, cpu) in rows.items():
         parts = (f"{split[name][0]:>13.2f}{split[name][1]:>12.2f}" if name in split else "")
         print(f"{name:<34}{wall:>9.2f}{cpu:>9.2f}{size / _MB / wall:>9.1f}{parts}")
+    one, top = rows["records: one process"], rows[ceiling]
+    print(f"{ceiling} (each on a contiguous share of the files, at once): {one[0] / top[0]:.2f}x,"
+          f" CPU {top[2] / one[2]:.2f}x one process's: the most any {n}-way split reaches on "
+          f"these cores")
     for mode in ("records", "+alerts"):
         one, cluster = rows[f"{mode}: one process"], rows[f"{mode}: --cluster {local}"]
         print(f"{mode}: --cluster {local} speed-up {one[0] / cluster[0]:.2f}x, "
-              f"CPU {cluster[2] / one[2]:.2f}x one process's (target with alerts, 2 GB, "
-              f"2 workers: 1.7x speed-up)")
+              f"CPU {cluster[2] / one[2]:.2f}x one process's (target, 2 GB, 2 workers on 2 "
+              f"cores: 1.7x)")
         if args.workers > 1:
             par = rows[f"{mode}: --workers {args.workers}"]
             print(f"{mode}: --workers {args.workers} speed-up {one[0] / par[0]:.2f}x, "
@@ -145,22 +154,38 @@ _SPLIT = re.compile(r"CPU seconds: workers ([0-9.]+), this process \(client, sch
                     r"nannies\) ([0-9.]+)")
 
 
-def _median_runs(cmds: dict[str, list[str]], repeat: int
+def _shares(files: list[str], n: int) -> list[list[str]]:
+    """The files cut into n runs of consecutive files of about equal bytes."""
+    sizes = [Path(f).stat().st_size for f in files]
+    total, out, acc = sum(sizes), [[] for _ in range(n)], 0
+    for path, size in zip(files, sizes, strict=True):
+        out[min(n - 1, int(n * (acc + size / 2) / total))].append(path)
+        acc += size
+    return [share for share in out if share]
+
+
+def _median_runs(cmds: dict[str, list[list[str]]], repeat: int
                  ) -> tuple[dict[str, tuple[float, float, float]], dict[str, tuple[float, float]]]:
-    """`benchlib.median_runs_cpu`, and for the cluster runs the median CPU seconds of their
+    """`benchlib.median_runs_cpu` of each group of commands run at once (wall time until the
+    last ends, CPU seconds summed), and for the cluster runs the median CPU seconds of their
     workers and of the client process, from the run's last line on stderr."""
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cmds}
     splits: dict[str, list[tuple[float, float]]] = {}
     for _ in range(repeat):
-        for name, cmd in cmds.items():
+        for name, group in cmds.items():
             t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            _, status, usage = os.wait4(proc.pid, 0)
+            procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                     for cmd in group]  # fmt: skip
+            err, rss, cpu = "", 0.0, 0.0
+            for cmd, proc in zip(group, procs, strict=True):
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                _, status, usage = os.wait4(proc.pid, 0)
+                if os.waitstatus_to_exitcode(status) != 0:
+                    sys.exit(f"bench: {' '.join(cmd)} failed: {err.strip()[-400:]}")
+                rss = max(rss, usage.ru_maxrss / 1024.0)
+                cpu += usage.ru_utime + usage.ru_stime
             wall = time.perf_counter() - t0
-            if os.waitstatus_to_exitcode(status) != 0:
-                sys.exit(f"bench: {' '.join(cmd)} failed: {err.strip()[-400:]}")
-            runs[name].append((wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime))
+            runs[name].append((wall, rss, cpu))
             found = _SPLIT.search(err)
             if found:
                 splits.setdefault(name, []).append((float(found[1]), float(found[2])))

@@ -162,8 +162,11 @@ def replay(net: VethNet, captures: list[Path], pps: int, until: float) -> int:
     while time.monotonic() < until:
         pcap = captures[n % len(captures)]
         left = max(1, int(until - time.monotonic()))
+        # nanosleep between packets: tcpreplay's default timer spins a core, which would take
+        # it from the sensor on a small machine (and from anything run beside the soak)
         subprocess.run(net.in_ns(net.cli_ns, ["tcpreplay", "-q", "-i", CLI_IF, "--pps", str(pps),
-                                              "--duration", str(left), str(pcap)]),
+                                              "--timer", "nano", "--duration", str(left),
+                                              str(pcap)]),
                        capture_output=True, check=False)  # fmt: skip
         n += 1
     return n

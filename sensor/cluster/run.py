@@ -8,7 +8,6 @@ soon as every task that may still emit before a position has been checked.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import os
@@ -45,6 +44,7 @@ LOCAL_CONFIG: Final = {
         "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
     },
     "distributed.worker.multiprocessing-method": "fork",
+    "distributed.worker.profile.enabled": False,
 }
 """Dask settings of a LocalCluster started for a run. Its periodic housekeeping wakes less often
 (idle, the defaults cost 0.09 s of CPU a second across scheduler, nannies and workers; these
@@ -53,9 +53,11 @@ workers keep glibc's default trim threshold: Dask's MALLOC_TRIM_THRESHOLD_=65536
 which allocates and frees a frame's bytes per packet, a third slower. And the first workers are
 forked from this process, which has imported distributed and the sensor already: a spawned
 worker imports them again (0.5 s of CPU each, 1.5 s more of wall before the first task and
-0.6 s more to close). Only the start forks (outputs are still empty then, stdout flushed); a
-worker the nanny restarts later is spawned (Dask's default), as the setting holds only while
-the cluster starts."""
+0.6 s more to close). Dask's statistical profiler is off in the workers: it walks the task
+thread's stack every 10 ms, which took 2% of their CPU and slowed the task thread besides (the
+dashboard's profile page stays empty). Only the start forks (outputs are still empty then,
+stdout flushed); a worker the nanny restarts later is spawned (Dask's default), as the setting
+holds only while the cluster starts."""
 _PEAKS: Final = frozenset({"active_peak"})  # TcpStats fields merged by max, not summed
 
 
@@ -193,7 +195,7 @@ def _run(client: Any, spec: TaskSpec, src: ClusterInput, out: Outputs) -> list[T
     results: dict[int, TaskResult] = {}
     claims: list[Claims] = [{} for _ in range(n)]
     accepted: list[TaskResult] = []
-    heap: list[Item] = []
+    pending: list[Item] = []  # accepted tasks' records in files not settled yet (read on)
     finished = 0
     while len(accepted) < n:
         if src.stop is not None and src.stop.is_set():
@@ -231,17 +233,15 @@ def _run(client: Any, spec: TaskSpec, src: ClusterInput, out: Outputs) -> list[T
                 break
             for later, taken in res.claims.items():
                 claims[later].update(taken)
-            for item in res.items:
-                heapq.heappush(heap, item)
-            res.items = []
             accepted.append(res)
             settled = len(accepted) << FILE_SHIFT  # no later task emits before this position
-            _deliver(_pop_before(heap, settled), out)
+            pending = _deliver_before(pending, res.items, settled, out)
+            res.items = []
     # Stopped early: the records the accepted tasks emitted while reading on into files not
     # settled stand, in a single run's order, among those files' records; they are left out
     # with them, so that what is written is a prefix of the single run's output.
-    _deliver(_pop_before(heap, math.inf if len(accepted) == n else len(accepted) << FILE_SHIFT),
-             out)
+    _deliver_before(pending, [], math.inf if len(accepted) == n else len(accepted) << FILE_SHIFT,
+                    out)
     return accepted
 
 
@@ -307,10 +307,22 @@ def _distributed() -> Any:
     return distributed
 
 
-def _pop_before(heap: list[Item], limit: float) -> Iterator[Item]:
-    """The items of the heap before position `limit`, in merge order (removed from it)."""
-    while heap and heap[0][0] < limit:
-        yield heapq.heappop(heap)
+def _deliver_before(pending: list[Item], new: list[Item], limit: float, out: Outputs
+                    ) -> list[Item]:
+    """Deliver the items of `pending` and `new` before position `limit` in merge order; returns
+    the others.
+
+    Each task's items come in emission order, nearly merge order already: sorting their
+    concatenation mostly merges a few sorted runs, a twentieth of the time of a heap fed item by
+    item. No two items compare equal (their task and sequence number differ), so the order is
+    that of the heap it replaces."""
+    ready = [item for item in pending if item[0] < limit]
+    rest = [item for item in pending if item[0] >= limit]
+    for item in new:
+        (ready if item[0] < limit else rest).append(item)
+    ready.sort()
+    _deliver(iter(ready), out)
+    return rest
 
 
 def _merge(accepted: list[TaskResult], failed: int) -> ParallelResult:
