@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -120,3 +121,25 @@ def test_unreadable_tables_refused_when_nothing_is_scored(tmp_path: Path) -> Non
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("sensor: error")]
     assert len(lines) == 1 and "scoring tables" in lines[0], proc.stderr
+
+
+_THREADS = """
+import os, sys
+from sensor.detect.card import peek_card
+from sensor.detect.scoring import ChildScorer
+assert "numpy" not in sys.modules
+scorer = ChildScorer(sys.argv[1], peek_card(sys.argv[1]))
+scorer.ready()
+print(len(os.listdir(f"/proc/{scorer.pid}/task")))
+scorer.close()
+"""
+
+
+def test_model_child_runs_one_thread() -> None:
+    """The child's numpy has no BLAS thread pool: its threads spin between calls, taking CPU
+    from the packet loop."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", _THREADS, BUNDLED], capture_output=True,
+                         text=True, check=True, timeout=120, env=env).stdout.split()
+    assert out[-1] == "1"
