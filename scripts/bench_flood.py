@@ -10,7 +10,8 @@ Each is analysed by `sensor analyze --quiet --conns --sessions --stats`, in one 
 resident sizes of the parent and its workers, sampled from /proc every 50 ms, and the largest
 single process from wait4), connection records written against flows sent, evictions, and
 whether every real session's recipient was seen. Target (issue 13): peak RSS under 300 MB in
-both modes for 1M flows.
+both modes for 1M flows. A third run adds `--alerts` (features, rules and the bundled model, as
+`sensor live` always runs them): the spoofed sources then fill the host table to its cap.
 """
 
 from __future__ import annotations
@@ -182,12 +183,15 @@ def run(cmd: list[str]) -> dict[str, float]:
     return {"wall": wall, "tree_peak": peak[0], "proc_peak": usage.ru_maxrss / 1024.0}
 
 
-def analyse(pcap: Path, workers: int, out: Path, rcpts: list[str]) -> dict[str, object]:
+def analyse(pcap: Path, workers: int, out: Path, rcpts: list[str],
+            detect: bool = False) -> dict[str, object]:
     conns, sess, stats = out / "conns.jsonl", out / "sessions.jsonl", out / "stats.json"
     cmd = [sensor_exe(), "analyze", "--quiet", "--conns", str(conns), "--sessions", str(sess),
            "--stats", str(stats), str(pcap)]  # fmt: skip
     if workers > 1:
         cmd += ["--workers", str(workers)]
+    if detect:  # what `sensor live` always runs: features, rules and the bundled model
+        cmd += ["--alerts", str(out / "alerts.jsonl")]
     got = run(cmd)
     with conns.open() as fh:
         n_conns = sum(1 for _ in fh)
@@ -196,7 +200,8 @@ def analyse(pcap: Path, workers: int, out: Path, rcpts: list[str]) -> dict[str, 
         for line in fh:
             for txn in json.loads(line)["transactions"]:
                 seen.update(r["addr"] for r in txn["rcpt_to"])
-    tcp = json.loads(stats.read_text())["tcp"]
+    summary = json.loads(stats.read_text())
+    tcp, det = summary["tcp"], summary.get("detect", {})
     return {
         **got,
         "conns": n_conns,
@@ -204,6 +209,8 @@ def analyse(pcap: Path, workers: int, out: Path, rcpts: list[str]) -> dict[str, 
         "evicted": tcp["evicted_memcap"] + tcp["evicted_lru"],
         "evicted_half_open": tcp["evicted_half_open"],
         "active_peak": tcp["active_peak"],
+        "hosts_evicted": det.get("evicted", 0),
+        "early_batches": det.get("model_early_batches", 0),
     }
 
 
@@ -227,17 +234,20 @@ def main() -> None:
           f"({n_benign:,} packets, {len(benign_rcpts):,} sessions)", flush=True)  # fmt: skip
     print(f"\n{'run':<22}{'wall s':>8}{'tree peak MB':>14}{'max proc MB':>13}{'conns':>10}"
           f"{'flows':>10}{'evicted':>10}{'sessions ok':>14}")  # fmt: skip
-    modes = [1] + ([args.workers] if args.workers > 1 else [])
+    modes: list[tuple[int, bool]] = [(1, False)] + ([(args.workers, False)] if args.workers > 1
+                                                      else []) + [(1, True)]
     for label, pcap, flows, rcpts in (
         ("flood", flood, args.flows + len(flood_rcpts), flood_rcpts),
         ("benign", benign, len(benign_rcpts), benign_rcpts),
     ):
-        for workers in modes:
-            r = analyse(pcap, workers, work, rcpts)
-            name = f"{label} workers={workers}"
+        for workers, detect in modes:
+            r = analyse(pcap, workers, work, rcpts, detect)
+            name = f"{label} workers={workers}" + (" +alerts" if detect else "")
             print(f"{name:<22}{r['wall']:>8.1f}{r['tree_peak']:>14.1f}{r['proc_peak']:>13.1f}"
                   f"{r['conns']:>10,}{flows:>10,}{r['evicted']:>10,}"
-                  f"{str(r['sessions_ok']) + '/' + str(len(rcpts)):>14}", flush=True)  # fmt: skip
+                  f"{str(r['sessions_ok']) + '/' + str(len(rcpts)):>14}"
+                  + (f"  hosts evicted {r['hosts_evicted']:,}, early model batches "
+                     f"{r['early_batches']}" if detect else ""), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class DetectorStats:
     model: str = ""  # the model that scored host windows ("" when none did)
     model_scored: int = 0  # host windows scored
     model_batches: int = 0
+    model_early_batches: int = 0  # taken before score_interval_s: max_hosts hosts had changed
     model_alerts: int = 0  # anomalous_host alerts and "both" updates
 
 
@@ -178,6 +179,7 @@ class Detector:
             model=self.model_name if self.stage is not None else "",
             model_scored=self.stage.scored if self.stage is not None else 0,
             model_batches=self.stage.batches if self.stage is not None else 0,
+            model_early_batches=self.stage.flooded if self.stage is not None else 0,
             model_alerts=self.stage.alerts if self.stage is not None else 0)
 
     def host_scores(self) -> list[dict[str, Any]]:

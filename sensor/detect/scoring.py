@@ -453,7 +453,8 @@ class ModelStage:
         self.best: OrderedDict[str, HostScore] = OrderedDict()
         self.rule_kinds: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._flags: OrderedDict[str, _Flag] = OrderedDict()
-        self._confirmed: dict[tuple[str, str], float] = {}
+        self._confirmed: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.flooded = 0  # batches taken early: max_hosts hosts changed within one interval
         self.explain_all = False  # explain every host's best score (for --host-scores)
         self.scored = 0
         self.batches = 0
@@ -469,8 +470,14 @@ class ModelStage:
     # -- input side --------------------------------------------------------------------------
 
     def touch(self, st: Any, now: float) -> None:
-        """A host's features changed at packet time `now`."""
-        self._dirty[st.ip] = st
+        """A host's features changed at packet time `now`.
+
+        More than [bounds] max_hosts hosts changed since the last batch (a flood from spoofed
+        sources) take a batch at once: each dirty host's state stays alive until it is taken,
+        also when the host table has evicted it, so the memory of the dirty hosts would grow
+        past the table's cap with every new source."""
+        dirty = self._dirty
+        dirty[st.ip] = st
         if now >= self._next:
             if self._next == 0.0:
                 self._next = now + self._interval
@@ -479,6 +486,14 @@ class ModelStage:
         elif now < self._next - 2 * self._interval:  # packet time went back (another capture)
             self.flush(self._next)
             self._next = now + self._interval
+        elif len(dirty) >= self._max:
+            self.flooded += 1
+            self.flush(now)
+
+    @property
+    def waiting(self) -> int:
+        """Hosts changed since the last batch was taken."""
+        return len(self._dirty)
 
     def flush(self, now: float) -> None:
         """Take a batch of every host that changed since the last one."""
@@ -603,9 +618,17 @@ class ModelStage:
         kinds.setdefault(alert.kind, alert.ts)
         flag = self._flags.get(alert.host)
         if flag is not None and self._matches(flag, alert.kind, alert.ts):
-            self._confirmed[(alert.host, alert.kind)] = alert.ts
+            self._confirm_at((alert.host, alert.kind), alert.ts)
             alert = _both(alert, flag, self.threshold)
         self._emit(alert)
+
+    def _confirm_at(self, key: tuple[str, str], ts: float) -> None:
+        """A rule alert and the model's flag agreed on (host, kind); the oldest such pairs are
+        forgotten past max_hosts (a months-long run meets more hosts than it keeps)."""
+        self._confirmed[key] = ts
+        self._confirmed.move_to_end(key)
+        if len(self._confirmed) > self._max:
+            self._confirmed.popitem(last=False)
 
     def _matches(self, flag: _Flag, kind: str, ts: float) -> bool:
         if ts - flag.ts >= self.config.suppression.interval_s:
@@ -666,7 +689,7 @@ class ModelStage:
         for kind, ts in (self.rule_kinds.get(f.host) or {}).items():
             if f.ts - ts < interval and self._matches(flag, kind, f.ts):
                 if (f.host, kind) not in self._confirmed:
-                    self._confirmed[(f.host, kind)] = f.ts
+                    self._confirm_at((f.host, kind), f.ts)
                     self._confirm(f, kind, flag)
                 return
         finding = self._finding(f, s, top)

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import detfactory
 import numpy as np
 
 from sensor.capture.source import open_files
@@ -143,3 +144,25 @@ def test_model_child_runs_one_thread() -> None:
     out = subprocess.run([sys.executable, "-c", _THREADS, BUNDLED], capture_output=True,
                          text=True, check=True, timeout=120, env=env).stdout.split()
     assert out[-1] == "1"
+
+
+def test_a_flood_of_new_hosts_waits_for_the_model_within_the_host_cap() -> None:
+    """More hosts change within one score interval than [bounds] max_hosts (spoofed sources):
+    the model takes them in early batches, so that the hosts waiting for a score, kept alive
+    even once the host table has evicted them, stay within the cap; every one is scored."""
+    found = tables.read(BUNDLED, peek_card(BUNDLED))
+    assert found is not None
+    det = Detector(detfactory.config("[bounds]\nmax_hosts = 100\n"), lambda a: None,
+                   LocalScorer(found), "model")
+    stage = det.stage
+    assert stage is not None
+    peak = 0
+    for i in range(1000):
+        det.on_conn(detfactory.conn(f"198.51.{i // 250}.{i % 250 + 1}", "10.20.0.10",
+                                    1000.0 + i / 1000))
+        peak = max(peak, stage.waiting)
+    stats = det.finish()
+    assert peak <= 100
+    assert stats.evicted == 900
+    assert stats.model_early_batches >= 9
+    assert stats.model_scored >= 1000
