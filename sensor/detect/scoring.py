@@ -472,9 +472,9 @@ class ModelStage:
     def touch(self, st: Any, now: float) -> None:
         """A host's features changed at packet time `now`.
 
-        More than [bounds] max_hosts hosts changed since the last batch (a flood from spoofed
-        sources) take a batch at once: each dirty host's state stays alive until it is taken,
-        also when the host table has evicted it, so the memory of the dirty hosts would grow
+        Once [bounds] max_hosts hosts have changed since the last batch (a flood from spoofed
+        sources), a batch is taken at once: each changed host's state stays alive until it is
+        taken, also when the host table has evicted it, so their memory would otherwise grow
         past the table's cap with every new source."""
         dirty = self._dirty
         dirty[st.ip] = st
