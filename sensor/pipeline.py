@@ -122,7 +122,8 @@ class Pipeline:
         )
         self._t0 = time.perf_counter()
         self.frame_index = 0
-        """Frames read when `run_share` emitted the current record (the workers' merge order)."""
+        """Frames read when `run_share` emitted the current record (the workers' merge order);
+        sensor.cluster's loops keep there the archive position of the frame being fed."""
 
     @property
     def decoder(self) -> Decoder:

@@ -21,6 +21,7 @@ ALL: Final = 1 << 62
 """A claim on every packet of the flow in the file."""
 FILE_SHIFT: Final = 40
 """Merge positions are file index << FILE_SHIFT | frame index within the file."""
+FRAME_MASK: Final = (1 << FILE_SHIFT) - 1
 _IP4_NO_OPTIONS: Final = b"\x08\x00\x45"  # Ethernet type IPv4, version 4, header of 20 bytes
 PORT_PREFILTER_MAX: Final = 16
 """While reading on, frames are searched for the carried flows' ports before being decoded, as
@@ -39,12 +40,11 @@ def read_on(
     pipe: Pipeline,
     frames: Iterator[tuple[float, int, bytes]],
     index: int,
-    position: list[int],
     servers: frozenset[int],
 ) -> tuple[Claims, int]:
     """Feed the packets of a later file that belong to the connections still in the table, until
-    none is left; the others only keep the clock. Returns the claims on that file and the frames
-    read.
+    none is left; the others only keep the clock (`pipe.frame_index`: the merge position of the
+    frame being fed). Returns the claims on that file and the frames read.
 
     A frame is decoded only if it may belong to a carried flow or may move the clock (its time
     reaches the next expiry pass): for untagged Ethernet frames of IPv4 without options or IPv6
@@ -77,7 +77,7 @@ def read_on(
         if seg is None:
             continue
         if reasm.has_flow(seg[0], seg[2], seg[1], seg[3]):
-            position[0] = base | n
+            pipe.frame_index = base | n
             taken.setdefault(flow_key(seg), ALL)
             reasm.segment(ts, seg)
         else:
@@ -86,7 +86,7 @@ def read_on(
                 taken[key] = n  # the carried connection is gone: the rest is the owner's
             if ts < check:
                 continue
-            position[0] = base | n
+            pipe.frame_index = base | n
             reasm.expire(ts)
         if not len(reasm):
             return taken, n
@@ -112,53 +112,66 @@ def _prefilter(
     return frozenset(pairs), (tuple(ports) if len(ports) <= PORT_PREFILTER_MAX else None)
 
 
+class _Admit:
+    """Which flows of a task's own file it feeds (the reassembler's Admit): those the claims
+    leave it, or, without claims, those whose first packet in the file is a bare SYN (and a
+    flow's packets from a bare SYN that reuses its 4-tuple on); the guess is kept in
+    `guessed`."""
+
+    def __init__(self, pipe: Pipeline, claims: Claims | None) -> None:
+        self.pipe = pipe
+        self.claims = claims
+        self.guessed: Claims = {}
+        self.owned: dict[FlowKey, bool] = {}  # guessing: flow -> fed (False: an earlier task's)
+
+    def __call__(self, src: bytes, sport: int, dst: bytes, dport: int, flags: int) -> bool:
+        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (dst, dport, src, sport)
+        n = self.pipe.frame_index & FRAME_MASK
+        claims = self.claims
+        if claims is not None:
+            return n >= claims.get(key, 0)
+        fed = self.owned.get(key)
+        bare_syn = flags & (SYN | ACK) == SYN
+        if fed is None:
+            fed = self.owned[key] = bare_syn
+            if not bare_syn:
+                self.guessed[key] = ALL
+        elif not fed and bare_syn:  # a new connection on the 4-tuple: ours from here
+            fed = self.owned[key] = True
+            self.guessed[key] = n
+        return fed
+
+
 def own_file(
     pipe: Pipeline,
     frames: Iterator[tuple[float, int, bytes]],
     index: int,
     claims: Claims | None,
-    position: list[int],
 ) -> Claims | None:
-    """Feed this task's file, leaving the claimed (or guessed) flows' first packets out; every
-    decoded segment keeps the expiry clock. Returns the guess (None when claims were given)."""
+    """Feed this task's file, leaving the claimed (or guessed) flows' packets out (they still
+    move the expiry clock); `pipe.frame_index` holds the merge position of the frame being
+    fed. Returns the guess (None when claims were given).
+
+    The loop is Pipeline.run's: the claims are consulted by the reassembler, only for segments
+    of flows not in its table, not by a lookup per packet here."""
     decoder = pipe.decoder
     reasm = pipe.reassembler
-    base = index << FILE_SHIFT
-    guessed: Claims | None = {} if claims is None else None
-    owned: dict[FlowKey, bool] = {}  # guessing: flow -> fed (False: left to an earlier task)
+    admit = None if claims is not None and not claims else _Admit(pipe, claims)
+    reasm.admit = admit
     first = pipe.totals.first_ts
     ts = 0.0
-    n = 0
-    for ts, linktype, data in frames:
-        n += 1
-        seg = decoder.decode(linktype, data)
-        if seg is None:
-            continue
-        if first is None:
-            first = pipe.totals.first_ts = ts
-        if not reasm.has_flow(seg[0], seg[2], seg[1], seg[3]):
-            key = flow_key(seg)
-            if guessed is None:
-                assert claims is not None
-                feed = n >= claims.get(key, 0)
-            else:
-                fed = owned.get(key)
-                bare_syn = seg[6] & (SYN | ACK) == SYN
-                if fed is None:
-                    fed = owned[key] = bare_syn
-                    if not bare_syn:
-                        guessed[key] = ALL
-                elif not fed and bare_syn:  # a new connection on the 4-tuple: ours from here
-                    fed = owned[key] = True
-                    guessed[key] = n
-                feed = fed
-            if not feed:
-                if ts >= reasm.next_expiry_check:
-                    position[0] = base | n
-                    reasm.expire(ts)
-                continue
-        position[0] = base | n
-        reasm.segment(ts, seg)
+    n = index << FILE_SHIFT
+    try:
+        for ts, linktype, data in frames:
+            n += 1
+            seg = decoder.decode(linktype, data)
+            if seg is not None:
+                pipe.frame_index = n
+                reasm.segment(ts, seg)
+                if first is None:
+                    first = pipe.totals.first_ts = ts
+    finally:
+        reasm.admit = None
     if first is not None and (pipe.totals.last_ts is None or ts > pipe.totals.last_ts):
         pipe.totals.last_ts = ts
-    return guessed
+    return None if claims is not None or admit is None else admit.guessed

@@ -42,6 +42,9 @@ class StreamHandler(Protocol):
 
 
 HandlerFactory = Callable[[str, float, str, int, str, int, bool], StreamHandler | None]
+Admit = Callable[[bytes, int, bytes, int, int], bool]
+"""Asked (src, sport, dst, dport, flags) for a segment on a 4-tuple the table does not hold:
+False leaves the segment out, as if it had not been captured (it still moves the expiry clock)."""
 """factory(uid, ts, client_ip, client_port, server_ip, server_port, midstream), once per
 connection, when its first payload byte arrives: a flow that never carries one (a SYN flood)
 gets no handler, and its ConnRecord only goes to on_record. midstream is True when no SYN was
@@ -117,6 +120,7 @@ class Reassembler:
         "_stats",
         "_tick",
         "_young",
+        "admit",
         "emit_deadline",
     )
 
@@ -148,6 +152,10 @@ class Reassembler:
         self._heap: list[tuple[float, int, Connection]] = []  # (deadline, tick, conn), lazy
         self._tick = count()
         self._next_check = float("-inf")
+        self.admit: Admit | None = None
+        """Whether a segment may open a connection (None: every segment may); sensor.cluster's
+        tasks leave out the connections an earlier file's task carries. Consulted only for
+        segments of no connection in the table, so it costs the per-packet path nothing."""
         self.emit_deadline = float("-inf")
         """While expire() emits a record: the deadline that ended it (the pass emits in deadline
         order); -inf otherwise. Runs that merge several reassemblers' records order by it."""
@@ -324,6 +332,9 @@ class Reassembler:
     ) -> None:
         seq &= SEQ_MASK
         if h is None:
+            admit = self.admit
+            if admit is not None and not admit(src, sport, dst, dport, flags):
+                return
             h = self._create(ts, src, dst, sport, dport, flags)
         elif flags & SYN and not flags & ACK and self._is_reuse(h, seq):
             old = h.conn
