@@ -8,6 +8,7 @@ soon as every task that may still emit before a position has been checked.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ from sensor.errors import SensorError
 from sensor.parallel import Item, Outputs, ParallelResult, _deliver, add_totals, out_wants
 from sensor.pipeline import RunTotals
 from sensor.records import CaptureStats, TcpStats
+from sensor.service.memory import one_malloc_arena
 from sensor.tcp.reassembler import TcpLimits
 
 if TYPE_CHECKING:
@@ -142,8 +144,8 @@ def run_cluster(
         result = _merge([], failed)
         result.totals.wall_s = time.perf_counter() - t0
         return result
-    with _client(src.address, src.note) as client:
-        accepted = _run(client, spec, src, out)
+    with _client(src.address, src.note) as (client, dashboard):
+        accepted = _run(client, spec, src, out, dashboard)
         if src.address.startswith(LOCAL):  # its workers ran this run's tasks only
             workers = sum(client.run(_cpu_seconds).values())
             src.note(f"sensor: cluster: {len(accepted)} files in {time.perf_counter() - t0:.1f} s;"
@@ -155,17 +157,23 @@ def run_cluster(
 
 
 @contextmanager
-def _client(address: str, note: Callable[[str], None]) -> Iterator[Any]:
+def _client(address: str, note: Callable[[str], None]
+            ) -> Iterator[tuple[Any, Callable[[], None]]]:  # fmt: skip
     """A Dask client of the scheduler at `address`, or of a LocalCluster started (and closed)
-    here; the dashboard link goes to `note`."""
+    here, with the call that completes its dashboard once the tasks are submitted; the
+    dashboard link goes to `note`."""
     dask = _distributed()
     cluster: Any = None
     try:
         if address.startswith(LOCAL):
             n = int(address.partition(":")[2] or 0) or (os.cpu_count() or 1)
+            one_malloc_arena()  # the workers, forked from here, run tasks off their main thread
             with _dask_config(LOCAL_CONFIG), _sigint_ignored(), _forked_workers_reset():
+                # The scheduler serves its HTTP routes (the link, /health, /metrics) from the
+                # start, and its dashboard pages from `_dashboard`, once the tasks run.
                 cluster = dask.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            silence_logs=logging.ERROR)  # fmt: skip
+                                            silence_logs=logging.ERROR,
+                                            scheduler_kwargs={"dashboard": False})  # fmt: skip
             client = dask.Client(cluster)
         else:
             client = dask.Client(address)  # waits distributed.comm.timeouts.connect
@@ -176,15 +184,41 @@ def _client(address: str, note: Callable[[str], None]) -> Iterator[Any]:
     try:
         workers = len(client.scheduler_info().get("workers", {}))
         note(f"sensor: cluster {address}: {workers} workers; dashboard {client.dashboard_link}")
-        yield client
+        yield client, (lambda: _dashboard(cluster, note)) if cluster is not None else _nothing
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
-def _run(client: Any, spec: TaskSpec, src: ClusterInput, out: Outputs) -> list[TaskResult]:
-    """Submit every file, check each result in file order, deliver what is settled."""
+def _nothing() -> None:
+    """No dashboard to complete: a remote scheduler has its own."""
+
+
+def _dashboard(cluster: Any, note: Callable[[str], None]) -> None:
+    """Add the dashboard's pages to the LocalCluster's running scheduler.
+
+    Importing the dashboard (bokeh) takes 0.3 s: done while the cluster starts, it held the
+    workers' start back by as much; done here, the workers are already forked (without it)
+    and at work. The pages are added as the scheduler adds them when started with a dashboard
+    (distributed.dashboard.scheduler.connect, on its event loop)."""
+    try:
+        board: Any = importlib.import_module("distributed.dashboard.scheduler")  # untyped
+    except ImportError as exc:  # bokeh missing: the HTTP routes stay, without the pages
+        note(f"sensor: cluster: no dashboard pages: {exc}")
+        return
+    scheduler = cluster.scheduler
+
+    async def attach() -> None:
+        board.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="/")
+
+    _distributed().utils.sync(cluster.loop, attach)
+
+
+def _run(client: Any, spec: TaskSpec, src: ClusterInput, out: Outputs,
+         dashboard: Callable[[], None]) -> list[TaskResult]:  # fmt: skip
+    """Submit every file, check each result in file order, deliver what is settled; complete the
+    dashboard once the tasks are submitted."""
     n = len(spec.paths)
     tag = os.urandom(4).hex()
     # One graph for every file (one message to the scheduler, not one per file); the first
@@ -192,6 +226,7 @@ def _run(client: Any, spec: TaskSpec, src: ClusterInput, out: Outputs) -> list[T
     done = _distributed().as_completed(client.map(
         run_task, [spec] * n, range(n), [{}] + [None] * (n - 1), pure=False,
         retries=TASK_RETRIES, key=[f"sensor-file-{i}-{tag}" for i in range(n)]))
+    dashboard()
     results: dict[int, TaskResult] = {}
     claims: list[Claims] = [{} for _ in range(n)]
     accepted: list[TaskResult] = []

@@ -167,3 +167,27 @@ def test_a_stop_signal_delivers_the_settled_files(
     assert got, "at least the first file's connections are written"
     assert len(got) < len(want["conns"].splitlines())
     assert got == want["conns"].splitlines()[: len(got)]
+
+
+def test_the_dashboard_pages_come_once_the_tasks_are_submitted() -> None:
+    """The LocalCluster's scheduler answers at the printed link from the start (its HTTP routes)
+    and serves the dashboard's pages once `_run` completes it, after the workers started."""
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    from sensor.cluster.run import _client
+
+    notes: list[str] = []
+    with _client("local:1", notes.append) as (client, dashboard):
+        link = client.dashboard_link
+        assert notes == [f"sensor: cluster local:1: 1 workers; dashboard {link}"]
+        base = link.rsplit("/", 1)[0]
+        with urlopen(base + "/health", timeout=10) as resp:
+            assert resp.read() == b"ok"
+        with pytest.raises(HTTPError) as missing:
+            urlopen(link, timeout=10)
+        assert missing.value.code == 404
+        dashboard()
+        with urlopen(link, timeout=30) as resp:
+            assert resp.status == 200
+            assert b"bokeh" in resp.read().lower()

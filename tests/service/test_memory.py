@@ -1,7 +1,10 @@
-"""The heap trimmer gives freed heap pages back to the kernel, and counts them."""
+"""The heap trimmer gives freed heap pages back to the kernel, and counts them; one malloc arena
+serves every thread when asked."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 from sensor.service.memory import HeapTrimmer
@@ -51,3 +54,39 @@ def test_zero_interval_never_trims() -> None:
     assert trimmer.trim() == 0
     trimmer.stop()
     assert trimmer.stats() == {"heap_trims": 0, "heap_released_bytes": 0}
+
+
+_ARENAS = """
+import ctypes, ctypes.util, os, sys, tempfile, threading
+from sensor.service.memory import one_malloc_arena
+if sys.argv[1] == "one":
+    assert one_malloc_arena()
+def work():
+    kept = [bytes(300) for _ in range(100_000)]  # small chunks: from the thread's arena
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    path = os.path.join(tempfile.mkdtemp(), "info.xml")
+    fp = libc.fopen(path.encode(), b"w")
+    libc.malloc_info(0, fp)
+    libc.fclose(fp)
+    print(open(path).read().count("<heap nr="), len(kept))
+if os.fork() == 0:  # as a LocalCluster's worker: forked, then a thread runs the task
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    os._exit(0)
+os.wait()
+"""
+
+
+def test_one_malloc_arena_serves_threads_of_forked_children_from_the_main_arena() -> None:
+    def heaps(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _ARENAS, mode], capture_output=True,
+                             text=True, check=True, timeout=60).stdout  # fmt: skip
+        return int(out.split()[0])
+
+    assert heaps("default") == 2  # the thread got an arena of its own
+    assert heaps("one") == 1
