@@ -54,7 +54,7 @@ def test_a_forked_worker_ends_on_sigterm() -> None:
 
         def main():
             Shutdown().install()
-            with _client("local:1", lambda line: None) as client:
+            with _client("local:1", lambda line: None) as (client, _dashboard):
                 pid = next(iter(client.run(os.getpid).values()))
                 os.kill(pid, signal.SIGTERM)
                 deadline = time.monotonic() + 20
