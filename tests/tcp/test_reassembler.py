@@ -436,3 +436,23 @@ def test_peer_ack_over_a_hole_delivers_gap_and_data_in_time() -> None:
     assert events[-1] == ("data", True, 5.0, b"QUIT\r\n")
     h.r.flush()
     assert h.records[0].gap_bytes == 83 and h.records[0].gaps == 1
+
+
+def test_admit_is_asked_for_new_flows_only_and_refused_segments_still_move_the_clock() -> None:
+    h = Harness(TcpLimits(idle_timeout_s=300.0))
+    kept, refused = Conv(cport=1111), Conv(cport=2222)
+    asked: list[tuple[int, int, int]] = []
+
+    def admit(src: bytes, sport: int, dst: bytes, dport: int, flags: int) -> bool:
+        asked.append((sport, dport, flags))
+        return 2222 not in (sport, dport)
+
+    h.r.admit = admit
+    h.feed([(10.0, kept.syn()), (10.1, kept.synack()), (10.2, kept.c(0, b"HELO x\r\n")),
+            (20.0, refused.c(0, b"MAIL FROM:<a@b>\r\n")), (20.1, refused.s(0, b"250 ok\r\n"))])
+    # the kept flow is asked once (its SYN); the refused one at each of its segments
+    assert asked == [(1111, 25, SYN), (2222, 25, ACK), (25, 2222, ACK)]
+    assert len(h.r) == 1 and h.stats.connections == 1
+    assert bytes(h.handlers[0].stream[True]) == b"HELO x\r\n"
+    h.feed([(311.0, refused.c(40, b"DATA\r\n"))])  # refused, yet its time ends the idle one
+    assert [(r.client_port, r.end_reason) for r in h.records] == [(1111, "timeout")]
