@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +45,44 @@ WARMUP_SHARE = 0.2
 HOST_IDLE_S = 7200
 """[bounds] host_idle_s by default: a host seen once is kept this long in packet time, so the
 host table grows until the first hosts of the run expire (divided by --time-scale here)."""
+
+
+MALLOC_HOOK = """
+import os, signal, sys, time
+
+def _dump(signum, frame):
+    try:
+        _write()
+    except Exception:  # never into the sensor's loop
+        pass
+
+def _write():
+    # sys._debugmallocstats() prints to the C stderr: point fd 2 at the file meanwhile. The
+    # first dump may come before the sensor drops to its user: the file is made writable to
+    # all.
+    fd = os.open(os.path.join(DIR, "%d.txt" % os.getpid()),
+                 os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    saved = os.dup(2)
+    try:
+        os.fchmod(fd, 0o666)
+    except OSError:
+        pass
+    try:
+        os.write(fd, b"@@ %.3f\\n" % time.monotonic())
+        sys.stderr.flush()
+        os.dup2(fd, 2)
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+signal.signal(signal.SIGUSR2, _dump)
+"""
+"""sitecustomize of the sensor's interpreter with --malloc-stats: SIGUSR2 appends the allocator's
+statistics to DIR/PID.txt, after a line with the monotonic time."""
+_ARENAS = re.compile(r"# arenas allocated current\s+=\s+([\d,]+)")
+_IN_USE = re.compile(r"# bytes in allocated blocks\s+=\s+([\d,]+)")
 
 
 def seconds(text: str) -> float:
@@ -123,6 +164,45 @@ def table_sizes(lines: list[dict[str, Any]]) -> list[tuple[float, int, int]]:
     return out
 
 
+def malloc_samples(folder: Path, t0: float) -> list[tuple[float, float, float]]:
+    """(seconds since t0, MB of small-object arenas, MB of small objects in use) of each
+    statistics dump the hook wrote."""
+    out = []
+    for path in sorted(folder.glob("*.txt")):
+        for block in path.read_text().split("@@ ")[1:]:
+            arenas, in_use = _ARENAS.search(block), _IN_USE.search(block)
+            if arenas and in_use:
+                out.append((float(block.split("\n", 1)[0]) - t0,
+                            int(arenas[1].replace(",", "")) * 1.048576,  # 1 MiB arenas (3.10+)
+                            int(in_use[1].replace(",", "")) / 1e6))  # fmt: skip
+    return sorted(out)
+
+
+def plot_malloc(samples: list[tuple[float, float]], malloc: list[tuple[float, float, float]],
+                png: Path, title: str) -> None:
+    """RSS beside the interpreter's small-object arenas and the objects in use in them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.plot([t / 60 for t, _ in samples], [v for _, v in samples], lw=1.5, label="RSS")
+    ax.plot([t / 60 for t, _, _ in malloc], [a for _, a, _ in malloc], lw=1.5, marker=".",
+            label="small-object arenas (pymalloc)")
+    ax.plot([t / 60 for t, _, _ in malloc], [u for _, _, u in malloc], lw=1, marker=".",
+            label="small objects in use")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("MB")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def plot(samples: list[tuple[float, float]], png: Path, title: str, warmup: float,
          tables: list[tuple[float, int, int]]) -> None:
     """RSS over time, with the warm-up shaded, and the sizes of the tables beside it."""
@@ -190,6 +270,10 @@ def main() -> None:
     ap.add_argument("--heap-trim-s", type=int, default=None,
                     help="[live] heap_trim_s of the run (default: 60 divided by --time-scale; "
                          "0: no trim, to compare)")
+    ap.add_argument("--malloc-stats", type=float, default=0.0,
+                    help="every this many seconds, sample the sensor's small-object allocator "
+                         "(sys._debugmallocstats) and plot it beside RSS in OUT_arenas.png "
+                         "(default 0: off)")
     args = ap.parse_args()
     duration = seconds(args.duration)
     workdir = Path(args.workdir)
@@ -198,11 +282,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, veth_namespaces() as net:
         stats_log = Path(tmp) / "stats.log"
         cfg = scaled_config(Path(tmp) / "soak.toml", max(1, args.time_scale), args.heap_trim_s)
+        env = dict(os.environ)
+        malloc_dir = Path(tmp) / "malloc"
+        if args.malloc_stats > 0:
+            hook = Path(tmp) / "hook"
+            hook.mkdir()
+            malloc_dir.mkdir()
+            malloc_dir.chmod(0o777)  # the sensor writes as the user it dropped to
+            Path(tmp).chmod(0o755)
+            (hook / "sitecustomize.py").write_text(f"DIR = {str(malloc_dir)!r}\n" + MALLOC_HOOK)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(hook), str(ROOT), env.get("PYTHONPATH", "")) if p)
         sensor = subprocess.Popen(net.in_ns(net.srv_ns, [
             sys.executable, "-m", "sensor", "live", "-i", SRV_IF, "--quiet", "--config", str(cfg),
             "--alerts", "/dev/null", "--stats-interval", str(max(1.0, args.sample)),
             "--stats-log", str(stats_log)]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
         deadline = time.monotonic() + 30
         while not has_packet_filter(net.srv_ns, sensor.pid):
             if sensor.poll() is not None or time.monotonic() > deadline:
@@ -218,16 +313,21 @@ def main() -> None:
             target=lambda: (replays.append(replay(net, captures, args.pps, t0 + duration)),
                             done.set()), daemon=True)  # fmt: skip
         feeder.start()
+        next_dump = t0
         while not done.is_set():
             v = rss_mb(sensor.pid)
             if v is None:
                 sys.exit(f"soak: the sensor died: {sensor.communicate()[1]}")
             samples.append((time.monotonic() - t0, v))
+            if args.malloc_stats > 0 and time.monotonic() >= next_dump:
+                os.kill(sensor.pid, signal.SIGUSR2)
+                next_dump += args.malloc_stats
             done.wait(args.sample)
         sensor.terminate()
         _, err = sensor.communicate(timeout=60)
         lines = [json.loads(x) for x in stats_log.read_text().splitlines()] if \
             stats_log.exists() else []
+        malloc = malloc_samples(malloc_dir, t0) if args.malloc_stats > 0 else []
     last = lines[-1]["totals"] if lines else {}
     packets = last.get("capture", {}).get("packets", 0)
     kernel = sum(v.get("dropped", 0) for v in last.get("interfaces", {}).values())
@@ -242,6 +342,13 @@ def main() -> None:
     title = (f"sensor live soak: {args.scenario} x{args.seeds} at {args.pps} pps, "
              f"{duration / 60:.1f} min, windows and timeouts / {args.time_scale}")
     plot(samples, Path(args.out), title, warmup, table_sizes(lines))
+    if malloc:
+        arenas_png = Path(args.out).with_name(Path(args.out).stem + "_arenas.png")
+        plot_malloc(samples, malloc, arenas_png, title)
+        steady = [u for t, _, u in malloc if t >= warmup] or [u for _, _, u in malloc]
+        print(f"small-object arenas MB: first {malloc[0][1]:.0f}, last {malloc[-1][1]:.0f}; "
+              f"objects in use MB after warm-up: {min(steady):.0f} to {max(steady):.0f} "
+              f"({len(malloc)} samples)  plot: {arenas_png}")
     print(f"soak: {duration:.0f} s at {args.pps} pps, {replays[0] if replays else 0} replays of "
           f"{len(captures)} captures; sensor saw {packets} packets, kernel drops {kernel}, "
           f"capture-loss estimate {loss:.2f}%")
