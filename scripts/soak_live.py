@@ -12,6 +12,12 @@ scaled, plus one replay, and at least the first fifth of the run: the tables fil
 the sensor saw and the kernel drops and capture-loss estimate from its stats log.
 
     scripts/soak_live.py [--duration 15m] [--pps 2000] [--time-scale 12] [--out soak_rss.png]
+                         [--malloc-stats 60]
+
+With `--malloc-stats S` the sensor's interpreter also dumps its small-object allocator's
+statistics every S seconds (SIGUSR2, through a sitecustomize the soak puts on its path), and
+`OUT_arenas.png` plots the arenas and the objects in use in them beside RSS: RSS climbs in
+steps where the arenas do, when the objects in use pass their earlier peak.
 
 Replayed at these rates, five minutes of a site pass in seconds, so the windows and packet-time
 timeouts are divided by `--time-scale` (default 12: the long window is 5 minutes) for the run
