@@ -30,7 +30,11 @@ long as no more flows than this are carried (beyond, every frame is decoded)."""
 
 def flow_key(seg: Segment) -> FlowKey:
     """The direction-free key of a segment's connection."""
-    src, dst, sport, dport = seg[0], seg[1], seg[2], seg[3]
+    return _key(seg[0], seg[2], seg[1], seg[3])
+
+
+def _key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
+    """The direction-free key of a connection from one direction's 4-tuple."""
     if (src, sport) <= (dst, dport):
         return (src, sport, dst, dport)
     return (dst, dport, src, sport)
@@ -125,7 +129,7 @@ class _Admit:
         self.owned: dict[FlowKey, bool] = {}  # guessing: flow -> fed (False: an earlier task's)
 
     def __call__(self, src: bytes, sport: int, dst: bytes, dport: int, flags: int) -> bool:
-        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (dst, dport, src, sport)
+        key = _key(src, sport, dst, dport)
         n = self.pipe.frame_index & FRAME_MASK
         claims = self.claims
         if claims is not None:

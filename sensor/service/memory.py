@@ -14,7 +14,7 @@ import ctypes
 import ctypes.util
 import threading
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from sensor.service.stats import rss_bytes
 
@@ -22,16 +22,24 @@ _STOP_WAIT_S: Final = 5.0
 _M_ARENA_MAX: Final = -8  # mallopt parameter (glibc malloc.h)
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+def _libc_function(name: str) -> Any:
+    """A function of the C library, or None where it has none (glibc's malloc_trim and mallopt
+    are missing from musl and macOS)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
+        return None
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none."""
+    fn = _libc_function("malloc_trim")
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
-    return fn
+    trim: Callable[[int], int] = fn
+    return trim
 
 
 def one_malloc_arena() -> bool:
@@ -43,10 +51,8 @@ def one_malloc_arena() -> bool:
     frame's bytes per packet, then costs 2% more CPU and 18% more page faults than the same
     work on the main thread (measured on the cluster benchmark's files). Threads that allocate
     little besides it contend for the one arena's lock seldom."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.mallopt
-    except (OSError, AttributeError):
+    fn = _libc_function("mallopt")
+    if fn is None:
         return False
     fn.argtypes = [ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int
