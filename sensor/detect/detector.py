@@ -179,7 +179,7 @@ class Detector:
             model=self.model_name if self.stage is not None else "",
             model_scored=self.stage.scored if self.stage is not None else 0,
             model_batches=self.stage.batches if self.stage is not None else 0,
-            model_early_batches=self.stage.flooded if self.stage is not None else 0,
+            model_early_batches=self.stage.early_batches if self.stage is not None else 0,
             model_alerts=self.stage.alerts if self.stage is not None else 0)
 
     def host_scores(self) -> list[dict[str, Any]]:

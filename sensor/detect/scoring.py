@@ -454,7 +454,7 @@ class ModelStage:
         self.rule_kinds: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._flags: OrderedDict[str, _Flag] = OrderedDict()
         self._confirmed: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self.flooded = 0  # batches taken early: max_hosts hosts changed within one interval
+        self.early_batches = 0  # batches taken early: max_hosts hosts changed within one interval
         self.explain_all = False  # explain every host's best score (for --host-scores)
         self.scored = 0
         self.batches = 0
@@ -487,7 +487,7 @@ class ModelStage:
             self.flush(self._next)
             self._next = now + self._interval
         elif len(dirty) >= self._max:
-            self.flooded += 1
+            self.early_batches += 1
             self.flush(now)
 
     @property
