@@ -84,9 +84,11 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
         until = captured + SENSOR_DURATION_S - 1.5  # scrapes while the endpoint is up
         m = scrape(veth, scrape_py)
         iface = (("interface", SRV_IF),)
-        # the last packets may still be on their way through the ring, and the kernel's
-        # counters are read by the capture thread every STATS_REFRESH_S (0.5 s)
+        # the last packets may still be on their way through the ring (the client is done
+        # before the sensor has read them all), and the kernel's counters are read by the
+        # capture thread every STATS_REFRESH_S (0.5 s)
         while (m["port25_connections_open"][()] < 1
+               or m["port25_packets_processed_total"][()] < 10
                or m["port25_packets_received_total"].get(iface, 0.0)
                < m["port25_packets_processed_total"][()]) and time.monotonic() < until:
             time.sleep(0.1)
