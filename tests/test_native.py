@@ -22,6 +22,30 @@ def native_modules() -> list[str]:
     raise AssertionError("setup.py has no NATIVE_MODULES list")
 
 
+def c_modules() -> list[tuple[str, str]]:
+    """(module, C source) of each Extension in setup.py's C_MODULES."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "C_MODULES":
+            assert isinstance(node.value, ast.List)
+            calls = [e for e in node.value.elts if isinstance(e, ast.Call)]
+            return [(ast.literal_eval(c.args[0]), ast.literal_eval(c.args[1])[0]) for c in calls]
+    raise AssertionError("setup.py has no C_MODULES list")
+
+
+def test_c_modules_are_built_from_their_current_sources() -> None:
+    modules = c_modules()
+    assert ("sensor.smtp._dotscan", "sensor/smtp/_dotscan.c") in modules
+    for name, source in modules:
+        built = Path(str(importlib.import_module(name).__file__))
+        assert built.stat().st_mtime >= (ROOT / source).stat().st_mtime, (
+            f"{built.name} is older than {source}: run `make test` to rebuild it"
+        )
+    from sensor.smtp import body
+
+    assert body.NATIVE_SCAN  # the compiled body reads DATA content with it
+
+
 def test_compiled_modules_are_built_from_their_current_sources() -> None:
     modules = native_modules()
     assert "sensor/smtp/parser.py" in modules and "sensor/tcp/reassembler.py" in modules

@@ -3,11 +3,20 @@ lines, and a capped copy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from mypy_extensions import i64
 
 from sensor.smtp.limits import RFC_TEXT_LINE
+
+_Scan = Callable[[bytes, bytes, int, bool], tuple[int, int, int, int, int, bool]]
+try:  # the C scan (sensor/smtp/_dotscan.c), built beside the compiled modules
+    from sensor.smtp import _dotscan
+
+    _c_scan: _Scan | None = _dotscan.scan
+except ImportError:  # pure-Python install: the two readings below
+    _c_scan = None
 
 # RFC 5321 4.1.1.4: end of mail data; the CRLF before the dot is content
 _MARKER: Final = b"\r\n.\r\n"
@@ -21,6 +30,8 @@ _DOT: Final = 46
 TEXT_LINE_MAX: Final = RFC_TEXT_LINE - 1  # octets before the LF: 998 of text, then CR (4.5.3.1.6)
 
 _COMPILED: Final = not __file__.endswith(".py")  # mypyc compiled this module (a C extension)
+NATIVE_SCAN: Final = _c_scan is not None
+"""Whether DATA content is read by the C scan (one memchr per line) rather than in Python."""
 
 
 class MessageBody:
@@ -33,7 +44,7 @@ class MessageBody:
 
     __slots__ = (
         "_chunks", "_in_long", "_kept", "_run", "_tail", "bare_lf", "broken", "cap",
-        "dot_stuffed", "long_lines", "per_byte", "raw", "stuffed", "truncated",
+        "dot_stuffed", "long_lines", "native", "per_byte", "raw", "stuffed", "truncated",
     )  # fmt: skip
 
     def __init__(self, cap: int, dot_stuffed: bool) -> None:
@@ -53,6 +64,9 @@ class MessageBody:
         self.per_byte = _COMPILED
         """Read DATA content with one loop over its bytes (fast compiled) or with bytes methods
         (fast interpreted); both give the same results."""
+        self.native = NATIVE_SCAN
+        """Read DATA content with the C scan instead (the same results again, several times
+        faster than either): set when it is built."""
 
     @property
     def size(self) -> int:
@@ -67,7 +81,12 @@ class MessageBody:
         its dot and CR were counted as content there and are taken back.  Bytes after the
         marker are not looked at.
         """
-        end = self._scan_bytes(data) if self.per_byte else self._scan_counting(data)
+        if self.native:
+            end = self._scan_native(data)
+        elif self.per_byte:
+            end = self._scan_bytes(data)
+        else:
+            end = self._scan_counting(data)
         if end < 0:
             self.raw += len(data)
             self._keep(data)
@@ -112,7 +131,21 @@ class MessageBody:
         return self._unstuff(b"".join(chunks[:k])), False
 
     # ----------------------------------------------------------------------------------------
-    # the two ways of reading dot-stuffed content: one pass compiled, bytes methods interpreted
+    # the ways of reading dot-stuffed content: in C, one pass compiled, bytes methods interpreted
+
+    def _scan_native(self, data: bytes) -> int:
+        """``_scan_bytes`` in C, with the state it carries across calls."""
+        scan = _c_scan
+        if scan is None:  # not built: never chosen then (see ``native``)
+            return self._scan_bytes(data)
+        end, bare, stuffed, long, run, in_long = scan(data, self._tail, self._run, self._in_long)
+        if end < 0:
+            self._run = run
+            self._in_long = in_long
+        self.bare_lf += bare
+        self.stuffed += stuffed
+        self.long_lines += long
+        return end
 
     def _scan_bytes(self, data: bytes) -> i64:
         """Count stuffed dots, bare LFs and long lines up to the marker in one pass over

@@ -75,6 +75,14 @@ _ONE_WORD_VERBS: Final = frozenset({"HELO", "EHLO", "LHLO"})  # RFC 5321 4.1.1.1
 _FREE_VERBS: Final = frozenset({"NOOP", "HELP", "VRFY", "EXPN", "ETRN", "ATRN"})  # <= one word
 _ATTR_VERBS: Final = frozenset({"XCLIENT", "XFORWARD"})  # Postfix: attribute=value pairs
 _MAX_RESYNC_LINE: Final = 510  # RFC 5321 4.5.3.1.4: 512 octets with CRLF
+_RESYNC_VERBS: Final = frozenset(
+    {v.encode() for v in SMTP_VERBS} | {v.lower().encode() for v in SMTP_VERBS}
+)
+"""The first words that may end a resync: an SMTP verb in capitals or in lower case throughout
+(message text after a gap is tested line by line, most lines failing here, unsplit)."""
+_VERB_LENGTHS: Final = frozenset(len(v) for v in SMTP_VERBS)
+_LONGEST_VERB: Final = max(_VERB_LENGTHS)
+_SP: Final = 32
 
 
 def is_command_line(line: bytes) -> bool:
@@ -86,12 +94,16 @@ def is_command_line(line: bytes) -> bool:
     """
     if len(line) > _MAX_RESYNC_LINE:
         return False
+    n = len(line)
+    k = 0  # the first word's length, read up to one byte past the longest verb's
+    while k < n and k <= _LONGEST_VERB and line[k] != _SP:
+        k += 1
+    if k not in _VERB_LENGTHS:
+        return False
+    raw = line[:k]
+    if raw not in _RESYNC_VERBS:
+        return False
     verb, arg = split_command(line)
-    if verb not in SMTP_VERBS:
-        return False
-    raw = line[: len(verb)]
-    if not (raw.isupper() or raw.islower()):
-        return False
     arg = arg.strip()
     if verb == "MAIL":
         return arg[:5].upper() == b"FROM:" and parse_path_ex(arg) is not None

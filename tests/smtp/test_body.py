@@ -1,24 +1,32 @@
 """MessageBody: end of data, exact unstuffed size, bare LF and long lines whatever the chunking;
-the capped copy; the compiled per-byte reading and the bytes-method reading agree."""
+the capped copy; the C scan, the compiled per-byte reading and the bytes-method reading agree
+(tests/test_native.py checks that the C scan is built)."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensor.smtp.body import MessageBody
+from sensor.smtp.body import NATIVE_SCAN, MessageBody
 
 CONTENT = b"..first\r\nmid\r\n..\r\nbare\nlf\r\n...three\r\n"
 UNSTUFFED = b".first\r\nmid\r\n.\r\nbare\nlf\r\n..three\r\n"
 MARKER = b"\r\n.\r\n"
+MODES = ("per_byte", "counting", *(("native",) if NATIVE_SCAN else ()))
+"""The readings of DATA content: the compiled loop's, the bytes methods', the C scan's."""
+
+
+def reading(body: MessageBody, mode: str) -> MessageBody:
+    body.native = mode == "native"
+    body.per_byte = mode == "per_byte"
+    return body
 
 
 def feed(
-    chunks: list[bytes], cap: int = 1 << 20, per_byte: bool = True
+    chunks: list[bytes], cap: int = 1 << 20, mode: str = "per_byte"
 ) -> tuple[MessageBody, bytes | None]:
     """DATA content chunk by chunk; (body, bytes after the marker or None if none was seen)."""
-    body = MessageBody(cap, dot_stuffed=True)
-    body.per_byte = per_byte
+    body = reading(MessageBody(cap, dot_stuffed=True), mode)
     for k, c in enumerate(chunks):
         end = body.feed_dot(c)
         if end >= 0:
@@ -73,11 +81,11 @@ STREAM = b"Subject: x\r\n\r\nline\r\n..dot\r\n\r\n.\r\nQUIT\r\n"
 def test_marker_found_at_every_split_point() -> None:
     want = reference(STREAM)
     assert want[0] == b"Subject: x\r\n\r\nline\r\n.dot\r\n\r\n" and want[-1] == b"QUIT\r\n"
-    for per_byte in (True, False):
+    for mode in MODES:
         for i in range(len(STREAM) + 1):
-            assert facts(*feed([STREAM[:i], STREAM[i:]], per_byte=per_byte)) == want, i
+            assert facts(*feed([STREAM[:i], STREAM[i:]], mode=mode)) == want, (mode, i)
         singles = [STREAM[i : i + 1] for i in range(len(STREAM))]
-        assert facts(*feed(singles, per_byte=per_byte)) == want
+        assert facts(*feed(singles, mode=mode)) == want
 
 
 PIECES = [b"\r\n", b".", b"..", b"\r\n.\r\n", b"x", b"\n", b"\r", b"ab\r\n..", b"a" * 998,
@@ -92,16 +100,17 @@ def test_any_chunking_gives_what_the_whole_stream_gives(
     stream = b"".join(pieces)
     chunks = split(stream, cuts)
     want = reference(stream)
-    assert facts(*feed(chunks, per_byte=True)) == want
-    assert facts(*feed(chunks, per_byte=False)) == want
+    for mode in MODES:
+        assert facts(*feed(chunks, mode=mode)) == want, mode
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=6), st.integers(0, 700))
-def test_random_bytes_both_readings_agree(stream: bytes, cuts: list[int], cap: int) -> None:
+def test_random_bytes_every_reading_agrees(stream: bytes, cuts: list[int], cap: int) -> None:
     chunks = split(stream, cuts)
-    fast = facts(*feed(chunks, cap, per_byte=True))
-    assert fast == facts(*feed(chunks, cap, per_byte=False))
+    fast = facts(*feed(chunks, cap, mode="per_byte"))
+    for mode in MODES:
+        assert fast == facts(*feed(chunks, cap, mode=mode)), mode
     want = reference(stream)
     if cap >= len(stream):
         assert fast == want
@@ -125,9 +134,8 @@ def test_cap_truncates_copy_but_not_size() -> None:
 
 
 def test_gap_stops_the_copy_and_no_pattern_straddles_it() -> None:
-    for per_byte in (True, False):
-        body = MessageBody(1000, dot_stuffed=True)
-        body.per_byte = per_byte
+    for mode in MODES:
+        body = reading(MessageBody(1000, dot_stuffed=True), mode)
         assert body.feed_dot(b"x\r\n.") == -1
         body.gap()
         assert body.feed_dot(b"\r\nmore\nlines\r\n..\r\n") == -1  # no marker across the hole
@@ -152,9 +160,9 @@ def test_head_is_a_prefix_of_the_message(cuts: list[int], n: int) -> None:
 
 
 def test_the_text_line_limit_is_1000_octets_with_crlf() -> None:
-    for per_byte in (True, False):
-        assert feed([b"a" * 998 + b"\r\n"], per_byte=per_byte)[0].long_lines == 0
-        assert feed([b"a" * 999 + b"\r\n"], per_byte=per_byte)[0].long_lines == 1
+    for mode in MODES:
+        assert feed([b"a" * 998 + b"\r\n"], mode=mode)[0].long_lines == 0
+        assert feed([b"a" * 999 + b"\r\n"], mode=mode)[0].long_lines == 1
         chunks = [b"a" * 5000, b"a" * 5000, b"\r\nshort\r\n" + b"b" * 1200]
-        assert feed(chunks, per_byte=per_byte)[0].long_lines == 2
+        assert feed(chunks, mode=mode)[0].long_lines == 2
     assert MessageBody(1 << 20, dot_stuffed=False).long_lines == 0  # BDAT: not judged

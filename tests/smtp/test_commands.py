@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sensor.smtp.commands import (
     NON_SMTP_VERBS,
     SMTP_VERBS,
     HeloKind,
+    is_command_line,
     is_non_smtp,
     parse_auth,
     parse_bdat,
@@ -116,3 +119,45 @@ def test_an_smtp_verb_is_never_a_non_smtp_opening() -> None:
         for line in (verb.encode(), verb.encode() + b" x", verb.lower().encode() + b" x"):
             got = split_command(line)[0]
             assert got == verb and not is_non_smtp(line, got)
+
+
+def _first_word_may_end_resync(line: bytes) -> bool:
+    """The verb test of resync as first written: split the line, look the upper-cased verb up,
+    then ask the word as sent to be in one case throughout."""
+    verb, _ = split_command(line)
+    if verb not in SMTP_VERBS:
+        return False
+    raw = line[: len(verb)]
+    return raw.isupper() or raw.islower()
+
+
+_WORDS = st.sampled_from(sorted(SMTP_VERBS | NON_SMTP_VERBS)) | st.text(
+    st.sampled_from("AaLlIiQqUuTtxX-2 \xdf\xe9\t"), max_size=9
+)
+
+
+@given(
+    word=_WORDS,
+    case=st.sampled_from(["upper", "lower", "swapcase", "title", "asis"]),
+    rest=st.binary(max_size=40) | st.sampled_from([b"", b" ", b" FROM:<a@b.example>", b" x y"]),
+)
+def test_resync_verb_set_agrees_with_the_split_and_case_test(
+    word: str, case: str, rest: bytes
+) -> None:
+    """Most lines of message text after a gap fail on their first word, unsplit; a line the
+    first-word test passes is judged on its argument as before."""
+    shaped = getattr(word, case)() if case != "asis" else word
+    line = shaped.encode("latin-1", "replace") + rest
+    if not _first_word_may_end_resync(line):
+        assert not is_command_line(line)
+    elif line.split(b" ", 1)[0] in (b"QUIT", b"quit", b"DATA", b"data") and b" " not in line:
+        assert is_command_line(line)  # a bare verb alone on its line: always a command
+
+
+def test_resync_accepts_verbs_in_one_case_only() -> None:
+    assert is_command_line(b"QUIT") and is_command_line(b"quit")
+    assert not is_command_line(b"Quit")
+    assert is_command_line(b"mail FROM:<a@b.example>")
+    assert not is_command_line(b"Mail FROM:<a@b.example>")
+    assert is_command_line(b"X-LINK2STATE") and not is_command_line(b"x-link2state")
+    assert not is_command_line(b"QUITE")

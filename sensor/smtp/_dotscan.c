@@ -1,0 +1,108 @@
+/* DATA content scan of sensor.smtp.body.MessageBody in C: one memchr per line.
+ *
+ * scan(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)
+ *
+ * The same counts as MessageBody._scan_bytes (the reference, compiled by mypyc), which looks
+ * at every byte: here only line ends are visited, since every pattern of dot-stuffed content
+ * is anchored at an LF.
+ *   - end: offset just past the end-of-data marker CR LF "." CR LF (RFC 5321 4.1.1.4), or -1;
+ *     the marker may begin in `tail`, the last bytes (at most 4) of the previous call.
+ *   - bare_lf: LFs not preceded by CR, up to the marker.
+ *   - stuffed: "." CR LF ".." (RFC 5321 4.5.2): the second dot of each, up to the marker.
+ *   - long_lines: lines with more than 998 octets of text before CR LF (RFC 5321 4.5.3.1.6), a line
+ *     still open at the end counted once, as soon as it is that long.
+ *   - run, in_long: the octets of the unfinished last line and whether it is counted already,
+ *     carried to the next call; returned unchanged when the marker ends the content.
+ * Never raises on any bytes; only a wrong argument type raises TypeError.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define CR 13
+#define LF 10
+#define DOT 46
+#define TEXT_LINE_MAX 999 /* octets before the LF: 998 of text, then CR (body.TEXT_LINE_MAX) */
+
+/* The byte at offset j of the stream as this call sees it: data for j >= 0, the tail before. */
+static inline int
+at(const unsigned char *d, Py_ssize_t n, const unsigned char *t, Py_ssize_t tn, Py_ssize_t j)
+{
+    if (j >= 0)
+        return j < n ? d[j] : -1;
+    return tn + j >= 0 ? t[tn + j] : -1;
+}
+
+static PyObject *
+scan(PyObject *self, PyObject *args)
+{
+    Py_buffer db, tb;
+    Py_ssize_t run;
+    int in_long;
+    if (!PyArg_ParseTuple(args, "y*y*np:scan", &db, &tb, &run, &in_long))
+        return NULL;
+    const unsigned char *d = db.buf, *t = tb.buf;
+    Py_ssize_t n = db.len, tn = tb.len;
+    Py_ssize_t bare = 0, stuffed = 0, longs = 0, end = -1;
+    Py_ssize_t last_lf = -1 - run;
+
+    /* Stuffed dots whose line began in the tail: CR LF at -3,-2 or -2,-1 */
+    for (Py_ssize_t p = -2; p <= -1; p++) {
+        if (p + 2 < n && at(d, n, t, tn, p) == LF && at(d, n, t, tn, p - 1) == CR
+            && at(d, n, t, tn, p + 1) == DOT && at(d, n, t, tn, p + 2) == DOT)
+            stuffed++;
+    }
+    const unsigned char *cur = d, *stop = d + n;
+    while (cur < stop) {
+        const unsigned char *hit = memchr(cur, LF, (size_t)(stop - cur));
+        if (hit == NULL)
+            break;
+        Py_ssize_t p = hit - d;
+        if (at(d, n, t, tn, p - 1) != CR) {
+            bare++;
+        } else {
+            if (at(d, n, t, tn, p - 2) == DOT && at(d, n, t, tn, p - 3) == LF
+                && at(d, n, t, tn, p - 4) == CR) {
+                end = p + 1;
+                break;
+            }
+            if (p + 2 < n && d[p + 1] == DOT && d[p + 2] == DOT)
+                stuffed++;
+        }
+        if (in_long)
+            in_long = 0;
+        else if (p - last_lf > TEXT_LINE_MAX + 1)
+            longs++;
+        last_lf = p;
+        cur = hit + 1;
+    }
+    if (end < 0) {
+        run = n - 1 - last_lf;
+        if (run > TEXT_LINE_MAX && !in_long) {
+            longs++;
+            in_long = 1;
+        }
+    }
+    PyBuffer_Release(&db);
+    PyBuffer_Release(&tb);
+    return Py_BuildValue("(nnnnnO)", end, bare, stuffed, longs, run,
+                         in_long ? Py_True : Py_False);
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_dotscan",
+    "DATA content scan in C (sensor.smtp.body): end marker, bare LF, stuffed dots, long lines.",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__dotscan(void)
+{
+    return PyModule_Create(&module);
+}

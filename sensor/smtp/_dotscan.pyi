@@ -1,0 +1,3 @@
+def scan(
+    data: bytes, tail: bytes, run: int, in_long: bool, /
+) -> tuple[int, int, int, int, int, bool]: ...
