@@ -53,10 +53,11 @@ annotations at run time, so where a library's values stray from its type stubs t
 must say object."""
 
 C_MODULES = [
-    Extension("sensor.smtp._dotscan", ["sensor/smtp/_dotscan.c"], extra_compile_args=["-O2"]),
+    Extension("sensor.smtp._scan", ["sensor/smtp/_scan.c"], extra_compile_args=["-O2"]),
 ]
 """Hand-written C, where a loop over bytes is the cost: each has a Python reading it is tested
-against (sensor/smtp/_dotscan.c: MessageBody._scan_bytes), used when the module is absent."""
+against (sensor/smtp/_scan.c: MessageBody._scan_bytes, LineBuffer.pop_line), used when the
+module is absent."""
 
 
 def _why_pure() -> str | None:

@@ -35,7 +35,7 @@ def c_modules() -> list[tuple[str, str]]:
 
 def test_c_modules_are_built_from_their_current_sources() -> None:
     modules = c_modules()
-    assert ("sensor.smtp._dotscan", "sensor/smtp/_dotscan.c") in modules
+    assert ("sensor.smtp._scan", "sensor/smtp/_scan.c") in modules
     for name, source in modules:
         built = Path(str(importlib.import_module(name).__file__))
         assert built.stat().st_mtime >= (ROOT / source).stat().st_mtime, (

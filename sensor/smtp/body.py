@@ -11,10 +11,10 @@ from mypy_extensions import i64
 from sensor.smtp.limits import RFC_TEXT_LINE
 
 _Scan = Callable[[bytes, bytes, int, bool], tuple[int, int, int, int, int, bool]]
-try:  # the C scan (sensor/smtp/_dotscan.c), built beside the compiled modules
-    from sensor.smtp import _dotscan
+try:  # the C scan (sensor/smtp/_scan.c), built beside the compiled modules
+    from sensor.smtp import _scan
 
-    _c_scan: _Scan | None = _dotscan.scan
+    _c_scan: _Scan | None = _scan.dot_content
 except ImportError:  # pure-Python install: the two readings below
     _c_scan = None
 

@@ -82,6 +82,9 @@ _RESYNC_VERBS: Final = frozenset(
 (message text after a gap is tested line by line, most lines failing here, unsplit)."""
 _VERB_LENGTHS: Final = frozenset(len(v) for v in SMTP_VERBS)
 _LONGEST_VERB: Final = max(_VERB_LENGTHS)
+RESYNC_WORD_LENGTHS: Final = sum(1 << n for n in _VERB_LENGTHS)
+"""The lengths of the SMTP verbs as a bit mask: a line whose first word has none of them is
+message text to a resync (sensor.smtp.lines.LineBuffer.skip_text)."""
 _SP: Final = 32
 
 

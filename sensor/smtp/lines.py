@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from mypy_extensions import i64
+
+try:  # the C loop (sensor/smtp/_scan.c), built beside the compiled modules
+    from sensor.smtp import _scan
+
+    _c_skip: Callable[[bytes, int, int, int], int] | None = _scan.skip_text
+except ImportError:  # pure-Python install: resync pops every line
+    _c_skip = None
 
 _CR: Final = 13
 _LF: Final = 10
@@ -134,6 +142,24 @@ class LineBuffer:
         if b"\r" in line:
             self.bare_cr += 1
         return line
+
+    def skip_text(self, word_lengths: int) -> None:
+        """Pass over the complete lines that cannot end a resync: what ``pop_line`` would
+        return one by one for the parser to reject and ``rollback`` (so no counter moves).
+
+        A line is passed over unless it is incomplete, longer than ``max_line``, ".", the start
+        of a TLS handshake record, or its first word's length has its bit set in
+        ``word_lengths``; those ``pop_line`` returns next.  Without the C module nothing is
+        passed over, and ``pop_line`` returns every line, with the same outcome.
+        """
+        skip = _c_skip
+        if skip is None or self._discard:
+            return
+        pos = skip(self._buf, self._pos, self.max_line, word_lengths)
+        if pos > self._pos:
+            self._pos = pos
+            if self._scan < pos:
+                self._scan = pos
 
     def peek(self, offset: int, n: int) -> bytes:
         """Up to ``n`` unread bytes from ``offset`` on, left in the buffer."""

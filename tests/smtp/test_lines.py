@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensor.smtp.commands import RESYNC_WORD_LENGTHS, is_command_line
 from sensor.smtp.lines import LineBuffer
 
 
@@ -110,3 +111,71 @@ def test_whole_lines_equals_feed_then_pop_line(parts: list[bytes], max_line: int
     assert got == lines_of(slow)
     assert (slow.bare_lf, slow.bare_cr, slow.truncated, len(slow)) == (0, 0, 0, 0)
     assert len(fast) == 0
+
+
+def resync_reads(data: list[bytes], max_line: int, skip: bool) -> tuple[list[bytes], int]:
+    """The lines a resync reads from chunks fed one by one, passing text over with skip_text or
+    not; and the bytes left buffered."""
+    buf = LineBuffer(max_line)
+    got: list[bytes] = []
+    for chunk in data:
+        buf.feed(chunk)
+        while True:
+            if skip:
+                buf.skip_text(RESYNC_WORD_LENGTHS)
+            line = buf.pop_line()
+            if line is None:
+                break
+            got.append(line)
+    return got, len(buf)
+
+
+_TEXT_LINES = st.sampled_from(
+    [b"QUIT", b"quit", b"Quit", b"DATA", b"MAIL FROM:<a@b.example>", b"mail from:<a@b>",
+     b"RCPT TO:<c@d.example>", b"STARTTLS", b"X-LINK2STATE", b"XCLIENT NAME=x", b".", b"..",
+     b"", b" ", b"Hello there", b"Data follows", b"lorem ipsum dolor", b"x" * 70, b"QUIT\r",
+     b"RSET now", b"HELO", b"EHLO mx.example", b"\xdfTARTTLS", b"\x16\x03\x01\x00\x05hello",
+     b"\x16\x03"]
+) | st.binary(max_size=20)
+_ENDS = st.sampled_from([b"\r\n", b"\r\n", b"\n", b"\r\r\n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_TEXT_LINES, _ENDS), max_size=25),
+    st.lists(st.integers(0, 600), max_size=5),
+    st.integers(2, 40),
+)
+def test_skip_text_passes_over_only_lines_that_cannot_end_a_resync(
+    body: list[tuple[bytes, bytes]], cuts: list[int], max_line: int
+) -> None:
+    """Whatever the chunking: the lines a resync reads with skip_text are those it reads
+    without, in order, less lines that are neither a command, the end of content nor a TLS
+    hello."""
+    stream = b"".join(line + end for line, end in body)
+    points = sorted({min(c, len(stream)) for c in cuts})
+    chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    every, left = resync_reads(chunks, max_line, skip=False)
+    kept, left_skipping = resync_reads(chunks, max_line, skip=True)
+    assert left_skipping == left
+    it = iter(every)
+    for line in kept:  # a subsequence of every line
+        assert any(line == other for other in it)
+    dropped = list(every)
+    for line in kept:
+        dropped.remove(line)
+    assert not [line for line in dropped
+                if is_command_line(line) or line == b"." or line.startswith(b"\x16\x03")]
+
+
+def test_skip_text_stops_at_a_verb_a_dot_and_an_unfinished_line() -> None:
+    """(Without the C module skip_text passes nothing over: the lines come as pop_line's.)"""
+    buf = LineBuffer(100)
+    buf.feed(b"Hello there\r\nabc def\r\n.\r\nso on\r\nQUIT\r\nlorem ipsum")
+    buf.skip_text(RESYNC_WORD_LENGTHS)
+    assert buf.pop_line() == b"."
+    buf.skip_text(RESYNC_WORD_LENGTHS)
+    assert buf.pop_line() == b"QUIT"
+    buf.skip_text(RESYNC_WORD_LENGTHS)
+    assert buf.pop_line() is None and len(buf) == len(b"lorem ipsum")
+    assert (buf.bare_lf, buf.bare_cr, buf.truncated) == (0, 0, 0)

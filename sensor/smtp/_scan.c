@@ -1,6 +1,6 @@
-/* DATA content scan of sensor.smtp.body.MessageBody in C: one memchr per line.
+/* The two loops over SMTP text that cost most in Python, in C: one memchr per line.
  *
- * scan(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)
+ * dot_content(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)
  *
  * The same counts as MessageBody._scan_bytes (the reference, compiled by mypyc), which looks
  * at every byte: here only line ends are visited, since every pattern of dot-stuffed content
@@ -13,7 +13,20 @@
  *     still open at the end counted once, as soon as it is that long.
  *   - run, in_long: the octets of the unfinished last line and whether it is counted already,
  *     carried to the next call; returned unchanged when the marker ends the content.
- * Never raises on any bytes; only a wrong argument type raises TypeError.
+ *
+ * skip_text(buf, pos, max_line, word_lengths) -> pos
+ *
+ * For sensor.smtp.lines.LineBuffer.skip_text, while the client side resynchronises after a gap:
+ * the offset of the first line from `pos` on that might end the resync, passing over the
+ * complete lines that cannot, which LineBuffer.pop_line would have returned one by one only for
+ * the parser to reject them and roll their counts back. A line may end it (and is not passed
+ * over) when it is not complete, when it is longer than `max_line` (pop_line cuts it), when it
+ * is "." (the end of content whose start was lost), when it starts a TLS handshake record (a
+ * STARTTLS lost in the hole), or when its first word (up to the first
+ * space, the line's CR LF or LF left out) has a length whose bit is set in `word_lengths`
+ * (the lengths of the SMTP verbs, sensor.smtp.commands).
+ *
+ * Neither raises on any bytes; only a wrong argument type raises TypeError.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,6 +35,7 @@
 #define CR 13
 #define LF 10
 #define DOT 46
+#define TLS_HANDSHAKE 22 /* RFC 8446 5.1: a handshake record's content type, then version 3.x */
 #define TEXT_LINE_MAX 999 /* octets before the LF: 998 of text, then CR (body.TEXT_LINE_MAX) */
 
 /* The byte at offset j of the stream as this call sees it: data for j >= 0, the tail before. */
@@ -34,12 +48,12 @@ at(const unsigned char *d, Py_ssize_t n, const unsigned char *t, Py_ssize_t tn, 
 }
 
 static PyObject *
-scan(PyObject *self, PyObject *args)
+dot_content(PyObject *self, PyObject *args)
 {
     Py_buffer db, tb;
     Py_ssize_t run;
     int in_long;
-    if (!PyArg_ParseTuple(args, "y*y*np:scan", &db, &tb, &run, &in_long))
+    if (!PyArg_ParseTuple(args, "y*y*np:dot_content", &db, &tb, &run, &in_long))
         return NULL;
     const unsigned char *d = db.buf, *t = tb.buf;
     Py_ssize_t n = db.len, tn = tb.len;
@@ -89,20 +103,56 @@ scan(PyObject *self, PyObject *args)
                          in_long ? Py_True : Py_False);
 }
 
+static PyObject *
+skip_text(PyObject *self, PyObject *args)
+{
+    Py_buffer bb;
+    Py_ssize_t pos, max_line;
+    unsigned long long lengths;
+    if (!PyArg_ParseTuple(args, "y*nnK:skip_text", &bb, &pos, &max_line, &lengths))
+        return NULL;
+    const unsigned char *b = bb.buf;
+    Py_ssize_t n = bb.len;
+    if (pos < 0)
+        pos = 0;
+    while (pos < n) {
+        const unsigned char *hit = memchr(b + pos, LF, (size_t)(n - pos));
+        if (hit == NULL)
+            break; /* not complete */
+        Py_ssize_t p = hit - b;
+        Py_ssize_t end = (p > pos && b[p - 1] == CR) ? p - 1 : p;
+        if (end - pos > max_line)
+            break;
+        if (end - pos == 1 && b[pos] == DOT)
+            break;
+        if (end - pos >= 2 && b[pos] == TLS_HANDSHAKE && b[pos + 1] == 3)
+            break;
+        const unsigned char *sp = memchr(b + pos, ' ', (size_t)(end - pos));
+        Py_ssize_t word = sp == NULL ? end - pos : sp - (b + pos);
+        if (word < 64 && (lengths >> word) & 1)
+            break;
+        pos = p + 1;
+    }
+    PyBuffer_Release(&bb);
+    return PyLong_FromSsize_t(pos);
+}
+
 static PyMethodDef methods[] = {
-    {"scan", scan, METH_VARARGS,
-     "scan(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)"},
+    {"dot_content", dot_content, METH_VARARGS,
+     "dot_content(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)"},
+    {"skip_text", skip_text, METH_VARARGS,
+     "skip_text(buf, pos, max_line, word_lengths) -> offset of the first line that may end a resync"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_dotscan",
-    "DATA content scan in C (sensor.smtp.body): end marker, bare LF, stuffed dots, long lines.",
+    PyModuleDef_HEAD_INIT, "_scan",
+    "Loops over SMTP text in C: DATA content (sensor.smtp.body), resync (sensor.smtp.lines).",
     -1, methods,
 };
 
 PyMODINIT_FUNC
-PyInit__dotscan(void)
+PyInit__scan(void)
 {
     return PyModule_Create(&module);
 }
