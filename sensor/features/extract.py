@@ -359,8 +359,9 @@ def session_events(s: SmtpSession, view: SiteView) -> SessionEvents:
     crossing = client_home != server_home  # across the home_net boundary
     adds: list[tuple[int, float]] = [ONE[_SESSIONS]]
     keys: list[str] = []
-    # picked up mid-stream or after lost server bytes: the banner may have gone unseen
-    if s.banner_code == 0 and not s.midstream and Anomaly.GAP_SERVER not in s.anomalies:
+    # the parser's judgment: not when picked up mid-stream, after lost bytes either way or
+    # without the server's SYN-ACK (the banner may have gone unseen), sensor.smtp.parser
+    if Anomaly.NO_BANNER in s.anomalies:
         adds.append(ONE[_NO_BANNER])
     if s.tls_established:
         adds.append(ONE[_TLS])

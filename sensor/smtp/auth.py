@@ -143,8 +143,13 @@ class AuthExchange:
         if self.expected is not None:
             self.expected -= 1
 
-    def reply(self, code: int) -> None:
-        """A server reply to the AUTH command or to a response; a non-334 reply ends it."""
+    def reply(self, code: int, loss: bool = False) -> None:
+        """A server reply to the AUTH command or to a response; a non-334 reply ends it.
+
+        ``loss``: bytes of the dialogue were lost (or its start was not seen), so the reply
+        matched to the exchange may belong to a command in the hole: only 235 then says
+        success, another 2xx (QUIT's 221, a 250) leaves the outcome unknown.
+        """
         if code == REPLY_AUTH_CONTINUE or self.done:
             return
         self.code = code
@@ -152,6 +157,8 @@ class AuthExchange:
         self.expected = 0
         if self.aborted_by_client:
             self.outcome = AuthOutcome.ABORTED
+        elif code // 100 == 2 and loss and code != REPLY_AUTH_OK:
+            self.outcome = AuthOutcome.UNKNOWN
         elif code // 100 == 2:
             self.outcome = AuthOutcome.SUCCESS
         elif code // 100 == 4:

@@ -10,6 +10,7 @@ from sensor.smtp.auth import AuthExchange, looks_like_response
 from sensor.smtp.body import MessageBody
 from sensor.smtp.commands import (
     HTTP_METHODS,
+    RESYNC_WORD_LENGTHS,
     SMTP_VERBS,
     is_command_line,
     is_non_smtp,
@@ -44,6 +45,9 @@ _K_DATA: Final = Cmd.DATA
 _K_DATA_END: Final = Cmd.DATA_END
 _K_OTHER: Final = Cmd.OTHER
 _END_OF_DATA: Final = b"."  # RFC 5321 4.1.1.4: the line that ends DATA content
+
+
+_TLS_HANDSHAKE: Final = b"\x16\x03"  # RFC 8446 5.1: a handshake record, legacy version 3.x
 
 
 def looks_like_tls(head: bytes) -> bool:
@@ -98,6 +102,8 @@ class ClientSide(ServerSide):
             elif st is _C_STARTTLS_WAIT or st is _C_STARTTLS_PROBE or st is _C_TLS:
                 return
             else:
+                if st is _C_RESYNC:  # message text after a gap: passed over unsplit
+                    buf.skip_text(RESYNC_WORD_LENGTHS)
                 line = buf.pop_line()
                 if line is None:
                     return
@@ -135,6 +141,17 @@ class ClientSide(ServerSide):
         """Client bytes are TLS from here on."""
         self.cstate = ClientState.TLS
         self.tls_bytes += n + self.cbuf.drain()
+
+    def tls_after_loss(self, n: int) -> None:
+        """A TLS handshake record where a command line was expected, after lost bytes or a
+        mid-stream pick-up: the STARTTLS exchange fell into the hole (or went by before the
+        capture began) and the dialogue went on in TLS. It is not another protocol's opening,
+        and what follows either way is TLS."""
+        self.tls_attempted = True
+        self.tls_established = True
+        self.client_tls(n)
+        self.sbuf.drain()
+        self.sstate = _S_TLS
 
     def starttls_data(self, ts: float, payload: bytes) -> None:
         """Client bytes after STARTTLS: before its reply, or after its 220 (the probe)."""
@@ -245,6 +262,9 @@ class ClientSide(ServerSide):
             if not line:
                 self.cstate = _C_COMMAND
             return
+        if (self.gapped or self.midstream) and line.startswith(_TLS_HANDSHAKE):
+            self.tls_after_loss(len(line))
+            return
         if st is _C_RESYNC:
             if not is_command_line(line):
                 self.cbuf.rollback()  # a skipped line's bare LF or length is no violation
@@ -279,9 +299,10 @@ class ClientSide(ServerSide):
             return
         if verb in SMTP_VERBS:  # never a non-SMTP opening: the sets and the prefixes are apart
             pass
-        elif is_non_smtp(line, verb):
+        elif is_non_smtp(line, verb) and not (self.gapped or self.midstream):
             self.count(Anomaly.NON_SMTP_VERB)
-        else:
+        else:  # after lost bytes a line of message text ("Get 50% off") may be read as one
+            # (a reply in the hole left the client out of DATA): unknown, a loss artefact
             self.count(Anomaly.UNKNOWN_COMMAND)
         self.enqueue(Pending(_K_OTHER, ts, self.current_txn()))
 

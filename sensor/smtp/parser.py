@@ -169,6 +169,12 @@ class SmtpParser(ClientSide):
                     and self.commands[-1] == "STARTTLS"
                     and self.bytes_from_client - self.starttls_at >= MIN_TLS_HELLO):
                 self.tls_established = True  # the 220 was lost and the client went on: in TLS
+        elif not self.midstream and "h" not in record.history:
+            # The server's SYN-ACK was not captured, so where its stream starts is unknown and
+            # no gap can show that its first bytes went missing with it: a greeting not seen is
+            # then no evidence of a server that sent none, nor of a client that did not wait.
+            self.anomalies.pop(Anomaly.NO_BANNER, None)
+            self.anomalies.pop(Anomaly.PREGREET, None)
         return self.session(record)
 
     def session(self, record: ConnRecord) -> SmtpSession:

@@ -372,7 +372,7 @@ class ServerSide(ParserCore):
         elif kind is _K_AUTH or kind is _K_AUTH_RESPONSE:
             ex = p.auth
             if ex is not None:
-                ex.reply(code)
+                ex.reply(code, self.gapped or self.midstream)
                 if ex.done and self.auth is ex and self.cstate is ClientState.AUTH:
                     self.cstate = ClientState.COMMAND
         elif kind is _K_STARTTLS:

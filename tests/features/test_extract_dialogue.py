@@ -14,9 +14,21 @@ OUTSIDER, OUR_MX = "198.19.1.1", "10.20.0.25"
 def test_a_session_picked_up_mid_stream_is_no_missing_banner() -> None:
     t = HostTable(site_config())
     t.on_session(session(OUTSIDER, OUR_MX, 1.0, banner=None, banner_code=0, midstream=True))
-    t.on_session(session(OUTSIDER, OUR_MX, 2.0, banner=None, banner_code=0))
+    t.on_session(session(OUTSIDER, OUR_MX, 2.0, banner=None, banner_code=0,
+                         anomalies={"no_banner": 1}))  # fmt: skip
     f = t.features(OUTSIDER)
     assert f is not None and (f.short.sessions, f.short.no_banner_sessions) == (2, 1)
+
+
+def test_a_session_that_lost_bytes_is_no_missing_banner() -> None:
+    """The parser reports no no_banner when a gap either way (or the SYN-ACK's loss) may have
+    taken the greeting: the feature counts what the parser reports, not a banner code of 0."""
+    t = HostTable(site_config())
+    t.on_session(session(OUTSIDER, OUR_MX, 1.0, banner=None, banner_code=0,
+                         anomalies={"gap_client": 2}))  # fmt: skip
+    t.on_session(session(OUTSIDER, OUR_MX, 2.0, banner=None, banner_code=0))
+    f = t.features(OUTSIDER)
+    assert f is not None and (f.short.sessions, f.short.no_banner_sessions) == (2, 0)
 
 
 def test_starttls_injection_is_a_non_smtp_session() -> None:

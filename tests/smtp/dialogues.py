@@ -13,12 +13,12 @@ C, S = True, False  # direction: to_server (client) / to_client (server)
 Event = tuple[bool, bytes | int]  # an int is a gap of that many bytes
 
 
-def conn_record(duration: float = 3.5) -> ConnRecord:
+def conn_record(duration: float = 3.5, history: str = "ShADadFf") -> ConnRecord:
     """A ConnRecord for the fabricated connection (fields the parser ignores: zero or None)."""
     known: dict[str, object] = {
         "uid": "CtEst1", "ts": 100.0, "client_ip": "192.0.2.10", "client_port": 40000,
         "server_ip": "198.51.100.25", "server_port": 25, "duration_s": duration, "state": "SF",
-        "history": "ShADadFf", "end_reason": "fin",
+        "history": history, "end_reason": "fin",
     }  # fmt: skip
     kwargs = {
         f.name: known.get(f.name, None if "None" in str(f.type) else 0) for f in fields(ConnRecord)
@@ -37,9 +37,13 @@ def new_parser(
 
 
 def run(
-    events: Iterable[Event], limits: SmtpLimits | None = None, midstream: bool = False
+    events: Iterable[Event],
+    limits: SmtpLimits | None = None,
+    midstream: bool = False,
+    history: str = "ShADadFf",
 ) -> SmtpSession:
-    """Feed events (event i at ts 100+i) and return the emitted session."""
+    """Feed events (event i at ts 100+i) and return the emitted session (``history``: the
+    connection record's, the handshake seen by default)."""
     out: list[SmtpSession] = []
     p = new_parser(out, limits, midstream)
     for i, (to_server, payload) in enumerate(events):
@@ -47,7 +51,7 @@ def run(
             p.gap(to_server, 100.0 + i, payload)
         else:
             p.data(to_server, 100.0 + i, payload)
-    p.close(200.0, conn_record())
+    p.close(200.0, conn_record(history=history))
     assert len(out) == 1
     return out[0]
 

@@ -64,3 +64,46 @@ def test_loss_artefacts_are_not_abuse_evidence_loss_cannot_fake() -> None:
     names = {str(a) for a in LOSS_ARTEFACTS}
     assert "non_smtp_verb" not in names and "stripped_starttls" not in names
     assert "gap_client" not in names and "gap_server" not in names
+
+
+def test_a_greeting_lost_with_the_syn_ack_is_no_missing_banner() -> None:
+    """Without the server's SYN-ACK its stream start is unknown, so no gap can show a greeting
+    lost with it (a burst of kernel drops takes the first packets of both directions)."""
+    events: list[Event] = [(C, EHLO), (S, b"250 mx.example.org\r\n"), (C, b"QUIT\r\n"),
+                           (S, b"221 bye\r\n")]  # fmt: skip
+    seen = run(events).anomalies  # handshake seen: the server sent none, the client did not wait
+    assert seen == {"no_banner": 1, "pregreet": 1}
+    assert run(events, history="SADadFf").anomalies == {}
+
+
+def test_message_text_read_as_commands_after_loss_is_no_other_protocol() -> None:
+    """A gap takes DATA and its 354: the content that follows is read as commands, and its
+    "GET" line is no HTTP client. Before any loss the same line is one."""
+    text = b"Subject: offer\r\n\r\nGET yours now\r\nUSER guide inside\r\n.\r\n"
+    lost = run([*OPENING, (C, MAIL), (S, b"250 ok\r\n"), (C, RCPT), (S, b"250 ok\r\n"),
+                (C, len(b"DATA\r\n")), (S, 8), (C, text), (S, b"250 queued\r\n")])  # fmt: skip
+    assert set(lost.anomalies) == {"gap_client", "gap_server"}
+    clean = run([*OPENING, (C, b"GET yours now\r\n"), (S, b"502 no\r\n")])
+    assert clean.anomalies.get("non_smtp_verb") == 1
+
+
+def test_a_tls_hello_after_loss_is_a_lost_starttls() -> None:
+    """The STARTTLS and its 220 fell into a gap: the hello that follows is TLS going on, not
+    another protocol's opening; the same hello with no loss is one."""
+    lost = run([*OPENING, (C, len(b"STARTTLS\r\n")), (S, 30), (C, HELLO + b"\r\nmore"),
+                (S, b"\x16\x03\x03\x00\x02hi")])  # fmt: skip
+    assert lost.tls_established and "non_smtp_verb" not in lost.anomalies
+    clean = run([*OPENING, (C, HELLO + b"\r\n"), (S, b"500 what\r\n")])
+    assert not clean.tls_established and clean.anomalies.get("non_smtp_verb") == 1
+
+
+def test_after_loss_only_235_says_an_auth_succeeded() -> None:
+    """The 535 to an AUTH fell into a gap: QUIT's 221 is matched to the exchange. With no loss a
+    2xx ends it as success, as before."""
+    auth = b"AUTH LOGIN\r\n"
+    lost = run([*OPENING, (C, auth), (S, b"334 VXNlcm5hbWU6\r\n"), (C, b"dXNlcg==\r\n"),
+                (S, 14), (C, b"QUIT\r\n"), (S, b"221 bye\r\n")])  # fmt: skip
+    assert [a.outcome for a in lost.auth] == ["unknown"]
+    clean = run([*OPENING, (C, auth), (S, b"334 VXNlcm5hbWU6\r\n"), (C, b"dXNlcg==\r\n"),
+                 (S, b"250 fine\r\n")])  # fmt: skip
+    assert [a.outcome for a in clean.auth] == ["success"]
