@@ -139,6 +139,13 @@ class MessageBody:
         if scan is None:  # not built: never chosen then (see ``native``)
             return self._scan_bytes(data)
         end, bare, stuffed, long, run, in_long = scan(data, self._tail, self._run, self._in_long)
+        return self._counted(end, bare, stuffed, long, run, in_long)
+
+    def _counted(
+        self, end: int, bare: int, stuffed: int, long: int, run: int, in_long: bool
+    ) -> int:
+        """Keep what a scan of dot-stuffed content counted and, when no marker ended it, the
+        unfinished line it leaves for the next call; return ``end``."""
         if end < 0:
             self._run = run
             self._in_long = in_long
@@ -184,17 +191,11 @@ class MessageBody:
             ):
                 stuffed += 1
             i += 1
-        if end < 0:
-            run = n - 1 - last_lf
-            if run > TEXT_LINE_MAX and not in_long:  # counted once, before its LF arrives
-                long += 1
-                in_long = True
-            self._run = run
-            self._in_long = in_long
-        self.bare_lf += bare
-        self.stuffed += stuffed
-        self.long_lines += long
-        return end
+        run: i64 = n - 1 - last_lf
+        if end < 0 and run > TEXT_LINE_MAX and not in_long:  # counted once, before its LF
+            long += 1
+            in_long = True
+        return self._counted(end, bare, stuffed, long, run, in_long)
 
     def _scan_counting(self, data: bytes) -> int:
         """``_scan_bytes`` with bytes methods (each a C loop): for the interpreted module."""
