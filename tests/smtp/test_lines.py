@@ -169,7 +169,9 @@ def test_skip_text_passes_over_only_lines_that_cannot_end_a_resync(
 
 
 def test_skip_text_stops_at_a_verb_a_dot_and_an_unfinished_line() -> None:
-    """(Without the C module skip_text passes nothing over: the lines come as pop_line's.)"""
+    """What the C loop passes over (tests/test_native.py requires it built; without it
+    skip_text passes nothing over and pop_line returns every line, as the property test
+    above allows)."""
     buf = LineBuffer(100)
     buf.feed(b"Hello there\r\nabc def\r\n.\r\nso on\r\nQUIT\r\nlorem ipsum")
     buf.skip_text(RESYNC_WORD_LENGTHS)
