@@ -53,6 +53,9 @@ class TcpStats:
     evicted_lru: int = 0
     evicted_memcap: int = 0
     evicted_half_open: int = 0
+    linger_cut: int = 0
+    """Closed connections emitted before their linger ended (closed_linger_s), to make room
+    under the connection cap or the memcap; cut first, before any open connection is evicted."""
     timed_out: int = 0
     flushed_at_end: int = 0
     ooo_segments: int = 0

@@ -84,6 +84,7 @@ def render_summary(
         "tcp: evicted (connection cap)": tcp.evicted_lru,
         "tcp: evicted (memory cap)": tcp.evicted_memcap,
         "tcp: evicted before any payload": tcp.evicted_half_open,
+        "tcp: closed, linger cut short": tcp.linger_cut,
         "tcp: out-of-order cap hits": tcp.ooo_cap_hits,
         "tcp: total buffer cap hits": tcp.total_cap_hits,
         "tcp: ACKs for data never captured": tcp.acks_unseen,

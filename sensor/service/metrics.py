@@ -88,6 +88,8 @@ class SensorCollector(Collector):
             ("tcp_retransmissions", "retransmissions", "Retransmitted segments."),
             ("tcp_evicted", "evicted_lru", "Connections evicted by the connection cap."),
             ("tcp_evicted_memcap", "evicted_memcap", "Connections evicted by the memcap."),
+            ("tcp_linger_cut", "linger_cut",
+             "Closed connections emitted before their linger ended, to make room."),
         ):
             yield counter(name, doc, _int(tcp, key))
         yield gauge("capture_loss_ratio",

@@ -106,6 +106,7 @@ class Reassembler:
 
     __slots__ = (
         "_budget",
+        "_closed",
         "_count",
         "_factory",
         "_flows",
@@ -149,6 +150,9 @@ class Reassembler:
         # connections in creation order that carried no payload yet (evicted first), lazily
         # cleaned: an entry whose connection was wired or removed is skipped
         self._young: deque[Connection] = deque()
+        # connections in the order they closed (FIN exchange or RST), waiting out their linger:
+        # the first to go when room is needed; an entry whose connection was removed is skipped
+        self._closed: deque[Connection] = deque()
         self._heap: list[tuple[float, int, Connection]] = []  # (deadline, tick, conn), lazy
         self._tick = count()
         self._next_check = float("-inf")
@@ -270,6 +274,7 @@ class Reassembler:
                 self._finish(c, c.last_ts, EndReason.EOF)
         self._heap.clear()
         self._young.clear()
+        self._closed.clear()
 
     @property
     def next_expiry_check(self) -> float:
@@ -510,6 +515,10 @@ class Reassembler:
         self._close_gaps(c, ts)
         c.refresh_fast()
         self._schedule(c, ts + self._limits.closed_linger_s)
+        closed = self._closed
+        while closed and closed[0].removed:  # lingers end in closing order: the left is done
+            closed.popleft()
+        closed.append(c)
 
     def _finish(self, c: Connection, ts: float, reason: EndReason) -> None:
         """End a connection that did not close: flush with gaps, then emit its record."""
@@ -579,12 +588,21 @@ class Reassembler:
             heapq.heapify(heap)
 
     def _evict_one(self, ts: float, keep: Connection | None, memcap: bool) -> bool:
-        """Make room: the oldest connection that carried no payload yet, else the one whose
-        deadline comes first (lingering closed ones, then the least recently active).
+        """Make room, the least harm first: cut short the linger of the connection that closed
+        first (its record is final; only the wait for stragglers ends early), else evict the
+        oldest connection that carried no payload yet (a SYN flood's), else the one whose
+        deadline comes first (the least recently active).
 
         Returns False when there is nothing left to evict but `keep`.
         """
         stats = self._stats
+        closed = self._closed
+        while closed:
+            c = closed.popleft()
+            if c.removed or c is keep or c.phase != _CLOSED:
+                continue
+            self._evict(c, ts, memcap)
+            return True
         young = self._young
         while young:
             c = young.popleft()
@@ -618,7 +636,8 @@ class Reassembler:
 
     def _evict(self, c: Connection, ts: float, memcap: bool) -> None:
         if c.phase == _CLOSED:
-            self._emit(c, c.end_ts)  # only its linger is cut short: not counted
+            self._stats.linger_cut += 1
+            self._emit(c, c.end_ts)  # its record is final: only the wait for stragglers ends
             return
         if memcap:
             self._stats.evicted_memcap += 1

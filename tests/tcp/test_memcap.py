@@ -1,4 +1,5 @@
-"""The reassembly memcap: estimated bytes, half-open flows evicted first, no handler before data."""
+"""The reassembly memcap: estimated bytes; closed connections' lingers cut first, then half-open
+flows evicted; no handler before data."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import gc
 import tracemalloc
 
 import pytest
-from tcp_helpers import ACK, PSH, Conv, Harness
+from tcp_helpers import ACK, FIN, PSH, Conv, Harness
 
 from sensor.pipeline import SMTP_PARSER_BYTES, Pipeline
 from sensor.tcp.reassembler import CONN_BYTES, TcpLimits
@@ -80,6 +81,51 @@ def test_memcap_then_evicts_the_least_recently_active_connection() -> None:
     assert h.stats.evicted_half_open == 0
     (rec,) = h.records
     assert (rec.client_port, rec.end_reason) == (50001, "evicted")  # idle since t=2
+
+
+def smtp_done(cv: Conv) -> list:
+    """smtp_start, then QUIT, 221 and the FIN exchange: the connection is closed and lingers."""
+    return [
+        *smtp_start(cv),
+        cv.s(76, b"250 OK\r\n", ACK | PSH, ack=52),
+        cv.c(52, b"QUIT\r\n", ACK | PSH, ack=84),
+        cv.s(84, b"221 bye\r\n", ACK | PSH, ack=58),
+        cv.s(93, b"", ACK | FIN, ack=58),
+        cv.c(58, b"", ACK | FIN, ack=94),
+        cv.s(94, b"", ACK, ack=59),
+    ]
+
+
+@pytest.mark.parametrize("cap", ["memcap", "max_connections"])
+def test_lingering_closed_connections_make_room_before_any_open_one_is_evicted(cap: str) -> None:
+    """A busy link: every connection that closed waits closed_linger_s for stragglers, and those
+    fill the table. New connections (handshake only: no payload yet) must not be evicted for
+    them, or the rest of each comes back as a mid-stream session with a lost greeting."""
+    probe = Harness(TcpLimits(handler_bytes=5000))
+    for s in smtp_start(Conv(cport=40000)):
+        probe.r.segment(1.0, s)
+    per_conn = probe.r.memory()
+    room = 4  # connections that fit the cap
+    limits = (TcpLimits(memcap_bytes=room * per_conn, handler_bytes=5000) if cap == "memcap"
+              else TcpLimits(max_connections=room, handler_bytes=5000))  # fmt: skip
+    h = Harness(limits)
+    convs = [Conv(cport=41000 + k, client=bytes([192, 0, 2, k + 1]), cisn=k * 7919)
+             for k in range(40)]  # fmt: skip
+    h.feed([(10.0, s) for s in convs[0].handshake()])
+    for k, cv in enumerate(convs):  # all within the 5 s linger
+        if k + 1 < len(convs):  # the next one's handshake before this one's dialogue
+            h.feed([(10.0 + k * 0.01, s) for s in convs[k + 1].handshake()])
+        h.feed([(10.005 + k * 0.01, s) for s in smtp_done(cv)[len(cv.handshake()):]])
+    ended = {r.client_port: r for r in h.records}
+    assert len(ended) == 40 - room  # room made for each new one: the earliest closed went
+    assert [r.client_port for r in h.records] == [41000 + k for k in range(len(h.records))]
+    assert {r.end_reason for r in h.records} == {"fin"}
+    assert {r.history for r in h.records} == {h.records[0].history}  # every one whole: ShAdDaFf
+    assert h.stats.linger_cut == len(h.records)
+    assert h.stats.evicted_half_open == h.stats.evicted_memcap == h.stats.evicted_lru == 0
+    h.r.flush()
+    assert h.stats.connections == 40  # no connection was split in two
+    assert all(hd.record is not None and hd.record.end_reason == "fin" for hd in h.handlers)
 
 
 def test_the_estimate_matches_what_connections_really_cost() -> None:
