@@ -14,7 +14,9 @@ The workload is the SMTP-only capture of 3,000,000 packets (10 s at 300,000 pack
 sustained rate, as a 64 MB ring absorbs a burst of a few hundred thousand packets whatever the
 sensor's speed (--workload smtp_only_500k for the short one). The CPU per packet is the
 sensor's steady state: its CPU from capture start to the end of the backlog, start-up and the
-final flush left out.
+final flush left out. The alerts column counts what the run raised (the whole workload raises
+none; under drops the issue asks for none either), kept in WORKDIR/live-wN-RATE.alerts, and
+the table figures say how the connection table made room (tcp.linger_cut, evicted_*).
 
 Needs root, iproute2 and tcpreplay (scripts/ensure_system.sh test). Full size (the lead's run):
     python scripts/bench_live.py
@@ -114,14 +116,18 @@ def _cpu() -> float:
 
 
 def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: bool,
-             workdir: Path) -> dict[str, Any]:  # fmt: skip
+             workdir: Path, records: bool = False) -> dict[str, Any]:  # fmt: skip
     """One capture of one replay; the row of figures it gave."""
     stats_path = workdir / f"live-w{workers}-{rate}.stats"
     stats_path.unlink(missing_ok=True)
+    alerts_path = workdir / f"live-w{workers}-{rate}.alerts"  # kept: what drops made it raise
     argv = [sensor_exe(), "live", "-i", SRV_IF, "--workers", str(workers), "-q",
             "--stats", str(stats_path)]  # fmt: skip
     if detect:
-        argv += ["--alerts", os.devnull]
+        argv += ["--alerts", str(alerts_path)]
+    if records:  # to look into what a run raised; writing them costs the sensor CPU
+        for kind in ("conns", "sessions"):
+            argv += [f"--{kind}", str(workdir / f"live-w{workers}-{rate}.{kind}")]
     with veth_namespaces(REPLAY_MTU) as net:
         cpu0 = _cpu()  # children's CPU: the sensor's counts once it (and its workers) are reaped
         sensor = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.DEVNULL,
@@ -159,6 +165,9 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
         "kernel_drops": iface.get("dropped", 0),
         "if_drops": iface.get("if_dropped", 0),
         "loss": {k: v for k, v in tcp.items() if "ack" in k or "loss" in k or k == "gaps"},
+        "alerts": stats.get("detect", {}).get("alerts_by_kind", {}),
+        "table": {k: tcp.get(k, 0) for k in ("active_peak", "linger_cut", "evicted_memcap",
+                                             "evicted_half_open", "evicted_lru")},
         "cpu_s": sensor_cpu,
         "steady_cpu_s": steady_s,
         "rss_mb": peak / 2**20,
@@ -224,6 +233,9 @@ def main() -> None:
     ap.add_argument("--workload", choices=("smtp_only_3m", "smtp_only_500k"),
                     default="smtp_only_3m", help="capture replayed (default %(default)s)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
+    ap.add_argument("--records", action="store_true",
+                    help="also keep each run's connections and sessions in the workdir (costs "
+                         "the sensor CPU: not for the figures)")
     ns = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces, packet capture)")
@@ -234,16 +246,18 @@ def main() -> None:
     counts = [int(w) for w in ns.workers_list.split(",")]
     rows: list[dict[str, Any]] = []
     head = (f"{'workers':>7} {'rate':>8} {'reached pps':>12} {'sent':>9} {'seen':>9} "
-            f"{'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'mem MB':>7}  loss")  # fmt: skip
+            f"{'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'mem MB':>7} {'alerts':>6}  "
+            "loss, table")  # fmt: skip
     print(head, flush=True)
     for workers in counts:
         for rate in rates:
-            row = run_once(pcap, workers, rate, ns.limit, not ns.no_detect, workdir)
+            row = run_once(pcap, workers, rate, ns.limit, not ns.no_detect, workdir,
+                           ns.records)
             rows.append(row)
             print(f"{workers:>7} {rate:>8} {row['reached_pps']:>12,.0f} {row['sent']:>9,} "
                   f"{row['seen']:>9,} {row['kernel_drops']:>8,} {row['if_drops']:>8,} "
-                  f"{row['cpu_s']:>7.2f} {row['rss_mb']:>7.1f}  "
-                  f"{json.dumps(row['loss'])}", flush=True)  # fmt: skip
+                  f"{row['cpu_s']:>7.2f} {row['rss_mb']:>7.1f} {sum(row['alerts'].values()):>6,}  "
+                  f"{json.dumps(row['loss'])} {json.dumps(row['table'])}", flush=True)  # fmt: skip
     _ratios(rows, counts)
     if ns.json_path:
         Path(ns.json_path).write_text(json.dumps(rows, indent=1))

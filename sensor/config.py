@@ -78,6 +78,7 @@ class ReassemblyConfig:
     idle_timeout_s: float
     closed_linger_s: float
     expire_interval_s: float
+    half_open_share: float
 
 
 @dataclass(slots=True, frozen=True)

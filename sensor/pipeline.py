@@ -59,6 +59,7 @@ def limits_from_config(cfg: Config) -> TcpLimits:
         max_ack_gap=r.max_ack_gap,
         rexmit_segments=r.rexmit_segments,
         memcap_bytes=cfg.bounds.memcap_mb << 20,
+        half_open_share=r.half_open_share,
     )
 
 

@@ -34,6 +34,8 @@ class DetectorStats:
     hosts_expired: int = 0  # idle for bounds.host_idle_s of packet time
     loss_failed_conns: int = 0  # failed connections that showed capture loss: not in the
     # model's view of the failure counts (the rules count them)
+    unattributed_conns: int = 0  # connection records without payload, SYN, SYN-ACK or RST:
+    # in no feature (sensor.features.extract.unattributable)
     alerts: int = 0
     updates: int = 0
     suppressed: int = 0
@@ -174,6 +176,7 @@ class Detector:
             records=t.records, hosts=t.hosts, hosts_active=len(self.table), evicted=t.evicted,
             events_dropped=self.table.dropped_events(), users_evicted=t.users_evicted,
             hosts_expired=t.expired, loss_failed_conns=t.loss_failed_conns,
+            unattributed_conns=t.unattributed_conns,
             alerts=self._alerts, updates=self._suppress.updates,
             suppressed=self._suppress.suppressed, alerts_by_kind=dict(self._alerts_by_kind),
             model=self.model_name if self.stage is not None else "",

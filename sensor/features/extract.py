@@ -182,11 +182,36 @@ _T_DST_24S: Final = TAGS[_D["dst_24s"]]
 _T_EXT_DST_IPS: Final = TAGS[_D["ext_dst_ips"]]
 
 
+_UNFINISHED: Final = frozenset({"eof", "evicted"})
+"""End reasons of a record cut off by the sensor rather than ended by its endpoints: the input
+ended (or the sensor stopped), or a cap made room."""
+
+
 def loss_failed(rec: ConnRecord) -> bool:
     """Whether a connection whose state says it failed shows capture loss: reassembly gaps, or
     payload from a server whose handshake reply was not seen (it answered). Its failure may be
-    the packets the capture missed (a lost SYN-ACK and server FIN give SH), not the server's."""
-    return rec.gaps > 0 or rec.bytes_to_client > 0
+    the packets the capture missed (a lost SYN-ACK and server FIN give SH), not the server's.
+    So may that of a connection the sensor cut off (`_UNFINISHED`) after one packet, before
+    its SYN was due again (a client retransmits an unanswered SYN after a second): a SYN seen
+    just before the input ended, the rest in a run of kernel drops or not sent yet, reads S0."""
+    return (rec.gaps > 0 or rec.bytes_to_client > 0
+            or (rec.end_reason in _UNFINISHED and rec.pkts_to_server + rec.pkts_to_client == 1))
+
+
+_ATTRIBUTING: Final = frozenset("SsHhRr")
+"""History letters that tie a record without payload to its client: a SYN or SYN-ACK (an
+attempt, answered or not), or a reset."""
+
+
+def unattributable(rec: ConnRecord) -> bool:
+    """Whether a connection record says nothing about its client: no payload either way, and
+    neither SYN nor SYN-ACK nor RST seen (only ACKs or FINs: the end of a connection already
+    written out, as after its linger was cut short or a run of kernel drops, or of one picked
+    up at its very end). Counted, each would make one connection two, and one ended by FINs
+    alone reads as a failed attempt (state SH)."""
+    if rec.bytes_to_server or rec.bytes_to_client:
+        return False
+    return _ATTRIBUTING.isdisjoint(rec.history)
 
 
 def conn_event(rec: ConnRecord, server_home: bool) -> tuple[Adds, Keys]:

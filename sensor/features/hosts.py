@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from sensor.config import Config
-from sensor.features.extract import SiteView, conn_event, session_events, spoke
+from sensor.features.extract import SiteView, conn_event, session_events, spoke, unattributable
 from sensor.features.schema import AUTH_STATE_BIT, LOSS_HIDDEN, SUM_INDEX
 from sensor.features.window import ONE, Adds, HostWindows, Keys
 from sensor.records import ConnRecord, HostFeatures, SmtpSession
@@ -55,6 +55,8 @@ class TableStats:
     ignored_sessions: int = 0  # sessions without any SMTP byte (their ConnRecord counts)
     loss_failed_conns: int = 0  # failed connections that showed capture loss: the model's view
     # leaves them out (sensor.features.extract.loss_failed)
+    unattributed_conns: int = 0  # no payload, no SYN, SYN-ACK or RST: not counted
+    # (sensor.features.extract.unattributable)
 
 
 @dataclass(slots=True)
@@ -158,6 +160,9 @@ class HostTable:
     def on_conn(self, rec: ConnRecord) -> list[tuple[HostState, int]]:
         """Account one connection; returns (host, change mask) of the hosts it changed."""
         self.stats.records += 1
+        if unattributable(rec):
+            self.stats.unattributed_conns += 1
+            return []
         now = rec.ts + rec.duration_s
         st = self._host(rec.client_ip, now)
         adds, keys = conn_event(rec, self.view.roles(rec.server_ip)[0])

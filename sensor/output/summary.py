@@ -109,6 +109,9 @@ def render_summary(
             rows.append(("hosts evicted (host table cap)", detect.evicted))
         if getattr(detect, "hosts_expired", 0):
             rows.append(("hosts expired (idle)", detect.hosts_expired))
+        if getattr(detect, "unattributed_conns", 0):
+            rows.append(("connections without payload, SYN or RST left out",
+                         detect.unattributed_conns))
         if detect.model and getattr(detect, "loss_failed_conns", 0):
             rows.append(("model: failed connections left out for capture loss",
                          detect.loss_failed_conns))

@@ -74,6 +74,9 @@ class TcpLimits:
     memcap_bytes: int = 128 << 20  # estimated state of all connections (CONN_BYTES each,
     # handler_bytes per handler, buffered and kept bytes): oldest half-open flows evicted first
     handler_bytes: int = 0  # estimated memory of one stream handler, for the memcap (not a cap)
+    half_open_share: float = 0.25  # of the memcap (and max_connections) that connections with
+    # no payload yet may hold before room is made from them first (a SYN flood's); below it,
+    # room comes from the least recently active connection
 
     def split(self, workers: int) -> TcpLimits:
         """The share of one of `workers` flow-split workers: every global cap divided by it."""
@@ -89,6 +92,7 @@ class TcpLimits:
             rexmit_segments=self.rexmit_segments,
             memcap_bytes=max(1, self.memcap_bytes // workers),
             handler_bytes=self.handler_bytes,
+            half_open_share=self.half_open_share,
         )
 
 
@@ -119,8 +123,10 @@ class Reassembler:
         "_on_record",
         "_server_ports",
         "_stats",
+        "_stray",
         "_tick",
         "_young",
+        "_young_n",
         "admit",
         "emit_deadline",
     )
@@ -150,6 +156,10 @@ class Reassembler:
         # connections in creation order that carried no payload yet (evicted first), lazily
         # cleaned: an entry whose connection was wired or removed is skipped
         self._young: deque[Connection] = deque()
+        self._young_n = 0  # connections in the table that carried no payload yet
+        # connections opened by a segment with neither SYN nor payload (the last ACKs or FIN of
+        # a connection already written out, mostly), lazily cleaned like _young
+        self._stray: deque[Connection] = deque()
         # connections in the order they closed (FIN exchange or RST), waiting out their linger:
         # the first to go when room is needed; an entry whose connection was removed is skipped
         self._closed: deque[Connection] = deque()
@@ -275,6 +285,7 @@ class Reassembler:
         self._heap.clear()
         self._young.clear()
         self._closed.clear()
+        self._stray.clear()
 
     @property
     def next_expiry_check(self) -> float:
@@ -341,6 +352,8 @@ class Reassembler:
             if admit is not None and not admit(src, sport, dst, dport, flags):
                 return
             h = self._create(ts, src, dst, sport, dport, flags)
+            if not (flags & SYN or payload):
+                self._stray.append(h.conn)
         elif flags & SYN and not flags & ACK and self._is_reuse(h, seq):
             old = h.conn
             if old.phase == _CLOSED:
@@ -467,9 +480,13 @@ class Reassembler:
         self._count += 1
         young = self._young
         young.append(c)
+        self._young_n += 1
         count = self._count
         if len(young) > count + (count >> 2) + 1024:  # drop wired or removed connections
             self._young = deque(x for x in young if not (x.removed or x.wired))
+        stray = self._stray
+        if len(stray) > count + (count >> 2) + 1024:
+            self._stray = deque(x for x in stray if not (x.removed or x.wired))
         stats = self._stats
         stats.connections += 1
         if self._count > stats.active_peak:
@@ -481,6 +498,7 @@ class Reassembler:
         """The connection's first payload byte: give it its handler (lazily, to spare floods)
         and lists to keep delivered bytes in (unless the retransmission window is 0)."""
         c.wired = True
+        self._young_n -= 1
         if self._kept_max > 0:
             for h in (c.client, c.server):
                 h.kept = []
@@ -544,6 +562,8 @@ class Reassembler:
 
     def _remove(self, c: Connection) -> None:
         c.removed = True
+        if not c.wired:
+            self._young_n -= 1
         for key in c.keys:
             self._flows.pop(key, None)
         self._count -= 1
@@ -588,14 +608,22 @@ class Reassembler:
             heapq.heapify(heap)
 
     def _evict_one(self, ts: float, keep: Connection | None, memcap: bool) -> bool:
-        """Make room, the least harm first: cut short the linger of the connection that closed
-        first (its record is final; only the wait for stragglers ends early), else evict the
-        oldest connection that carried no payload yet (a SYN flood's), else the one whose
-        deadline comes first (the least recently active).
+        """Make room, the least harm first:
 
-        Returns False when there is nothing left to evict but `keep`.
+        1. cut short the linger of the connection that closed first (its record is final:
+           only the wait for stragglers ends early);
+        2. evict the oldest connection opened by a segment with neither SYN nor payload that
+           has carried none since (the last ACKs of a connection already written out);
+        3. when connections without payload hold more than half_open_share of the cap, evict
+           the oldest of them (a SYN flood's);
+        4. else evict the least recently active connection.
+
+        Evicting an open connection that is not dead splits it: the rest of it comes back as a
+        connection of its own, picked up mid-stream. The order keeps that for last: on a link
+        too busy for the table (a run of kernel drops leaves connections whose FIN was lost
+        idle until idle_timeout_s), the least recently active are those. Returns False when
+        there is nothing left to evict but `keep`.
         """
-        stats = self._stats
         closed = self._closed
         while closed:
             c = closed.popleft()
@@ -603,15 +631,26 @@ class Reassembler:
                 continue
             self._evict(c, ts, memcap)
             return True
-        young = self._young
-        while young:
-            c = young.popleft()
-            if c.removed or c.wired or c is keep:
+        stray = self._stray
+        while stray:
+            c = stray.popleft()
+            if c.removed or c.wired or c is keep or c.client.syn_seen or c.server.syn_seen:
                 continue
-            if c.phase != _CLOSED:
-                stats.evicted_half_open += 1
             self._evict(c, ts, memcap)
             return True
+        lim = self._limits
+        if memcap:
+            crowded = self._young_n * CONN_BYTES > lim.memcap_bytes * lim.half_open_share
+        else:
+            crowded = self._young_n > lim.max_connections * lim.half_open_share
+        if crowded:
+            young = self._young
+            while young:
+                c = young.popleft()
+                if c.removed or c.wired or c is keep:
+                    continue
+                self._evict(c, ts, memcap)
+                return True
         heap = self._heap
         kept_entry: tuple[float, int, Connection] | None = None
         evicted = False
@@ -639,6 +678,8 @@ class Reassembler:
             self._stats.linger_cut += 1
             self._emit(c, c.end_ts)  # its record is final: only the wait for stragglers ends
             return
+        if not c.wired:
+            self._stats.evicted_half_open += 1
         if memcap:
             self._stats.evicted_memcap += 1
         else:

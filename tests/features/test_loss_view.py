@@ -13,9 +13,10 @@ from sensor.capture.source import open_files
 from sensor.config import load_config
 from sensor.features import FEATURE_NAMES, HostTable, vector
 from sensor.features.batch import vectors
-from sensor.features.extract import loss_failed
+from sensor.features.extract import loss_failed, unattributable
 from sensor.features.hosts import HostState
 from sensor.pipeline import Pipeline
+from sensor.records import ConnRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT, MX_EXT, OUR_MX = "10.20.4.10", "198.18.0.7", "10.20.0.10"
@@ -65,6 +66,48 @@ def test_without_capture_loss_the_views_are_the_same() -> None:
     assert HostTable.vector(st) == vector(t.snapshot(st))
     assert vector(t.snapshot(st))[_col("short_failed_conns")] == 3
     assert t.stats.loss_failed_conns == 0
+
+
+def test_a_record_without_payload_syn_or_rst_counts_nowhere() -> None:
+    """The last ACKs and FINs of a connection already written out (its linger cut short under a
+    full table, or its record out before a run of kernel drops ended) come back as records of
+    their own; a FIN-only one reads as SH, a failed attempt."""
+    t = HostTable(site_config())
+    remnants = [conn(BOT, MX_EXT, 10.0, "SH", history="AFa", bytes_to_server=0, bytes_to_client=0,
+                     pkts_to_server=2, pkts_to_client=1, end_reason="evicted"),
+                conn(BOT, MX_EXT, 10.1, "OTH", history="a", bytes_to_server=0, bytes_to_client=0,
+                     end_reason="timeout"),
+                conn(BOT, MX_EXT, 10.2, "SHR", history="f", bytes_to_server=0, bytes_to_client=0)]
+    for rec in remnants:
+        assert unattributable(rec)
+        assert t.on_conn(rec) == []
+    assert t.stats.unattributed_conns == 3 and BOT not in t._hosts
+    counted = [conn(BOT, MX_EXT, 11.0, "OTH", history="aDd", bytes_to_server=5882),  # mid-stream
+               conn(BOT, MX_EXT, 12.0, "S0", history="S", bytes_to_server=0),  # an attempt
+               conn(BOT, MX_EXT, 13.0, "RSTRH", history="r", bytes_to_server=0,
+                    bytes_to_client=0)]  # fmt: skip
+    for rec in counted:
+        assert not unattributable(rec)
+        assert t.on_conn(rec) != []
+    snap = vector(t.snapshot(t._hosts[BOT]))
+    assert snap[_col("short_ext_conns")] == 3 and t.stats.unattributed_conns == 3
+
+
+def test_a_lone_syn_the_sensor_cut_off_counts_for_the_rules_not_the_model() -> None:
+    """One SYN, then the input ended (or a cap evicted it) before the client would have sent it
+    again: the rest may be in a run of kernel drops. Retransmitted, or timed out, it failed."""
+    def s0(end: str, pkts: int) -> ConnRecord:
+        return conn(BOT, MX_EXT, 10.0, "S0", history="S", bytes_to_server=0,
+                    pkts_to_server=pkts, pkts_to_client=0, end_reason=end)
+
+    assert loss_failed(s0("eof", 1)) and loss_failed(s0("evicted", 1))
+    assert not loss_failed(s0("eof", 3)) and not loss_failed(s0("timeout", 1))
+    t = HostTable(site_config())
+    t.on_conn(s0("eof", 1))
+    st = t._hosts[BOT]
+    assert vector(t.snapshot(st))[_col("short_unanswered_conns")] == 1  # the rules' view
+    assert HostTable.vector(st)[_col("short_unanswered_conns")] == 0  # the model's
+    assert t.stats.loss_failed_conns == 1
 
 
 def _host_views(pcap: Path) -> tuple[int, int, HostTable]:

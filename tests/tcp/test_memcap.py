@@ -128,6 +128,56 @@ def test_lingering_closed_connections_make_room_before_any_open_one_is_evicted(c
     assert all(hd.record is not None and hd.record.end_reason == "fin" for hd in h.handlers)
 
 
+@pytest.mark.parametrize("cap", ["memcap", "max_connections"])
+def test_below_the_half_open_share_the_least_recently_active_goes_not_a_new_connection(
+    cap: str,
+) -> None:
+    """A run of kernel drops took the FINs of some sessions: they sit idle until idle_timeout_s.
+    A connection in its handshake is among the newest, not the one to evict: its rest would
+    come back mid-stream, its greeting lost (and its record would read as an unanswered
+    attempt)."""
+    zombies = [Conv(cport=42000 + k, client=bytes([192, 0, 2, k + 1])) for k in range(7)]
+    fresh = [Conv(cport=42100 + k, client=bytes([192, 0, 2, 100 + k])) for k in range(2)]
+    probe = Harness(TcpLimits(handler_bytes=5000))
+    for cv in zombies:
+        probe.feed([(1.0, s) for s in smtp_start(cv)])
+    probe.feed([(1.0, s) for s in fresh[0].handshake()])
+    limits = (TcpLimits(memcap_bytes=probe.r.memory() + 1000, handler_bytes=5000)
+              if cap == "memcap" else TcpLimits(max_connections=8, handler_bytes=5000))  # fmt: skip
+    h = Harness(limits)
+    for k, cv in enumerate(zombies):  # idle since 1.0, 1.1, ...
+        h.feed([(1.0 + k * 0.1, s) for s in smtp_start(cv)])
+    h.feed([(9.0, s) for s in fresh[0].handshake()])  # no payload yet
+    h.feed([(9.1, s) for s in fresh[1].handshake()])
+    (rec,) = h.records
+    assert (rec.client_port, rec.end_reason) == (42000, "evicted")  # idle the longest
+    assert h.stats.evicted_half_open == 0
+    for cv in fresh:
+        h.r.segment(9.2, cv.s(0, b"220 mx.example.org ESMTP\r\n", ACK | PSH))
+    h.r.flush()
+    for cv in fresh:
+        (whole,) = [r for r in h.records if r.client_port == cv.cport]
+        assert whole.history.startswith("ShA")  # one record, from its SYN
+
+
+def test_strays_make_room_before_anything_open() -> None:
+    """A segment with neither SYN nor payload on a 4-tuple the table does not hold (the last
+    ACK of a connection written out) opens a connection: those go first, before a connection
+    in its handshake."""
+    sessions = [Conv(cport=43000 + k, client=bytes([192, 0, 2, k + 1])) for k in range(3)]
+    h = Harness(TcpLimits(max_connections=4, handler_bytes=5000))
+    h.feed([(1.0, s) for s in smtp_start(sessions[0])])
+    young = Conv(cport=43050, client=bytes([192, 0, 2, 50]))
+    h.feed([(1.5, s) for s in young.handshake()])
+    stray = Conv(cport=43100, client=bytes([192, 0, 2, 99]))
+    h.r.segment(2.0, stray.c(500, b"", ACK, ack=900))
+    h.feed([(3.0, s) for s in smtp_start(sessions[1])])
+    h.feed([(4.0, s) for s in smtp_start(sessions[2])])
+    (rec,) = h.records
+    assert (rec.client_port, rec.state, rec.end_reason) == (43100, "OTH", "evicted")
+    assert h.stats.evicted_half_open == 1
+
+
 def test_the_estimate_matches_what_connections_really_cost() -> None:
     """CONN_BYTES and SMTP_PARSER_BYTES, against tracemalloc (within 25%)."""
     n = 3000
