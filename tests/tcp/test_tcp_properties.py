@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tcp_helpers import ACK, CLIENT, FIN, RST, SERVER, Conv, Harness, Seg, seg
 
 from sensor.tcp.conn import Connection
-from sensor.tcp.reassembler import TcpLimits
+from sensor.tcp.reassembler import CONN_BYTES, Reassembler, TcpLimits
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -111,11 +111,20 @@ GARBAGE = st.tuples(
 )  # fmt: skip
 
 
+def _without_payload(r: Reassembler) -> int:
+    """Connections in the table that carried no payload yet, counted from the table itself."""
+    conns = {id(half.conn): half.conn for half in r._flows.values()}
+    return sum(1 for c in conns.values() if not c.wired)
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(GARBAGE, max_size=120))
-def test_garbage_never_raises_and_stays_bounded(pkts: list[tuple]) -> None:  # type: ignore[type-arg]
+@given(st.lists(GARBAGE, max_size=120), st.sampled_from([0, 3 * CONN_BYTES]))
+def test_garbage_never_raises_and_stays_bounded(pkts: list[tuple], memcap: int) -> None:  # type: ignore[type-arg]
+    """Also under a memcap that evicts (the half-open share is then 0.75 connections): the
+    count of connections without payload that picks what to evict stays exact."""
     lim = TcpLimits(max_connections=4, max_ooo_bytes_per_dir=1000, max_ooo_chunks_per_dir=8,
-                    max_total_bytes=2500, idle_timeout_s=10.0, closed_linger_s=1.0)  # fmt: skip
+                    max_total_bytes=2500, idle_timeout_s=10.0, closed_linger_s=1.0,
+                    memcap_bytes=memcap or TcpLimits().memcap_bytes, handler_bytes=100)  # fmt: skip
     h = Harness(lim)
     ts = 0.0
     for dt, src, dst, sp, dp, sq, ak, fl, win, ttl, opt, pay in pkts:
@@ -124,7 +133,9 @@ def test_garbage_never_raises_and_stays_bounded(pkts: list[tuple]) -> None:  # t
         assert h.r.buffered_bytes() <= lim.max_total_bytes
         assert h.r.largest_buffer() <= lim.max_ooo_bytes_per_dir
         assert len(h.r) <= lim.max_connections
+        assert h.r._young_n == _without_payload(h.r)
     h.r.flush()
+    assert h.r._young_n == 0
     assert h.r.buffered_bytes() == 0 and len(h.r) == 0
     assert len(h.records) == h.stats.connections
     for rh in h.handlers:
