@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from findings import assert_same_findings
 from netns_util import (
     REPLAY_MTU,
     SRV_IF,
@@ -152,11 +153,12 @@ def test_live_syslog_delivers_the_offline_alerts_and_the_pending_ones_at_sigterm
 
     # the same (host, kind) as offline on what the interface received (replayed faster than
     # simulated, the traffic's rates differ from the simulated capture's, and the model sees
-    # them: tcpdump beside the sensor records what it saw, with the same arrival times)
+    # them: tcpdump beside the sensor records what it saw, with its own arrival times; a model
+    # finding at its threshold may tip either way, see tests/findings.py)
     offline = tmp_path / "offline.alerts"
     done = subprocess.run([sys.executable, "-m", "sensor", "analyze", str(tmp_path /
                                                                           "reference.pcap"),
                            "-q", "--alerts", str(offline)],
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert {(h, k) for h, k, _ in got} == {(a["host"], a["kind"]) for a in _jsonl(offline)}
+    assert_same_findings(live, _jsonl(offline))
