@@ -72,7 +72,7 @@ class TcpLimits:
     max_ack_gap: int = 1 << 24  # largest tail gap inferred from the peer's ACK at the end
     rexmit_segments: int = 2  # delivered segments kept per direction to compare rexmits; 0: off
     memcap_bytes: int = 128 << 20  # estimated state of all connections (CONN_BYTES each,
-    # handler_bytes per handler, buffered and kept bytes): oldest half-open flows evicted first
+    # handler_bytes per handler, buffered and kept bytes): room made as _evict_one says
     handler_bytes: int = 0  # estimated memory of one stream handler, for the memcap (not a cap)
     half_open_share: float = 0.25  # of the memcap (and max_connections) that connections with
     # no payload yet may hold before room is made from them first (a SYN flood's); below it,
