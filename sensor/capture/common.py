@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from collections.abc import Iterator
 from enum import Enum
 from typing import Protocol
 
@@ -9,6 +11,22 @@ from sensor.records import CaptureStats
 
 Frame = tuple[float, int, bytes]
 """One captured frame: (packet time in seconds since the epoch, link type, captured bytes)."""
+
+
+class BatchedFrames(Iterator[Frame]):
+    """Frames that arrive in libpcap batches (a live capture): iterated, one by one; read with
+    `batches()`, as pcapy's next_batch returns them, (packets, meta) of `linktype`, which
+    Pipeline.run decodes and feeds in one C loop per batch (sensor.decode.batch)."""
+
+    linktype: int
+
+    def __iter__(self) -> BatchedFrames:
+        return self
+
+    @abstractmethod
+    def batches(self) -> Iterator[tuple[bytes, bytes]]:
+        """The (packets, meta) batches: the frames back to back, and per frame four native
+        uint32 (sec, usec, offset in packets, caplen)."""
 
 DEFAULT_MAX_CAPLEN = 262144
 """A record claiming more captured bytes than this is corrupt (libpcap's MAXIMUM_SNAPLEN)."""

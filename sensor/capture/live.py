@@ -15,7 +15,7 @@ from typing import Final
 import pcapy
 
 from sensor.capture.bpf import build_filter, strip_vlan_clauses
-from sensor.capture.common import Frame
+from sensor.capture.common import BatchedFrames, Frame
 from sensor.capture.fast import DEFAULT_BATCH, batch_frames
 from sensor.errors import CaptureError
 from sensor.records import CaptureStats
@@ -156,8 +156,10 @@ class LiveSource:
         stats: CaptureStats | None = None,
         tick: Callable[[bool], None] | None = None,
         counters: bool = True,
-    ) -> Iterator[Frame]:
-        """Yield (ts, linktype, data) as packets arrive; returns soon after stop() (see there).
+    ) -> LiveFrames:
+        """The frames, (ts, linktype, data), as packets arrive; returns soon after stop() (see
+        there). Iterated, they come one by one; `Pipeline.run` reads their batches instead
+        (LiveFrames.batches), as libpcap returns them.
 
         `stats` counts the packets and bytes handed over (what passed the kernel filter).
         `tick(idle)` is called before every read: idle is True when no packet came within the
@@ -166,17 +168,26 @@ class LiveSource:
         (False in a fanout worker: its parent reads the counters of the socket they share, and
         every read resets the kernel's count).
         """
+        return LiveFrames(self, stats, tick, counters)
+
+    def batches(
+        self,
+        stats: CaptureStats | None = None,
+        tick: Callable[[bool], None] | None = None,
+        counters: bool = True,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """What frames() yields, a libpcap batch at a time: (packets, meta) as pcapy's
+        next_batch returns them (sensor.decode.batch reads them)."""
         try:
-            yield from self._frames(stats, tick, counters)
+            yield from self._batches(stats, tick, counters)
         finally:
             if counters:
                 self._refresh()
 
-    def _frames(
+    def _batches(
         self, stats: CaptureStats | None, tick: Callable[[bool], None] | None, counters: bool
-    ) -> Iterator[Frame]:
+    ) -> Iterator[tuple[bytes, bytes]]:
         next_batch = self._handle.next_batch
-        linktype = self.linktype
         fd = self._fd
         timeout = self._timeout_s
         batch = self._batch
@@ -216,7 +227,7 @@ class LiveSource:
             if stats is not None:
                 stats.packets += len(meta) >> 4
                 stats.bytes += len(packets)
-            yield from batch_frames(packets, meta, linktype)
+            yield packets, meta
             sec, usec = _META.unpack_from(meta, len(meta) - _META.size)[:2]
             self.last_ts = sec + usec * 1e-6
             if tick is not None:
@@ -308,3 +319,33 @@ def _find_ring(fd: int) -> tuple[int, int] | None:
     except OSError:
         return None
     return None
+
+
+class LiveFrames(BatchedFrames):
+    """The frames of one LiveSource.frames() call: one by one when iterated, or a libpcap batch
+    at a time (`batches`, what Pipeline.run reads)."""
+
+    def __init__(
+        self,
+        source: LiveSource,
+        stats: CaptureStats | None,
+        tick: Callable[[bool], None] | None,
+        counters: bool,
+    ) -> None:
+        self.linktype = source.linktype
+        self._source = source
+        self._args = (stats, tick, counters)
+        self._each: Iterator[Frame] | None = None
+
+    def batches(self) -> Iterator[tuple[bytes, bytes]]:
+        return self._source.batches(*self._args)
+
+    def _frames(self) -> Iterator[Frame]:
+        linktype = self.linktype
+        for packets, meta in self.batches():
+            yield from batch_frames(packets, meta, linktype)
+
+    def __next__(self) -> Frame:
+        if self._each is None:
+            self._each = self._frames()
+        return next(self._each)

@@ -1,0 +1,244 @@
+/* One libpcap batch decoded and fed to the reassembler in C: the per-packet path of a live
+ * capture without a Python frame, a frame tuple or a copy of the frame per packet.
+ *
+ * feed(packets, meta, linktype, decode, segment) -> (fast, first_ts, last_ts)
+ *
+ * `packets` and `meta` are what pcapy's next_batch() returns: the frames back to back, and per
+ * frame four native uint32 (sec, usec, offset into packets, caplen). Each frame's time is
+ * sec + usec * 1e-6, as sensor.capture.fast.batch_frames computes it. For each frame, in order:
+ *   - Ethernet (linktype 1) carrying IPv4 with a 20-byte header, unfragmented TCP, or IPv6 with
+ *     TCP right after the fixed header, untagged or under one 802.1Q tag, every length
+ *     consistent and within the frame: the Segment tuple is built here, exactly as the fast
+ *     paths of sensor.decode.packet.Decoder.decode build it (a test compares the two on every
+ *     capture of the suite and on generated frames). These are counted in `fast`: the caller
+ *     adds them to CaptureStats.tcp_segments, which the decoder counts for the others.
+ *   - any other frame: decode(linktype, frame bytes), the Python decoder, with its counters.
+ *   - segment(ts, seg) for every frame that gave a segment.
+ * first_ts is the time of the first frame that gave a segment, last_ts that of the last frame
+ * (None when there is none). The Python reading is sensor.decode.batch.feed_py, used when this
+ * module is not built.
+ *
+ * Hostile bytes never raise: a record whose offset or length runs past `packets` is cut as a
+ * Python slice would cut it. An exception raised by `decode` or `segment` is passed on.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define PROTO_TCP 6
+#define FRAG_MASK 0x3FFF /* RFC 791 3.1: MF flag and fragment offset */
+
+static inline unsigned
+be16(const unsigned char *p)
+{
+    return ((unsigned)p[0] << 8) | p[1];
+}
+
+static inline unsigned long
+be32(const unsigned char *p)
+{
+    return ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) |
+           ((unsigned long)p[2] << 8) | p[3];
+}
+
+/* (src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, frame_len), the TCP
+ * header at t (20 bytes and its options up to tcp_end), the payload up to end. */
+static PyObject *
+make_segment(const unsigned char *d, Py_ssize_t caplen, const unsigned char *src,
+             const unsigned char *dst, Py_ssize_t alen, Py_ssize_t t, Py_ssize_t tcp_end,
+             Py_ssize_t end, unsigned ttl)
+{
+    PyObject *seg = PyTuple_New(12);
+    PyObject *v;
+    if (seg == NULL)
+        return NULL;
+#define SET(i, expr)                                                                          \
+    do {                                                                                      \
+        v = (expr);                                                                           \
+        if (v == NULL) {                                                                      \
+            Py_DECREF(seg);                                                                   \
+            return NULL;                                                                      \
+        }                                                                                     \
+        PyTuple_SET_ITEM(seg, i, v);                                                          \
+    } while (0)
+    SET(0, PyBytes_FromStringAndSize((const char *)src, alen));
+    SET(1, PyBytes_FromStringAndSize((const char *)dst, alen));
+    SET(2, PyLong_FromLong((long)be16(d + t)));
+    SET(3, PyLong_FromLong((long)be16(d + t + 2)));
+    SET(4, PyLong_FromUnsignedLong(be32(d + t + 4)));
+    SET(5, PyLong_FromUnsignedLong(be32(d + t + 8)));
+    SET(6, PyLong_FromLong((long)d[t + 13]));
+    SET(7, PyLong_FromLong((long)be16(d + t + 14)));
+    SET(8, PyLong_FromLong((long)ttl));
+    SET(9, PyBytes_FromStringAndSize((const char *)d + t + 20, tcp_end - t - 20));
+    SET(10, PyBytes_FromStringAndSize((const char *)d + tcp_end, end - tcp_end));
+    SET(11, PyLong_FromSsize_t(caplen));
+#undef SET
+    return seg;
+}
+
+/* Decoder._ip4's one-unpack case: IHL 5, TCP, not a fragment, lengths consistent. NULL with no
+ * error set: not that case. */
+static PyObject *
+ip4_fast(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t off)
+{
+    if (caplen < off + 40)
+        return NULL;
+    const unsigned char *ip = d + off;
+    if (ip[0] != 0x45 || ip[9] != PROTO_TCP || (be16(ip + 6) & FRAG_MASK))
+        return NULL;
+    Py_ssize_t t = off + 20;
+    Py_ssize_t tcp_end = t + ((d[t + 12] >> 4) << 2);
+    Py_ssize_t end = off + (Py_ssize_t)be16(ip + 2);
+    if (!(off + 40 <= tcp_end && tcp_end <= end && end <= caplen))
+        return NULL;
+    return make_segment(d, caplen, ip + 12, ip + 16, 4, t, tcp_end, end, ip[8]);
+}
+
+/* Decoder._ip6's one-unpack case: TCP right after the fixed header, lengths consistent. */
+static PyObject *
+ip6_fast(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t off)
+{
+    if (caplen < off + 60)
+        return NULL;
+    const unsigned char *ip = d + off;
+    if ((ip[0] >> 4) != 6 || ip[6] != PROTO_TCP)
+        return NULL;
+    Py_ssize_t t = off + 40;
+    Py_ssize_t tcp_end = t + ((d[t + 12] >> 4) << 2);
+    Py_ssize_t end = t + (Py_ssize_t)be16(ip + 4);
+    if (!(off + 60 <= tcp_end && tcp_end <= end && end <= caplen))
+        return NULL;
+    return make_segment(d, caplen, ip + 8, ip + 24, 16, t, tcp_end, end, ip[7]);
+}
+
+/* The fast cases of Decoder.decode for an Ethernet frame; NULL with no error: none applies. */
+static PyObject *
+ether_fast(const unsigned char *d, Py_ssize_t caplen)
+{
+    if (caplen < 50) /* Decoder.decode's _FAST_LEN */
+        return NULL;
+    unsigned etype = be16(d + 12);
+    if (etype == ETH_P_IP)
+        return ip4_fast(d, caplen, 14);
+    if (etype == ETH_P_IPV6)
+        return ip6_fast(d, caplen, 14);
+    if (etype == ETH_P_8021Q) {
+        unsigned inner = be16(d + 16);
+        if (inner == ETH_P_IP)
+            return ip4_fast(d, caplen, 18);
+        if (inner == ETH_P_IPV6)
+            return ip6_fast(d, caplen, 18);
+    }
+    return NULL;
+}
+
+static PyObject *
+feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "feed() takes 5 arguments");
+        return NULL;
+    }
+    PyObject *decode = args[3], *segment = args[4];
+    long linktype = PyLong_AsLong(args[2]);
+    if (linktype == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer pb, mb;
+    if (PyObject_GetBuffer(args[0], &pb, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &mb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&pb);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (mb.len % 16) {
+        PyErr_SetString(PyExc_ValueError, "feed(): meta is not a whole number of 16-byte records");
+        goto done;
+    }
+    const unsigned char *pk = pb.buf, *meta = mb.buf;
+    Py_ssize_t plen = pb.len, n = mb.len / 16, fast = 0;
+    double first = 0.0, ts = 0.0;
+    int have_first = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t rec[4];
+        memcpy(rec, meta + 16 * i, sizeof rec);
+        ts = (double)rec[0] + (double)rec[1] * 1e-6;
+        /* packets[off : off + caplen], as Python slices it */
+        Py_ssize_t off = rec[2] < (uint32_t)plen ? (Py_ssize_t)rec[2] : plen;
+        Py_ssize_t caplen = (Py_ssize_t)rec[3];
+        if (caplen > plen - off)
+            caplen = plen - off;
+        const unsigned char *d = pk + off;
+        PyObject *seg = linktype == 1 ? ether_fast(d, caplen) : NULL;
+        if (seg != NULL) {
+            fast++;
+        }
+        else {
+            if (PyErr_Occurred())
+                goto done;
+            PyObject *frame = PyBytes_FromStringAndSize((const char *)d, caplen);
+            if (frame == NULL)
+                goto done;
+            PyObject *dargs[2] = {args[2], frame};
+            seg = PyObject_Vectorcall(decode, dargs, 2, NULL);
+            Py_DECREF(frame);
+            if (seg == NULL)
+                goto done;
+            if (seg == Py_None) {
+                Py_DECREF(seg);
+                continue;
+            }
+        }
+        PyObject *when = PyFloat_FromDouble(ts);
+        if (when == NULL) {
+            Py_DECREF(seg);
+            goto done;
+        }
+        PyObject *sargs[2] = {when, seg};
+        PyObject *r = PyObject_Vectorcall(segment, sargs, 2, NULL);
+        Py_DECREF(when);
+        Py_DECREF(seg);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+        if (!have_first) {
+            first = ts;
+            have_first = 1;
+        }
+    }
+    {
+        PyObject *f = have_first ? PyFloat_FromDouble(first) : Py_NewRef(Py_None);
+        PyObject *l = n ? PyFloat_FromDouble(ts) : Py_NewRef(Py_None);
+        if (f != NULL && l != NULL)
+            result = Py_BuildValue("(nOO)", fast, f, l);
+        Py_XDECREF(f);
+        Py_XDECREF(l);
+    }
+done:
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&mb);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL,
+     "feed(packets, meta, linktype, decode, segment) -> (fast, first_ts, last_ts)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_batch",
+    "One libpcap batch decoded and fed to the reassembler (see sensor.decode.batch).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__batch(void)
+{
+    return PyModule_Create(&module);
+}
