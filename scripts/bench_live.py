@@ -116,22 +116,28 @@ def _cpu() -> float:
 
 
 def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: bool,
-             workdir: Path, records: bool = False) -> dict[str, Any]:  # fmt: skip
-    """One capture of one replay; the row of figures it gave."""
-    stats_path = workdir / f"live-w{workers}-{rate}.stats"
+             workdir: Path, records: bool = False,
+             reference: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """One capture of one replay; the row of figures it gave. `reference`: the sensor imported
+    from that checkout instead (built in place), for a before/after comparison."""
+    tag = f"w{workers}-{rate}" + ("-ref" if reference else "")
+    stats_path = workdir / f"live-{tag}.stats"
     stats_path.unlink(missing_ok=True)
-    alerts_path = workdir / f"live-w{workers}-{rate}.alerts"  # kept: what drops made it raise
+    alerts_path = workdir / f"live-{tag}.alerts"  # kept: what drops made it raise
     argv = [sensor_exe(), "live", "-i", SRV_IF, "--workers", str(workers), "-q",
             "--stats", str(stats_path)]  # fmt: skip
     if detect:
         argv += ["--alerts", str(alerts_path)]
     if records:  # to look into what a run raised; writing them costs the sensor CPU
         for kind in ("conns", "sessions"):
-            argv += [f"--{kind}", str(workdir / f"live-w{workers}-{rate}.{kind}")]
+            argv += [f"--{kind}", str(workdir / f"live-{tag}.{kind}")]
+    env = dict(os.environ)
+    if reference:
+        env["PYTHONPATH"] = reference
     with veth_namespaces(REPLAY_MTU) as net:
         cpu0 = _cpu()  # children's CPU: the sensor's counts once it (and its workers) are reaped
         sensor = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                  stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
         assert sensor.stderr is not None
         lines = LineReader(sensor.stderr)
         try:
@@ -157,6 +163,7 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
     sent = re.search(r"Actual: (\d+) packets", report)
     tcp = stats["tcp"]
     return {
+        "build": "reference" if reference else "this",
         "workers": workers,
         "rate": rate,
         "reached_pps": float(m.group(1)) if m else 0.0,
@@ -232,6 +239,10 @@ def main() -> None:
                     help="no detection (by default alerts are computed, as a service would)")
     ap.add_argument("--workload", choices=("smtp_only_3m", "smtp_only_500k"),
                     default="smtp_only_3m", help="capture replayed (default %(default)s)")
+    ap.add_argument("--reference", default=None, metavar="DIR",
+                    help="also run each replay with the sensor of this checkout (another "
+                         "revision, its extensions built in place: `python setup.py build_ext "
+                         "--inplace`), alternating with this one, and print the ratios")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
     ap.add_argument("--records", action="store_true",
                     help="also keep each run's connections and sessions in the workdir (costs "
@@ -245,22 +256,49 @@ def main() -> None:
     rates = [r.strip() for r in ns.rates.split(",") if r.strip()]
     counts = [int(w) for w in ns.workers_list.split(",")]
     rows: list[dict[str, Any]] = []
-    head = (f"{'workers':>7} {'rate':>8} {'reached pps':>12} {'sent':>9} {'seen':>9} "
+    if ns.reference and not (Path(ns.reference) / "sensor" / "cli.py").is_file():
+        sys.exit(f"bench: --reference {ns.reference}: not a checkout of port25-sensor")
+    builds = [None, ns.reference] if ns.reference else [None]
+    head = (f"{'build':>9} {'workers':>7} {'rate':>8} {'reached pps':>12} {'sent':>9} {'seen':>9} "
             f"{'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'mem MB':>7} {'alerts':>6}  "
             "loss, table")  # fmt: skip
     print(head, flush=True)
     for workers in counts:
         for rate in rates:
-            row = run_once(pcap, workers, rate, ns.limit, not ns.no_detect, workdir,
-                           ns.records)
-            rows.append(row)
-            print(f"{workers:>7} {rate:>8} {row['reached_pps']:>12,.0f} {row['sent']:>9,} "
-                  f"{row['seen']:>9,} {row['kernel_drops']:>8,} {row['if_drops']:>8,} "
-                  f"{row['cpu_s']:>7.2f} {row['rss_mb']:>7.1f} {sum(row['alerts'].values()):>6,}  "
-                  f"{json.dumps(row['loss'])} {json.dumps(row['table'])}", flush=True)  # fmt: skip
-    _ratios(rows, counts)
+            for build in builds:
+                row = run_once(pcap, workers, rate, ns.limit, not ns.no_detect, workdir,
+                               ns.records, build)
+                rows.append(row)
+                _print_row(row)
+    _ratios([r for r in rows if r["build"] == "this"], counts)
+    if ns.reference:
+        _against_reference(rows, counts)
     if ns.json_path:
         Path(ns.json_path).write_text(json.dumps(rows, indent=1))
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    workers, rate = row["workers"], row["rate"]
+    print(f"{row['build']:>9} {workers:>7} {rate:>8} {row['reached_pps']:>12,.0f} "
+          f"{row['sent']:>9,} {row['seen']:>9,} {row['kernel_drops']:>8,} {row['if_drops']:>8,} "
+          f"{row['cpu_s']:>7.2f} {row['rss_mb']:>7.1f} {sum(row['alerts'].values()):>6,}  "
+          f"{json.dumps(row['loss'])} {json.dumps(row['table'])}", flush=True)  # fmt: skip
+
+
+def _against_reference(rows: list[dict[str, Any]], counts: list[int]) -> None:
+    """This build against the reference, per worker count: packets seen, and the steady CPU per
+    packet seen (both summed over the rates, which ran alternately)."""
+    print(f"\n{'workers':>7} {'seen':>11} {'seen ref':>11} {'x ref':>6} {'us/pkt':>7} "
+          f"{'us/pkt ref':>10} {'x ref':>6}")  # fmt: skip
+    for w in counts:
+        figs = {}
+        for build in ("this", "reference"):
+            mine = [r for r in rows if r["workers"] == w and r["build"] == build]
+            seen = sum(r["seen"] for r in mine)
+            figs[build] = (seen, sum(r["steady_cpu_s"] for r in mine) / seen * 1e6 if seen else 0.0)
+        (s, c), (rs, rc) = figs["this"], figs["reference"]
+        print(f"{w:>7} {s:>11,} {rs:>11,} {s / rs if rs else 0:>6.3f} {c:>7.2f} {rc:>10.2f} "
+              f"{c / rc if rc else 0:>6.3f}")  # fmt: skip
 
 
 def _ratios(rows: list[dict[str, Any]], counts: list[int]) -> None:
