@@ -9,6 +9,7 @@ from sensor.features.schema import DISTINCT_INDEX, SUM_INDEX, SUMS
 from sensor.features.window import (
     EVENT_RESOLUTION_S,
     MERGE_MAX_ENTRIES,
+    PACKED_ADD,
     HostWindows,
     distinct_key,
 )
@@ -54,9 +55,10 @@ def test_a_flood_within_one_second_stays_bounded_and_exact() -> None:
     n = 6 * MERGE_MAX_ENTRIES
     for i in range(n):
         w.add(*ev(i * 1e-6, dst=f"198.51.100.{i % 200}"))
-    sizes = [len(adds) + len(keys) for _, adds, keys in w._events]
+    adds = [list(PACKED_ADD.iter_unpack(packed)) for _, packed, _ in w._events]
+    sizes = [len(a) + len(keys) for a, (_, _, keys) in zip(adds, w._events, strict=True)]
     assert max(sizes) <= MERGE_MAX_ENTRIES + 2  # one event's own entries past the threshold
-    kept = sum(sum(a for _, a in adds) for _, adds, _ in w._events)
+    kept = sum(sum(a for _, a in pairs) for pairs in adds)
     assert w.snapshot(2).msgs == kept  # sums stay exact over what the cap kept
     assert w.snapshot(2).dst_ips == 200
 
