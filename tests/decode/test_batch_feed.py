@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pcap_batches import META, pack
 
 from sensor.capture.source import _probe, _pure_frames
 from sensor.decode import batch
@@ -24,7 +25,6 @@ CAPTURES = sorted(
      *(p for p in (ROOT / "tests" / "data").rglob("*")
        if p.suffix in (".pcap", ".pcapng") and not isinstance(_probe(str(p)), str))]
 )  # fmt: skip
-_META = struct.Struct("=IIII")
 
 Fed = tuple[int, float | None, float | None]
 Feed = Callable[..., Fed]
@@ -35,16 +35,6 @@ def _c_feed() -> Feed:
     from sensor.decode import _batch
 
     return _batch.feed
-
-
-def pack(frames: list[tuple[int, int, bytes]]) -> tuple[bytes, bytes]:
-    """(packets, meta) as pcapy's next_batch returns them, from (sec, usec, frame) triples."""
-    packets = bytearray()
-    meta = bytearray()
-    for sec, usec, data in frames:
-        meta += _META.pack(sec, usec, len(packets), len(data))
-        packets += data
-    return bytes(packets), bytes(meta)
 
 
 def run(feed: Feed, packets: bytes, meta: bytes, linktype: int) -> tuple[Fed, list, CaptureStats]:
@@ -154,7 +144,7 @@ def test_mutated_frames(base: bytes, edits: list[tuple[int, int]], cut: int, lin
 def test_hostile_batches(frames: list[bytes], records: list[tuple[int, ...]]) -> None:
     """Offsets and lengths past the buffer, any times: cut as a Python slice cuts them."""
     packets, meta = pack([(1, 2, f) for f in frames])
-    meta += b"".join(_META.pack(*r) for r in records)
+    meta += b"".join(META.pack(*r) for r in records)
     same(packets, meta, 1)
 
 
@@ -178,7 +168,3 @@ def test_callback_errors_pass_through() -> None:
         _c_feed()(packets, meta, 1, Decoder().decode, boom)
     with pytest.raises(LookupError, match="from decode"):
         _c_feed()(packets, meta, 1, bad_decode, lambda ts, seg: None)
-
-
-def test_native_build_uses_the_c_loop() -> None:
-    assert batch.NATIVE_FEED is (batch.feed is _c_feed())
