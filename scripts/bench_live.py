@@ -27,6 +27,7 @@ Small (proves it works in a minute):
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import resource
@@ -79,15 +80,41 @@ def _rss(pids: list[int]) -> int:
 
 def _ticks(pids: list[int]) -> int:
     """CPU clock ticks (user + system) the processes have used so far."""
-    total = 0
+    return sum(_ticks_by(pids).values())
+
+
+def _ticks_by(pids: list[int]) -> dict[int, int]:
+    """CPU clock ticks (user + system) each process has used so far."""
+    out: dict[int, int] = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat", encoding="ascii") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            out[pid] = int(fields[11]) + int(fields[12])
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    return out
+
+
+def _role(pid: int, parent: int) -> str:
+    """"parent" (the sensor itself: everything, with one process), "model" (the scorer child)
+    or "workers" (the capture workers of a fanout)."""
+    if pid == parent:
+        return "parent"
+    try:
+        with open(f"/proc/{pid}/comm", encoding="ascii") as f:
+            return "model" if f.read().strip() == "port25-model" else "workers"
+    except OSError:
+        return "workers"
+
+
+def _split(before: dict[int, int], after: dict[int, int], parent: int) -> dict[str, float]:
+    """CPU seconds per role between two readings of the process tree."""
+    out = {"parent": 0.0, "workers": 0.0, "model": 0.0}
+    hz = os.sysconf("SC_CLK_TCK")
+    for pid, ticks in after.items():
+        out[_role(pid, parent)] += (ticks - before.get(pid, 0)) / hz
+    return out
 
 
 def _wait_idle(pid: int) -> int:
@@ -143,10 +170,11 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
         try:
             _wait_capturing(net, sensor, lines, workers)
             polls_cpu = _cpu() - cpu0  # the ss/ip polls, not the sensor's
-            ticks0 = _ticks(_tree(sensor.pid))
+            ticks0 = _ticks_by(_tree(sensor.pid))
             report, peak, replay_cpu = _replay_polling(net, pcap, rate, limit, sensor.pid)
             peak = max(peak, _wait_idle(sensor.pid))
-            steady_s = (_ticks(_tree(sensor.pid)) - ticks0) / os.sysconf("SC_CLK_TCK")
+            roles = _split(ticks0, _ticks_by(_tree(sensor.pid)), sensor.pid)
+            steady_s = sum(roles.values())
             sensor.send_signal(signal.SIGTERM)
             sensor.wait(timeout=60)
             err = lines.text()
@@ -177,6 +205,7 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
                                              "evicted_half_open", "evicted_lru")},
         "cpu_s": sensor_cpu,
         "steady_cpu_s": steady_s,
+        "steady_by_role_s": roles,
         "rss_mb": peak / 2**20,
     }
 
@@ -324,18 +353,38 @@ def _ratios(rows: list[dict[str, Any]], counts: list[int]) -> None:
           f"{'top: seen pps':>14} {'x ' + str(ref):>6} {'cpu us/pkt':>11}")  # fmt: skip
     for w in counts:
         b = f"{best[w] / best[ref]:.2f}" if best[ref] else "n/a"
-        t = f"{top.get(w, 0.0) / top[ref]:.2f}" if top.get(ref) else "n/a"
-        print(f"{w:>7} {best[w]:>17,.0f} {b:>6} {top.get(w, 0.0):>14,.0f} {t:>6} "
+        tx = f"{top.get(w, 0.0) / top[ref]:.2f}" if top.get(ref) else "n/a"
+        print(f"{w:>7} {best[w]:>17,.0f} {b:>6} {top.get(w, 0.0):>14,.0f} {tx:>6} "
               f"{cost[w]:>11.2f}")  # fmt: skip
     print("(best no-drop pps: the highest rate tcpreplay reached with every packet seen and no "
           "kernel drop; 0: none of the rates tried)")
-    if cost.get(ref):
-        per_core = 1e6 / cost[ref]
-        print(f"\npaper estimate: one worker's CPU cost ({cost[ref]:.2f} us/packet) gives about "
-              f"{per_core:,.0f} packets/s per core; N workers on N free cores (tcpreplay on its "
-              f"own): about N x that, less the aggregator's share (its merge, detection and "
-              f"outputs run once in the parent).")  # fmt: skip
+    _estimate(rows, counts)
 
+
+def _estimate(rows: list[dict[str, Any]], counts: list[int]) -> None:
+    """Where the CPU went, per process role, and the rate each worker count would take with a
+    core per process (tcpreplay, here on the same 2 cores, elsewhere on its own): one process is
+    bound by its own cost per packet; N workers by N cores over the workers' cost per packet,
+    or by the parent's merge and detection, whichever is lower."""
+    print(f"\n{'workers':>7} {'parent us/pkt':>14} {'workers us/pkt':>15} {'model us/pkt':>13} "
+          f"{'pps, a core each':>17} {'x 1 process':>12}")  # fmt: skip
+    single = 0.0
+    for w in counts:
+        mine = [r for r in rows if r["workers"] == w]
+        seen = sum(r["seen"] for r in mine)
+        if not seen:
+            continue
+        us = {role: sum(r["steady_by_role_s"][role] for r in mine) / seen * 1e6
+              for role in ("parent", "workers", "model")}  # fmt: skip
+        if w == 1 or not us["workers"]:  # one process does everything
+            rate = 1e6 / us["parent"] if us["parent"] else 0.0
+            single = single or rate
+        else:
+            rate = min(w * 1e6 / us["workers"], 1e6 / us["parent"] if us["parent"] else math.inf)
+        ratio = f"{rate / single:.2f}" if single else "n/a"
+        print(f"{w:>7} {us['parent']:>14.2f} {us['workers']:>15.2f} {us['model']:>13.2f} "
+              f"{rate:>17,.0f} {ratio:>12}")  # fmt: skip
+    print("(steady-state CPU per packet seen; the model scorer is a child process of its own)")
 
 if __name__ == "__main__":
     main()
