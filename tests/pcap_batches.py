@@ -17,3 +17,9 @@ def pack(frames: list[tuple[int, int, bytes]]) -> tuple[bytes, bytes]:
         meta += META.pack(sec, usec, len(packets), len(data))
         packets += data
     return bytes(packets), bytes(meta)
+
+
+def sec_usec(ts: float) -> tuple[int, int]:
+    """A packet time as a batch's metadata carries it: whole seconds and microseconds."""
+    sec = int(ts)
+    return sec, min(999_999, round((ts - sec) * 1e6))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pcap_batches import pack
+from pcap_batches import pack, sec_usec
 
 from sensor.capture.common import BatchedFrames, Frame
 from sensor.capture.source import _probe, _pure_frames
@@ -31,8 +31,7 @@ class Batches(BatchedFrames):
         for i in range(0, len(self._frames), self._size):
             chunk = self._frames[i : i + self._size]
             self.read += len(chunk)
-            yield pack([(int(ts), round((ts - int(ts)) * 1e6) % 1_000_000, data)
-                        for ts, _, data in chunk])  # fmt: skip
+            yield pack([(*sec_usec(ts), data) for ts, _, data in chunk])
 
     def __next__(self) -> Frame:
         raise AssertionError("Pipeline.run reads the batches")
@@ -54,8 +53,9 @@ def test_batches_give_what_frames_give(capture: str, size: int) -> None:
     probed = _probe(path)
     assert not isinstance(probed, str)
     # the times as a batch carries them (whole microseconds), for both runs
-    frames = [(int(ts) + (round((ts - int(ts)) * 1e6) % 1_000_000) * 1e-6, lt, data)
-              for ts, lt, data in _pure_frames(path, *probed, CaptureStats())]  # fmt: skip
+    frames = [(sec + usec * 1e-6, lt, data)
+              for ts, lt, data in _pure_frames(path, *probed, CaptureStats())
+              for sec, usec in (sec_usec(ts),)]  # fmt: skip
     want_conns, want_sessions, want = _run(frames)
     batches = Batches(frames, size)
     conns, sessions, got = _run(batches)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pcap_batches import META, pack
+from pcap_batches import META, pack, sec_usec
 
 from sensor.capture.source import _probe, _pure_frames
 from sensor.decode import batch
@@ -57,11 +57,6 @@ def same(packets: bytes, meta: bytes, linktype: int) -> int:
     return c_out[0]
 
 
-def _split(ts: float) -> tuple[int, int]:
-    sec = int(ts)
-    return sec, min(999_999, round((ts - sec) * 1e6))
-
-
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
 def test_every_capture_of_the_suite(path: Path) -> None:
     probed = _probe(str(path))
@@ -76,7 +71,7 @@ def test_every_capture_of_the_suite(path: Path) -> None:
         linktype = chunk[0][1]
         chunk = [f for f in chunk if f[1] == linktype]
         pos += len(chunk)
-        fast += same(*pack([(*_split(ts), data) for ts, _, data in chunk]), linktype)
+        fast += same(*pack([(*sec_usec(ts), data) for ts, _, data in chunk]), linktype)
     if path.name in ("demo.pcap", "train-benign.pcap"):
         assert fast > 0.9 * len(frames)  # Ethernet IPv4/IPv6 TCP: nearly all in C
 
