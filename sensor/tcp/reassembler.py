@@ -6,7 +6,6 @@ import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import count
 from typing import Final, Protocol
 
 from sensor.decode.packet import Segment
@@ -164,7 +163,7 @@ class Reassembler:
         # the first to go when room is needed; an entry whose connection was removed is skipped
         self._closed: deque[Connection] = deque()
         self._heap: list[tuple[float, int, Connection]] = []  # (deadline, tick, conn), lazy
-        self._tick = count()
+        self._tick = 0  # scheduling order: ties in the heap go first scheduled, first out
         self._next_check = float("-inf")
         self.admit: Admit | None = None
         """Whether a segment may open a connection (None: every segment may); sensor.cluster's
@@ -600,11 +599,13 @@ class Reassembler:
     def _schedule(self, c: Connection, deadline: float) -> None:
         c.heap_deadline = deadline
         heap = self._heap
-        heapq.heappush(heap, (deadline, next(self._tick), c))
+        tick = self._tick
+        self._tick = tick + 1
+        heapq.heappush(heap, (deadline, tick, c))
         count = self._count
         if len(heap) > count + (count >> 2) + 1024:  # drop superseded entries: O(table)
-            live = dict.fromkeys(h.conn for h in self._flows.values())
-            heap[:] = [(x.heap_deadline, next(self._tick), x) for x in live]
+            # Kept as they are (no new entries): ties still go in the order they were scheduled.
+            heap[:] = [e for e in heap if e[0] == e[2].heap_deadline and not e[2].removed]
             heapq.heapify(heap)
 
     def _evict_one(self, ts: float, keep: Connection | None, memcap: bool) -> bool:
