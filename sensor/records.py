@@ -350,6 +350,18 @@ class _Factory:
 
 
 _FACTORY = _Factory()
+_REQUIRED = _Factory()  # the Builder's marker of a field without default
+
+_builder: type[Any] | None
+try:  # the C construction (sensor/_build.c), built beside the compiled modules
+    from sensor import _build
+
+    _builder = _build.Builder
+except ImportError:  # pure-Python install: python_new, the same records, slower
+    _builder = None
+
+NATIVE_BUILD = _builder is not None
+"""Whether the emitted records are built by sensor/_build.c (else by `python_new`)."""
 
 
 def _quick_construction(cls: type) -> None:
@@ -357,13 +369,35 @@ def _quick_construction(cls: type) -> None:
 
     A frozen dataclass's __init__ stores each field through object.__setattr__: 2.8-3.9 us
     for ConnRecord, some 13 us per SMTP session with its transaction and recipients, about 7%
-    of a live sensor's CPU. Instead `cls.__new__`, with the parameters of that __init__, builds
-    a mutable slotted twin with the same fields (so the same layout) by plain attribute stores,
-    then sets its class to `cls`: the same object as before, equal, hashed, printed and
-    immutable as before (tests/test_records.py). Generated like dataclasses' own methods.
-    Copy and pickle rebuild a record by calling its class (`register_reducers`). The records
-    are not subclassed: a subclass with fields of its own would not fit the twin's layout.
+    of a live sensor's CPU. Instead `cls.__new__`, with the parameters of that __init__, fills
+    the instance's slots: in C (sensor/_build.c, some 0.1-0.3 us) where it is built, else the
+    generated `python_new`. The result is the same object as before: equal, hashed, printed
+    and immutable as before (tests/test_records.py). Copy and pickle rebuild a record by
+    calling its class (`register_reducers`). The records are not subclassed: a subclass with
+    fields of its own would not fit the layout.
     """
+    if _builder is not None:
+        fs = fields(cls)
+        new = _builder(
+            cls,
+            tuple(f.name for f in fs),
+            tuple(_REQUIRED if f.default is MISSING else f.default for f in fs),
+            tuple(None if f.default_factory is MISSING else f.default_factory for f in fs),
+            _REQUIRED,
+        )
+        setattr(cls, "__new__", staticmethod(new))  # noqa: B010 - no method assignment
+        setattr(cls, "__init__", object.__init__)  # noqa: B010 - __new__ does the work
+        new.install()  # calls of the class go straight to it (not via type.__call__)
+        return
+    setattr(cls, "__new__", staticmethod(python_new(cls)))  # noqa: B010 - no method assignment
+    setattr(cls, "__init__", object.__init__)  # noqa: B010 - __new__ does the work
+
+
+def python_new(cls: type) -> Callable[..., Any]:
+    """The Python reading of the C Builder: a __new__ for `cls`, with the parameters of its
+    dataclass __init__, that builds a mutable slotted twin with the same fields (so the same
+    layout) by plain attribute stores, then sets its class to `cls`. Generated like
+    dataclasses' own methods."""
     fs = fields(cls)
     names = [f.name for f in fs]
     twin = make_dataclass(f"_{cls.__name__}Build", names, slots=True, eq=False, repr=False)
@@ -389,9 +423,9 @@ def _quick_construction(cls: type) -> None:
         "    return obj",
     ])  # fmt: skip
     exec(src, ns)
-    ns["__new__"].__qualname__ = f"{cls.__qualname__}.__new__"
-    setattr(cls, "__new__", staticmethod(ns["__new__"]))  # noqa: B010 - no method assignment
-    setattr(cls, "__init__", object.__init__)  # noqa: B010 - __new__ did the work
+    made: Callable[..., Any] = ns["__new__"]
+    made.__qualname__ = f"{cls.__qualname__}.__new__"
+    return made
 
 
 for _cls in EMITTED_RECORDS:

@@ -41,11 +41,13 @@ def test_c_modules_are_built_from_their_current_sources() -> None:
         assert built.stat().st_mtime >= (ROOT / source).stat().st_mtime, (
             f"{built.name} is older than {source}: run `make test` to rebuild it"
         )
+    from sensor import records
     from sensor.decode import batch
     from sensor.smtp import body
 
     assert body.NATIVE_SCAN  # the compiled body reads DATA content with it
     assert batch.NATIVE_FEED  # live batches are decoded and fed by the C loop
+    assert records.NATIVE_BUILD  # the emitted records are built by sensor/_build.c
 
 
 def test_compiled_modules_are_built_from_their_current_sources() -> None:

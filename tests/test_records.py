@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import pickle
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sensor.records import EMITTED_RECORDS, SmtpSession
+from sensor.records import EMITTED_RECORDS, NATIVE_BUILD, Recipient, SmtpSession, python_new
 
 
 def _values(cls: type) -> dict[str, Any]:
@@ -83,3 +86,81 @@ def test_defaults_and_factories() -> None:
     assert SmtpSession(*required, transactions=("t",)).transactions == ("t",)
     with pytest.raises(TypeError):
         SmtpSession(*required[:-1])
+
+
+# --------------------------------------------------------------------------------------------
+# the C construction (sensor/_build.c) against its Python reading, records.python_new
+
+_MARK = object()
+
+
+def _both(cls: type, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """(the record or the TypeError) as calling `cls` gives it, and as python_new does."""
+    results: list[Any] = []
+    for build in (cls, functools.partial(python_new(cls), cls)):
+        try:
+            results.append(build(*args, **kwargs))
+        except TypeError as exc:  # the same refusal; the wording may differ
+            results.append(exc)
+    return results[0], results[1]
+
+
+def _same(got: Any, want: Any) -> None:
+    if isinstance(want, TypeError):
+        assert isinstance(got, TypeError), got
+        return
+    assert type(got) is type(want)
+    for f in dataclasses.fields(want):  # the very objects: a default is shared, not copied
+        assert getattr(got, f.name) is getattr(want, f.name) or (
+            f.default_factory is not dataclasses.MISSING
+            and getattr(got, f.name) == getattr(want, f.name)
+        )
+
+
+@pytest.mark.parametrize("cls", EMITTED_RECORDS, ids=lambda c: c.__name__)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_native_construction_matches_python_new(cls: type, data: st.DataObject) -> None:
+    fs = dataclasses.fields(cls)
+    names = [f.name for f in fs]
+    values = [object() for _ in fs]
+    n_pos = data.draw(st.integers(0, len(fs) + 1), label="positional")
+    args = values[:n_pos] + ([_MARK] if n_pos > len(fs) else [])
+    keyword = data.draw(st.lists(st.sampled_from([*names, "no_such_field"]), unique=True),
+                        label="keywords")  # fmt: skip
+    kwargs = {k: object() for k in keyword}
+    got, want = _both(cls, args, kwargs)
+    _same(got, want)
+
+
+def test_native_builder_uses_defaults_and_factories_as_python_new() -> None:
+    fs = dataclasses.fields(SmtpSession)
+    required = [f"v{i}" for i in range(len(dataclasses.fields(SmtpSession)) - 2)]
+    for args, kwargs in (
+        (required, {}),
+        (required[:-1], {}),
+        (required, {"midstream": True}),
+        (required, {"transactions": ("t",), "midstream": False}),
+        ([], {f.name: v for f, v in zip(fs[:-2], required, strict=True)}),
+    ):
+        got, want = _both(SmtpSession, list(args), dict(kwargs))
+        _same(got, want)
+
+
+def test_native_builder_refuses_what_it_cannot_build() -> None:
+    assert NATIVE_BUILD  # tests/test_native.py: the suite runs on the native build
+    from sensor._build import Builder
+
+    names = ("uid", "ts")
+    with pytest.raises(TypeError):  # a name that is no slot of the class
+        Builder(Recipient, ("nope",), (None,), (None,), _MARK)
+    with pytest.raises(ValueError):  # tuples of different lengths
+        Builder(Recipient, names, (None,), (None, None), _MARK)
+    with pytest.raises(TypeError):
+        Builder(Recipient, [1], (None,), (None,), _MARK)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # a record class built for another one
+        Recipient.__new__(SmtpSession, "a", {}, 250, None, "ok")
+    with pytest.raises(TypeError):
+        Recipient.__new__("not a class")
+    with pytest.raises(TypeError):
+        Builder.__new__(Builder)()  # not initialised
