@@ -94,6 +94,30 @@ def test_received_ip_rule() -> None:
     assert received_ip("from 10.0.0.1 (x [192.0.2.9]) by c") == "192.0.2.9"
     assert received_ip("from a ([IPv6:2001:db8::5]) by c") == "2001:db8::5"
     assert received_ip("from a by b; 999.1.1.1") is None
+    assert received_ip("id 1.192.0.2.1 and 192.0.2.7.5 from [198.51.100.3]") == "198.51.100.3"
+    assert received_ip("x\u0663192.0.2.1 y") is None  # after a non-ASCII decimal digit (\d)
+
+
+_IPV4_LOOKBEHIND = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
+
+
+def _received_ipv4_reference(value: str) -> str | None:
+    """received_ip's IPv4 reading as it was written with a lookbehind (no IPv6 in the input)."""
+    found = [
+        m.group(1) for m in _IPV4_LOOKBEHIND.finditer(value)
+        if m.group(1).isascii()
+        and all(int(o) <= 255 and (o[0] != "0" or len(o) == 1) for o in m.group(1).split("."))
+    ]  # fmt: skip
+    if not found:
+        return None
+    return found[1] if len(found) > 1 else found[0]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from([*"0123456789.. [];ax", "\u0663", "\u00b2", "256", "010"]),
+                max_size=40).map("".join))  # fmt: skip
+def test_received_ipv4_as_the_lookbehind_pattern_reads_it(value: str) -> None:
+    assert received_ip(value) == _received_ipv4_reference(value)
 
 
 @settings(max_examples=150, deadline=None)
