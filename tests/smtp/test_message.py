@@ -113,9 +113,9 @@ def _received_ipv4_reference(value: str) -> str | None:
     return found[1] if len(found) > 1 else found[0]
 
 
-@settings(max_examples=3000, deadline=None)
-@given(st.lists(st.sampled_from([*"0123456789.. [];ax", "\u0663", "\u00b2", "256", "010"]),
-                max_size=40).map("".join))  # fmt: skip
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(["1", "7", "25", "192", "256", "010", ".", ".", ".", " ", "[",
+                                 "a", "\u0663", "\u00b2"]), max_size=30).map("".join))  # fmt: skip
 def test_received_ipv4_as_the_lookbehind_pattern_reads_it(value: str) -> None:
     assert received_ip(value) == _received_ipv4_reference(value)
 
