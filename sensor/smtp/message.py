@@ -47,8 +47,10 @@ HEADER_KEYS: Final[dict[str, str]] = {
 # repeated headers are joined, others: the last one wins
 _LIST_HEADERS: Final = frozenset({"to", "cc"})
 _IPV4: Final = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
-"""A dotted quad not followed by a digit or dot; `received_ip` leaves out one that follows a
+"""A dotted quad not followed by a digit or dot; `_dotted_quads` leaves out one that follows a
 digit or dot (a lookbehind here would cost the engine its quick scan for a first digit)."""
+_RUN_TABLE: Final = bytes(c if c == 0x2E or 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+"""ASCII digits and dots kept, every other byte a space: split() then gives the runs."""
 _IPV6: Final = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
 DEFAULT_ENCODED_WORDS: Final = SmtpLimits().max_encoded_words
 
@@ -88,17 +90,35 @@ def clean_counted(value: str, max_words: int) -> tuple[str, bool]:
     return decode_words(value, max_words)
 
 
-def received_ip(value: str) -> str | None:
-    """The sending hop's IP in a Received header: the second address if several, else the first."""
-    found: list[str] = []
-    for m in _IPV4.finditer(value):
+def _dotted_quads(value: str) -> list[str]:
+    """The dotted quads of `value`: what the pattern ``(?<![\\d.])\\d{1,3}(?:\\.\\d{1,3}){3}
+    (?![\\d.])`` matches, i.e. each maximal run of digits and dots that is four groups of one to
+    three digits."""
+    if value.isascii():  # most headers: the runs in C (translate, split), no regex engine
+        runs = value.encode("ascii").translate(_RUN_TABLE).split()
+        return [r.decode("ascii") for r in runs if r.count(b".") == 3 and _quad_groups(r)]
+    quads: list[str] = []
+    for m in _IPV4.finditer(value):  # \d is any decimal digit here (Unicode Nd)
         start = m.start()
-        if start and (value[start - 1] == "." or value[start - 1].isdecimal()):  # \d, [Nd]
+        if start and (value[start - 1] == "." or value[start - 1].isdecimal()):
             # Within a longer run of digits and dots: every later start in the run follows a
             # digit or dot too, and the scan goes on after the run, where the lookbehind
             # form of the pattern would find its next match as well.
             continue
-        addr = m.group()
+        quads.append(m.group())
+    return quads
+
+
+def _quad_groups(run: bytes) -> bool:
+    """A run of digits and three dots is a dotted quad: no group empty or over three digits."""
+    a, b, c, d = run.split(b".")
+    return 0 < len(a) <= 3 and 0 < len(b) <= 3 and 0 < len(c) <= 3 and 0 < len(d) <= 3
+
+
+def received_ip(value: str) -> str | None:
+    """The sending hop's IP in a Received header: the second address if several, else the first."""
+    found: list[str] = []
+    for addr in _dotted_quads(value):
         # What ipaddress.IPv4Address accepts (ASCII octets <= 255, no leading zero) is already
         # in its canonical text form.
         octets = addr.split(".")
