@@ -75,8 +75,8 @@ def make_uid(ts: float, cip: str, cport: int, sip: str, sport: int) -> str:
 
 def ip_text(addr: bytes) -> str:
     """A packed IPv4 or IPv6 address as text (hex for anything else)."""
-    if len(addr) == 4:
-        return socket.inet_ntop(socket.AF_INET, addr)
+    if len(addr) == 4:  # inet_ntop's text, built without its call (a third of the cost)
+        return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
     if len(addr) == 16:
         return socket.inet_ntop(socket.AF_INET6, addr)
     return addr.hex()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import socket
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tcp_helpers import ACK, CLIENT, FIN, PSH, RST, SERVER, SYN, Conv, Harness, seg
 
 from sensor.records import ConnRecord
+from sensor.tcp.conn import _UID_TABLE, ip_text
 from sensor.tcp.reassembler import TcpLimits, make_uid
 
 
@@ -370,6 +376,18 @@ def test_uid_is_deterministic_and_zeek_shaped() -> None:
     assert uids[0] == uids[1]
     assert len(uids[0]) == 17 and uids[0].startswith("C") and uids[0].isalnum()
     assert make_uid(1.0, "a", 1, "b", 2) != make_uid(1.0, "a", 1, "b", 3)
+    # the key is ts's repr and the endpoints joined by "|" (uids stay those of earlier builds)
+    assert make_uid(1700000000.123456, "10.1.2.3", 45678, "192.168.10.20", 25) == (
+        "C" + hashlib.blake2b(b"1700000000.123456|10.1.2.3|45678|192.168.10.20|25",
+                              digest_size=16).digest().translate(_UID_TABLE).decode()
+    )  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=4, max_size=4) | st.binary(min_size=16, max_size=16))
+def test_address_text_is_inet_ntop(addr: bytes) -> None:
+    family = socket.AF_INET if len(addr) == 4 else socket.AF_INET6
+    assert ip_text(addr) == socket.inet_ntop(family, addr)
 
 
 def test_without_factory_still_emits_records() -> None:
