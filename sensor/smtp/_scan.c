@@ -26,7 +26,15 @@
  * space, the line's CR LF or LF left out) has a length whose bit is set in `word_lengths`
  * (the lengths of the SMTP verbs, sensor.smtp.commands).
  *
- * Neither raises on any bytes; only a wrong argument type raises TypeError.
+ * split_header_block(block) -> [(name, value), ...] or None
+ *
+ * sensor.smtp.message.split_header_block_py in one pass (its reference): the fields of a plain
+ * header block, ASCII with every line ended by CR LF and the block by an empty line; None for
+ * anything else (8-bit bytes, a bare CR or LF, a line that is neither `name: value` with a
+ * name of printable characters but space and colon, nor a continuation after such a line).
+ * A continued value keeps its CR LF line breaks, so it is one slice of the block.
+ *
+ * None raises on any bytes; only a wrong argument type raises TypeError.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -137,17 +145,108 @@ skip_text(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(pos);
 }
 
+static int
+add_field(PyObject *items, const char *p, Py_ssize_t name0, Py_ssize_t name1,
+          Py_ssize_t value0, Py_ssize_t value1)
+{
+    PyObject *name = PyUnicode_DecodeASCII(p + name0, name1 - name0, NULL);
+    if (name == NULL)
+        return -1;
+    PyObject *value = PyUnicode_DecodeASCII(p + value0, value1 - value0, NULL);
+    if (value == NULL) {
+        Py_DECREF(name);
+        return -1;
+    }
+    PyObject *pair = PyTuple_Pack(2, name, value);
+    Py_DECREF(name);
+    Py_DECREF(value);
+    if (pair == NULL)
+        return -1;
+    int rc = PyList_Append(items, pair);
+    Py_DECREF(pair);
+    return rc;
+}
+
+static PyObject *
+split_header_block(PyObject *self, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "split_header_block: bytes expected");
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    if (n < 4 || memcmp(p + n - 4, "\r\n\r\n", 4) != 0)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((unsigned char)p[i] >= 0x80)
+            Py_RETURN_NONE;
+    }
+    Py_ssize_t end = n - 4; /* the lines: p[0:end] split at CR LF */
+    PyObject *items = PyList_New(0);
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t name0 = -1, name1 = 0, value0 = 0, value1 = 0; /* the field being read */
+    Py_ssize_t start = 0;
+    for (;;) {
+        /* the line p[start:stop]: up to the next CR LF, with no other CR or LF in it */
+        Py_ssize_t stop = start;
+        while (stop < end && p[stop] != CR && p[stop] != LF)
+            stop++;
+        if (stop < end && !(p[stop] == CR && stop + 1 < end && p[stop + 1] == LF))
+            goto not_plain; /* a bare CR or LF */
+        if (stop > start && (p[start] == ' ' || p[start] == '\t')) {
+            if (name0 < 0)
+                goto not_plain; /* a continuation before any field */
+            value1 = stop;      /* the value runs on, its CR LF included */
+        }
+        else {
+            const char *colon = memchr(p + start, ':', (size_t)(stop - start));
+            if (colon == NULL || colon == p + start)
+                goto not_plain;
+            Py_ssize_t c = colon - p;
+            for (Py_ssize_t i = start; i < c; i++) {
+                if (p[i] <= ' ' || p[i] == 0x7f) /* a space or not printable */
+                    goto not_plain;
+            }
+            if (name0 >= 0 && add_field(items, p, name0, name1, value0, value1) < 0)
+                goto error;
+            name0 = start;
+            name1 = c;
+            value0 = c + 1;
+            while (value0 < stop && (p[value0] == ' ' || p[value0] == '\t'))
+                value0++;
+            value1 = stop;
+        }
+        if (stop >= end)
+            break;
+        start = stop + 2;
+    }
+    if (add_field(items, p, name0, name1, value0, value1) < 0)
+        goto error;
+    return items;
+not_plain:
+    Py_DECREF(items);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(items);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"dot_content", dot_content, METH_VARARGS,
      "dot_content(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)"},
     {"skip_text", skip_text, METH_VARARGS,
      "skip_text(buf, pos, max_line, word_lengths) -> offset of the first line that may end a resync"},
+    {"split_header_block", split_header_block, METH_O,
+     "split_header_block(block) -> [(name, value), ...] or None (a plain header block's fields)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_scan",
-    "Loops over SMTP text in C: DATA content (sensor.smtp.body), resync (sensor.smtp.lines).",
+    "Loops over SMTP text in C: DATA content (sensor.smtp.body), resync (sensor.smtp.lines), "
+    "header blocks (sensor.smtp.message).",
     -1, methods,
 };
 

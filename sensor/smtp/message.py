@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Final
 
 from sensor.records import Attachment
@@ -53,6 +54,14 @@ _RUN_TABLE: Final = bytes(c if c == 0x2E or 0x30 <= c <= 0x39 else 0x20 for c in
 """ASCII digits and dots kept, every other byte a space: split() then gives the runs."""
 _IPV6: Final = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
 DEFAULT_ENCODED_WORDS: Final = SmtpLimits().max_encoded_words
+
+_c_split: Callable[[bytes], list[tuple[str, str]] | None] | None
+try:  # the C split (sensor/smtp/_scan.c), built beside the compiled modules
+    from sensor.smtp import _scan
+
+    _c_split = _scan.split_header_block
+except ImportError:  # pure-Python install: split_header_block_py, the same fields, slower
+    _c_split = None
 
 
 class MessageInfo:
@@ -177,6 +186,13 @@ def header_end(copy: bytes, endpos: int) -> int:
 
 
 def split_header_block(block: bytes) -> list[tuple[str, str]] | None:
+    """`split_header_block_py`, in C where it is built (sensor/smtp/_scan.c)."""
+    if _c_split is not None:
+        return _c_split(block)
+    return split_header_block_py(block)
+
+
+def split_header_block_py(block: bytes) -> list[tuple[str, str]] | None:
     """The (name, value) items of a plain header block, as ``parse_headers`` (and the email
     package's compat32 parse) give them, in one pass of str methods; None if it is not plain.
 

@@ -24,6 +24,7 @@ from sensor.smtp.message import (
     header_end,
     received_ip,
     split_header_block,
+    split_header_block_py,
     walk_message,
 )
 
@@ -209,6 +210,29 @@ def test_plain_header_split_equals_the_email_package(
         parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
         assert fast == list(parsed.raw_items())
         assert not parsed.defects
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(LINE_STARTS),
+                          st.lists(st.sampled_from(VALUE_PIECES), max_size=6)), max_size=8),
+       st.sampled_from([b"\r\n", b"", b"\r", b"\n", b"\r\n\r\n", b"\r\r\n\r\n"]))
+def test_native_header_split_equals_its_python_reading(
+    lines: list[tuple[bytes, list[bytes]]], end: bytes
+) -> None:
+    """sensor/smtp/_scan.c against split_header_block_py on every block, plain or not."""
+    block = b"".join(start + b"".join(value) + b"\r\n" for start, value in lines) + end
+    assert message_module._c_split is not None  # the suite runs on the native build
+    assert message_module._c_split(block) == split_header_block_py(block)
+    for cut in range(len(block)):  # every prefix: truncated blocks, a CR LF split in two
+        assert message_module._c_split(block[:cut]) == split_header_block_py(block[:cut])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_native_header_split_on_random_bytes(data: bytes) -> None:
+    for block in (data, data + b"\r\n\r\n"):
+        assert message_module._c_split is not None
+        assert message_module._c_split(block) == split_header_block_py(block)
 
 
 def test_plain_header_split_accepts_folding_and_refuses_the_unusual() -> None:
