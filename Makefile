@@ -7,7 +7,7 @@ NATIVE := $(VENV)/.native
 # Sources mypyc compiles (setup.py NATIVE_MODULES): a change rebuilds their C extensions, so a
 # stale extension never shadows an edited module.
 NATIVE_SRC := setup.py sensor/capture/fast.py sensor/decode/packet.py sensor/decode/_batch.c sensor/_build.c sensor/pipeline.py \
-              $(wildcard sensor/tcp/*.py sensor/smtp/*.py sensor/smtp/*.c sensor/features/*.py sensor/detect/*.py)
+              $(wildcard sensor/tcp/*.py sensor/smtp/*.py sensor/smtp/*.c sensor/features/*.py sensor/features/*.c sensor/detect/*.py)
 
 .PHONY: demo test lint typecheck unit samples bench clean
 

@@ -56,11 +56,13 @@ C_MODULES = [
     Extension("sensor.smtp._scan", ["sensor/smtp/_scan.c"], extra_compile_args=["-O2"]),
     Extension("sensor.decode._batch", ["sensor/decode/_batch.c"], extra_compile_args=["-O2"]),
     Extension("sensor._build", ["sensor/_build.c"], extra_compile_args=["-O2"]),
+    Extension("sensor.features._sums", ["sensor/features/_sums.c"], extra_compile_args=["-O2"]),
 ]
 """Hand-written C, where a loop over bytes is the cost: each has a Python reading it is tested
 against (sensor/smtp/_scan.c: MessageBody._scan_bytes, LineBuffer.pop_line;
 sensor/decode/_batch.c: sensor.decode.batch.feed_py; sensor/_build.c:
-sensor.records.python_new), used when the module is absent."""
+sensor.records.python_new; sensor/features/_sums.c: sensor.features.window.accumulate_py), used
+when the module is absent."""
 
 
 def _why_pure() -> str | None:

@@ -43,11 +43,13 @@ def test_c_modules_are_built_from_their_current_sources() -> None:
         )
     from sensor import records
     from sensor.decode import batch
+    from sensor.features import window
     from sensor.smtp import body
 
     assert body.NATIVE_SCAN  # the compiled body reads DATA content with it
     assert batch.NATIVE_FEED  # live batches are decoded and fed by the C loop
     assert records.NATIVE_BUILD  # the emitted records are built by sensor/_build.c
+    assert window.NATIVE_SUMS  # a host's running sums move in sensor/features/_sums.c
 
 
 def test_compiled_modules_are_built_from_their_current_sources() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
+from collections.abc import Callable
 from typing import Final
 
 from sensor.features.schema import ADDITIVE, DISTINCT, SUM_INDEX, SUMS
@@ -22,6 +23,26 @@ PACKED_ADD: Final = struct.Struct("=Bd")
 _PAIR_SIZE: Final = PACKED_ADD.size
 _pack_pair: Final = PACKED_ADD.pack
 _iter_pairs: Final = PACKED_ADD.iter_unpack
+
+
+def accumulate_py(total: array[float], adds: Adds) -> bytes:
+    """Each add into its running sum (total[index] += amount), and the adds packed (PACKED_ADD
+    each): what an event keeps. The reference of sensor/features/_sums.c's accumulate."""
+    packed = b"".join([_pack_pair(idx, amount) for idx, amount in adds])
+    for idx, amount in adds:
+        total[idx] += amount
+    return packed
+
+
+_accumulate: Callable[[array[float], Adds], bytes]
+try:  # the C loop (sensor/features/_sums.c), built beside the compiled modules
+    from sensor.features import _sums
+
+    _accumulate = _sums.accumulate
+except ImportError:  # pure-Python install: the same sums and bytes, slower
+    _accumulate = accumulate_py
+
+NATIVE_SUMS: Final = _accumulate is not accumulate_py
 
 # events of one host closer than this are merged into one window event
 EVENT_RESOLUTION_S: Final = 1.0
@@ -218,10 +239,7 @@ class HostWindows:
 
     def add(self, ts: float, adds: Adds, keys: Keys) -> None:
         """Add one event (its time is at or after every earlier event's) to every window."""
-        total = self._total
-        for idx, amount in adds:
-            total[idx] += amount
-        packed = b"".join([_pack_pair(idx, amount) for idx, amount in adds])
+        packed = _accumulate(self._total, adds)
         events, heads = self._events, self._heads
         end = self._base + len(events)
         # every window holds the newest event, so merging into it keeps sums exact

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+from array import array
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensor.features import window
 from sensor.features.schema import DISTINCT_INDEX, SUM_INDEX, SUMS
 from sensor.features.window import (
     EVENT_RESOLUTION_S,
@@ -151,3 +156,33 @@ def test_sums_and_distinct_counts_equal_an_exact_recount(
             assert w.reaches(pair, 2) == (held[a] and held[-1 - a])
             assert w.reaches(pair, 1) == (held[a] or held[-1 - a])
     assert w.empty == (not groups)
+
+
+# --------------------------------------------------------------------------------------------
+# sensor/features/_sums.c against its Python reading, window.accumulate_py
+
+_AMOUNTS = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**53), 2**53)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(SUMS) - 1), _AMOUNTS), max_size=40),
+       st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=len(SUMS),
+                max_size=len(SUMS)))  # fmt: skip
+def test_native_sums_equal_their_python_reading(adds: list[tuple[int, float]],
+                                                start: list[float]) -> None:
+    assert window.NATIVE_SUMS  # the suite runs on the native build
+    native, python = array("d", start), array("d", start)
+    packed = window._accumulate(native, tuple(adds))
+    assert packed == window.accumulate_py(python, tuple(adds))
+    assert native.tobytes() == python.tobytes()  # bit for bit, NaNs and signed zeros included
+    assert [i for i, _ in PACKED_ADD.iter_unpack(packed)] == [i for i, _ in adds]
+
+
+def test_native_sums_refuse_what_the_python_reading_refuses() -> None:
+    for adds in (((len(SUMS), 1.0),), ((-1, 1.0),), ((256, 1.0),), ((0, "x"),), ((0,),),
+                 (0, 1.0), ((0, 2**1100),)):  # fmt: skip
+        for accumulate in (window._accumulate, window.accumulate_py):
+            with pytest.raises((IndexError, TypeError, struct.error, OverflowError)):
+                accumulate(array("d", bytes(8 * len(SUMS))), adds)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # the sums are doubles
+        window._accumulate(array("i", [0] * len(SUMS)), ((0, 1.0),))  # type: ignore[arg-type]

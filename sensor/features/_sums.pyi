@@ -1,0 +1,3 @@
+from array import array
+
+def accumulate(total: array[float], adds: tuple[tuple[int, float], ...], /) -> bytes: ...
