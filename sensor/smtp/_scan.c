@@ -34,6 +34,14 @@
  * name of printable characters but space and colon, nor a continuation after such a line).
  * A continued value keeps its CR LF line breaks, so it is one slice of the block.
  *
+ * parse_path(arg, max_params) -> (address, params, sloppy) or None
+ *
+ * sensor.smtp.commands.parse_path_ex_py (its reference): the argument of MAIL or RCPT,
+ * `FROM:<address> params` or `TO:...`, with the forms servers accept beyond RFC 5321 4.1.2
+ * (sloppy: a space after the colon, no angle brackets); a source route is dropped. params: the
+ * first `max_params` words after the path, KEY=value, keys upper-cased (read as Latin-1),
+ * values and the address read as UTF-8 with undecodable bytes replaced.
+ *
  * None raises on any bytes; only a wrong argument type raises TypeError.
  */
 #define PY_SSIZE_T_CLEAN
@@ -233,6 +241,135 @@ error:
     return NULL;
 }
 
+/* bytes.split()'s white space */
+static inline int
+is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+static PyObject *
+param_key(const char *k, Py_ssize_t n)
+{
+    char buf[64];
+    int ascii = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((unsigned char)k[i] >= 0x80) {
+            ascii = 0;
+            break;
+        }
+    }
+    if (ascii && n <= (Py_ssize_t)sizeof(buf)) { /* the usual key: upper-cased here */
+        for (Py_ssize_t i = 0; i < n; i++)
+            buf[i] = (k[i] >= 'a' && k[i] <= 'z') ? (char)(k[i] - 32) : k[i];
+        return PyUnicode_DecodeASCII(buf, n, NULL);
+    }
+    PyObject *latin = PyUnicode_DecodeLatin1(k, n, NULL); /* str.upper's own rules */
+    if (latin == NULL)
+        return NULL;
+    PyObject *up = PyObject_CallMethod(latin, "upper", NULL);
+    Py_DECREF(latin);
+    return up;
+}
+
+static PyObject *
+parse_path(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "parse_path(arg: bytes, max_params: int)");
+        return NULL;
+    }
+    Py_ssize_t max_params = PyLong_AsSsize_t(args[1]);
+    if (max_params == -1 && PyErr_Occurred())
+        return NULL;
+    const char *a = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    const char *colon = memchr(a, ':', (size_t)n);
+    if (colon == NULL)
+        Py_RETURN_NONE;
+    const char *rest = colon + 1, *end = a + n;
+    int sloppy = 0;
+    if (rest < end && (*rest == ' ' || *rest == '\t')) {
+        while (rest < end && (*rest == ' ' || *rest == '\t'))
+            rest++;
+        sloppy = 1;
+    }
+    const char *addr, *addr_end, *tail;
+    if (rest < end && *rest == '<') {
+        const char *close = memchr(rest, '>', (size_t)(end - rest));
+        if (close == NULL)
+            Py_RETURN_NONE;
+        addr = rest + 1;
+        addr_end = close;
+        tail = close + 1;
+        if (tail < end && *tail != ' ')
+            sloppy = 1;
+    }
+    else {
+        const char *sp = memchr(rest, ' ', (size_t)(end - rest));
+        addr = rest;
+        addr_end = sp == NULL ? end : sp;
+        tail = addr_end;
+        if (addr == addr_end)
+            Py_RETURN_NONE;
+        sloppy = 1;
+    }
+    if (addr < addr_end && *addr == '@') { /* RFC 5321 4.1.2 obsolete source route */
+        const char *route_end = memchr(addr, ':', (size_t)(addr_end - addr));
+        addr = route_end == NULL ? addr_end : route_end + 1;
+    }
+    size_t addr_len = (size_t)(addr_end - addr);
+    if (memchr(addr, ' ', addr_len) != NULL || memchr(addr, '<', addr_len) != NULL)
+        Py_RETURN_NONE;
+    PyObject *params = PyDict_New();
+    if (params == NULL)
+        return NULL;
+    const char *w = tail;
+    for (Py_ssize_t count = 0; count < max_params; count++) {
+        while (w < end && is_space(*w))
+            w++;
+        if (w >= end)
+            break;
+        const char *w_end = w;
+        while (w_end < end && !is_space(*w_end))
+            w_end++;
+        const char *eq = memchr(w, '=', (size_t)(w_end - w));
+        const char *key_end = eq == NULL ? w_end : eq;
+        const char *val = eq == NULL ? w_end : eq + 1;
+        PyObject *key = param_key(w, key_end - w);
+        if (key == NULL)
+            goto error;
+        PyObject *value = PyUnicode_DecodeUTF8(val, w_end - val, "replace");
+        if (value == NULL) {
+            Py_DECREF(key);
+            goto error;
+        }
+        int rc = PyDict_SetItem(params, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0)
+            goto error;
+        w = w_end;
+    }
+    PyObject *address = PyUnicode_DecodeUTF8(addr, addr_end - addr, "replace");
+    if (address == NULL)
+        goto error;
+    PyObject *result = PyTuple_New(3);
+    if (result == NULL) {
+        Py_DECREF(address);
+        goto error;
+    }
+    PyTuple_SET_ITEM(result, 0, address);
+    PyTuple_SET_ITEM(result, 1, params);
+    PyObject *flag = sloppy ? Py_True : Py_False;
+    Py_INCREF(flag);
+    PyTuple_SET_ITEM(result, 2, flag);
+    return result;
+error:
+    Py_DECREF(params);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"dot_content", dot_content, METH_VARARGS,
      "dot_content(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)"},
@@ -240,13 +377,15 @@ static PyMethodDef methods[] = {
      "skip_text(buf, pos, max_line, word_lengths) -> offset of the first line that may end a resync"},
     {"split_header_block", split_header_block, METH_O,
      "split_header_block(block) -> [(name, value), ...] or None (a plain header block's fields)"},
+    {"parse_path", (PyCFunction)(void (*)(void))parse_path, METH_FASTCALL,
+     "parse_path(arg, max_params) -> (address, params, sloppy) or None (a MAIL/RCPT argument)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_scan",
     "Loops over SMTP text in C: DATA content (sensor.smtp.body), resync (sensor.smtp.lines), "
-    "header blocks (sensor.smtp.message).",
+    "header blocks (sensor.smtp.message), MAIL and RCPT paths (sensor.smtp.commands).",
     -1, methods,
 };
 

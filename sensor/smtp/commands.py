@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Final
 
@@ -29,6 +30,14 @@ _VERB_STR: Final = {v.encode(): v for v in SMTP_VERBS | NON_SMTP_VERBS}  # bytes
 _TLS_RECORD_HANDSHAKE: Final = b"\x16\x03"
 _SSH_BANNER: Final = b"SSH-"  # RFC 4253 4.2
 _MAX_PARAMS: Final = 32  # ESMTP parameters kept per MAIL/RCPT (RFC 5321 4.1.2 esmtp-param list)
+
+_c_parse_path: Callable[[bytes, int], tuple[str, dict[str, str], bool] | None] | None
+try:  # the C parse (sensor/smtp/_scan.c), built beside the compiled modules
+    from sensor.smtp import _scan
+
+    _c_parse_path = _scan.parse_path
+except ImportError:  # pure-Python install: parse_path_ex_py, the same result, slower
+    _c_parse_path = None
 _MAX_VERB: Final = 32  # characters of an unknown verb kept in SmtpSession.commands
 # beyond this the size argument is junk (Zeek: "BDAT argument bad length")
 _MAX_BDAT_DIGITS: Final = 20
@@ -134,6 +143,13 @@ def text(raw: bytes) -> str:
 
 
 def parse_path_ex(arg: bytes) -> tuple[str, dict[str, str], bool] | None:
+    """`parse_path_ex_py`, in C where it is built (sensor/smtp/_scan.c)."""
+    if _c_parse_path is not None:
+        return _c_parse_path(arg, _MAX_PARAMS)
+    return parse_path_ex_py(arg)
+
+
+def parse_path_ex_py(arg: bytes) -> tuple[str, dict[str, str], bool] | None:
     """Parse ``FROM:<addr> params`` / ``TO:<addr> params``; return (addr, params, sloppy) or None.
 
     ``sloppy`` is True for forms RFC 5321 4.1.2 does not allow but servers accept:

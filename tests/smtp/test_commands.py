@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensor.smtp import commands
 from sensor.smtp.commands import (
     NON_SMTP_VERBS,
     SMTP_VERBS,
@@ -17,6 +18,7 @@ from sensor.smtp.commands import (
     parse_helo_kind,
     parse_path,
     parse_path_ex,
+    parse_path_ex_py,
     split_command,
 )
 
@@ -161,3 +163,38 @@ def test_resync_accepts_verbs_in_one_case_only() -> None:
     assert not is_command_line(b"Mail FROM:<a@b.example>")
     assert is_command_line(b"X-LINK2STATE") and not is_command_line(b"x-link2state")
     assert not is_command_line(b"QUITE")
+
+
+# MAIL/RCPT arguments made of the pieces that steer the parse, hostile ones included
+PATH_PIECES = [b"FROM:", b"TO:", b":", b"<", b">", b"@", b"@r,@s:", b"a@b.example", b" ", b"\t",
+               b"SIZE=10", b"size=", b"=", b"x", b"\xff", b"\xe9=\xc3\xa9", b"\r", b"\x0b",
+               b"\xc3", b"\xdf=1", b"K" * 70 + b"=v"]  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(PATH_PIECES), max_size=14).map(b"".join))
+def test_native_path_parse_equals_its_python_reading(arg: bytes) -> None:
+    assert commands._c_parse_path is not None  # the suite runs on the native build
+    got = commands._c_parse_path(arg, commands._MAX_PARAMS)
+    want = parse_path_ex_py(arg)
+    assert got == want
+    if got is not None and want is not None:  # the same parameters in the same order
+        assert list(got[1].items()) == list(want[1].items())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=120))
+def test_native_path_parse_on_random_bytes(arg: bytes) -> None:
+    assert commands._c_parse_path is not None
+    for whole in (arg, b"TO:" + arg, b"FROM:<a@b> " + arg):
+        assert commands._c_parse_path(whole, commands._MAX_PARAMS) == parse_path_ex_py(whole)
+
+
+def test_native_path_parse_keeps_the_first_parameters() -> None:
+    arg = b"FROM:<a@b> " + b" ".join(b"K%d=%d" % (i, i) for i in range(40))
+    assert commands._c_parse_path is not None
+    parsed = commands._c_parse_path(arg, 3)
+    assert parsed is not None and list(parsed[1]) == ["K0", "K1", "K2"]
+    want = parse_path_ex_py(arg)
+    assert want is not None and len(want[1]) == commands._MAX_PARAMS
+    assert commands._c_parse_path(arg, commands._MAX_PARAMS) == want
