@@ -204,6 +204,21 @@ _LDH_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _LDH_DOMAIN: Final = re.compile(rf"{_LDH_LABEL}(?:\.{_LDH_LABEL})*")
 
 
+HELO_MEMO_ENTRIES: Final = 4096  # distinct HELO names remembered (a client repeats its own)
+_helo_memo: Final[dict[str, str]] = {}
+
+
+def helo_kind_text(name: str) -> str:
+    """``parse_helo_kind(name).value``, remembered for the names seen lately."""
+    kind = _helo_memo.get(name)
+    if kind is None:
+        kind = parse_helo_kind(name).value
+        if len(_helo_memo) >= HELO_MEMO_ENTRIES:
+            _helo_memo.clear()
+        _helo_memo[name] = kind
+    return kind
+
+
 def parse_helo_kind(name: str) -> HeloKind:
     """Classify a HELO/EHLO argument as FQDN, address literal, bare word or invalid."""
     if name.startswith("[") and name.endswith("]"):

@@ -8,7 +8,7 @@ from typing import Final
 from sensor.records import ConnRecord, SmtpSession
 from sensor.smtp.anomalies import Anomaly
 from sensor.smtp.client import ClientSide
-from sensor.smtp.commands import parse_helo_kind
+from sensor.smtp.commands import helo_kind_text
 from sensor.smtp.core import LOSS_ARTEFACTS, MIN_TLS_HELLO
 from sensor.smtp.limits import SmtpLimits
 from sensor.smtp.state import ClientState, ServerState
@@ -186,7 +186,7 @@ class SmtpParser(ClientSide):
             duration_s=record.duration_s,
             banner=self.banner, banner_code=self.banner_code,
             helo=self.helo, helo_verb=self.helo_verb,
-            helo_kind=parse_helo_kind(self.helo).value if self.helo is not None else None,
+            helo_kind=helo_kind_text(self.helo) if self.helo is not None else None,
             extensions=tuple(self.extensions),
             tls_offered=self.tls_offered, tls_attempted=self.tls_attempted,
             tls_established=self.tls_established, tls_bytes=self.tls_bytes,

@@ -11,6 +11,7 @@ from sensor.smtp.commands import (
     NON_SMTP_VERBS,
     SMTP_VERBS,
     HeloKind,
+    helo_kind_text,
     is_command_line,
     is_non_smtp,
     parse_auth,
@@ -79,6 +80,14 @@ def test_parse_path_rejects_garbage(arg: bytes) -> None:
 )
 def test_helo_kinds(name: str, kind: HeloKind) -> None:
     assert parse_helo_kind(name) is kind
+    assert helo_kind_text(name) == kind.value and helo_kind_text(name) == kind.value  # memo
+
+
+def test_helo_memo_stays_bounded() -> None:
+    for i in range(commands.HELO_MEMO_ENTRIES + 10):
+        assert helo_kind_text(f"h{i}.example") == "fqdn"
+    assert len(commands._helo_memo) <= commands.HELO_MEMO_ENTRIES
+    assert helo_kind_text("h0.example") == "fqdn" and helo_kind_text("bad_x") == "invalid"
 
 
 @pytest.mark.parametrize(
