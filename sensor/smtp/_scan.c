@@ -42,11 +42,6 @@
  * first `max_params` words after the path, KEY=value, keys upper-cased (read as Latin-1),
  * values and the address read as UTF-8 with undecodable bytes replaced.
  *
- * crlf_lines(data, max_line) -> [line, ...] or None
- *
- * sensor.smtp.lines.LineBuffer._split_bytes (its reference): the lines of `data` when it is
- * only whole CR LF lines, none longer than `max_line` and no bare CR or LF; else None.
- *
  * None raises on any bytes; only a wrong argument type raises TypeError.
  */
 #define PY_SSIZE_T_CLEAN
@@ -375,44 +370,6 @@ error:
     return NULL;
 }
 
-static PyObject *
-crlf_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "crlf_lines(data: bytes, max_line: int)");
-        return NULL;
-    }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
-    if (limit == -1 && PyErr_Occurred())
-        return NULL;
-    const char *d = PyBytes_AS_STRING(args[0]);
-    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
-    if (n < 2 || d[n - 1] != LF || d[n - 2] != CR)
-        Py_RETURN_NONE;
-    PyObject *lines = PyList_New(0);
-    if (lines == NULL)
-        return NULL;
-    Py_ssize_t start = 0;
-    while (start < n) { /* the data ends with CR LF: every line finds its CR */
-        Py_ssize_t i = start;
-        while (d[i] != CR && d[i] != LF)
-            i++;
-        if (d[i] == LF || d[i + 1] != LF || i - start > limit) { /* bare LF or CR, too long */
-            Py_DECREF(lines);
-            Py_RETURN_NONE;
-        }
-        PyObject *line = PyBytes_FromStringAndSize(d + start, i - start);
-        if (line == NULL || PyList_Append(lines, line) < 0) {
-            Py_XDECREF(line);
-            Py_DECREF(lines);
-            return NULL;
-        }
-        Py_DECREF(line);
-        start = i + 2;
-    }
-    return lines;
-}
-
 static PyMethodDef methods[] = {
     {"dot_content", dot_content, METH_VARARGS,
      "dot_content(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)"},
@@ -422,8 +379,6 @@ static PyMethodDef methods[] = {
      "split_header_block(block) -> [(name, value), ...] or None (a plain header block's fields)"},
     {"parse_path", (PyCFunction)(void (*)(void))parse_path, METH_FASTCALL,
      "parse_path(arg, max_params) -> (address, params, sloppy) or None (a MAIL/RCPT argument)"},
-    {"crlf_lines", (PyCFunction)(void (*)(void))crlf_lines, METH_FASTCALL,
-     "crlf_lines(data, max_line) -> [line, ...] or None (data made of whole CR LF lines only)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,10 +11,8 @@ try:  # the C loop (sensor/smtp/_scan.c), built beside the compiled modules
     from sensor.smtp import _scan
 
     _c_skip: Callable[[bytes, int, int, int], int] | None = _scan.skip_text
-    _c_lines: Callable[[bytes, int], list[bytes] | None] | None = _scan.crlf_lines
-except ImportError:  # pure-Python install: resync pops every line, lines split in Python
+except ImportError:  # pure-Python install: resync pops every line
     _c_skip = None
-    _c_lines = None
 
 _CR: Final = 13
 _LF: Final = 10
@@ -32,7 +30,7 @@ class LineBuffer:
 
     __slots__ = (
         "_buf", "_discard", "_marks", "_pos", "_scan", "bare_cr", "bare_lf", "max_line",
-        "native", "per_byte", "truncated",
+        "per_byte", "truncated",
     )  # fmt: skip
 
     def __init__(self, max_line: int) -> None:
@@ -48,9 +46,6 @@ class LineBuffer:
         self.per_byte = _COMPILED
         """Split whole lines with one loop over the bytes (fast compiled) or with bytes
         methods (fast interpreted); both give the same lines."""
-        self.native = _c_lines is not None
-        """Split them in C instead (sensor/smtp/_scan.c), the same lines again: set when it is
-        built."""
 
     def __len__(self) -> int:
         return len(self._buf) - self._pos
@@ -83,8 +78,6 @@ class LineBuffer:
         """
         if self._pos < len(self._buf) or self._discard or type(data) is not bytes:
             return None
-        if self.native and _c_lines is not None:
-            return _c_lines(data, self.max_line)
         if self.per_byte:
             return self._split_bytes(data)
         if data[-2:] != b"\r\n":
@@ -98,8 +91,7 @@ class LineBuffer:
         return lines
 
     def _split_bytes(self, data: bytes) -> list[bytes] | None:
-        """``whole_lines`` in one pass over the bytes, for the compiled module (the reference of
-        sensor/smtp/_scan.c's crlf_lines, used when it is built)."""
+        """``whole_lines`` in one pass over the bytes, for the compiled module."""
         n: i64 = len(data)
         if n < 2 or data[n - 1] != _LF or data[n - 2] != _CR:
             return None

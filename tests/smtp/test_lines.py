@@ -80,9 +80,9 @@ def test_random_bytes_keep_buffer_bounded(chunks: list[bytes], max_line: int) ->
 
 
 def test_whole_lines_only_for_clean_complete_lines() -> None:
-    for native, per_byte in ((True, True), (False, True), (False, False)):
+    for per_byte in (True, False):
         buf = LineBuffer(10)
-        buf.native, buf.per_byte = native, per_byte
+        buf.per_byte = per_byte
         assert buf.whole_lines(b"EHLO a\r\nMAIL b\r\n") == [b"EHLO a", b"MAIL b"]
         assert buf.whole_lines(b"\r\n") == [b""]
         assert buf.whole_lines(b"x" * 10 + b"\r\n") == [b"x" * 10]
@@ -102,13 +102,9 @@ def test_whole_lines_only_for_clean_complete_lines() -> None:
 def test_whole_lines_equals_feed_then_pop_line(parts: list[bytes], max_line: int) -> None:
     data = b"".join(parts)
     fast, counting, slow = LineBuffer(max_line), LineBuffer(max_line), LineBuffer(max_line)
-    native = LineBuffer(max_line)
-    assert native.native  # the suite runs on the native build: C against its references
-    fast.native = counting.native = False
     fast.per_byte, counting.per_byte = True, False
     got = fast.whole_lines(data)
     assert got == counting.whole_lines(data)  # the two ways of splitting agree
-    assert got == native.whole_lines(data)  # and the C split (sensor/smtp/_scan.c)
     if got is None:
         return
     slow.feed(data)
