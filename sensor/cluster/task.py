@@ -21,7 +21,7 @@ from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 if TYPE_CHECKING:
     from sensor.tcp.reassembler import TcpLimits
 
-GC_YOUNG_THRESHOLD: Final = 500_000
+GC_YOUNG_THRESHOLD: Final = 4_000_000
 """Young-generation threshold of the cyclic collector in a worker, as sensor.cli._tune_gc sets it
 for one process: the packet loop's short-lived tuples otherwise trigger collections that find
 nothing (10-15% of a task)."""
