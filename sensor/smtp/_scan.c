@@ -64,13 +64,27 @@ at(const unsigned char *d, Py_ssize_t n, const unsigned char *t, Py_ssize_t tn, 
 }
 
 static PyObject *
-dot_content(PyObject *self, PyObject *args)
+dot_content(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    /* METH_FASTCALL: called once per DATA payload, where argument parsing showed */
     Py_buffer db, tb;
-    Py_ssize_t run;
-    int in_long;
-    if (!PyArg_ParseTuple(args, "y*y*np:dot_content", &db, &tb, &run, &in_long))
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "dot_content(data, tail, run, in_long)");
         return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &db, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &tb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&db);
+        return NULL;
+    }
+    Py_ssize_t run = PyLong_AsSsize_t(args[2]);
+    int in_long = run == -1 && PyErr_Occurred() ? -1 : PyObject_IsTrue(args[3]);
+    if (in_long < 0) {
+        PyBuffer_Release(&db);
+        PyBuffer_Release(&tb);
+        return NULL;
+    }
     const unsigned char *d = db.buf, *t = tb.buf;
     Py_ssize_t n = db.len, tn = tb.len;
     Py_ssize_t bare = 0, stuffed = 0, longs = 0, end = -1;
@@ -115,8 +129,22 @@ dot_content(PyObject *self, PyObject *args)
     }
     PyBuffer_Release(&db);
     PyBuffer_Release(&tb);
-    return Py_BuildValue("(nnnnnO)", end, bare, stuffed, longs, run,
-                         in_long ? Py_True : Py_False);
+    PyObject *out = PyTuple_New(6);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t counts[5] = {end, bare, stuffed, longs, run};
+    for (int i = 0; i < 5; i++) {
+        PyObject *v = PyLong_FromSsize_t(counts[i]);
+        if (v == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    PyObject *flag = in_long ? Py_True : Py_False;
+    Py_INCREF(flag);
+    PyTuple_SET_ITEM(out, 5, flag);
+    return out;
 }
 
 static PyObject *
@@ -371,7 +399,7 @@ error:
 }
 
 static PyMethodDef methods[] = {
-    {"dot_content", dot_content, METH_VARARGS,
+    {"dot_content", (PyCFunction)(void (*)(void))dot_content, METH_FASTCALL,
      "dot_content(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)"},
     {"skip_text", skip_text, METH_VARARGS,
      "skip_text(buf, pos, max_line, word_lengths) -> offset of the first line that may end a resync"},
