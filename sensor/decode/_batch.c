@@ -45,6 +45,55 @@ be32(const unsigned char *p)
            ((unsigned long)p[2] << 8) | p[3];
 }
 
+/* The same bytes object for an address seen lately (a direct-mapped cache of ADDR_SLOTS): its
+ * hash is computed once, not once per packet, and the flow table's lookup finds the key's
+ * addresses identical before comparing their bytes. A value is never changed: a slot holds the
+ * last address that fell in it, compared in full before it is used. */
+#define ADDR_SLOTS 4096
+static PyObject *addr_cache[ADDR_SLOTS];
+
+static PyObject *
+address(const unsigned char *a, Py_ssize_t alen)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < alen; i++) {
+        h ^= a[i];
+        h *= 16777619u;
+    }
+    PyObject **slot = &addr_cache[h & (ADDR_SLOTS - 1)];
+    PyObject *o = *slot;
+    if (o != NULL && PyBytes_GET_SIZE(o) == alen
+            && memcmp(PyBytes_AS_STRING(o), a, (size_t)alen) == 0) {
+        Py_INCREF(o);
+        return o;
+    }
+    o = PyBytes_FromStringAndSize((const char *)a, alen);
+    if (o == NULL)
+        return NULL;
+    Py_INCREF(o);
+    Py_XSETREF(*slot, o);
+    return o;
+}
+
+/* The int objects of the 16-bit fields (ports, window), made once each: no allocation per
+ * packet, and the flow table compares a key's ports by identity first. At most 65,536 ints
+ * (2 MB), whatever the traffic. */
+static PyObject *u16_cache[65536];
+
+static PyObject *
+u16(unsigned v)
+{
+    PyObject *o = u16_cache[v & 0xFFFF];
+    if (o == NULL) {
+        o = PyLong_FromLong((long)(v & 0xFFFF));
+        if (o == NULL)
+            return NULL;
+        u16_cache[v & 0xFFFF] = o; /* kept for the life of the process */
+    }
+    Py_INCREF(o);
+    return o;
+}
+
 /* (src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, frame_len), the TCP
  * header at t (20 bytes and its options up to tcp_end), the payload up to end. */
 static PyObject *
@@ -65,14 +114,14 @@ make_segment(const unsigned char *d, Py_ssize_t caplen, const unsigned char *src
         }                                                                                     \
         PyTuple_SET_ITEM(seg, i, v);                                                          \
     } while (0)
-    SET(0, PyBytes_FromStringAndSize((const char *)src, alen));
-    SET(1, PyBytes_FromStringAndSize((const char *)dst, alen));
-    SET(2, PyLong_FromLong((long)be16(d + t)));
-    SET(3, PyLong_FromLong((long)be16(d + t + 2)));
+    SET(0, address(src, alen));
+    SET(1, address(dst, alen));
+    SET(2, u16(be16(d + t)));
+    SET(3, u16(be16(d + t + 2)));
     SET(4, PyLong_FromUnsignedLong(be32(d + t + 4)));
     SET(5, PyLong_FromUnsignedLong(be32(d + t + 8)));
     SET(6, PyLong_FromLong((long)d[t + 13]));
-    SET(7, PyLong_FromLong((long)be16(d + t + 14)));
+    SET(7, u16(be16(d + t + 14)));
     SET(8, PyLong_FromLong((long)ttl));
     SET(9, PyBytes_FromStringAndSize((const char *)d + t + 20, tcp_end - t - 20));
     SET(10, PyBytes_FromStringAndSize((const char *)d + tcp_end, end - tcp_end));
