@@ -203,8 +203,7 @@ class Reassembler:
                         budget = h.budget
                         budget.kept += n + KEPT_COST
                         if len(kept) > self._kept_max:
-                            budget.kept -= len(kept[0]) + KEPT_COST
-                            del kept[0]
+                            budget.kept -= len(kept.pop(0)) + KEPT_COST  # pop(0): compiled
                     on_data = h.on_data
                     if on_data is not None:
                         on_data(h.to_server, ts, payload)

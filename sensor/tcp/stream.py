@@ -381,8 +381,7 @@ class Half:
         budget = self.budget
         budget.kept += len(payload) + KEPT_COST
         if len(kept) > self.kept_max:
-            budget.kept -= len(kept[0]) + KEPT_COST
-            del kept[0]
+            budget.kept -= len(kept.pop(0)) + KEPT_COST  # pop(0): compiled, del is generic
 
     def forget(self) -> None:
         """Drop the kept segments (after a gap they no longer end where delivery stands)."""
