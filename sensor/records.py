@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copyreg
+import inspect
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from operator import attrgetter
@@ -388,6 +389,17 @@ def _quick_construction(cls: type) -> None:
         setattr(cls, "__new__", staticmethod(new))  # noqa: B010 - no method assignment
         setattr(cls, "__init__", object.__init__)  # noqa: B010 - __new__ does the work
         new.install()  # calls of the class go straight to it (not via type.__call__)
+        # What inspect.signature(cls) read from the generated __new__ (hypothesis's builds()
+        # and the like ask it): the parameters of the dataclass's __init__.
+        empty = inspect.Parameter.empty
+        setattr(cls, "__signature__", inspect.Signature([  # noqa: B010 - a class attribute
+            inspect.Parameter(
+                f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=f.type,
+                default=(f.default if f.default is not MISSING
+                         else _FACTORY if f.default_factory is not MISSING else empty),
+            )
+            for f in fs
+        ]))  # fmt: skip
         return
     setattr(cls, "__new__", staticmethod(python_new(cls)))  # noqa: B010 - no method assignment
     setattr(cls, "__init__", object.__init__)  # noqa: B010 - __new__ does the work

@@ -164,3 +164,19 @@ def test_native_builder_refuses_what_it_cannot_build() -> None:
         Recipient.__new__("not a class")
     with pytest.raises(TypeError):
         Builder.__new__(Builder)()  # not initialised
+
+
+@pytest.mark.parametrize("cls", EMITTED_RECORDS, ids=lambda c: c.__name__)
+def test_signature_is_that_of_the_dataclass_init(cls: type) -> None:
+    """inspect.signature(cls), which hypothesis's builds() and other introspection read: the
+    fields in order, the required ones without default."""
+    import inspect
+
+    params = list(inspect.signature(cls).parameters.values())
+    fs = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fs]
+    for p, f in zip(params, fs, strict=True):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        assert (p.default is inspect.Parameter.empty) == required, f.name
+        if f.default is not dataclasses.MISSING:
+            assert p.default is f.default
