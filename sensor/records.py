@@ -377,32 +377,32 @@ def _quick_construction(cls: type) -> None:
     calling its class (`register_reducers`). The records are not subclassed: a subclass with
     fields of its own would not fit the layout.
     """
-    if _builder is not None:
-        fs = fields(cls)
-        new = _builder(
-            cls,
-            tuple(f.name for f in fs),
-            tuple(_REQUIRED if f.default is MISSING else f.default for f in fs),
-            tuple(None if f.default_factory is MISSING else f.default_factory for f in fs),
-            _REQUIRED,
-        )
-        setattr(cls, "__new__", staticmethod(new))  # noqa: B010 - no method assignment
+    fs = fields(cls)
+    if _builder is None:
+        setattr(cls, "__new__", staticmethod(python_new(cls)))  # noqa: B010 - no method assignment
         setattr(cls, "__init__", object.__init__)  # noqa: B010 - __new__ does the work
-        new.install()  # calls of the class go straight to it (not via type.__call__)
-        # What inspect.signature(cls) read from the generated __new__ (hypothesis's builds()
-        # and the like ask it): the parameters of the dataclass's __init__.
-        empty = inspect.Parameter.empty
-        setattr(cls, "__signature__", inspect.Signature([  # noqa: B010 - a class attribute
-            inspect.Parameter(
-                f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=f.type,
-                default=(f.default if f.default is not MISSING
-                         else _FACTORY if f.default_factory is not MISSING else empty),
-            )
-            for f in fs
-        ]))  # fmt: skip
         return
-    setattr(cls, "__new__", staticmethod(python_new(cls)))  # noqa: B010 - no method assignment
+    builder = _builder(
+        cls,
+        tuple(f.name for f in fs),
+        tuple(_REQUIRED if f.default is MISSING else f.default for f in fs),
+        tuple(None if f.default_factory is MISSING else f.default_factory for f in fs),
+        _REQUIRED,
+    )
+    setattr(cls, "__new__", staticmethod(builder))  # noqa: B010 - no method assignment
     setattr(cls, "__init__", object.__init__)  # noqa: B010 - __new__ does the work
+    builder.install()  # calls of the class go straight to it (not via type.__call__)
+    # What inspect.signature(cls) read from the generated __new__ (hypothesis's builds() and
+    # the like ask it): the parameters of the dataclass's __init__.
+    empty = inspect.Parameter.empty
+    setattr(cls, "__signature__", inspect.Signature([  # noqa: B010 - a class attribute
+        inspect.Parameter(
+            f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=f.type,
+            default=(f.default if f.default is not MISSING
+                     else _FACTORY if f.default_factory is not MISSING else empty),
+        )
+        for f in fs
+    ]))  # fmt: skip
 
 
 def python_new(cls: type) -> Callable[..., Any]:

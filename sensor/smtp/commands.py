@@ -30,6 +30,9 @@ _VERB_STR: Final = {v.encode(): v for v in SMTP_VERBS | NON_SMTP_VERBS}  # bytes
 _TLS_RECORD_HANDSHAKE: Final = b"\x16\x03"
 _SSH_BANNER: Final = b"SSH-"  # RFC 4253 4.2
 _MAX_PARAMS: Final = 32  # ESMTP parameters kept per MAIL/RCPT (RFC 5321 4.1.2 esmtp-param list)
+_MAX_VERB: Final = 32  # characters of an unknown verb kept in SmtpSession.commands
+# beyond this the size argument is junk (Zeek: "BDAT argument bad length")
+_MAX_BDAT_DIGITS: Final = 20
 
 _c_parse_path: Callable[[bytes, int], tuple[str, dict[str, str], bool] | None] | None
 try:  # the C parse (sensor/smtp/_scan.c), built beside the compiled modules
@@ -38,9 +41,7 @@ try:  # the C parse (sensor/smtp/_scan.c), built beside the compiled modules
     _c_parse_path = _scan.parse_path
 except ImportError:  # pure-Python install: parse_path_ex_py, the same result, slower
     _c_parse_path = None
-_MAX_VERB: Final = 32  # characters of an unknown verb kept in SmtpSession.commands
-# beyond this the size argument is junk (Zeek: "BDAT argument bad length")
-_MAX_BDAT_DIGITS: Final = 20
+
 # RFC 4422 3.1: a SASL mechanism name is 1-20 upper-case letters, digits, hyphens, underscores
 _SASL_MECH: Final = re.compile(rb"[A-Za-z0-9_-]{1,20}")
 
