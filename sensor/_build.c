@@ -194,10 +194,54 @@ builder_install(PyObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+static PyObject *
+builder_reduce(PyObject *self, PyObject *obj)
+{
+    /* (cls, field values in __init__ order): pickle's reduction of an instance, read from its
+     * slots. The Python reading is records._reducer (attrgetter on the field names). */
+    Builder *b = (Builder *)self;
+    if (b->cls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Builder: not initialised");
+        return NULL;
+    }
+    if (Py_TYPE(obj) != b->cls) {
+        PyErr_Format(PyExc_TypeError, "Builder.reduce: a %s, not %.200s", b->cls->tp_name,
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyObject *values = PyTuple_New(b->n);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        PyObject *v = *(PyObject **)((char *)obj + b->offsets[i]);
+        if (v == NULL) {  /* what attrgetter raises for a slot never set */
+            PyErr_Format(PyExc_AttributeError, "'%s' object has no attribute '%U'",
+                         b->cls->tp_name, PyTuple_GET_ITEM(b->names, i));
+            Py_DECREF(values);
+            return NULL;
+        }
+        Py_INCREF(v);
+        PyTuple_SET_ITEM(values, i, v);
+    }
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(values);
+        return NULL;
+    }
+    Py_INCREF(b->cls);
+    PyTuple_SET_ITEM(pair, 0, (PyObject *)b->cls);
+    PyTuple_SET_ITEM(pair, 1, values);
+    return pair;
+}
+
 static PyMethodDef builder_methods[] = {
     {"install", builder_install, METH_NOARGS,
      PyDoc_STR("Build the class's instances directly when the class is called (its "
                "tp_vectorcall); kept for the life of the process.")},
+    {"reduce", builder_reduce, METH_O,
+     PyDoc_STR("reduce(obj) -> (cls, values): an instance as pickle reduces it, a call of the "
+               "class on its field values, read from its slots.")},
     {NULL},
 };
 

@@ -180,3 +180,29 @@ def test_signature_is_that_of_the_dataclass_init(cls: type) -> None:
         assert (p.default is inspect.Parameter.empty) == required, f.name
         if f.default is not dataclasses.MISSING:
             assert p.default is f.default
+
+
+@pytest.mark.parametrize("cls", EMITTED_RECORDS, ids=lambda c: c.__name__)
+def test_native_reduce_matches_the_python_reducer(cls: type) -> None:
+    """What pickle calls for a record (copyreg): the C Builder's reduce, which reads the
+    slots, gives what records._reducer (attrgetter on the fields) gives, the very objects."""
+    import copyreg
+
+    from sensor.records import _BUILDERS, _reducer
+
+    rec = cls(*[object() for _ in dataclasses.fields(cls)])
+    reduce = copyreg.dispatch_table[cls]
+    assert reduce is not None and getattr(reduce, "__self__", None) is _BUILDERS[cls]
+    got, want = reduce(rec), _reducer(cls)(rec)
+    assert got[0] is want[0] is cls
+    assert len(got[1]) == len(want[1]) and all(a is b for a, b in zip(got[1], want[1], strict=True))
+    other = next(c for c in EMITTED_RECORDS if c is not cls)
+    with pytest.raises(TypeError):  # another class's record, or no record
+        reduce(other(*[None for _ in dataclasses.fields(other)]))
+    with pytest.raises(TypeError):
+        reduce("not a record")
+    unset = object.__new__(cls)  # a slot never set: attrgetter's AttributeError
+    with pytest.raises(AttributeError):
+        _reducer(cls)(unset)
+    with pytest.raises(AttributeError):
+        reduce(unset)

@@ -213,7 +213,7 @@ def helo_kind_text(name: str) -> str:
     """``parse_helo_kind(name).value``, remembered for the names seen lately."""
     kind = _helo_memo.get(name)
     if kind is None:
-        kind = parse_helo_kind(name).value
+        kind = _helo_kind(name)
         if len(_helo_memo) >= HELO_MEMO_ENTRIES:
             _helo_memo.clear()
         _helo_memo[name] = kind
@@ -222,6 +222,18 @@ def helo_kind_text(name: str) -> str:
 
 def parse_helo_kind(name: str) -> HeloKind:
     """Classify a HELO/EHLO argument as FQDN, address literal, bare word or invalid."""
+    return HeloKind(_helo_kind(name))
+
+
+# HeloKind's values as plain str: a member's .value is an interpreted property, and each
+# client with a name of its own misses the memo.
+_FQDN: Final = "fqdn"
+_IP_LITERAL: Final = "ip_literal"
+_BARE_WORD: Final = "bare_word"
+_INVALID: Final = "invalid"
+
+
+def _helo_kind(name: str) -> str:
     if name.startswith("[") and name.endswith("]"):
         inner = name[1:-1]
         try:
@@ -230,19 +242,19 @@ def parse_helo_kind(name: str) -> HeloKind:
             else:
                 ipaddress.IPv4Address(inner)
         except ValueError:  # the documented signal of a malformed address literal
-            return HeloKind.INVALID
-        return HeloKind.IP_LITERAL
+            return _INVALID
+        return _IP_LITERAL
     host = name[:-1] if name.endswith(".") else name
     if not host or len(host) > 255:
-        return HeloKind.INVALID
+        return _INVALID
     if _LDH_DOMAIN.fullmatch(host) is None:
-        return HeloKind.INVALID
+        return _INVALID
     labels = host.split(".")
     if len(labels) == 1:
-        return HeloKind.BARE_WORD
+        return _BARE_WORD
     if labels[-1].isdigit():  # a bare dotted IP address is not a domain (RFC 5321 2.3.5)
-        return HeloKind.INVALID
-    return HeloKind.FQDN
+        return _INVALID
+    return _FQDN
 
 
 def parse_bdat(arg: bytes) -> tuple[int, bool] | None:

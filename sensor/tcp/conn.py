@@ -73,7 +73,23 @@ def make_uid(ts: float, cip: str, cport: int, sip: str, sport: int) -> str:
     return "C" + digest.digest().translate(_UID_TABLE).decode()
 
 
+IP_MEMO_ENTRIES: Final = 8192  # addresses remembered as text (servers, returning clients)
+_ip_memo: Final[dict[bytes, str]] = {}
+
+
 def ip_text(addr: bytes) -> str:
+    """`ip_text_of(addr)`, remembered for the addresses seen lately (a live capture hands the
+    same bytes object for an address it saw lately: the lookup finds its hash cached)."""
+    text = _ip_memo.get(addr)
+    if text is None:
+        text = ip_text_of(addr)
+        if len(_ip_memo) >= IP_MEMO_ENTRIES:
+            _ip_memo.clear()
+        _ip_memo[addr] = text
+    return text
+
+
+def ip_text_of(addr: bytes) -> str:
     """A packed IPv4 or IPv6 address as text (hex for anything else)."""
     if len(addr) == 4:  # inet_ntop's text, built without its call (a third of the cost)
         return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"

@@ -602,7 +602,9 @@ class Reassembler:
         self._tick = tick + 1
         heapq.heappush(heap, (deadline, tick, c))
         count = self._count
-        if len(heap) > count + (count >> 2) + 1024:  # drop superseded entries: O(table)
+        # Drop superseded entries, O(heap), once they are as many as the live ones: amortised,
+        # two entries visited per push (at a quarter, five: 4% of a live sensor's CPU).
+        if len(heap) > 2 * count + 1024:
             # Kept as they are (no new entries): ties still go in the order they were scheduled.
             heap[:] = [e for e in heap if e[0] == e[2].heap_deadline and not e[2].removed]
             heapq.heapify(heap)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tcp_helpers import ACK, CLIENT, FIN, PSH, RST, SERVER, SYN, Conv, Harness, seg
 
 from sensor.records import ConnRecord
-from sensor.tcp.conn import _UID_TABLE, ip_text
+from sensor.tcp.conn import _UID_TABLE, IP_MEMO_ENTRIES, ip_text, ip_text_of
 from sensor.tcp.reassembler import TcpLimits, make_uid
 
 
@@ -387,7 +387,15 @@ def test_uid_is_deterministic_and_zeek_shaped() -> None:
 @given(st.binary(min_size=4, max_size=4) | st.binary(min_size=16, max_size=16))
 def test_address_text_is_inet_ntop(addr: bytes) -> None:
     family = socket.AF_INET if len(addr) == 4 else socket.AF_INET6
-    assert ip_text(addr) == socket.inet_ntop(family, addr)
+    assert ip_text_of(addr) == socket.inet_ntop(family, addr)
+    assert ip_text(addr) == ip_text(bytes(addr)) == socket.inet_ntop(family, addr)  # memo'd
+
+
+def test_address_text_memo_holds_past_its_bound() -> None:
+    """More addresses than the memo keeps: each is still its own text (the memo starts over)."""
+    addrs = [i.to_bytes(4, "big") for i in range(IP_MEMO_ENTRIES + 100)]
+    for _ in range(2):
+        assert [ip_text(a) for a in addrs] == [socket.inet_ntoa(a) for a in addrs]
 
 
 def test_without_factory_still_emits_records() -> None:
