@@ -483,17 +483,3 @@ def test_admit_is_asked_for_new_flows_only_and_refused_segments_still_move_the_c
     h.feed([(311.0, refused.c(40, b"DATA\r\n"))])  # refused, yet its time ends the idle one
     assert [(r.client_port, r.end_reason) for r in h.records] == [(1111, "timeout")]
 
-
-@settings(max_examples=3000, deadline=None)
-@given(
-    st.floats(min_value=0.5, max_value=2.0**34, allow_nan=False)
-    | st.builds(lambda s, us: s + us * 1e-6, st.integers(0, 2**34), st.integers(0, 999_999))
-    | st.builds(lambda s, ns: s + ns * 1e-9, st.integers(0, 2**33), st.integers(0, 10**9 - 1))
-    | st.sampled_from([1.0, 2.0**33 - 2.0**-20, 2.0**33, 1e-5, -1.5, float("inf"), float("nan")])
-)
-def test_timestamp_text_is_repr(ts: float) -> None:
-    """The uid's key writes ts as repr does, whatever the float (µs timestamps take a quick
-    path; ns ones, odd and huge values take repr)."""
-    from sensor.tcp.conn import ts_repr
-
-    assert ts_repr(ts) == repr(ts)
