@@ -123,7 +123,9 @@ make_segment(const unsigned char *d, Py_ssize_t caplen, const unsigned char *src
     SET(6, PyLong_FromLong((long)d[t + 13]));
     SET(7, u16(be16(d + t + 14)));
     SET(8, PyLong_FromLong((long)ttl));
-    SET(9, PyBytes_FromStringAndSize((const char *)d + t + 20, tcp_end - t - 20));
+    /* options: a SYN's only (the handshake reads them), b"" for the rest */
+    SET(9, PyBytes_FromStringAndSize((const char *)d + t + 20,
+                                     (d[t + 13] & 0x02) ? tcp_end - t - 20 : 0));
     SET(10, PyBytes_FromStringAndSize((const char *)d + tcp_end, end - tcp_end));
     SET(11, PyLong_FromSsize_t(caplen));
 #undef SET

@@ -14,7 +14,9 @@ from sensor.records import CaptureStats
 
 Segment = tuple[bytes, bytes, int, int, int, int, int, int, int, bytes, bytes, int]
 """(src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, frame_len);
-addresses packed; frame_len is the captured frame's length (wire bytes, as tshark counts)."""
+addresses packed; options are those of a SYN segment, b"" for any other (only the handshake
+reads them: no bytes object per packet); frame_len is the captured frame's length (wire bytes,
+as tshark counts)."""
 
 
 class EtherType(IntEnum):
@@ -170,7 +172,8 @@ class Decoder:
                     if 54 <= tcp_end <= end <= len(data):
                         self.stats.tcp_segments += 1
                         return (src, dst, sport, dport, seq, ack, flags, win, ttl,
-                                data[54:tcp_end], data[tcp_end:end], len(data))  # fmt: skip
+                                data[54:tcp_end] if flags & 2 else b"", data[tcp_end:end],
+                                len(data))  # fmt: skip
                 return self._ip4_any(data, 14)
             if etype == 0x86DD:
                 return self._ip6(data, 14)
@@ -285,7 +288,8 @@ class Decoder:
                 if off + 40 <= tcp_end <= end <= len(data):
                     self.stats.tcp_segments += 1
                     return (src, dst, sport, dport, seq, ack, flags, win, ttl,
-                            data[off + 40 : tcp_end], data[tcp_end:end], len(data))  # fmt: skip
+                            data[off + 40 : tcp_end] if flags & 2 else b"", data[tcp_end:end],
+                            len(data))  # fmt: skip
         return self._ip4_any(data, off)
 
     def _ip4_any(self, data: bytes, off: int) -> Segment | None:
@@ -327,7 +331,8 @@ class Decoder:
                 if off + 60 <= tcp_end <= end <= len(data):
                     self.stats.tcp_segments += 1
                     return (src, dst, sport, dport, seq, ack, flags, win, hlim,
-                            data[off + 60 : tcp_end], data[tcp_end:end], len(data))  # fmt: skip
+                            data[off + 60 : tcp_end] if flags & 2 else b"", data[tcp_end:end],
+                            len(data))  # fmt: skip
         return self._ip6_any(data, off)
 
     def _ip6_any(self, data: bytes, off: int) -> Segment | None:
@@ -389,7 +394,8 @@ class Decoder:
             end = caplen
         stats.tcp_segments += 1
         return (src, dst, sport, dport, seq, ack, flags, win, ttl,
-                data[off + _TCP_MIN : off + hl], data[off + hl : end], len(data))  # fmt: skip
+                data[off + _TCP_MIN : off + hl] if flags & 2 else b"", data[off + hl : end],
+                len(data))  # fmt: skip
 
 
 _LINK_DISPATCH: dict[int, Callable[[Decoder, bytes], Segment | None]] = {

@@ -67,6 +67,29 @@ def test_common_case_matches_scapy() -> None:
     assert seg is not None and tcp_options(seg[9]) == (1460, 7, True, 1234)
 
 
+@pytest.mark.parametrize("flags", ["S", "SA", "A", "PA", "FA", "R"])
+def test_options_are_kept_for_a_syn_only(flags: str) -> None:
+    """Segment's options: a SYN's (the handshake reads them), b"" for any other segment, in
+    the Python decoder and in the live capture's C loop alike (no bytes object per packet for
+    the timestamps option most stacks send on every segment)."""
+    from pcap_batches import pack
+
+    from sensor.decode import _batch
+
+    ts_opt = [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]
+    for l3 in (V4, V6):
+        frame = bytes(_eth() / l3 / TCP(sport=41000, dport=25, flags=flags,
+                                        options=SYN_OPTS if "S" in flags else ts_opt) / PAYLOAD)
+        seg, _ = _one(1, frame)
+        assert seg is not None
+        want = bytes(Ether(frame)[TCP])[20 : Ether(frame)[TCP].dataofs * 4] if "S" in flags else b""
+        assert seg[9] == want and (want or seg[9] == b"")
+        got: list[object] = []
+        _batch.feed(*pack([(1_700_000_000, 0, frame)]), 1, Decoder(CaptureStats()).decode,
+                    lambda ts, s, into=got: into.append(s))  # fmt: skip
+        assert got == [seg]
+
+
 def test_ethernet_padding_is_not_payload() -> None:
     frame = bytes(_eth() / V4 / TCP(flags="A")) + b"\x00" * 6  # 54 bytes padded to 60
     seg, _ = _one(1, frame)
