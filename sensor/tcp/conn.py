@@ -152,7 +152,7 @@ class Connection:
         self.client = Half(self, True, budget)
         self.server = Half(self, False, budget)
         self.handler: StreamHandler | None = None
-        self.keys: tuple[tuple[bytes, int, bytes, int], ...] = ()
+        self.keys: tuple[tuple[bytes, object, bytes, object], ...] = ()  # reassembler.flow_key
         self.phase = Phase.OPEN
         self.closing_ts = 0.0
         self.end_reason = EndReason.EOF

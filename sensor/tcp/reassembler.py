@@ -6,7 +6,7 @@ import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from sensor.decode.packet import Segment
 from sensor.records import ConnRecord, TcpStats
@@ -23,6 +23,22 @@ from sensor.tcp.stream import (
 
 _FAST_FLAGS_MASK: Final = SYN | FIN | RST | ACK  # the fast path takes ACK set, SYN/FIN/RST clear
 # module constants: cheaper than enum attribute lookups
+# One int object per port for the flow table's keys: a port is a native int in compiled code,
+# and boxing it for a key made a new object per packet for every port above 256 (each client's
+# ephemeral one), which the lookup then compared by value with the key stored at creation.
+_PORT_OBJECTS: Final[list[object]] = list(range(65536))
+FlowKey = tuple[bytes, object, bytes, object]
+"""(source address, source port, destination address, destination port): the sender's key."""
+
+
+def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
+    """The flow table's key of a segment from (src, sport) to (dst, dport)."""
+    return (
+        src, _PORT_OBJECTS[sport] if 0 <= sport < 65536 else sport,
+        dst, _PORT_OBJECTS[dport] if 0 <= dport < 65536 else dport,
+    )  # fmt: skip
+
+
 _OPEN: Final = Phase.OPEN
 _CLOSING: Final = Phase.CLOSING
 _CLOSED: Final = Phase.CLOSED
@@ -149,7 +165,7 @@ class Reassembler:
         )
         self._kept_max = lim.rexmit_segments
         self._max_ack_gap = lim.max_ack_gap
-        self._flows: dict[tuple[bytes, int, bytes, int], Half] = {}  # sender 4-tuple -> its Half
+        self._flows: dict[FlowKey, Half] = {}  # sender 4-tuple (flow_key) -> its Half
         self._count = 0
         self._handlers = 0  # connections holding a handler
         # connections in creation order that carried no payload yet (evicted first), lazily
@@ -179,7 +195,10 @@ class Reassembler:
     def segment(self, ts: float, seg: Segment) -> None:
         """Process one decoded TCP segment (the per-packet hot path)."""
         src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, wire = seg
-        h = self._flows.get((src, sport, dst, dport))
+        h = self._flows.get((  # flow_key, inlined
+            src, _PORT_OBJECTS[sport] if 0 <= sport < 65536 else sport,
+            dst, _PORT_OBJECTS[dport] if 0 <= dport < 65536 else dport,
+        ))  # fmt: skip
         if h is not None and (flags & _FAST_FLAGS_MASK) == ACK and window:
             if payload:
                 if h.fast and seq == h.next_seq:
@@ -292,11 +311,12 @@ class Reassembler:
 
     def has_flow(self, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
         """Whether the table holds a connection on this 4-tuple (either direction)."""
-        return (src, sport, dst, dport) in self._flows
+        return flow_key(src, sport, dst, dport) in self._flows
 
     def flow_keys(self) -> list[tuple[bytes, int, bytes, int]]:
         """The (src, sport, dst, dport) keys of the table, both directions of each connection."""
-        return list(self._flows)
+        return [(src, cast(int, sport), dst, cast(int, dport))
+                for src, sport, dst, dport in self._flows]  # fmt: skip
 
     def buffered_bytes(self) -> int:
         """Bytes currently held out of order, all connections together."""
@@ -470,8 +490,8 @@ class Reassembler:
         else:
             c = Connection(ts, (dst, dport), (src, sport), self._budget)
         sender = c.client if sender_is_client else c.server
-        key_s = (src, sport, dst, dport)
-        key_r = (dst, dport, src, sport)
+        key_s = flow_key(src, sport, dst, dport)
+        key_r = flow_key(dst, dport, src, sport)
         self._flows[key_r] = c.peer(sender)
         self._flows[key_s] = sender  # on a 4-tuple equal to its reverse, the sender wins
         c.keys = (key_s, key_r)
