@@ -22,7 +22,6 @@ from sensor.tcp.stream import (
 )
 
 _FAST_FLAGS_MASK: Final = SYN | FIN | RST | ACK  # the fast path takes ACK set, SYN/FIN/RST clear
-# module constants: cheaper than enum attribute lookups
 # One int object per port for the flow table's keys: a port is a native int in compiled code,
 # and boxing it for a key made a new object per packet for every port above 256 (each client's
 # ephemeral one), which the lookup then compared by value with the key stored at creation.
@@ -39,6 +38,7 @@ def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
     )  # fmt: skip
 
 
+# module constants: cheaper than enum attribute lookups
 _OPEN: Final = Phase.OPEN
 _CLOSING: Final = Phase.CLOSING
 _CLOSED: Final = Phase.CLOSED

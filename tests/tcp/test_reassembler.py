@@ -483,3 +483,15 @@ def test_admit_is_asked_for_new_flows_only_and_refused_segments_still_move_the_c
     h.feed([(311.0, refused.c(40, b"DATA\r\n"))])  # refused, yet its time ends the idle one
     assert [(r.client_port, r.end_reason) for r in h.records] == [(1111, "timeout")]
 
+
+
+def test_flow_keys_share_port_objects_and_take_any_port() -> None:
+    """A key's ports are the table's one object per port (the lookup compares them by identity
+    first); a port no header can carry still makes a key, itself."""
+    from sensor.tcp.reassembler import flow_key
+
+    port = int("40001")  # a new int object, equal to the one below
+    src, dst = b"\x01" * 4, b"\x02" * 4
+    a, b = flow_key(src, port, dst, 25), flow_key(src, 40001, dst, 25)
+    assert a == b and a[1] is b[1] and a[3] is b[3]
+    assert flow_key(b"x", 70000, b"y", -1) == (b"x", 70000, b"y", -1)
