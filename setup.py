@@ -20,6 +20,7 @@ from setuptools import Extension, setup
 NATIVE_MODULES = [
     "sensor/capture/fast.py",
     "sensor/decode/packet.py",
+    "sensor/counters.py",
     "sensor/pipeline.py",
     "sensor/tcp/conn.py",
     "sensor/tcp/stream.py",
