@@ -116,6 +116,24 @@ def test_parse_auth_and_split_command() -> None:
     assert split_command(b"QUIT") == ("QUIT", b"")
 
 
+def _split_command_by_find(line: bytes) -> tuple[str, bytes]:
+    """split_command as first written: the first space by bytes.find."""
+    sp = line.find(b" ")
+    verb_b, arg = (line, b"") if sp < 0 else (line[:sp], line[sp + 1 :])
+    return verb_b[:32].decode("latin-1").upper(), arg
+
+
+@given(st.binary(max_size=40) | st.lists(st.sampled_from([b"MAIL", b" ", b"x", b"\xe9"]),
+                                         max_size=20).map(b"".join))
+@settings(max_examples=500)
+def test_split_command_finds_the_first_space_anywhere(line: bytes) -> None:
+    """The byte loop covers the first 16 bytes, find the rest: a space at any position."""
+    assert split_command(line) == _split_command_by_find(line)
+    for at in (0, 15, 16, 17, 40):
+        spaced = b"A" * at + b" " + line
+        assert split_command(spaced) == _split_command_by_find(spaced)
+
+
 def test_non_smtp_detection() -> None:
     assert is_non_smtp(b"GET / HTTP/1.1", "GET")
     assert is_non_smtp(b"\x16\x03\x01\x00\xa5\x01", split_command(b"\x16\x03\x01\x00\xa5\x01")[0])
