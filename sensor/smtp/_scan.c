@@ -34,6 +34,12 @@
  * name of printable characters but space and colon, nor a continuation after such a line).
  * A continued value keeps its CR LF line breaks, so it is one slice of the block.
  *
+ * header_end(copy, endpos) -> offset or -1
+ *
+ * sensor.smtp.message.header_end_py (its reference): the end of the first blank line, LF then
+ * LF or CR LF, lying within copy[:endpos]. One memchr per line, where the reference searches
+ * the block twice (for LF CR LF, then for LF LF before it).
+ *
  * parse_path(arg, max_params) -> (address, params, sloppy) or None
  *
  * sensor.smtp.commands.parse_path_ex_py (its reference): the argument of MAIL or RCPT,
@@ -398,6 +404,36 @@ error:
     return NULL;
 }
 
+static PyObject *
+header_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "header_end(copy: bytes, endpos: int)");
+        return NULL;
+    }
+    Py_ssize_t endpos = PyLong_AsSsize_t(args[1]);
+    if (endpos == -1 && PyErr_Occurred())
+        return NULL;
+    const char *d = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    if (endpos < 0) /* as a slice's end: from the end */
+        endpos = endpos + n < 0 ? 0 : endpos + n;
+    if (endpos > n)
+        endpos = n;
+    const char *p = d, *end = d + endpos;
+    while (p < end) {
+        const char *lf = memchr(p, LF, (size_t)(end - p));
+        if (lf == NULL)
+            break;
+        if (end - lf >= 2 && lf[1] == LF)
+            return PyLong_FromSsize_t(lf - d + 2);
+        if (end - lf >= 3 && lf[1] == CR && lf[2] == LF)
+            return PyLong_FromSsize_t(lf - d + 3);
+        p = lf + 1;
+    }
+    return PyLong_FromLong(-1);
+}
+
 static PyMethodDef methods[] = {
     {"dot_content", (PyCFunction)(void (*)(void))dot_content, METH_FASTCALL,
      "dot_content(data, tail, run, in_long) -> (end, bare_lf, stuffed, long_lines, run, in_long)"},
@@ -405,6 +441,8 @@ static PyMethodDef methods[] = {
      "skip_text(buf, pos, max_line, word_lengths) -> offset of the first line that may end a resync"},
     {"split_header_block", split_header_block, METH_O,
      "split_header_block(block) -> [(name, value), ...] or None (a plain header block's fields)"},
+    {"header_end", (PyCFunction)(void (*)(void))header_end, METH_FASTCALL,
+     "header_end(copy, endpos) -> end of the first blank line within copy[:endpos], or -1"},
     {"parse_path", (PyCFunction)(void (*)(void))parse_path, METH_FASTCALL,
      "parse_path(arg, max_params) -> (address, params, sloppy) or None (a MAIL/RCPT argument)"},
     {NULL, NULL, 0, NULL},

@@ -56,12 +56,15 @@ _IPV6: Final = re.compile(r"IPv6:([0-9A-Fa-f:.]+)", re.IGNORECASE)
 DEFAULT_ENCODED_WORDS: Final = SmtpLimits().max_encoded_words
 
 _c_split: Callable[[bytes], list[tuple[str, str]] | None] | None
-try:  # the C split (sensor/smtp/_scan.c), built beside the compiled modules
+_c_header_end: Callable[[bytes, int], int] | None
+try:  # the C scans (sensor/smtp/_scan.c), built beside the compiled modules
     from sensor.smtp import _scan
 
     _c_split = _scan.split_header_block
-except ImportError:  # pure-Python install: split_header_block_py, the same fields, slower
+    _c_header_end = _scan.header_end
+except ImportError:  # pure-Python install: the _py readings, the same results, slower
     _c_split = None
+    _c_header_end = None
 
 
 class MessageInfo:
@@ -173,6 +176,13 @@ def _headers(items: list[tuple[str, str]], info: MessageInfo, max_words: int) ->
 
 
 def header_end(copy: bytes, endpos: int) -> int:
+    """`header_end_py`, in C where it is built (sensor/smtp/_scan.c): one memchr per line."""
+    if _c_header_end is not None:
+        return _c_header_end(copy, endpos)
+    return header_end_py(copy, endpos)
+
+
+def header_end_py(copy: bytes, endpos: int) -> int:
     """End of the first blank line (``LF [CR] LF``) lying within ``copy[:endpos]``, or -1.
 
     Same answer as searching ``\\r?\\n\\r?\\n``: the blank line is found after the first LF

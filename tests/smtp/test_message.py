@@ -22,6 +22,7 @@ from sensor.smtp.message import (
     analyze_message,
     clean,
     header_end,
+    header_end_py,
     received_ip,
     split_header_block,
     split_header_block_py,
@@ -152,7 +153,10 @@ BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # the header/body separator as a regula
 def test_header_end_agrees_with_the_regex(parts: list[bytes], endpos: int) -> None:
     data = b"".join(parts)
     m = BLANK_LINE.search(data, 0, endpos)
-    assert header_end(data, endpos) == (m.end() if m else -1)
+    assert header_end(data, endpos) == header_end_py(data, endpos) == (m.end() if m else -1)
+    assert message_module._c_header_end is not None  # the suite runs on the native build
+    for end in (-1, -3, -len(data) - 5, len(data) + 7):  # as bytes.find reads a slice's end
+        assert header_end(data, end) == header_end_py(data, end)
 
 
 MIME_LINES = [
