@@ -75,9 +75,9 @@ address(const unsigned char *a, Py_ssize_t alen)
     return o;
 }
 
-/* The int objects of the 16-bit fields (ports, window), made once each: no allocation per
- * packet, and the flow table compares a key's ports by identity first. At most 65,536 ints
- * (2 MB), whatever the traffic. */
+/* The int objects of the 16-bit fields (ports, window; and a frame's length, most often below
+ * 65,536), made once each: no allocation per packet, and the flow table compares a key's ports
+ * by identity first. At most 65,536 ints (2 MB), whatever the traffic. */
 static PyObject *u16_cache[65536];
 
 static PyObject *
@@ -127,7 +127,7 @@ make_segment(const unsigned char *d, Py_ssize_t caplen, const unsigned char *src
     SET(9, PyBytes_FromStringAndSize((const char *)d + t + 20,
                                      (d[t + 13] & 0x02) ? tcp_end - t - 20 : 0));
     SET(10, PyBytes_FromStringAndSize((const char *)d + tcp_end, end - tcp_end));
-    SET(11, PyLong_FromSsize_t(caplen));
+    SET(11, caplen < 65536 ? u16((unsigned)caplen) : PyLong_FromSsize_t(caplen));
 #undef SET
     return seg;
 }
