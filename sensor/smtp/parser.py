@@ -54,7 +54,7 @@ class SmtpParser(ClientSide):
 
     def data(self, to_server: bool, ts: float, payload: bytes) -> None:
         """In-order bytes of one direction (any split of the stream)."""
-        if not payload or self.closed or self.failure is not None:
+        if not len(payload) or self.closed or self.failure is not None:  # len: see Reassembler
             return
         try:
             self.feed(to_server, ts, payload)

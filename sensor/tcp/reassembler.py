@@ -200,7 +200,7 @@ class Reassembler:
             dst, _PORT_OBJECTS[dport] if 0 <= dport < 65536 else dport,
         ))  # fmt: skip
         if h is not None and (flags & _FAST_FLAGS_MASK) == ACK and window:
-            if payload:
+            if len(payload):  # compiled: the size field, where truth is a call (PyObject_IsTrue)
                 if h.fast and seq == h.next_seq:
                     if h.note_d:
                         c = h.conn
