@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable
 from typing import Final
@@ -17,6 +17,7 @@ from sensor.smtp.lines import LineBuffer
 from sensor.smtp.replies import ReplyAssembler
 from sensor.smtp.session import TxnState, build_transaction
 from sensor.smtp.state import ClientState, Cmd, Pending, ServerState
+from sensor.tcp.stream import StreamSink
 
 _log: Final = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ into the hole): a session that had a gap does not report them, the gap is counte
 protocol abuse."""
 
 
-class ParserCore(ABC):
-    """Everything one SMTP session's parser knows; the halves add behaviour, not state."""
+class ParserCore(StreamSink):
+    """Everything one SMTP session's parser knows; the halves add behaviour, not state. A
+    StreamSink: the reassembler calls the parser's data, gap and close natively."""
 
     def __init__(
         self,

@@ -6,15 +6,11 @@ import hashlib
 import re
 import socket
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from sensor.decode.packet import TcpFlag, tcp_options
 from sensor.records import ConnRecord
-from sensor.tcp.stream import Budget, EndpointState, Half
-
-if TYPE_CHECKING:
-    from sensor.tcp.reassembler import StreamHandler
-
+from sensor.tcp.stream import Budget, EndpointState, Half, StreamSink
 
 FIN: Final = int(TcpFlag.FIN)
 SYN: Final = int(TcpFlag.SYN)
@@ -151,7 +147,7 @@ class Connection:
         self.hist: list[str] = []
         self.client = Half(self, True, budget)
         self.server = Half(self, False, budget)
-        self.handler: StreamHandler | None = None
+        self.handler: StreamSink | None = None
         self.keys: tuple[tuple[bytes, object, bytes, object], ...] = ()  # reassembler.flow_key
         self.phase = Phase.OPEN
         self.closing_ts = 0.0

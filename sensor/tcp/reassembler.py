@@ -18,6 +18,7 @@ from sensor.tcp.stream import (
     Budget,
     EndpointState,
     Half,
+    StreamSink,
     seq_diff,
 )
 
@@ -54,6 +55,22 @@ class StreamHandler(Protocol):
     def gap(self, to_server: bool, ts: float, n: int) -> None: ...
 
     def close(self, ts: float, record: ConnRecord) -> None: ...
+
+
+class _Wrapped(StreamSink):
+    """A StreamHandler of a class not compiled with the reassembler, called through Python."""
+
+    def __init__(self, handler: StreamHandler) -> None:
+        self.handler = handler
+
+    def data(self, to_server: bool, ts: float, payload: bytes) -> None:
+        self.handler.data(to_server, ts, payload)
+
+    def gap(self, to_server: bool, ts: float, n: int) -> None:
+        self.handler.gap(to_server, ts, n)
+
+    def close(self, ts: float, record: ConnRecord) -> None:
+        self.handler.close(ts, record)
 
 
 HandlerFactory = Callable[[str, float, str, int, str, int, bool], StreamHandler | None]
@@ -223,9 +240,9 @@ class Reassembler:
                         budget.kept += n + KEPT_COST
                         if len(kept) > self._kept_max:
                             budget.kept -= len(kept.pop(0)) + KEPT_COST  # pop(0): compiled
-                    on_data = h.on_data
-                    if on_data is not None:
-                        on_data(h.to_server, ts, payload)
+                    sink = h.sink
+                    if sink is not None:
+                        sink.data(h.to_server, ts, payload)
                     if ts >= self._next_check:
                         self.expire(ts)
                     return
@@ -529,10 +546,9 @@ class Reassembler:
         handler = factory(uid, c.ts, cip, c.client_port, sip, c.server_port, midstream)
         if handler is None:
             return
-        c.handler = handler
-        for half in (c.client, c.server):
-            half.on_data = handler.data
-            half.on_gap = handler.gap
+        sink = handler if isinstance(handler, StreamSink) else _Wrapped(handler)
+        c.handler = sink
+        c.client.sink = c.server.sink = sink
         self._handlers += 1
         if self.memory() > self._limits.memcap_bytes:
             self._enforce_memcap(ts, c)
@@ -595,7 +611,7 @@ class Reassembler:
                 h.starts = []
                 h.chunks = []
                 h.ooo_bytes = 0
-            h.on_data = h.on_gap = None
+            h.sink = None
             # Half.conn points back at its Connection: break that cycle so that reference
             # counting frees both as soon as the last heap entry goes, instead of the cyclic
             # collector much later (it held every finished connection until a full collection).

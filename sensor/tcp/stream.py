@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final
 
-from sensor.records import TcpStats
+from sensor.records import ConnRecord, TcpStats
 
 if TYPE_CHECKING:
     from sensor.tcp.conn import Connection
@@ -15,8 +15,26 @@ if TYPE_CHECKING:
 SEQ_MASK: Final = 0xFFFFFFFF  # RFC 9293 §3.4: sequence numbers are taken modulo 2**32
 SEQ_HALF: Final = 1 << 31  # RFC 1982 §3.2: serial-number comparison window (half the space)
 
-DataCallback = Callable[[bool, float, bytes], None]
-GapCallback = Callable[[bool, float, int], None]
+
+
+class StreamSink(ABC):
+    """A connection's stream handler (sensor.tcp.reassembler.StreamHandler) of a class compiled
+    with the reassembler (sensor.smtp's parser): the reassembler calls it through the compiled
+    method table, on most packets. A handler of any other class is wrapped in one that calls it
+    through Python (reassembler._Wrapped); a call through Python parses its arguments, about 150
+    instructions."""
+
+    @abstractmethod
+    def data(self, to_server: bool, ts: float, payload: bytes) -> None:
+        """In-order bytes of one direction."""
+
+    @abstractmethod
+    def gap(self, to_server: bool, ts: float, n: int) -> None:
+        """`n` bytes of one direction were lost."""
+
+    @abstractmethod
+    def close(self, ts: float, record: ConnRecord) -> None:
+        """The connection ended."""
 
 
 class EndpointState(IntEnum):
@@ -108,8 +126,6 @@ class Half:
         "next_seq",
         "note_a",
         "note_d",
-        "on_data",
-        "on_gap",
         "once",
         "ooo_bytes",
         "ooo_segs",
@@ -120,6 +136,7 @@ class Half:
         "seq_h",
         "seq_r",
         "seq_s",
+        "sink",
         "starts",
         "state",
         "syn_seen",
@@ -132,8 +149,7 @@ class Half:
         self.conn = conn
         self.to_server = to_server  # True for the client's direction
         self.budget = budget
-        self.on_data: DataCallback | None = None
-        self.on_gap: GapCallback | None = None
+        self.sink: StreamSink | None = None  # the connection's handler, once it has one
         self.next_seq = -1  # absolute sequence number of the next byte to deliver; -1 unknown
         self.delivered = 0  # stream offset of the next byte to deliver (data + gaps so far)
         self.isn = -1
@@ -398,8 +414,8 @@ class Half:
         self.delivered += n
         self.next_seq = (self.next_seq + n) & SEQ_MASK
         self.keep(payload)
-        if self.on_data is not None:
-            self.on_data(self.to_server, ts, payload)
+        if self.sink is not None:
+            self.sink.data(self.to_server, ts, payload)
 
     def _gap(self, ts: float, n: int) -> None:
         self.forget()
@@ -411,8 +427,8 @@ class Half:
         stats.gaps += 1
         stats.gap_bytes += n
         self.count_letter("g")
-        if self.on_gap is not None:
-            self.on_gap(self.to_server, ts, n)
+        if self.sink is not None:
+            self.sink.gap(self.to_server, ts, n)
 
     def _insert(self, start: int, data: bytes) -> None:
         if self.starts is _NO_STARTS:
