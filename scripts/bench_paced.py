@@ -13,7 +13,13 @@ What it does not count: the capture (the kernel ring, pcapy's batches, the C dec
 `sensor live`: the Python decoder runs here) and the model scorer's process. bench_live.py stays
 the measure of the live target; this one says whether a change moves it.
 
+With --batched, the live per-packet path instead: the paced capture is read into libpcap batches
+(pcapy's next_batch, as `sensor live` gets them) before the clock starts, then a Pipeline in the
+measuring process decodes and feeds them in the C batch loop, reassembles and parses (no
+detection, no outputs); the CPU of that alone is counted.
+
     python scripts/bench_paced.py --rate 300000 --reference /tmp/ref
+    python scripts/bench_paced.py --rate 300000 --reference /tmp/ref --batched --packets 400000
 """
 
 from __future__ import annotations
@@ -79,12 +85,60 @@ def cpu_of(pcap: Path, reference: str | None) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+_BATCHED = """
+import sys, time
+import pcapy
+from sensor.capture.common import BatchedFrames
+from sensor.pipeline import Pipeline
+
+handle = pcapy.open_offline(sys.argv[1])
+batches = []
+while True:
+    packets, meta = handle.next_batch(512)
+    if not meta:
+        break
+    batches.append((packets, meta))
+
+
+class Batches(BatchedFrames):
+    linktype = handle.datalink()
+
+    def batches(self):
+        return iter(batches)
+
+    def __next__(self):
+        raise StopIteration
+
+
+pipe = Pipeline()
+t = time.process_time()
+pipe.run(Batches())
+pipe.finish()
+print(time.process_time() - t)
+"""
+
+
+def batched_cpu_of(pcap: Path, reference: str | None) -> float:
+    """CPU seconds of the live per-packet path (C batch loop, reassembly, parsing) on `pcap`,
+    its batches read beforehand."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if reference:
+        env["PYTHONPATH"] = reference
+    out = subprocess.run([sys.executable, "-c", _BATCHED, str(pcap)], env=env, cwd="/",
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench: the batched run on {pcap} failed: {out.stderr.strip()[-400:]}")
+    return float(out.stdout.split()[-1])
+
+
 def main() -> None:
     ap = common_arguments(__doc__)
     ap.add_argument("--rate", type=float, default=300_000.0, help="packets per second")
     ap.add_argument("--packets", type=int, default=1_000_000, help="packets analysed")
     ap.add_argument("--reference", metavar="DIR",
                     help="another checkout of port25-sensor, its extensions built in place")
+    ap.add_argument("--batched", action="store_true",
+                    help="time the live per-packet path (libpcap batches, no detection)")
     ns = ap.parse_args()
     if ns.reference and not (Path(ns.reference) / "sensor" / "cli.py").is_file():
         sys.exit(f"bench: --reference {ns.reference}: not a checkout of port25-sensor")
@@ -100,13 +154,17 @@ def main() -> None:
     else:
         n = ns.packets
     builds = {"this": None, **({"reference": ns.reference} if ns.reference else {})}
-    print(f"sensor: {sensor_exe()}, Python {platform.python_version()} "
+    what = "the live per-packet path (batched)" if ns.batched else f"sensor: {sensor_exe()}"
+    print(f"{what}, Python {platform.python_version()} "
           f"({os.path.realpath(sys.executable)}); {n:,} packets paced at {ns.rate:,.0f}/s")
     per_packet: dict[str, list[float]] = {b: [] for b in builds}
     t0 = time.monotonic()
     for _ in range(ns.repeat):  # in turn: a load that comes and goes weighs on each build
         for name, where in builds.items():
-            cpu = cpu_of(big, where) - cpu_of(small, where)
+            if ns.batched:
+                cpu = batched_cpu_of(big, where) - batched_cpu_of(small, where)
+            else:
+                cpu = cpu_of(big, where) - cpu_of(small, where)
             per_packet[name].append(cpu / (n - STARTUP) * 1e6)
     print(f"{'build':>9} {'us/pkt min':>10} {'median':>7} {'pps a core':>11}  runs")
     for name, got in per_packet.items():
