@@ -16,7 +16,6 @@ SEQ_MASK: Final = 0xFFFFFFFF  # RFC 9293 §3.4: sequence numbers are taken modul
 SEQ_HALF: Final = 1 << 31  # RFC 1982 §3.2: serial-number comparison window (half the space)
 
 
-
 class StreamSink(ABC):
     """A connection's stream handler (sensor.tcp.reassembler.StreamHandler) of a class compiled
     with the reassembler (sensor.smtp's parser): the reassembler calls it through the compiled
