@@ -15,8 +15,9 @@ sustained rate, as a 64 MB ring absorbs a burst of a few hundred thousand packet
 sensor's speed (--workload smtp_only_500k for the short one). The CPU per packet is the
 sensor's steady state: its CPU from capture start to the end of the backlog, start-up and the
 final flush left out. The alerts column counts what the run raised (the whole workload raises
-none; under drops the issue asks for none either), kept in WORKDIR/live-wN-RATE.alerts, and
-the table figures say how the connection table made room (tcp.linger_cut, evicted_*).
+none; under drops the issue asks for none either), kept per run in
+WORKDIR/live-wN-RATE[-ref].runK.alerts (K counts the runs of this invocation), and the table
+figures say how the connection table made room (tcp.linger_cut, evicted_*).
 
 Needs root, iproute2 and tcpreplay (scripts/ensure_system.sh test). Full size (the lead's run):
     python scripts/bench_live.py
@@ -26,6 +27,7 @@ Small (proves it works in a minute):
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -138,6 +140,9 @@ def _wait_idle(pid: int) -> int:
     return peak
 
 
+_RUNS = itertools.count(1)
+
+
 def _cpu() -> float:
     u = resource.getrusage(resource.RUSAGE_CHILDREN)
     return u.ru_utime + u.ru_stime
@@ -151,7 +156,8 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
     tag = f"w{workers}-{rate}" + ("-ref" if reference else "")
     stats_path = workdir / f"live-{tag}.stats"
     stats_path.unlink(missing_ok=True)
-    alerts_path = workdir / f"live-{tag}.alerts"  # kept: what drops made it raise
+    # kept, one file a run (the same rate runs several times): what drops made it raise
+    alerts_path = workdir / f"live-{tag}.run{next(_RUNS)}.alerts"
     argv = [sensor_exe(), "live", "-i", SRV_IF, "--workers", str(workers), "-q",
             "--stats", str(stats_path)]  # fmt: skip
     if detect:
