@@ -58,11 +58,13 @@ C_MODULES = [
     Extension("sensor.decode._batch", ["sensor/decode/_batch.c"], extra_compile_args=["-O2"]),
     Extension("sensor._build", ["sensor/_build.c"], extra_compile_args=["-O2"]),
     Extension("sensor.features._sums", ["sensor/features/_sums.c"], extra_compile_args=["-O2"]),
+    Extension("sensor.tcp._ident", ["sensor/tcp/_ident.c"], extra_compile_args=["-O2"]),
 ]
 """Hand-written C, where a loop over bytes is the cost: each has a Python reading it is tested
 against (sensor/smtp/_scan.c: MessageBody._scan_bytes, LineBuffer.pop_line;
 sensor/decode/_batch.c: sensor.decode.batch.feed_py; sensor/_build.c:
-sensor.records.python_new; sensor/features/_sums.c: sensor.features.window.accumulate_py), used
+sensor.records.python_new; sensor/features/_sums.c: sensor.features.window.accumulate_py;
+sensor/tcp/_ident.c: sensor.tcp.conn.uid_key_py and ip_text_of), used
 when the module is absent."""
 
 
