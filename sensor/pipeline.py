@@ -13,6 +13,7 @@ from sensor.decode.packet import DecodeLimits, Decoder
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
 from sensor.smtp.parser import SmtpLimits, SmtpParser
 from sensor.tcp.reassembler import (
+    C_KEYS,
     DEFAULT_SERVER_PORTS,
     HandlerFactory,
     Reassembler,
@@ -198,7 +199,7 @@ class Pipeline:
         totals = self.totals
         last: float | None = None
         for packets, meta in batches:
-            fast, first, end = feed(packets, meta, linktype, decode, segment)
+            fast, first, end = feed(packets, meta, linktype, decode, segment, C_KEYS)
             stats.tcp_segments += fast
             if first is not None and totals.first_ts is None:
                 totals.first_ts = first

@@ -1,7 +1,7 @@
 /* One libpcap batch decoded and fed to the reassembler in C: the per-packet path of a live
  * capture without a Python frame, a frame tuple or a copy of the frame per packet.
  *
- * feed(packets, meta, linktype, decode, segment) -> (fast, first_ts, last_ts)
+ * feed(packets, meta, linktype, decode, segment[, keyed]) -> (fast, first_ts, last_ts)
  *
  * `packets` and `meta` are what pcapy's next_batch() returns: the frames back to back, and per
  * frame four native uint32 (sec, usec, offset into packets, caplen). Each frame's time is
@@ -13,7 +13,8 @@
  *     capture of the suite and on generated frames). These are counted in `fast`: the caller
  *     adds them to CaptureStats.tcp_segments, which the decoder counts for the others.
  *   - any other frame: decode(linktype, frame bytes), the Python decoder, with its counters.
- *   - segment(ts, seg) for every frame that gave a segment.
+ *   - segment(ts, seg) for every frame that gave a segment; with `keyed` true,
+ *     segment(ts, seg, key) for those built here, key the sender's FlowKey (below).
  * first_ts is the time of the first frame that gave a segment, last_ts that of the last frame
  * (None when there is none). The Python reading is sensor.decode.batch.feed_py, used when this
  * module is not built.
@@ -106,23 +107,271 @@ u16(unsigned v)
     return o;
 }
 
+/* FlowKey(src, sport, dst, dport): the reassembler's flow-table key of the sender's 4-tuple
+ * (sensor.tcp.reassembler.flow_key), a value: equal to another FlowKey of the same addresses
+ * and ports, its hash computed once, at creation, by the interpreter's keyed hash of the bytes
+ * (_Py_HashBytes: SipHash with the process's random key, as for a bytes object, so crafted
+ * 4-tuples cannot be made to collide in the table). Iterated, it gives (src, sport, dst,
+ * dport), as the tuple key of a pure-Python install. Addresses of up to 16 bytes, ports 0 to
+ * 65535. */
+typedef struct {
+    PyObject_HEAD
+    Py_hash_t hash;
+    uint16_t sport, dport;
+    uint8_t slen, dlen;
+    unsigned char src[16], dst[16];
+} FlowKeyObject;
+
+static PyTypeObject FlowKeyType;
+
+static PyObject *
+flowkey_make(const unsigned char *src, Py_ssize_t slen, unsigned sport, const unsigned char *dst,
+             Py_ssize_t dlen, unsigned dport)
+{
+    FlowKeyObject *k = PyObject_New(FlowKeyObject, &FlowKeyType);
+    if (k == NULL)
+        return NULL;
+    unsigned char buf[2 + 16 + 16 + 4];
+    size_t n = 0;
+    k->slen = (uint8_t)slen;
+    k->dlen = (uint8_t)dlen;
+    k->sport = (uint16_t)sport;
+    k->dport = (uint16_t)dport;
+    memset(k->src, 0, sizeof k->src);
+    memset(k->dst, 0, sizeof k->dst);
+    memcpy(k->src, src, (size_t)slen);
+    memcpy(k->dst, dst, (size_t)dlen);
+    buf[n++] = (unsigned char)slen;
+    buf[n++] = (unsigned char)dlen;
+    memcpy(buf + n, src, (size_t)slen);
+    n += (size_t)slen;
+    memcpy(buf + n, dst, (size_t)dlen);
+    n += (size_t)dlen;
+    buf[n++] = (unsigned char)(sport >> 8);
+    buf[n++] = (unsigned char)sport;
+    buf[n++] = (unsigned char)(dport >> 8);
+    buf[n++] = (unsigned char)dport;
+    k->hash = _Py_HashBytes(buf, (Py_ssize_t)n);
+    return (PyObject *)k;
+}
+
+static int
+port_of(PyObject *v, unsigned *out)
+{
+    long x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (x < 0 || x > 65535) {
+        PyErr_SetString(PyExc_ValueError, "FlowKey: a port is 0 to 65535");
+        return -1;
+    }
+    *out = (unsigned)x;
+    return 0;
+}
+
+static PyObject *
+flowkey_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *src, *dst, *sp, *dp;
+    unsigned sport, dport;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "FlowKey(src, sport, dst, dport): no keywords");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "FlowKey", 4, 4, &src, &sp, &dst, &dp))
+        return NULL;
+    if (!PyBytes_Check(src) || !PyBytes_Check(dst)) {
+        PyErr_SetString(PyExc_TypeError, "FlowKey: the addresses are bytes");
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(src) > 16 || PyBytes_GET_SIZE(dst) > 16) {
+        PyErr_SetString(PyExc_ValueError, "FlowKey: an address has at most 16 bytes");
+        return NULL;
+    }
+    if (port_of(sp, &sport) < 0 || port_of(dp, &dport) < 0)
+        return NULL;
+    return flowkey_make((const unsigned char *)PyBytes_AS_STRING(src), PyBytes_GET_SIZE(src),
+                        sport, (const unsigned char *)PyBytes_AS_STRING(dst),
+                        PyBytes_GET_SIZE(dst), dport);
+}
+
+static Py_hash_t
+flowkey_hash(PyObject *self)
+{
+    return ((FlowKeyObject *)self)->hash;
+}
+
+static int
+flowkey_same(const FlowKeyObject *a, const FlowKeyObject *b)
+{
+    return a->hash == b->hash && a->sport == b->sport && a->dport == b->dport &&
+           a->slen == b->slen && a->dlen == b->dlen &&
+           memcmp(a->src, b->src, sizeof a->src) == 0 && memcmp(a->dst, b->dst, sizeof a->dst) == 0;
+}
+
+static PyObject *
+flowkey_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if (!PyObject_TypeCheck(b, &FlowKeyType) || (op != Py_EQ && op != Py_NE))
+        Py_RETURN_NOTIMPLEMENTED;
+    int same = a == b || flowkey_same((FlowKeyObject *)a, (FlowKeyObject *)b);
+    return PyBool_FromLong(op == Py_EQ ? same : !same);
+}
+
+static Py_ssize_t
+flowkey_length(PyObject *self)
+{
+    return 4;
+}
+
+static PyObject *
+flowkey_item(PyObject *self, Py_ssize_t i)
+{
+    FlowKeyObject *k = (FlowKeyObject *)self;
+    switch (i) {
+    case 0:
+        return PyBytes_FromStringAndSize((const char *)k->src, k->slen);
+    case 1:
+        return PyLong_FromLong(k->sport);
+    case 2:
+        return PyBytes_FromStringAndSize((const char *)k->dst, k->dlen);
+    case 3:
+        return PyLong_FromLong(k->dport);
+    default:
+        PyErr_SetString(PyExc_IndexError, "FlowKey index out of range");
+        return NULL;
+    }
+}
+
+static PyObject *
+flowkey_fields(PyObject *self)
+{
+    PyObject *t = PyTuple_New(4);
+    if (t == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < 4; i++) {
+        PyObject *v = flowkey_item(self, i);
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
+static PyObject *
+flowkey_repr(PyObject *self)
+{
+    PyObject *t = flowkey_fields(self);
+    if (t == NULL)
+        return NULL;
+    PyObject *r = PyUnicode_FromFormat("FlowKey%R", t);
+    Py_DECREF(t);
+    return r;
+}
+
+static PyObject *
+flowkey_reduce(PyObject *self, PyObject *unused)
+{
+    PyObject *t = flowkey_fields(self);
+    if (t == NULL)
+        return NULL;
+    return Py_BuildValue("(ON)", (PyObject *)Py_TYPE(self), t);
+}
+
+static PySequenceMethods flowkey_as_sequence = {
+    .sq_length = flowkey_length,
+    .sq_item = flowkey_item,
+};
+
+static PyMethodDef flowkey_methods[] = {
+    {"__reduce__", flowkey_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FlowKeyType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sensor.decode._batch.FlowKey",
+    .tp_basicsize = sizeof(FlowKeyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "FlowKey(src, sport, dst, dport): a flow-table key (see sensor/decode/_batch.c).",
+    .tp_new = flowkey_new,
+    .tp_hash = flowkey_hash,
+    .tp_richcompare = flowkey_richcompare,
+    .tp_repr = flowkey_repr,
+    .tp_as_sequence = &flowkey_as_sequence,
+    .tp_methods = flowkey_methods,
+};
+
+/* The same FlowKey object for a 4-tuple seen lately (a direct-mapped cache of FLOW_SLOTS, at
+ * most FLOW_SLOTS keys of 64 bytes alive): the table's lookup then finds its key by identity,
+ * with the hash already computed, and no key is made. A slot holds the last 4-tuple that fell
+ * in it, compared in full before it is used; a collision costs a new key, nothing else. */
+#define FLOW_BITS 16
+#define FLOW_SLOTS (1 << FLOW_BITS)
+static FlowKeyObject *flow_cache[FLOW_SLOTS];
+
+static PyObject *
+flow_key(const unsigned char *src, const unsigned char *dst, Py_ssize_t alen, unsigned sport,
+         unsigned dport)
+{
+    uint64_t s0, s1 = 0, d0, d1 = 0;
+    if (alen == 4) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, dst, 4);
+        s0 = a;
+        d0 = b;
+    } else {
+        memcpy(&s0, src, 8);
+        memcpy(&s1, src + 8, 8);
+        memcpy(&d0, dst, 8);
+        memcpy(&d1, dst + 8, 8);
+    }
+    uint64_t h = ((s0 ^ (s1 * 0x9E3779B97F4A7C15u)) * 0xD6E8FEB86659FD93u) ^
+                 ((d0 ^ (d1 * 0xC2B2AE3D27D4EB4Fu)) * 0x9E3779B97F4A7C15u) ^
+                 (((uint64_t)sport << 16 | dport) * 0xFF51AFD7ED558CCDu);
+    h *= 0xC4CEB9FE1A85EC53u;
+    FlowKeyObject **slot = &flow_cache[h >> (64 - FLOW_BITS)];
+    FlowKeyObject *k = *slot;
+    if (k != NULL && k->sport == sport && k->dport == dport && k->slen == alen &&
+        k->dlen == alen &&
+        (alen == 4 ? memcmp(k->src, src, 4) == 0 && memcmp(k->dst, dst, 4) == 0
+                   : memcmp(k->src, src, 16) == 0 && memcmp(k->dst, dst, 16) == 0)) {
+        Py_INCREF(k);
+        return (PyObject *)k;
+    }
+    PyObject *o = flowkey_make(src, alen, sport, dst, alen, dport);
+    if (o == NULL)
+        return NULL;
+    Py_INCREF(o);
+    Py_XSETREF(*slot, (FlowKeyObject *)o);
+    return o;
+}
+
 /* (src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, frame_len), the TCP
- * header at t (20 bytes and its options up to tcp_end), the payload up to end. */
+ * header at t (20 bytes and its options up to tcp_end), the payload up to end; with `key` not
+ * NULL, the sender's FlowKey in *key as well. */
 static PyObject *
 make_segment(const unsigned char *d, Py_ssize_t caplen, const unsigned char *src,
              const unsigned char *dst, Py_ssize_t alen, Py_ssize_t t, Py_ssize_t tcp_end,
-             Py_ssize_t end, unsigned ttl)
+             Py_ssize_t end, unsigned ttl, PyObject **key)
 {
+    if (key != NULL) {
+        *key = flow_key(src, dst, alen, be16(d + t), be16(d + t + 2));
+        if (*key == NULL)
+            return NULL;
+    }
     PyObject *seg = PyTuple_New(12);
     PyObject *v;
     if (seg == NULL)
-        return NULL;
+        goto fail;
 #define SET(i, expr)                                                                          \
     do {                                                                                      \
         v = (expr);                                                                           \
         if (v == NULL) {                                                                      \
             Py_DECREF(seg);                                                                   \
-            return NULL;                                                                      \
+            goto fail;                                                                        \
         }                                                                                     \
         PyTuple_SET_ITEM(seg, i, v);                                                          \
     } while (0)
@@ -142,12 +391,16 @@ make_segment(const unsigned char *d, Py_ssize_t caplen, const unsigned char *src
     SET(11, caplen < 65536 ? u16((unsigned)caplen) : PyLong_FromSsize_t(caplen));
 #undef SET
     return seg;
+fail:
+    if (key != NULL)
+        Py_CLEAR(*key);
+    return NULL;
 }
 
 /* Decoder._ip4's one-unpack case: IHL 5, TCP, not a fragment, lengths consistent. NULL with no
  * error set: not that case. */
 static PyObject *
-ip4_fast(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t off)
+ip4_fast(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t off, PyObject **key)
 {
     if (caplen < off + 40)
         return NULL;
@@ -159,12 +412,12 @@ ip4_fast(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t off)
     Py_ssize_t end = off + (Py_ssize_t)be16(ip + 2);
     if (!(off + 40 <= tcp_end && tcp_end <= end && end <= caplen))
         return NULL;
-    return make_segment(d, caplen, ip + 12, ip + 16, 4, t, tcp_end, end, ip[8]);
+    return make_segment(d, caplen, ip + 12, ip + 16, 4, t, tcp_end, end, ip[8], key);
 }
 
 /* Decoder._ip6's one-unpack case: TCP right after the fixed header, lengths consistent. */
 static PyObject *
-ip6_fast(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t off)
+ip6_fast(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t off, PyObject **key)
 {
     if (caplen < off + 60)
         return NULL;
@@ -176,26 +429,26 @@ ip6_fast(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t off)
     Py_ssize_t end = t + (Py_ssize_t)be16(ip + 4);
     if (!(off + 60 <= tcp_end && tcp_end <= end && end <= caplen))
         return NULL;
-    return make_segment(d, caplen, ip + 8, ip + 24, 16, t, tcp_end, end, ip[7]);
+    return make_segment(d, caplen, ip + 8, ip + 24, 16, t, tcp_end, end, ip[7], key);
 }
 
 /* The fast cases of Decoder.decode for an Ethernet frame; NULL with no error: none applies. */
 static PyObject *
-ether_fast(const unsigned char *d, Py_ssize_t caplen)
+ether_fast(const unsigned char *d, Py_ssize_t caplen, PyObject **key)
 {
     if (caplen < 50) /* Decoder.decode's _FAST_LEN */
         return NULL;
     unsigned etype = be16(d + 12);
     if (etype == ETH_P_IP)
-        return ip4_fast(d, caplen, 14);
+        return ip4_fast(d, caplen, 14, key);
     if (etype == ETH_P_IPV6)
-        return ip6_fast(d, caplen, 14);
+        return ip6_fast(d, caplen, 14, key);
     if (etype == ETH_P_8021Q) {
         unsigned inner = be16(d + 16);
         if (inner == ETH_P_IP)
-            return ip4_fast(d, caplen, 18);
+            return ip4_fast(d, caplen, 18, key);
         if (inner == ETH_P_IPV6)
-            return ip6_fast(d, caplen, 18);
+            return ip6_fast(d, caplen, 18, key);
     }
     return NULL;
 }
@@ -203,11 +456,14 @@ ether_fast(const unsigned char *d, Py_ssize_t caplen)
 static PyObject *
 feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "feed() takes 5 arguments");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "feed() takes 5 or 6 arguments");
         return NULL;
     }
     PyObject *decode = args[3], *segment = args[4];
+    int keyed = 0;
+    if (nargs == 6 && (keyed = PyObject_IsTrue(args[5])) < 0)
+        return NULL;
     long linktype = PyLong_AsLong(args[2]);
     if (linktype == -1 && PyErr_Occurred())
         return NULL;
@@ -237,7 +493,8 @@ feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (caplen > plen - off)
             caplen = plen - off;
         const unsigned char *d = pk + off;
-        PyObject *seg = linktype == 1 ? ether_fast(d, caplen) : NULL;
+        PyObject *key = NULL;
+        PyObject *seg = linktype == 1 ? ether_fast(d, caplen, keyed ? &key : NULL) : NULL;
         if (seg != NULL) {
             fast++;
         }
@@ -260,12 +517,14 @@ feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *when = PyFloat_FromDouble(ts);
         if (when == NULL) {
             Py_DECREF(seg);
+            Py_XDECREF(key);
             goto done;
         }
-        PyObject *sargs[2] = {when, seg};
-        PyObject *r = PyObject_Vectorcall(segment, sargs, 2, NULL);
+        PyObject *sargs[3] = {when, seg, key};
+        PyObject *r = PyObject_Vectorcall(segment, sargs, key != NULL ? 3 : 2, NULL);
         Py_DECREF(when);
         Py_DECREF(seg);
+        Py_XDECREF(key);
         if (r == NULL)
             goto done;
         Py_DECREF(r);
@@ -290,7 +549,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL,
-     "feed(packets, meta, linktype, decode, segment) -> (fast, first_ts, last_ts)"},
+     "feed(packets, meta, linktype, decode, segment[, keyed]) -> (fast, first_ts, last_ts)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -303,5 +562,16 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__batch(void)
 {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&FlowKeyType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&FlowKeyType);
+    if (PyModule_AddObject(m, "FlowKey", (PyObject *)&FlowKeyType) < 0) {
+        Py_DECREF(&FlowKeyType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

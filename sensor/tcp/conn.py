@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from enum import IntEnum, StrEnum
 from typing import Final
 
@@ -169,7 +169,7 @@ class Connection:
         self.client = Half(self, True, budget)
         self.server = Half(self, False, budget)
         self.handler: StreamSink | None = None
-        self.keys: tuple[tuple[bytes, object, bytes, object], ...] = ()  # reassembler.flow_key
+        self.keys: tuple[Hashable, ...] = ()  # reassembler.flow_key, both directions
         self.phase = Phase.OPEN
         self.closing_ts = 0.0
         self.end_reason = EndReason.EOF

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from sensor.decode.packet import Segment
 from sensor.records import ConnRecord, TcpStats
@@ -23,20 +23,42 @@ from sensor.tcp.stream import (
 )
 
 _FAST_FLAGS_MASK: Final = SYN | FIN | RST | ACK  # the fast path takes ACK set, SYN/FIN/RST clear
-# One int object per port for the flow table's keys: a port is a native int in compiled code,
-# and boxing it for a key made a new object per packet for every port above 256 (each client's
-# ephemeral one), which the lookup then compared by value with the key stored at creation.
+# One int object per port for the tuple keys of a pure-Python install: boxing a port for a key
+# made a new object per packet for every port above 256 (each client's ephemeral one), which
+# the lookup then compared by value with the key stored at creation.
 _PORT_OBJECTS: Final[list[object]] = list(range(65536))
-FlowKey = tuple[bytes, object, bytes, object]
-"""(source address, source port, destination address, destination port): the sender's key."""
+FlowKey = Hashable
+"""The sender's (source address, source port, destination address, destination port), as
+sensor/decode/_batch.c's FlowKey where it is built (its hash computed once; the C loop hands
+the same key object for a 4-tuple seen lately), else as a tuple. Iterated, either gives the
+four fields."""
+
+_CFlowKey: Callable[[bytes, int, bytes, int], Hashable] | None
+try:  # the C keys (sensor/decode/_batch.c), built beside the compiled modules
+    from sensor.decode import _batch
+
+    _CFlowKey = _batch.FlowKey
+except ImportError:  # pure-Python install: tuples
+    _CFlowKey = None
+C_KEYS: Final = _CFlowKey is not None
+"""Whether the keys are FlowKeys: then the C batch loop passes segment() the key it made."""
 
 
 def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
     """The flow table's key of a segment from (src, sport) to (dst, dport)."""
-    return (
+    if (_CFlowKey is not None and 0 <= sport < 65536 and 0 <= dport < 65536
+            and len(src) <= 16 and len(dst) <= 16):  # fmt: skip
+        return _CFlowKey(src, sport, dst, dport)
+    return (  # what a FlowKey cannot hold (never decoded) is a tuple, equal to no FlowKey
         src, _PORT_OBJECTS[sport] if 0 <= sport < 65536 else sport,
         dst, _PORT_OBJECTS[dport] if 0 <= dport < 65536 else dport,
     )  # fmt: skip
+
+
+def key_fields(key: FlowKey) -> tuple[bytes, int, bytes, int]:
+    """(src, sport, dst, dport) of a flow_key."""
+    src, sport, dst, dport = cast(Iterable[Any], key)
+    return src, int(sport), dst, int(dport)
 
 
 # module constants: cheaper than enum attribute lookups
@@ -209,13 +231,11 @@ class Reassembler:
     # ------------------------------------------------------------------------------------
     # public API
 
-    def segment(self, ts: float, seg: Segment) -> None:
-        """Process one decoded TCP segment (the per-packet hot path)."""
+    def segment(self, ts: float, seg: Segment, key: FlowKey | None = None) -> None:
+        """Process one decoded TCP segment (the per-packet hot path); `key`: its flow_key, when
+        the caller has it (the C batch loop)."""
         src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, wire = seg
-        h = self._flows.get((  # flow_key, inlined
-            src, _PORT_OBJECTS[sport] if 0 <= sport < 65536 else sport,
-            dst, _PORT_OBJECTS[dport] if 0 <= dport < 65536 else dport,
-        ))  # fmt: skip
+        h = self._flows.get(flow_key(src, sport, dst, dport) if key is None else key)
         if h is not None and (flags & _FAST_FLAGS_MASK) == ACK and window:
             if len(payload):  # compiled: the size field, where truth is a call (PyObject_IsTrue)
                 if h.fast and seq == h.next_seq:
@@ -332,8 +352,7 @@ class Reassembler:
 
     def flow_keys(self) -> list[tuple[bytes, int, bytes, int]]:
         """The (src, sport, dst, dport) keys of the table, both directions of each connection."""
-        return [(src, cast(int, sport), dst, cast(int, dport))
-                for src, sport, dst, dport in self._flows]  # fmt: skip
+        return [key_fields(key) for key in self._flows]
 
     def buffered_bytes(self) -> int:
         """Bytes currently held out of order, all connections together."""

@@ -46,10 +46,33 @@ def run(feed: Feed, packets: bytes, meta: bytes, linktype: int) -> tuple[Fed, li
     return out, got, dec.stats
 
 
+def run_keyed(packets: bytes, meta: bytes, linktype: int) -> tuple[Fed, list, list]:
+    """The C loop asked for flow keys: what it feeds, returns, and the key of each segment
+    (None for those the Python decoder made)."""
+    dec = Decoder(CaptureStats())
+    got: list[tuple[float, Segment]] = []
+    keys: list[object] = []
+
+    def segment(ts: float, seg: Segment, key: object = None) -> None:
+        got.append((ts, seg))
+        keys.append(key)
+
+    out = _c_feed()(packets, meta, linktype, dec.decode, segment, True)
+    return out, got, keys
+
+
 def same(packets: bytes, meta: bytes, linktype: int) -> int:
-    """Both loops agree on this batch; returns how many segments the C loop built itself."""
+    """Both loops agree on this batch; returns how many segments the C loop built itself. Asked
+    for keys, the C loop feeds the same, each segment it built with its sender's FlowKey."""
+    from sensor.decode._batch import FlowKey
+
     c_out, c_got, c_stats = run(_c_feed(), packets, meta, linktype)
     p_out, p_got, p_stats = run(batch.feed_py, packets, meta, linktype)
+    k_out, k_got, keys = run_keyed(packets, meta, linktype)
+    assert k_got == c_got and k_out == c_out
+    assert sum(k is not None for k in keys) == c_out[0]
+    for (_, seg), key in zip(k_got, keys, strict=True):
+        assert key is None or key == FlowKey(seg[0], seg[2], seg[1], seg[3])
     assert c_got == p_got
     assert [type(v) for _, seg in c_got for v in seg] == [type(v) for _, seg in p_got for v in seg]
     assert c_out[1:] == p_out[1:]

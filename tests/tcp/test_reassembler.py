@@ -485,13 +485,19 @@ def test_admit_is_asked_for_new_flows_only_and_refused_segments_still_move_the_c
 
 
 
-def test_flow_keys_share_port_objects_and_take_any_port() -> None:
-    """A key's ports are the table's one object per port (the lookup compares them by identity
-    first); a port no header can carry still makes a key, itself."""
-    from sensor.tcp.reassembler import flow_key
+def test_flow_keys_are_values_and_take_any_port() -> None:
+    """Keys of one 4-tuple are equal, with one hash, whatever int objects made them (C
+    FlowKeys, see tests/decode/test_flowkey.py); the reverse direction is another key; a port
+    or address no header can carry still makes a key, a tuple, equal to no decoded one."""
+    from sensor.decode._batch import FlowKey
+    from sensor.tcp.reassembler import flow_key, key_fields
 
     port = int("40001")  # a new int object, equal to the one below
     src, dst = b"\x01" * 4, b"\x02" * 4
     a, b = flow_key(src, port, dst, 25), flow_key(src, 40001, dst, 25)
-    assert a == b and a[1] is b[1] and a[3] is b[3]
+    assert isinstance(a, FlowKey) and a == b and hash(a) == hash(b)
+    assert key_fields(a) == (src, 40001, dst, 25)
+    assert flow_key(dst, 25, src, 40001) != a
     assert flow_key(b"x", 70000, b"y", -1) == (b"x", 70000, b"y", -1)
+    assert flow_key(b"x" * 17, 1, b"y", 2) == (b"x" * 17, 1, b"y", 2)
+    assert flow_key(b"x", 70000, b"y", -1) != FlowKey(b"x", 4464, b"y", 1)
