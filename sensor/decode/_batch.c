@@ -162,7 +162,7 @@ port_of(PyObject *v, unsigned *out)
     if (x == -1 && PyErr_Occurred())
         return -1;
     if (x < 0 || x > 65535) {
-        PyErr_SetString(PyExc_ValueError, "FlowKey: a port is 0 to 65535");
+        PyErr_SetString(PyExc_ValueError, "a port is 0 to 65535");
         return -1;
     }
     *out = (unsigned)x;
@@ -547,7 +547,39 @@ done:
     return result;
 }
 
+/* flow_key(src, sport, dst, dport) -> FlowKey: the key of that 4-tuple, from the cache the
+ * batch loop fills (sensor.tcp.reassembler.flow_key calls it for every segment the Python
+ * decoder made, and for every new connection). */
+static PyObject *
+flow_key_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "flow_key(src, sport, dst, dport): four arguments");
+        return NULL;
+    }
+    PyObject *src = args[0], *dst = args[2];
+    unsigned sport, dport;
+    if (!PyBytes_Check(src) || !PyBytes_Check(dst)) {
+        PyErr_SetString(PyExc_TypeError, "flow_key: the addresses are bytes");
+        return NULL;
+    }
+    Py_ssize_t slen = PyBytes_GET_SIZE(src), dlen = PyBytes_GET_SIZE(dst);
+    if (slen > 16 || dlen > 16) {
+        PyErr_SetString(PyExc_ValueError, "flow_key: an address has at most 16 bytes");
+        return NULL;
+    }
+    if (port_of(args[1], &sport) < 0 || port_of(args[3], &dport) < 0)
+        return NULL;
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(src);
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(dst);
+    if (slen == dlen && (slen == 4 || slen == 16))
+        return flow_key(s, d, slen, sport, dport);
+    return flowkey_make(s, slen, sport, d, dlen, dport);
+}
+
 static PyMethodDef methods[] = {
+    {"flow_key", (PyCFunction)(void (*)(void))flow_key_py, METH_FASTCALL,
+     "flow_key(src, sport, dst, dport) -> FlowKey, from the cache of keys seen lately."},
     {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL,
      "feed(packets, meta, linktype, decode, segment[, keyed]) -> (fast, first_ts, last_ts)"},
     {NULL, NULL, 0, NULL},

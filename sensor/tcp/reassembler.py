@@ -29,26 +29,26 @@ _FAST_FLAGS_MASK: Final = SYN | FIN | RST | ACK  # the fast path takes ACK set, 
 _PORT_OBJECTS: Final[list[object]] = list(range(65536))
 FlowKey = Hashable
 """The sender's (source address, source port, destination address, destination port), as
-sensor/decode/_batch.c's FlowKey where it is built (its hash computed once; the C loop hands
-the same key object for a 4-tuple seen lately), else as a tuple. Iterated, either gives the
-four fields."""
+sensor/decode/_batch.c's FlowKey where it is built (its hash computed once, and the same key
+object for a 4-tuple seen lately, from the batch loop or from flow_key), else as a tuple.
+Iterated, either gives the four fields."""
 
-_CFlowKey: Callable[[bytes, int, bytes, int], Hashable] | None
+_c_flow_key: Callable[[bytes, int, bytes, int], Hashable] | None
 try:  # the C keys (sensor/decode/_batch.c), built beside the compiled modules
     from sensor.decode import _batch
 
-    _CFlowKey = _batch.FlowKey
+    _c_flow_key = _batch.flow_key
 except ImportError:  # pure-Python install: tuples
-    _CFlowKey = None
-C_KEYS: Final = _CFlowKey is not None
+    _c_flow_key = None
+C_KEYS: Final = _c_flow_key is not None
 """Whether the keys are FlowKeys: then the C batch loop passes segment() the key it made."""
 
 
 def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
     """The flow table's key of a segment from (src, sport) to (dst, dport)."""
-    if (_CFlowKey is not None and 0 <= sport < 65536 and 0 <= dport < 65536
+    if (_c_flow_key is not None and 0 <= sport < 65536 and 0 <= dport < 65536
             and len(src) <= 16 and len(dst) <= 16):  # fmt: skip
-        return _CFlowKey(src, sport, dst, dport)
+        return _c_flow_key(src, sport, dst, dport)
     return (  # what a FlowKey cannot hold (never decoded) is a tuple, equal to no FlowKey
         src, _PORT_OBJECTS[sport] if 0 <= sport < 65536 else sport,
         dst, _PORT_OBJECTS[dport] if 0 <= dport < 65536 else dport,

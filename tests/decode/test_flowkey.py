@@ -88,3 +88,20 @@ def test_ipv6_keys() -> None:
     assert out[0] == 2 and keys[0] is keys[1]
     assert len(got[0][1][0]) == 16 and keys[0] == FlowKey(*(got[0][1][i] for i in (0, 2, 1, 3)))
     assert keys[0][3] == 25
+
+
+def test_flow_key_reads_the_same_cache() -> None:
+    """flow_key (what the reassembler calls for segments of the Python decoder) gives the key
+    object the batch loop made, and makes one itself for 4-tuples the cache cannot hold."""
+    from sensor.decode._batch import flow_key
+
+    _, got, keys = run_keyed(*pack([(1_700_000_000, 0, SAMPLES[0])]), 1)
+    src, dst, sport, dport = got[0][1][:4]
+    assert flow_key(bytes(src), sport, bytes(dst), dport) is keys[0]
+    assert flow_key(b"\x01\x02\x03\x04", 9, b"\x05" * 16, 10) == FlowKey(
+        b"\x01\x02\x03\x04", 9, b"\x05" * 16, 10)  # fmt: skip
+    for bad, error in (((b"a", 1, b"b"), TypeError), ((b"a", 1, "b", 2), TypeError),
+                       ((b"a", 70000, b"b", 2), ValueError),
+                       ((b"a" * 17, 1, b"b", 2), ValueError)):  # fmt: skip
+        with pytest.raises(error):
+            flow_key(*bad)
