@@ -47,6 +47,7 @@ NATIVE_MODULES = [
     "sensor/features/window.py",
     "sensor/detect/detector.py",
     "sensor/detect/gates.py",
+    "sensor/detect/scoring.py",
     "sensor/cluster/feed.py",
 ]
 """Not listed: the cold paths (CLI, configuration, summary, simulation). Compiled code checks
