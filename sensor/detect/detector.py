@@ -103,6 +103,8 @@ class Detector:
     def on_conn(self, rec: ConnRecord) -> None:
         """One closed TCP connection."""
         stage = self.stage
+        if stage is not None:
+            stage.settle(rec.client_ip)  # before the table changes the host (see ModelStage)
         for st, mask in self.table.on_conn(rec):
             self._evaluate(st, mask)
             if stage is not None:
@@ -111,6 +113,9 @@ class Detector:
     def on_session(self, s: SmtpSession) -> None:
         """One closed SMTP session."""
         stage = self.stage
+        if stage is not None:
+            stage.settle(s.client_ip)
+            stage.settle(s.server_ip)
         for st, mask in self.table.on_session(s):
             self._evaluate(st, mask)
             if stage is not None:

@@ -6,6 +6,12 @@ in a child process during `analyze`, so that the packet loop never waits for sci
 rule alerts raised meanwhile queue behind the batch, and each batch's verdicts are applied in
 order before the alerts after it are released. The output is therefore the same whatever the
 scorer's speed, as if every batch had been scored the moment it was taken.
+
+A batch is taken at once but copied out of the host table a few hosts at a time, over the
+records that follow (SNAP_STEP hosts with each host change), so that a live capture never stalls
+on tens of thousands of hosts at the end of an interval. A host is copied before anything
+changes it (`settle`, which the detector calls with the addresses of each record first), so
+every row is still the host as it was when the batch was taken.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 
 _NF: Final = len(MODEL_FEATURES)
 BATCH_ROWS: Final = 2048  # rows sent to the scorer at once: a big batch goes in parts
+SNAP_STEP: Final = 16  # hosts of taken batches copied with each host change (see the module doc)
 _HEADER: Final = struct.Struct("<cQ")  # message kind, payload length
 MODEL_PROCESS_NAME: Final = "port25-model"  # the child's name in ps and top
 CHILD_EXIT_S: Final = 2.0  # longest wait for the model's process to exit at the end
@@ -431,6 +438,22 @@ class _Batch:
         return _Seen(self.hosts[i], self.ts[i], self.starts[i], self.sessions[i], self.roles[i])
 
 
+class _Taking:
+    """A batch taken and not yet wholly copied out of the host table: its hosts' states, copied
+    in order (`done` so far) into the batch and two buffers, and those copied out of order
+    because a record was about to change them (index -> what `_copy_host` gives)."""
+
+    __slots__ = ("batch", "done", "early", "floats", "ints", "states")
+
+    def __init__(self, batch: _Batch, states: list[Any]) -> None:
+        self.batch = batch
+        self.states = states
+        self.done = 0
+        self.floats = bytearray()
+        self.ints = bytearray()
+        self.early: dict[int, tuple[float, float, tuple[str, ...], bytes, bytes]] = {}
+
+
 class ModelStage:
     """Dirty hosts -> batches -> scores -> anomalous_host alerts, "both" marks, host scores."""
 
@@ -449,6 +472,12 @@ class ModelStage:
         self._next = 0.0
         self._dirty: dict[str, Any] = {}
         self._pending: deque[_Batch | Alert] = deque()
+        self._taking: deque[_Taking] = deque()  # taken, being copied, oldest first
+        self._uncopied: dict[str, tuple[_Taking, int]] = {}  # host -> where it waits in one
+        self.copy_step = SNAP_STEP
+        """Hosts of taken batches copied with each host change; 0: only when a record is about
+        to change one and when the next batch is taken; negative: all at once, when taken."""
+        self.settled = 0  # hosts copied ahead of their turn, because a record was to change them
         self._max = config.bounds.max_hosts
         self.best: OrderedDict[str, HostScore] = OrderedDict()
         self.rule_kinds: OrderedDict[str, dict[str, float]] = OrderedDict()
@@ -476,6 +505,8 @@ class ModelStage:
         sources), a batch is taken at once: each changed host's state stays alive until it is
         taken, also when the host table has evicted it, so their memory would otherwise grow
         past the table's cap with every new source."""
+        if self._taking:
+            self._copy(self.copy_step)
         dirty = self._dirty
         dirty[st.ip] = st
         if now >= self._next:
@@ -495,8 +526,56 @@ class ModelStage:
         """Hosts changed since the last batch was taken."""
         return len(self._dirty)
 
+    def settle(self, ip: str) -> None:
+        """A record is about to change host `ip`: copy it first if a taken batch still holds
+        it uncopied (the detector calls this for each address of a record before the table)."""
+        at = self._uncopied.pop(ip, None)
+        if at is not None:
+            taking, i = at
+            st = taking.states[i]
+            floats, ints = bytearray(), bytearray()
+            HostTable.raw(st, floats, ints)
+            taking.early[i] = (st.now, st.start(2, st.now), st.sessions, bytes(floats),
+                               bytes(ints))  # fmt: skip
+            self.settled += 1
+
+    def _copy(self, n: int) -> None:
+        """Copy up to `n` more hosts of the taken batches, oldest first (n < 0: all), and
+        submit each batch once it is whole."""
+        taking = self._taking
+        raw = HostTable.raw
+        uncopied = self._uncopied
+        while taking and n != 0:
+            t = taking[0]
+            states, early, b = t.states, t.early, t.batch
+            end = len(states) if n < 0 else min(len(states), t.done + n)
+            if n > 0:
+                n -= end - t.done
+            for i in range(t.done, end):
+                st = states[i]
+                b.hosts.append(st.ip)
+                got = early.pop(i, None)
+                if got is None:
+                    del uncopied[st.ip]
+                    b.ts.append(st.now)
+                    b.starts.append(st.start(2, st.now))
+                    b.sessions.append(st.sessions)
+                    raw(st, t.floats, t.ints)
+                else:
+                    b.ts.append(got[0])
+                    b.starts.append(got[1])
+                    b.sessions.append(got[2])
+                    t.floats += got[3]
+                    t.ints += got[4]
+            t.done = end
+            if end < len(states):
+                return
+            taking.popleft()
+            self._send(t.batch, bytes(t.floats), bytes(t.ints))
+
     def flush(self, now: float) -> None:
         """Take a batch of every host that changed since the last one."""
+        self._copy(-1)  # the batches before it go first, whole
         if self._dirty:
             states = list(self._dirty.values())
             self._dirty = {}
@@ -511,25 +590,43 @@ class ModelStage:
         self.drain(block=False)
 
     def _submit(self, states: list[Any], now: float) -> None:
-        """Snapshot hosts as they are now: their raw window state, from which their rows are
-        made (sensor.features.batch) at once for every batch a synchronous scorer scores
-        together, or right away for one in a child process."""
-        floats, ints = bytearray(), bytearray()
-        raw = HostTable.raw
-        for st in states:
-            raw(st, floats, ints)
-        batch = _Batch([st.ip for st in states], [st.now for st in states],
-                       [st.start(2, st.now) for st in states], [st.sessions for st in states],
-                       now, bytes(floats), bytes(ints))
+        """Take hosts as they are now: what an alert needs of each and their raw window state
+        (from which their rows are made, sensor.features.batch), copied at once for a
+        synchronous scorer (it scores every batch taken together), else over the next records
+        (_copy)."""
+        if self._sync:
+            batch = _Batch([st.ip for st in states], [st.now for st in states],
+                           [st.start(2, st.now) for st in states], [st.sessions for st in states],
+                           now, b"", b"")
+            self._pending.append(batch)
+            self.batches += 1
+            floats, ints = bytearray(), bytearray()
+            raw = HostTable.raw
+            for st in states:
+                raw(st, floats, ints)
+            self._send(batch, bytes(floats), bytes(ints))
+            return
+        batch = _Batch([], [], [], [], now, b"", b"")  # filled as its hosts are copied
         self._pending.append(batch)
         self.batches += 1
+        t = _Taking(batch, states)
+        self._taking.append(t)
+        uncopied = self._uncopied
+        for i, st in enumerate(states):
+            uncopied[st.ip] = (t, i)
+        if self.copy_step < 0:
+            self._copy(-1)
+
+    def _send(self, batch: _Batch, floats: bytes, ints: bytes) -> None:
+        """A batch whole: to be scored with the others (synchronous scorer), or to the child."""
+        batch.floats, batch.ints = floats, ints
         if self._sync:
             self._unscored.append(batch)
-            self._unscored_rows += len(states)
+            self._unscored_rows += len(batch.hosts)
         else:  # the child makes the rows: the state travels as it is
             # the rows come back only to be explained here: every host's best (--host-scores)
             want = self.explain_all or not self.scorer.explains
-            self.scorer.submit(batch.floats, batch.ints, len(states), want)
+            self.scorer.submit(batch.floats, batch.ints, len(batch.hosts), want)
             batch.floats = batch.ints = b""
 
     @staticmethod
@@ -579,6 +676,7 @@ class ModelStage:
         not be loaded fails here at the latest, even when no host was scored)."""
         self.scorer.ready()
         self.flush(self._next)
+        self._copy(-1)
         if self._unscored:
             self._score_unscored()
         self.drain(block=True)

@@ -166,3 +166,34 @@ def test_a_flood_of_new_hosts_waits_for_the_model_within_the_host_cap() -> None:
     assert stats.evicted == 900
     assert stats.model_early_batches >= 9
     assert stats.model_scored >= 1000
+
+
+def _run_copying(step: int) -> tuple[list[dict[str, Any]], list[dict[str, object]], int, int]:
+    """`_run` with the child scorer and batches copied out of the host table `step` hosts at a
+    time; also the hosts copied ahead of their turn, and the batches."""
+    alerts: list[dict[str, Any]] = []
+    det = Detector(load_config(CONFIG), lambda a: alerts.append(alert_to_dict(a)),
+                   ChildScorer(BUNDLED, peek_card(BUNDLED)), "model")  # fmt: skip
+    assert det.stage is not None
+    det.stage.explain_all = True
+    det.stage.copy_step = step
+    pipe = Pipeline(on_conn=det.on_conn, on_session=det.on_session)
+    pipe.run(open_files([DEMO], "tcp", pipe.capture_stats, lambda path, why: None))
+    pipe.finish()
+    stage = det.stage
+    det.finish()
+    return alerts, det.host_scores(), stage.settled, stage.batches
+
+
+def test_batches_copied_over_the_next_records_score_as_taken() -> None:
+    """A batch copied out of the host table a few hosts at a time (or only when a record is
+    about to change a host, or when the next batch is taken) gives the rows of one copied whole
+    the moment it was taken: the same alerts and host scores."""
+    whole = _run_copying(-1)
+    assert whole[2] == 0 and whole[3] > 3
+    for step in (0, 1, 16):
+        got = _run_copying(step)
+        assert got[:2] == whole[:2], step
+        assert got[3] == whole[3]
+        if step == 0:  # hosts changed again before their batch was copied were copied first
+            assert got[2] > 0
