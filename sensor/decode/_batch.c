@@ -151,7 +151,11 @@ flowkey_make(const unsigned char *src, Py_ssize_t slen, unsigned sport, const un
     buf[n++] = (unsigned char)sport;
     buf[n++] = (unsigned char)(dport >> 8);
     buf[n++] = (unsigned char)dport;
+#if PY_VERSION_HEX >= 0x030E0000
+    k->hash = Py_HashBuffer(buf, (Py_ssize_t)n); /* the public name from 3.14 on */
+#else
     k->hash = _Py_HashBytes(buf, (Py_ssize_t)n);
+#endif
     return (PyObject *)k;
 }
 
