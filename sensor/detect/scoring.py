@@ -8,8 +8,9 @@ order before the alerts after it are released. The output is therefore the same 
 scorer's speed, as if every batch had been scored the moment it was taken.
 
 A batch is taken at once but copied out of the host table a few hosts at a time, over the
-records that follow (SNAP_STEP hosts with each host change), so that a live capture never stalls
-on tens of thousands of hosts at the end of an interval. A host is copied before anything
+records that follow (SNAP_STEP hosts with each host change), and its verdicts are applied as
+the child answers them, so that a live capture never stalls on tens of thousands of hosts at
+the end of an interval. A host is copied before anything
 changes it (`settle`, which the detector calls with the addresses of each record first), so
 every row is still the host as it was when the batch was taken.
 """
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 _NF: Final = len(MODEL_FEATURES)
 BATCH_ROWS: Final = 2048  # rows sent to the scorer at once: a big batch goes in parts
 SNAP_STEP: Final = 16  # hosts of taken batches copied with each host change (see the module doc)
+POLL_EVERY: Final = 64  # host changes between two looks for the child's answers
 _HEADER: Final = struct.Struct("<cQ")  # message kind, payload length
 MODEL_PROCESS_NAME: Final = "port25-model"  # the child's name in ps and top
 CHILD_EXIT_S: Final = 2.0  # longest wait for the model's process to exit at the end
@@ -478,6 +480,7 @@ class ModelStage:
         """Hosts of taken batches copied with each host change; 0: only when a record is about
         to change one and when the next batch is taken; negative: all at once, when taken."""
         self.settled = 0  # hosts copied ahead of their turn, because a record was to change them
+        self._polls = 0  # host changes since the child's answers were last looked for
         self._max = config.bounds.max_hosts
         self.best: OrderedDict[str, HostScore] = OrderedDict()
         self.rule_kinds: OrderedDict[str, dict[str, float]] = OrderedDict()
@@ -507,6 +510,13 @@ class ModelStage:
         past the table's cap with every new source."""
         if self._taking:
             self._copy(self.copy_step)
+        elif self._pending and not self._sync:
+            # verdicts applied as the child answers (a 2048-row part at a time), not all at the
+            # next batch: the same output, as the alerts after a batch wait for it either way
+            self._polls += 1
+            if self._polls >= POLL_EVERY:
+                self._polls = 0
+                self.drain(block=False)
         dirty = self._dirty
         dirty[st.ip] = st
         if now >= self._next:
