@@ -443,7 +443,7 @@ class _Batch:
 class _Taking:
     """A batch taken and not yet wholly copied out of the host table: its hosts' states, copied
     in order (`done` so far) into the batch and two buffers, and those copied out of order
-    because a record was about to change them (index -> what `_copy_host` gives)."""
+    because a record was about to change them (index -> what `ModelStage.settle` copied)."""
 
     __slots__ = ("batch", "done", "early", "floats", "ints", "states")
 
@@ -566,7 +566,7 @@ class ModelStage:
                 b.hosts.append(st.ip)
                 got = early.pop(i, None)
                 if got is None:
-                    del uncopied[st.ip]
+                    uncopied.pop(st.ip, None)  # not there when copied at once
                     b.ts.append(st.now)
                     b.starts.append(st.start(2, st.now))
                     b.sessions.append(st.sessions)
@@ -604,28 +604,17 @@ class ModelStage:
         (from which their rows are made, sensor.features.batch), copied at once for a
         synchronous scorer (it scores every batch taken together), else over the next records
         (_copy)."""
-        if self._sync:
-            batch = _Batch([st.ip for st in states], [st.now for st in states],
-                           [st.start(2, st.now) for st in states], [st.sessions for st in states],
-                           now, b"", b"")
-            self._pending.append(batch)
-            self.batches += 1
-            floats, ints = bytearray(), bytearray()
-            raw = HostTable.raw
-            for st in states:
-                raw(st, floats, ints)
-            self._send(batch, bytes(floats), bytes(ints))
-            return
         batch = _Batch([], [], [], [], now, b"", b"")  # filled as its hosts are copied
         self._pending.append(batch)
         self.batches += 1
         t = _Taking(batch, states)
         self._taking.append(t)
+        if self._sync or self.copy_step < 0:
+            self._copy(-1)
+            return
         uncopied = self._uncopied
         for i, st in enumerate(states):
             uncopied[st.ip] = (t, i)
-        if self.copy_step < 0:
-            self._copy(-1)
 
     def _send(self, batch: _Batch, floats: bytes, ints: bytes) -> None:
         """A batch whole: to be scored with the others (synchronous scorer), or to the child."""
