@@ -23,6 +23,7 @@ NATIVE_MODULES = [
     "sensor/counters.py",
     "sensor/pipeline.py",
     "sensor/tcp/conn.py",
+    "sensor/tcp/deadlines.py",
     "sensor/tcp/stream.py",
     "sensor/tcp/reassembler.py",
     "sensor/smtp/anomalies.py",

@@ -130,6 +130,8 @@ class Connection:
         "end_ts",
         "handler",
         "heap_deadline",
+        "heap_index",
+        "heap_tick",
         "hist",
         "keys",
         "last_ts",
@@ -173,7 +175,9 @@ class Connection:
         self.phase = Phase.OPEN
         self.closing_ts = 0.0
         self.end_reason = EndReason.EOF
-        self.heap_deadline = 0.0
+        self.heap_deadline = 0.0  # sensor.tcp.deadlines: its timer
+        self.heap_index = -1  # its place in the timers' heap, -1 when out of it
+        self.heap_tick = 0
         self.removed = False
         self.syn_ts: float | None = None
         self.synack_seen = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any, Final, Protocol, cast
 from sensor.decode.packet import Segment
 from sensor.records import ConnRecord, TcpStats
 from sensor.tcp.conn import ACK, FIN, RST, SYN, Connection, EndReason, Phase, make_uid
+from sensor.tcp.deadlines import Deadlines
 from sensor.tcp.stream import (
     KEPT_COST,
     SEQ_HALF,
@@ -108,7 +108,7 @@ seen either way (the connection was picked up mid-stream)."""
 DEFAULT_SERVER_PORTS: Final = frozenset({25, 587})  # smtp (RFC 5321), submission (RFC 6409)
 CONN_BYTES: Final = 1700
 """Estimated memory of one connection without its handler: the Connection, both Halves, the
-two flow-table entries and keys, its deadline-heap entry and history (measured with tracemalloc
+two flow-table entries and keys, its deadline-heap slot and history (measured with tracemalloc
 on a SYN-only flood, 64-bit CPython 3.11; tests/tcp/test_memcap.py keeps it honest)."""
 
 
@@ -178,7 +178,6 @@ class Reassembler:
         "_server_ports",
         "_stats",
         "_stray",
-        "_tick",
         "_young",
         "_young_n",
         "admit",
@@ -217,8 +216,7 @@ class Reassembler:
         # connections in the order they closed (FIN exchange or RST), waiting out their linger:
         # the first to go when room is needed; an entry whose connection was removed is skipped
         self._closed: deque[Connection] = deque()
-        self._heap: list[tuple[float, int, Connection]] = []  # (deadline, tick, conn), lazy
-        self._tick = 0  # scheduling order: ties in the heap go first scheduled, first out
+        self._heap = Deadlines()  # every connection of the table, by its next deadline
         self._next_check = float("-inf")
         self.admit: Admit | None = None
         """Whether a segment may open a connection (None: every segment may); sensor.cluster's
@@ -300,14 +298,16 @@ class Reassembler:
     def expire(self, now: float) -> None:
         """End connections idle for idle_timeout_s and emit closed ones whose linger passed."""
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            dl, _, c = heapq.heappop(heap)
-            if c.removed or dl != c.heap_deadline:
-                continue  # superseded entry
+        while True:
+            c = heap.first()
+            if c is None or c.heap_deadline > now:
+                break
+            dl = c.heap_deadline
             real = self._deadline(c)
             if real > now:
-                self._schedule(c, real)
+                heap.schedule(c, real)
                 continue
+            heap.pop()
             self.emit_deadline = dl
             if c.phase == _CLOSED:
                 self._emit(c, c.end_ts)
@@ -615,6 +615,7 @@ class Reassembler:
 
     def _remove(self, c: Connection) -> None:
         c.removed = True
+        self._heap.discard(c)
         if not c.wired:
             self._young_n -= 1
         for key in c.keys:
@@ -632,11 +633,12 @@ class Reassembler:
                 h.ooo_bytes = 0
             h.sink = None
             # Half.conn points back at its Connection: break that cycle so that reference
-            # counting frees both as soon as the last heap entry goes, instead of the cyclic
+            # counting frees both as soon as the last reference goes, instead of the cyclic
             # collector much later (it held every finished connection until a full collection).
             h.conn = _RELEASED
-        # A superseded heap entry may keep the Connection alive a while longer (evicted flows
-        # of a flood are many): let it keep only the Connection itself.
+        # An entry of the lazily cleaned queues (_young, _stray, _closed) may keep the
+        # Connection alive a while longer (evicted flows of a flood are many): let it keep
+        # only the Connection itself.
         c.client = c.server = _RELEASED.client
         c.hist = _RELEASED.hist
         c.keys = ()
@@ -651,18 +653,7 @@ class Reassembler:
         return idle
 
     def _schedule(self, c: Connection, deadline: float) -> None:
-        c.heap_deadline = deadline
-        heap = self._heap
-        tick = self._tick
-        self._tick = tick + 1
-        heapq.heappush(heap, (deadline, tick, c))
-        count = self._count
-        # Drop superseded entries, O(heap), once they are as many as the live ones: amortised,
-        # two entries visited per push (at a quarter, five: 4% of a live sensor's CPU).
-        if len(heap) > 2 * count + 1024:
-            # Kept as they are (no new entries): ties still go in the order they were scheduled.
-            heap[:] = [e for e in heap if e[0] == e[2].heap_deadline and not e[2].removed]
-            heapq.heapify(heap)
+        self._heap.schedule(c, deadline)
 
     def _evict_one(self, ts: float, keep: Connection | None, memcap: bool) -> bool:
         """Make room, the least harm first:
@@ -709,25 +700,22 @@ class Reassembler:
                 self._evict(c, ts, memcap)
                 return True
         heap = self._heap
-        kept_entry: tuple[float, int, Connection] | None = None
+        kept: Connection | None = None
         evicted = False
-        while heap:
-            entry = heapq.heappop(heap)
-            dl, _, c = entry
-            if c.removed or dl != c.heap_deadline:
-                continue
+        while len(heap):
+            c = heap.pop()
             if c is keep:
-                kept_entry = entry
+                kept = c
                 continue
             real = self._deadline(c)
-            if real > dl:
-                self._schedule(c, real)
+            if real > c.heap_deadline:
+                heap.schedule(c, real)
                 continue
             self._evict(c, ts, memcap)
             evicted = True
             break
-        if kept_entry is not None:
-            heapq.heappush(heap, kept_entry)
+        if kept is not None:
+            heap.put_back(kept)
         return evicted
 
     def _evict(self, c: Connection, ts: float, memcap: bool) -> None:
