@@ -23,7 +23,7 @@ from sensor.detect import tables
 from sensor.detect.alerts import alert_to_dict
 from sensor.detect.card import peek_card
 from sensor.detect.detector import Detector
-from sensor.detect.scoring import ChildScorer, LocalScorer, Scorer
+from sensor.detect.scoring import CHILD_NICE, ChildScorer, LocalScorer, Scorer
 from sensor.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,6 +144,18 @@ def test_model_child_runs_one_thread() -> None:
     out = subprocess.run([sys.executable, "-c", _THREADS, BUNDLED], capture_output=True,
                          text=True, check=True, timeout=120, env=env).stdout.split()
     assert out[-1] == "1"
+
+
+def test_model_child_yields_the_cpu_to_the_packet_loop() -> None:
+    """The child adds CHILD_NICE to the parent's niceness: on busy cores the scheduler runs the
+    packet loop first."""
+    scorer = ChildScorer(BUNDLED, peek_card(BUNDLED))
+    try:
+        scorer.ready()
+        assert os.getpriority(os.PRIO_PROCESS, scorer.pid) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICE)
+    finally:
+        scorer.close()
 
 
 def test_a_flood_of_new_hosts_waits_for_the_model_within_the_host_cap() -> None:
