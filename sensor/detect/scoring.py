@@ -35,7 +35,7 @@ from sensor.detect.alerts import Suppressor, iso_time
 from sensor.detect.card import MODEL_FEATURES, ROLES
 from sensor.detect.rules import AlertKind, Finding, score
 from sensor.errors import ModelError
-from sensor.features.hosts import HostTable
+from sensor.features.hosts import HostState, HostTable
 from sensor.records import Alert
 
 if TYPE_CHECKING:
@@ -456,7 +456,7 @@ class _Taking:
 
     __slots__ = ("batch", "done", "early", "floats", "ints", "states")
 
-    def __init__(self, batch: _Batch, states: list[Any]) -> None:
+    def __init__(self, batch: _Batch, states: list[HostState]) -> None:
         self.batch = batch
         self.states = states
         self.done = 0
@@ -481,7 +481,7 @@ class ModelStage:
         self._unscored: list[_Batch] = []  # taken, waiting to be scored together
         self._unscored_rows = 0
         self._next = 0.0
-        self._dirty: dict[str, Any] = {}
+        self._dirty: dict[str, HostState] = {}
         self._pending: deque[_Batch | Alert] = deque()
         self._taking: deque[_Taking] = deque()  # taken, being copied, oldest first
         self._uncopied: dict[str, tuple[_Taking, int]] = {}  # host -> where it waits in one
@@ -510,7 +510,7 @@ class ModelStage:
 
     # -- input side --------------------------------------------------------------------------
 
-    def touch(self, st: Any, now: float) -> None:
+    def touch(self, st: HostState, now: float) -> None:
         """A host's features changed at packet time `now`.
 
         Once [bounds] max_hosts hosts have changed since the last batch (a flood from spoofed
@@ -608,7 +608,7 @@ class ModelStage:
             self._score_unscored()
         self.drain(block=False)
 
-    def _submit(self, states: list[Any], now: float) -> None:
+    def _submit(self, states: list[HostState], now: float) -> None:
         """Take hosts as they are now: what an alert needs of each and their raw window state
         (from which their rows are made, sensor.features.batch), copied at once for a
         synchronous scorer (it scores every batch taken together), else over the next records
