@@ -157,10 +157,11 @@ def _cpu() -> float:
 
 
 def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: bool,
-             workdir: Path, records: bool = False,
-             reference: str | None = None) -> dict[str, Any]:  # fmt: skip
+             workdir: Path, records: bool = False, reference: str | None = None,
+             replay_cpu: int | None = None) -> dict[str, Any]:  # fmt: skip
     """One capture of one replay; the row of figures it gave. `reference`: the sensor imported
-    from that checkout instead (built in place), for a before/after comparison."""
+    from that checkout instead (built in place), for a before/after comparison. `replay_cpu`:
+    the core tcpreplay is kept on (None: anywhere)."""
     tag = f"w{workers}-{rate}" + ("-ref" if reference else "")
     stats_path = workdir / f"live-{tag}.stats"
     stats_path.unlink(missing_ok=True)
@@ -186,14 +187,15 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
             _wait_capturing(net, sensor, lines, workers)
             polls_cpu = _cpu() - cpu0  # the ss/ip polls, not the sensor's
             ticks0 = _ticks_by(_tree(sensor.pid))
-            report, peak, replay_cpu = _replay_polling(net, pcap, rate, limit, sensor.pid)
+            report, peak, replay_cpu_s = _replay_polling(net, pcap, rate, limit, sensor.pid,
+                                                         replay_cpu)  # fmt: skip
             peak = max(peak, _wait_idle(sensor.pid))
             roles = _split(ticks0, _ticks_by(_tree(sensor.pid)), sensor.pid)
             steady_s = sum(roles.values())
             sensor.send_signal(signal.SIGTERM)
             sensor.wait(timeout=60)
             err = lines.text()
-            sensor_cpu = _cpu() - cpu0 - polls_cpu - replay_cpu
+            sensor_cpu = _cpu() - cpu0 - polls_cpu - replay_cpu_s
         finally:
             if sensor.poll() is None:
                 sensor.kill()
@@ -242,7 +244,7 @@ def _wait_capturing(net: VethNet, sensor: subprocess.Popen[str], lines: LineRead
 
 
 def _replay_polling(net: VethNet, pcap: Path, rate: str, limit: int | None,
-                    pid: int) -> tuple[str, int, float]:  # fmt: skip
+                    pid: int, cpu: int | None) -> tuple[str, int, float]:  # fmt: skip
     """Run tcpreplay (in a thread) while sampling the sensor's RSS; (report, peak RSS, CPU
     seconds tcpreplay used)."""
     out: list[str] = []
@@ -252,7 +254,7 @@ def _replay_polling(net: VethNet, pcap: Path, rate: str, limit: int | None,
     if limit is not None:
         target = _limited(pcap, limit)
     th = threading.Thread(target=lambda: out.append(replay(net, str(target), timeout_s=3600,
-                                                          **args)))  # fmt: skip
+                                                          cpu=cpu, **args)))  # fmt: skip
     th.start()
     peak = 0
     while th.is_alive():
@@ -287,6 +289,11 @@ def main() -> None:
                     help="also run each replay with the sensor of this checkout (another "
                          "revision, its extensions built in place: `python setup.py build_ext "
                          "--inplace`), alternating with this one, and print the ratios")
+    ap.add_argument("--replay-cpu", default="last", metavar="N|last|none",
+                    help="the core tcpreplay runs on: a core of its own, as on a real tap the "
+                         "sender is another machine; the kernel's side of each send (the veth, "
+                         "the copy into the sensor's ring) runs there too. Default: the last "
+                         "core (none with a single core); none: wherever the scheduler puts it")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
     ap.add_argument("--records", action="store_true",
                     help="also keep each run's connections and sessions in the workdir (costs "
@@ -303,19 +310,30 @@ def main() -> None:
     if ns.reference and not (Path(ns.reference) / "sensor" / "cli.py").is_file():
         sys.exit(f"bench: --reference {ns.reference}: not a checkout of port25-sensor")
     builds = [None, ns.reference] if ns.reference else [None]
+    ncpu = os.cpu_count() or 1
+    if ns.replay_cpu == "none" or (ns.replay_cpu == "last" and ncpu < 2):
+        replay_cpu = None
+    elif ns.replay_cpu == "last":
+        replay_cpu = ncpu - 1
+    elif ns.replay_cpu.isdigit() and int(ns.replay_cpu) < ncpu:
+        replay_cpu = int(ns.replay_cpu)
+    else:
+        sys.exit(f"bench: --replay-cpu {ns.replay_cpu}: expected a core number below {ncpu}, "
+                 "last or none")
     head = (f"{'build':>9} {'workers':>7} {'rate':>8} {'reached pps':>12} {'sent':>9} {'seen':>9} "
             f"{'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'mem MB':>7} {'alerts':>6}  "
             "loss, table")  # fmt: skip
     # The interpreter's build counts as much as the code: Debian's python3 ran the sensor in
     # 0.83x the CPU per packet of a CPython built from source with default options (pyenv).
     print(f"sensor: {sensor_exe()}, Python {platform.python_version()} "
-          f"({os.path.realpath(sys.executable)})", flush=True)
+          f"({os.path.realpath(sys.executable)}); tcpreplay on "
+          f"{'any core' if replay_cpu is None else f'core {replay_cpu}'} of {ncpu}", flush=True)
     print(head, flush=True)
     for workers in counts:
         for rate in rates:
             for build in builds:
                 row = run_once(pcap, workers, rate, ns.limit, not ns.no_detect, workdir,
-                               ns.records, build)
+                               ns.records, build, replay_cpu)
                 rows.append(row)
                 _print_row(row)
     _ratios([r for r in rows if r["build"] == "this"], counts)

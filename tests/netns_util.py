@@ -171,13 +171,23 @@ def tcpreplay_binary() -> str:
     return path
 
 
+def taskset_binary() -> str:
+    """Path of taskset (util-linux, in every Debian); RuntimeError when absent."""
+    path = shutil.which("taskset")
+    if path is None:
+        raise RuntimeError("taskset not found: install util-linux")
+    return path
+
+
 def replay(net: VethNet, pcap: str, pps: int | None = None, topspeed: bool = False,
-           timeout_s: float = REPLAY_TIMEOUT_S) -> str:
+           timeout_s: float = REPLAY_TIMEOUT_S, cpu: int | None = None) -> str:
     """Send every frame of `pcap` out of the client-side veth end, unchanged (tcpreplay), at
-    `pps` packets per second or at top speed; returns tcpreplay's report (its stdout)."""
+    `pps` packets per second or at top speed; returns tcpreplay's report (its stdout). `cpu`:
+    tcpreplay runs on that core only (the kernel's side of the veth sends runs there too)."""
     rate = ["--topspeed"] if topspeed else [f"--pps={pps or 1000}"]
+    pin = [] if cpu is None else [taskset_binary(), "-c", str(cpu)]
     done = subprocess.run(
-        net.in_ns(net.cli_ns, [tcpreplay_binary(), "-q", f"--intf1={CLI_IF}", *rate, pcap]),
+        net.in_ns(net.cli_ns, [*pin, tcpreplay_binary(), "-q", f"--intf1={CLI_IF}", *rate, pcap]),
         capture_output=True, text=True, timeout=timeout_s, check=False,
     )  # fmt: skip
     if done.returncode != 0:
