@@ -6,7 +6,8 @@ tcpreplay sends the capture into the client-side end. Printed per run: the rate 
 reached, packets sent and seen, kernel and interface drops, the upstream-loss counters of the
 TCP reassembler (whatever `tcp` counters name acks or loss: helper "metrics" adds them), the
 sensor's CPU seconds (every worker included) and its peak memory (PSS summed over its
-processes: RSS would count the forked heap and the capture rings once per process). Then, as ratios
+processes: RSS would count the forked heap and the capture rings once per process; each role's
+peak at the end of the row). Then, as ratios
 against the one-worker runs of the same invocation: the highest rate each worker count took with
 no kernel drop, and the packets seen per second at top speed.
 
@@ -81,9 +82,19 @@ def _tree(pid: int) -> list[int]:
         return []
 
 
+_ROLE_PEAK: dict[str, int] = {}  # the run's peak PSS of each role (parent, model, workers)
+
+
 def _rss(pids: list[int]) -> int:
-    """Memory of the sensor's processes: their PSS summed (each shared page counted once)."""
-    return sum(pss_bytes(pid) for pid in pids)
+    """Memory of the sensor's processes: their PSS summed (each shared page counted once).
+    `pids` as _tree gives them, the sensor first; each role's peak goes to _ROLE_PEAK."""
+    by_role: dict[str, int] = {}
+    for pid in pids:
+        role = _role(pid, pids[0])
+        by_role[role] = by_role.get(role, 0) + pss_bytes(pid)
+    for role, n in by_role.items():
+        _ROLE_PEAK[role] = max(_ROLE_PEAK.get(role, 0), n)
+    return sum(by_role.values())
 
 
 def _ticks(pids: list[int]) -> int:
@@ -177,6 +188,7 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
     env = dict(os.environ)
     if reference:
         env["PYTHONPATH"] = reference
+    _ROLE_PEAK.clear()
     with veth_namespaces(REPLAY_MTU) as net:
         cpu0 = _cpu()  # children's CPU: the sensor's counts once it (and its workers) are reaped
         sensor = subprocess.Popen(net.in_ns(net.srv_ns, argv), stdout=subprocess.DEVNULL,
@@ -224,6 +236,7 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
         "steady_cpu_s": steady_s,
         "steady_by_role_s": roles,
         "rss_mb": peak / 2**20,
+        "rss_by_role_mb": {k: round(v / 2**20, 1) for k, v in _ROLE_PEAK.items()},
     }
 
 
@@ -353,7 +366,8 @@ def _print_row(row: dict[str, Any]) -> None:
           f"{row['sent']:>9,} {row['seen']:>9,} {row['kernel_drops']:>8,} {row['if_drops']:>8,} "
           f"{row['cpu_s']:>7.2f} {parent_us:>9.2f} {row['rss_mb']:>7.1f} "
           f"{sum(row['alerts'].values()):>6,}  "
-          f"{json.dumps(row['loss'])} {json.dumps(row['table'])}", flush=True)  # fmt: skip
+          f"{json.dumps(row['loss'])} {json.dumps(row['table'])} "
+          f"{json.dumps(row['rss_by_role_mb'])}", flush=True)  # fmt: skip
 
 
 def _against_reference(rows: list[dict[str, Any]], counts: list[int]) -> None:
