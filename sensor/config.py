@@ -98,6 +98,7 @@ class ModelConfig:
     sid: int
     top_features: int
     score_delay_s: int = 30
+    max_pending_rows: int = 200000
 
 
 FACILITIES: tuple[str, ...] = (

@@ -45,6 +45,8 @@ class DetectorStats:
     model_batches: int = 0
     model_early_batches: int = 0  # taken before score_interval_s: max_hosts hosts had changed
     model_alerts: int = 0  # anomalous_host alerts and "both" updates
+    model_waits: int = 0  # times the packet loop waited for the model's process: more than
+    # [model] max_pending_rows rows were unanswered
 
 
 class Detector:
@@ -188,7 +190,8 @@ class Detector:
             model_scored=self.stage.scored if self.stage is not None else 0,
             model_batches=self.stage.batches if self.stage is not None else 0,
             model_early_batches=self.stage.early_batches if self.stage is not None else 0,
-            model_alerts=self.stage.alerts if self.stage is not None else 0)
+            model_alerts=self.stage.alerts if self.stage is not None else 0,
+            model_waits=self.stage.waits if self.stage is not None else 0)
 
     def host_scores(self) -> list[dict[str, Any]]:
         """Every scored host's highest model score, most anomalous first (empty without a model)."""

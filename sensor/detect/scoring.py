@@ -480,6 +480,9 @@ class ModelStage:
         self._sync = scorer.synchronous
         self._unscored: list[_Batch] = []  # taken, waiting to be scored together
         self._unscored_rows = 0
+        self._unanswered = 0  # rows sent to an asynchronous scorer, not yet answered
+        self._max_unanswered = config.model.max_pending_rows
+        self.waits = 0  # times the packet loop waited for answers (_max_unanswered passed)
         self._next = 0.0
         self._dirty: dict[str, HostState] = {}
         self._pending: deque[_Batch | Alert] = deque()
@@ -636,6 +639,27 @@ class ModelStage:
             want = self.explain_all or not self.scorer.explains
             self.scorer.submit(batch.floats, batch.ints, len(batch.hosts), want)
             batch.floats = batch.ints = b""
+            self._unanswered += len(batch.hosts)
+            if self._unanswered > self._max_unanswered:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Wait for the oldest answers until at most [model] max_pending_rows rows are
+        unanswered: a scorer that cannot keep up slows the packet loop (kernel drops, counted)
+        rather than holding the rule alerts behind its batches, and their memory, ever longer.
+        The output is the same: each batch's verdicts still come before the alerts after it."""
+        self.waits += 1
+        pending = self._pending
+        while self._unanswered > self._max_unanswered and pending:
+            head = pending.popleft()
+            if isinstance(head, _Batch):
+                got = self.scorer.result(True)
+                assert got is not None  # a blocking wait answers or raises
+                head.rows, head.roles, head.tops = got.rows, got.roles, got.tops
+                self._unanswered -= len(head.hosts)
+                self._apply(head, got.scores)
+            else:
+                self._release(head)
 
     @staticmethod
     def _split(batch: _Batch, X: Any, roles: Any, scores: Any) -> None:
@@ -709,6 +733,7 @@ class ModelStage:
                         return
                     head.rows, head.roles, scores = got.rows, got.roles, got.scores
                     head.tops = got.tops
+                    self._unanswered -= len(head.hosts)
                 pending.popleft()
                 self._apply(head, scores)
             else:

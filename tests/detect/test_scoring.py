@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +181,16 @@ def test_a_flood_of_new_hosts_waits_for_the_model_within_the_host_cap() -> None:
     assert stats.model_scored >= 1000
 
 
-def _run_copying(step: int) -> tuple[list[dict[str, Any]], list[dict[str, object]], int, int]:
+def _run_copying(step: int, pending_rows: int | None = None
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, object]], int, int, int]:
     """`_run` with the child scorer and batches copied out of the host table `step` hosts at a
-    time; also the hosts copied ahead of their turn, and the batches."""
+    time; also the hosts copied ahead of their turn, the batches, and the waits for answers
+    (`pending_rows`: [model] max_pending_rows)."""
     alerts: list[dict[str, Any]] = []
-    det = Detector(load_config(CONFIG), lambda a: alerts.append(alert_to_dict(a)),
+    cfg = load_config(CONFIG)
+    if pending_rows is not None:
+        cfg = replace(cfg, model=replace(cfg.model, max_pending_rows=pending_rows))
+    det = Detector(cfg, lambda a: alerts.append(alert_to_dict(a)),
                    ChildScorer(BUNDLED, peek_card(BUNDLED)), "model")  # fmt: skip
     assert det.stage is not None
     det.stage.explain_all = True
@@ -193,8 +199,8 @@ def _run_copying(step: int) -> tuple[list[dict[str, Any]], list[dict[str, object
     pipe.run(open_files([DEMO], "tcp", pipe.capture_stats, lambda path, why: None))
     pipe.finish()
     stage = det.stage
-    det.finish()
-    return alerts, det.host_scores(), stage.settled, stage.batches
+    stats = det.finish()
+    return alerts, det.host_scores(), stage.settled, stage.batches, stats.model_waits
 
 
 def test_batches_copied_over_the_next_records_score_as_taken() -> None:
@@ -209,3 +215,15 @@ def test_batches_copied_over_the_next_records_score_as_taken() -> None:
         assert got[3] == whole[3]
         if step == 0:  # hosts changed again before their batch was copied were copied first
             assert got[2] > 0
+    assert whole[4] == 0  # the default max_pending_rows is far above the demo's batches
+
+
+def test_a_model_process_behind_makes_the_packet_loop_wait_with_the_same_output() -> None:
+    """Past [model] max_pending_rows unanswered rows the stage waits for the oldest answers
+    (counted): the rule alerts behind the batches and the batches' memory stay bounded, and the
+    alerts and host scores are those of a run that never waited."""
+    free = _run_copying(16)
+    bounded = _run_copying(16, pending_rows=1)
+    assert bounded[:2] == free[:2]
+    assert bounded[3] == free[3]
+    assert free[4] == 0 and bounded[4] > 0
