@@ -103,6 +103,8 @@ class SensorCollector(Collector):
         yield alerts
         yield counter("model_rows_scored", "Host windows scored by the model.",
                       _int(detect, "model_scored"))
+        yield counter("model_waits", "Times the packet loop waited for the model's process "
+                      "([model] max_pending_rows rows unanswered).", _int(detect, "model_waits"))
         yield gauge("hosts_tracked", "Hosts in the detector's table.",
                     _int(detect, "hosts_active"))
         depth = GaugeMetricFamily(PREFIX + "sink_queue_depth",

@@ -45,7 +45,8 @@ def test_metrics_follow_the_naming_conventions_and_the_run() -> None:
     counters = [n for n in m if n.endswith("_total")]
     assert {"port25_packets_processed_total", "port25_sessions_total",
             "port25_tcp_acks_total", "port25_tcp_acks_unseen_total",
-            "port25_model_rows_scored_total"} <= set(counters)  # fmt: skip
+            "port25_model_rows_scored_total",
+            "port25_model_waits_total"} <= set(counters)  # fmt: skip
     assert m["port25_packets_processed_total"][()] == cap.packets == 7040
     assert m["port25_sessions_total"][()] == pipe.totals.sessions > 0
     assert m["port25_connections_open"][()] == pipe.open_connections()
