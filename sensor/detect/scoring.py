@@ -649,17 +649,7 @@ class ModelStage:
         rather than holding the rule alerts behind its batches, and their memory, ever longer.
         The output is the same: each batch's verdicts still come before the alerts after it."""
         self.waits += 1
-        pending = self._pending
-        while self._unanswered > self._max_unanswered and pending:
-            head = pending.popleft()
-            if isinstance(head, _Batch):
-                got = self.scorer.result(True)
-                assert got is not None  # a blocking wait answers or raises
-                head.rows, head.roles, head.tops = got.rows, got.roles, got.tops
-                self._unanswered -= len(head.hosts)
-                self._apply(head, got.scores)
-            else:
-                self._release(head)
+        self.drain(True, self._max_unanswered)
 
     @staticmethod
     def _split(batch: _Batch, X: Any, roles: Any, scores: Any) -> None:
@@ -715,10 +705,11 @@ class ModelStage:
 
     # -- output side -------------------------------------------------------------------------
 
-    def drain(self, block: bool) -> None:
-        """Apply ready batches in order, releasing the rule alerts queued behind each."""
+    def drain(self, block: bool, unanswered: int = -1) -> None:
+        """Apply ready batches in order, releasing the rule alerts queued behind each; with
+        `unanswered` >= 0, only until at most that many rows wait for the scorer's answers."""
         pending = self._pending
-        while pending:
+        while pending and self._unanswered > unanswered:
             head = pending[0]
             if isinstance(head, _Batch):
                 if self._sync:
