@@ -63,6 +63,19 @@ holds only while the cluster starts."""
 _PEAKS: Final = frozenset({"active_peak"})  # TcpStats fields merged by max, not summed
 
 
+class _HeartbeatAtClose(logging.Filter):
+    """Drops a worker's "Failed to communicate with scheduler during heartbeat" (logged with a
+    traceback): the scheduler of a LocalCluster lives in this process, so it is unreachable only
+    while the run closes it, and a heartbeat that fires meanwhile is no error to report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to communicate with scheduler during "
+                                              "heartbeat")
+
+
+_HEARTBEAT_AT_CLOSE: Final = _HeartbeatAtClose()
+
+
 class ClusterError(SensorError):
     """The cluster could not be reached, or a task failed for good."""
 
@@ -168,6 +181,7 @@ def _client(address: str, note: Callable[[str], None]
         if address.startswith(LOCAL):
             n = int(address.partition(":")[2] or 0) or (os.cpu_count() or 1)
             one_malloc_arena()  # the workers, forked from here, run tasks off their main thread
+            logging.getLogger("distributed.worker").addFilter(_HEARTBEAT_AT_CLOSE)  # inherited
             with _dask_config(LOCAL_CONFIG), _sigint_ignored(), _forked_workers_reset():
                 # The scheduler serves its HTTP routes (the link, /health, /metrics) from the
                 # start, and its dashboard pages from `_dashboard`, once the tasks run.

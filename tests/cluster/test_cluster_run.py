@@ -169,6 +169,32 @@ def test_a_stop_signal_delivers_the_settled_files(
     assert got == want["conns"].splitlines()[: len(got)]
 
 
+def _worker_filters() -> list[str]:
+    import logging
+
+    return [type(f).__name__ for f in logging.getLogger("distributed.worker").filters]
+
+
+def test_a_heartbeat_at_close_is_no_traceback() -> None:
+    """A local worker whose heartbeat fires while the run closes its scheduler logged the
+    failure with a traceback (a stop signal's run printed it, at random): the workers drop that
+    one message, and only that one."""
+    import logging
+
+    from sensor.cluster.run import _HEARTBEAT_AT_CLOSE, _client
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, msg, None,
+                                 None)  # fmt: skip
+
+    assert not _HEARTBEAT_AT_CLOSE.filter(
+        record("Failed to communicate with scheduler during heartbeat."))
+    assert _HEARTBEAT_AT_CLOSE.filter(record("Unexpected exception during heartbeat. Closing"))
+    with _client("local:1", lambda line: None) as (client, _dashboard):
+        got = client.run(_worker_filters)
+    assert got and all("_HeartbeatAtClose" in names for names in got.values())
+
+
 def test_the_dashboard_pages_come_once_the_tasks_are_submitted() -> None:
     """The LocalCluster's scheduler answers at the printed link from the start (its HTTP routes)
     and serves the dashboard's pages once `_run` completes it, after the workers started."""
