@@ -714,8 +714,8 @@ class Reassembler:
             self._evict(c, ts, memcap)
             evicted = True
             break
-        if kept is not None:
-            heap.put_back(kept)
+        if kept is not None and not kept.removed:  # (nothing here removes it; the heap must
+            heap.put_back(kept)  # never hold a removed connection, which expire() would emit)
         return evicted
 
     def _evict(self, c: Connection, ts: float, memcap: bool) -> None:
