@@ -447,7 +447,7 @@ class Reassembler:
         if c.phase == _OPEN and c.client.fin_rel >= 0 and c.server.fin_rel >= 0:
             c.phase = _CLOSING
             c.closing_ts = ts
-            self._schedule(c, ts + self._limits.closed_linger_s)
+            self._heap.schedule(c, ts + self._limits.closed_linger_s)
         if (
             c.phase == _CLOSING
             and c.removed is False
@@ -545,7 +545,7 @@ class Reassembler:
         stats.connections += 1
         if self._count > stats.active_peak:
             stats.active_peak = self._count
-        self._schedule(c, ts + self._limits.idle_timeout_s)
+        self._heap.schedule(c, ts + self._limits.idle_timeout_s)
         return sender
 
     def _wire(self, c: Connection, ts: float) -> None:
@@ -585,7 +585,7 @@ class Reassembler:
         c.end_ts = ts
         self._close_gaps(c, ts)
         c.refresh_fast()
-        self._schedule(c, ts + self._limits.closed_linger_s)
+        self._heap.schedule(c, ts + self._limits.closed_linger_s)
         closed = self._closed
         while closed and closed[0].removed:  # lingers end in closing order: the left is done
             closed.popleft()
@@ -651,9 +651,6 @@ class Reassembler:
         if c.phase == _CLOSING:
             return min(c.closing_ts + lim.closed_linger_s, idle)
         return idle
-
-    def _schedule(self, c: Connection, deadline: float) -> None:
-        self._heap.schedule(c, deadline)
 
     def _evict_one(self, ts: float, keep: Connection | None, memcap: bool) -> bool:
         """Make room, the least harm first:
