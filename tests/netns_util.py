@@ -48,12 +48,17 @@ class VethNet:
         return [ip_binary(), "netns", "exec", ns, *argv]
 
 
+def _binary(name: str, missing: str) -> str:
+    """Path of program `name`; RuntimeError saying `missing` when absent (not a skip)."""
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(missing)
+    return path
+
+
 def ip_binary() -> str:
     """Path of iproute2's `ip`; RuntimeError when absent (CI images have it: not a skip)."""
-    path = shutil.which("ip")
-    if path is None:
-        raise RuntimeError("iproute2 `ip` not found: the veth live tests need it (and root)")
-    return path
+    return _binary("ip", "iproute2 `ip` not found: the veth live tests need it (and root)")
 
 
 def _ip(*args: str) -> str:
@@ -165,18 +170,12 @@ REPLAY_TIMEOUT_S = 120.0
 
 def tcpreplay_binary() -> str:
     """Path of tcpreplay; RuntimeError when absent (scripts/ensure_system.sh test installs it)."""
-    path = shutil.which("tcpreplay")
-    if path is None:
-        raise RuntimeError("tcpreplay not found: run scripts/ensure_system.sh test (as root)")
-    return path
+    return _binary("tcpreplay", "tcpreplay not found: run scripts/ensure_system.sh test (as root)")
 
 
 def taskset_binary() -> str:
     """Path of taskset (util-linux, in every Debian); RuntimeError when absent."""
-    path = shutil.which("taskset")
-    if path is None:
-        raise RuntimeError("taskset not found: install util-linux")
-    return path
+    return _binary("taskset", "taskset not found: install util-linux")
 
 
 def replay(net: VethNet, pcap: str, pps: int | None = None, topspeed: bool = False,
