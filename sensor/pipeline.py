@@ -195,11 +195,12 @@ class Pipeline:
         in C where it is built (sensor.decode.batch), with the same results."""
         decode = self._decoder.decode
         segment = self._reasm.segment
+        owner = self._reasm.owner
         stats = self.capture_stats
         totals = self.totals
         last: float | None = None
         for packets, meta in batches:
-            fast, first, end = feed(packets, meta, linktype, decode, segment, C_KEYS)
+            fast, first, end = feed(packets, meta, linktype, decode, segment, C_KEYS, owner)
             stats.tcp_segments += fast
             if first is not None and totals.first_ts is None:
                 totals.first_ts = first

@@ -1,7 +1,7 @@
 /* One libpcap batch decoded and fed to the reassembler in C: the per-packet path of a live
  * capture without a Python frame, a frame tuple or a copy of the frame per packet.
  *
- * feed(packets, meta, linktype, decode, segment[, keyed]) -> (fast, first_ts, last_ts)
+ * feed(packets, meta, linktype, decode, segment[, keyed[, owner]]) -> (fast, first_ts, last_ts)
  *
  * `packets` and `meta` are what pcapy's next_batch() returns: the frames back to back, and per
  * frame four native uint32 (sec, usec, offset into packets, caplen). Each frame's time is
@@ -14,7 +14,9 @@
  *     adds them to CaptureStats.tcp_segments, which the decoder counts for the others.
  *   - any other frame: decode(linktype, frame bytes), the Python decoder, with its counters.
  *   - segment(ts, seg) for every frame that gave a segment; with `keyed` true,
- *     segment(ts, seg, key) for those built here, key the sender's FlowKey (below).
+ *     segment(ts, seg, key) for those built here, key the sender's FlowKey (below); and
+ *     segment(ts, seg, key, half) when `owner` (an int, 0 for none) is the table that bound
+ *     that key to the flow's half with bind(): the table's lookup is then done.
  * first_ts is the time of the first frame that gave a segment, last_ts that of the last frame
  * (None when there is none). The Python reading is sensor.decode.batch.feed_py, used when this
  * module is not built.
@@ -117,6 +119,8 @@ u16(unsigned v)
 typedef struct {
     PyObject_HEAD
     Py_hash_t hash;
+    PyObject *half;              /* what `owner`'s flow table maps this key to (bind()), or NULL */
+    unsigned long long owner;    /* the table that bound it, 0 for none */
     uint16_t sport, dport;
     uint8_t slen, dlen;
     unsigned char src[16], dst[16];
@@ -128,9 +132,11 @@ static PyObject *
 flowkey_make(const unsigned char *src, Py_ssize_t slen, unsigned sport, const unsigned char *dst,
              Py_ssize_t dlen, unsigned dport)
 {
-    FlowKeyObject *k = PyObject_New(FlowKeyObject, &FlowKeyType);
+    FlowKeyObject *k = PyObject_GC_New(FlowKeyObject, &FlowKeyType);
     if (k == NULL)
         return NULL;
+    k->half = NULL;
+    k->owner = 0;
     unsigned char buf[2 + 16 + 16 + 4];
     size_t n = 0;
     k->slen = (uint8_t)slen;
@@ -156,7 +162,35 @@ flowkey_make(const unsigned char *src, Py_ssize_t slen, unsigned sport, const un
 #else
     k->hash = _Py_HashBytes(buf, (Py_ssize_t)n);
 #endif
+    PyObject_GC_Track((PyObject *)k);
     return (PyObject *)k;
+}
+
+/* A bound key refers to its half, which refers back to it through its connection: the
+ * collector sees that cycle once the key left the cache of a table dropped without its
+ * connections removed (a table removes them, and unbinds their keys, as it ends each one). */
+static int
+flowkey_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((FlowKeyObject *)self)->half);
+    return 0;
+}
+
+static int
+flowkey_clear(PyObject *self)
+{
+    FlowKeyObject *k = (FlowKeyObject *)self;
+    k->owner = 0;
+    Py_CLEAR(k->half);
+    return 0;
+}
+
+static void
+flowkey_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(((FlowKeyObject *)self)->half);
+    PyObject_GC_Del(self);
 }
 
 static int
@@ -297,7 +331,10 @@ static PyMethodDef flowkey_methods[] = {
 static PyTypeObject FlowKeyType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sensor.decode._batch.FlowKey",
     .tp_basicsize = sizeof(FlowKeyObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = flowkey_dealloc,
+    .tp_traverse = flowkey_traverse,
+    .tp_clear = flowkey_clear,
     .tp_doc = "FlowKey(src, sport, dst, dport): a flow-table key (see sensor/decode/_batch.c).",
     .tp_new = flowkey_new,
     .tp_hash = flowkey_hash,
@@ -460,13 +497,17 @@ ether_fast(const unsigned char *d, Py_ssize_t caplen, PyObject **key)
 static PyObject *
 feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 && nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "feed() takes 5 or 6 arguments");
+    if (nargs < 5 || nargs > 7) {
+        PyErr_SetString(PyExc_TypeError, "feed() takes 5 to 7 arguments");
         return NULL;
     }
     PyObject *decode = args[3], *segment = args[4];
     int keyed = 0;
-    if (nargs == 6 && (keyed = PyObject_IsTrue(args[5])) < 0)
+    if (nargs >= 6 && (keyed = PyObject_IsTrue(args[5])) < 0)
+        return NULL;
+    unsigned long long owner = 0;
+    if (nargs == 7 && (owner = PyLong_AsUnsignedLongLong(args[6])) == (unsigned long long)-1 &&
+        PyErr_Occurred())
         return NULL;
     long linktype = PyLong_AsLong(args[2]);
     if (linktype == -1 && PyErr_Occurred())
@@ -524,8 +565,19 @@ feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             Py_XDECREF(key);
             goto done;
         }
-        PyObject *sargs[3] = {when, seg, key};
-        PyObject *r = PyObject_Vectorcall(segment, sargs, key != NULL ? 3 : 2, NULL);
+        PyObject *sargs[4] = {when, seg, key, NULL};
+        size_t sn = 2;
+        if (key != NULL) {
+            FlowKeyObject *k = (FlowKeyObject *)key;
+            sn = 3;
+            if (owner != 0 && k->owner == owner && k->half != NULL) {
+                /* a reference of its own: the call may end the connection and unbind the key */
+                sargs[3] = Py_NewRef(k->half);
+                sn = 4;
+            }
+        }
+        PyObject *r = PyObject_Vectorcall(segment, sargs, sn, NULL);
+        Py_XDECREF(sargs[3]);
         Py_DECREF(when);
         Py_DECREF(seg);
         Py_XDECREF(key);
@@ -581,11 +633,92 @@ flow_key_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return flowkey_make(s, slen, sport, d, dlen, dport);
 }
 
+static int
+owner_of(PyObject *v, unsigned long long *out)
+{
+    unsigned long long x = PyLong_AsUnsignedLongLong(v);
+    if (x == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (x == 0) {
+        PyErr_SetString(PyExc_ValueError, "an owner is a positive int");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* bind(key, owner, half): owner's table maps key to half; feed(..., owner) passes half with the
+ * key from now on. A key that is no FlowKey (the tuple of a 4-tuple no FlowKey holds) is left
+ * alone: its segments are looked up in the table. */
+static PyObject *
+bind_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long owner;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "bind(key, owner, half): three arguments");
+        return NULL;
+    }
+    if (owner_of(args[1], &owner) < 0)
+        return NULL;
+    if (Py_TYPE(args[0]) == &FlowKeyType) {
+        FlowKeyObject *k = (FlowKeyObject *)args[0];
+        k->owner = owner;
+        Py_XSETREF(k->half, Py_NewRef(args[2]));
+    }
+    Py_RETURN_NONE;
+}
+
+/* unbind(key, owner): forget key's half if owner bound it (another table's binding stays). */
+static PyObject *
+unbind_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long owner;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "unbind(key, owner): two arguments");
+        return NULL;
+    }
+    if (owner_of(args[1], &owner) < 0)
+        return NULL;
+    if (Py_TYPE(args[0]) == &FlowKeyType) {
+        FlowKeyObject *k = (FlowKeyObject *)args[0];
+        if (k->owner == owner) {
+            k->owner = 0;
+            Py_CLEAR(k->half);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* bound(key, owner) -> the half owner bound key to, or None (for tests). */
+static PyObject *
+bound_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long owner;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "bound(key, owner): two arguments");
+        return NULL;
+    }
+    if (owner_of(args[1], &owner) < 0)
+        return NULL;
+    if (Py_TYPE(args[0]) == &FlowKeyType) {
+        FlowKeyObject *k = (FlowKeyObject *)args[0];
+        if (k->owner == owner && k->half != NULL)
+            return Py_NewRef(k->half);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"bind", (PyCFunction)(void (*)(void))bind_py, METH_FASTCALL,
+     "bind(key, owner, half): owner's table maps the FlowKey key to half."},
+    {"unbind", (PyCFunction)(void (*)(void))unbind_py, METH_FASTCALL,
+     "unbind(key, owner): forget the half owner bound key to."},
+    {"bound", (PyCFunction)(void (*)(void))bound_py, METH_FASTCALL,
+     "bound(key, owner) -> the half owner bound key to, or None."},
     {"flow_key", (PyCFunction)(void (*)(void))flow_key_py, METH_FASTCALL,
      "flow_key(src, sport, dst, dport) -> FlowKey, from the cache of keys seen lately."},
     {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL,
-     "feed(packets, meta, linktype, decode, segment[, keyed]) -> (fast, first_ts, last_ts)"},
+     "feed(packets, meta, linktype, decode, segment[, keyed[, owner]]) -> (fast, first_ts, last_ts)"},
     {NULL, NULL, 0, NULL},
 };
 

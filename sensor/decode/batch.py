@@ -24,9 +24,10 @@ _iter_meta: Final = struct.Struct("=IIII").iter_unpack  # sec, usec, offset, cap
 
 
 def feed_py(packets: bytes, meta: bytes, linktype: int, decode: Decode, segment: Feed,
-            keyed: bool = False) -> Fed:  # fmt: skip
+            keyed: bool = False, owner: int = 0) -> Fed:  # fmt: skip
     """Each frame of the batch through `decode`, each segment to `segment(ts, seg)` (`keyed`:
-    the C loop passes the flow key it made as a third argument; here there is none to pass)."""
+    the C loop passes the flow key it made as a third argument, and the half table `owner`
+    bound it to as a fourth; here there are none to pass)."""
     first: float | None = None
     ts: float | None = None
     for sec, usec, off, caplen in _iter_meta(meta):
@@ -42,7 +43,7 @@ def feed_py(packets: bytes, meta: bytes, linktype: int, decode: Decode, segment:
 try:  # the C loop (sensor/decode/_batch.c), built beside the compiled modules
     from sensor.decode import _batch
 
-    feed: Callable[[bytes, bytes, int, Decode, Feed, bool], Fed] = _batch.feed
+    feed: Callable[[bytes, bytes, int, Decode, Feed, bool, int], Fed] = _batch.feed
 except ImportError:  # pure-Python install: the same results, slower
     feed = feed_py
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -34,14 +35,20 @@ object for a 4-tuple seen lately, from the batch loop or from flow_key), else as
 Iterated, either gives the four fields."""
 
 _c_flow_key: Callable[[bytes, int, bytes, int], Hashable] | None
+_bind: Callable[[Hashable, int, Half], None] | None
+_unbind: Callable[[Hashable, int], None] | None
 try:  # the C keys (sensor/decode/_batch.c), built beside the compiled modules
     from sensor.decode import _batch
 
     _c_flow_key = _batch.flow_key
+    _bind = _batch.bind
+    _unbind = _batch.unbind
 except ImportError:  # pure-Python install: tuples
-    _c_flow_key = None
+    _c_flow_key = _bind = _unbind = None
 C_KEYS: Final = _c_flow_key is not None
-"""Whether the keys are FlowKeys: then the C batch loop passes segment() the key it made."""
+"""Whether the keys are FlowKeys: then the C batch loop passes segment() the key it made, and
+the half a table bound that key to (Reassembler.owner)."""
+_OWNERS: Final = itertools.count(1)
 
 
 def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
@@ -182,6 +189,7 @@ class Reassembler:
         "_young_n",
         "admit",
         "emit_deadline",
+        "owner",
     )
 
     def __init__(
@@ -222,6 +230,10 @@ class Reassembler:
         """Whether a segment may open a connection (None: every segment may); sensor.cluster's
         tasks leave out the connections an earlier file's task carries. Consulted only for
         segments of no connection in the table, so it costs the per-packet path nothing."""
+        self.owner = next(_OWNERS)
+        """This table's number for the FlowKeys it binds to its halves (never reused in a
+        process): the C batch loop hands segment() a key's half only when this table bound it,
+        so that another table in the process (a test's, a cluster task's) looks its own up."""
         self.emit_deadline = float("-inf")
         """While expire() emits a record: the deadline that ended it (the pass emits in deadline
         order); -inf otherwise. Runs that merge several reassemblers' records order by it."""
@@ -229,11 +241,18 @@ class Reassembler:
     # ------------------------------------------------------------------------------------
     # public API
 
-    def segment(self, ts: float, seg: Segment, key: FlowKey | None = None) -> None:
+    def segment(
+        self, ts: float, seg: Segment, key: FlowKey | None = None, bound: Half | None = None
+    ) -> None:
         """Process one decoded TCP segment (the per-packet hot path); `key`: its flow_key, when
-        the caller has it (the C batch loop)."""
+        the caller has it (the C batch loop), and `bound`: the half this table bound that key
+        to, which is the table's entry for it (no lookup then)."""
         src, dst, sport, dport, seq, ack, flags, window, ttl, options, payload, wire = seg
-        h = self._flows.get(flow_key(src, sport, dst, dport) if key is None else key)
+        h = bound
+        if h is None:
+            h = self._flows.get(flow_key(src, sport, dst, dport) if key is None else key)
+            if h is not None and key is not None and _bind is not None:
+                self._bind_extra(h, key)
         if h is not None and (flags & _FAST_FLAGS_MASK) == ACK and window:
             if len(payload):  # compiled: the size field, where truth is a call (PyObject_IsTrue)
                 if h.fast and seq == h.next_seq:
@@ -459,6 +478,22 @@ class Reassembler:
             self._close(c, ts, EndReason.FIN)
         c.refresh_fast()
 
+    def _bind_extra(self, h: Half, key: FlowKey) -> None:
+        """The C batch loop made `key` anew for h's 4-tuple (the connection's own key left its
+        cache, to another 4-tuple of the same slot), or another table bound it since: bind it to
+        h, the one key of the kind per direction (the cache holds one key per 4-tuple, so an
+        earlier one is never handed again)."""
+        if _bind is None or _unbind is None:
+            return
+        owner = self.owner
+        c = h.conn
+        if not any(k is key for k in c.keys):
+            old = h.extra_key
+            if old is not None and old is not key:
+                _unbind(old, owner)
+            h.extra_key = key
+        _bind(key, owner, h)
+
     def _fast_ack(self, h: Half, ts: float, ack: int) -> None:
         """`_ack_moved` for a fast-path segment: the common ACK (forward, all seen) counted here."""
         last = h.last_ack
@@ -531,6 +566,9 @@ class Reassembler:
         self._flows[key_r] = c.peer(sender)
         self._flows[key_s] = sender  # on a 4-tuple equal to its reverse, the sender wins
         c.keys = (key_s, key_r)
+        if _bind is not None:  # the same order: a key is bound to what the table maps it to
+            _bind(key_r, self.owner, c.peer(sender))
+            _bind(key_s, self.owner, sender)
         self._count += 1
         young = self._young
         young.append(c)
@@ -618,11 +656,20 @@ class Reassembler:
         self._heap.discard(c)
         if not c.wired:
             self._young_n -= 1
+        flows = self._flows
+        unbind = _unbind
         for key in c.keys:
-            self._flows.pop(key, None)
+            flows.pop(key, None)
+            if unbind is not None:
+                unbind(key, self.owner)
         self._count -= 1
         budget = self._budget
         for h in (c.client, c.server):
+            extra = h.extra_key
+            if extra is not None:
+                if unbind is not None:
+                    unbind(extra, self.owner)
+                h.extra_key = None
             if h.kept is not None:
                 h.forget()
             if h.starts:  # only if a handler raised mid-flush; keep the accounting right

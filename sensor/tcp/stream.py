@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right
+from collections.abc import Hashable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final
 
@@ -111,6 +112,7 @@ class Half:
         "conflicts",
         "conn",
         "delivered",
+        "extra_key",
         "fast",
         "fin_rel",
         "first_ack",
@@ -180,6 +182,9 @@ class Half:
         # direction cost more than a SYN-only flow's whole Half)
         self.seq_s = self.seq_h = self.seq_f = self.seq_r = -1
         self.letter_counts: dict[str, int] | None = None  # g/t/w: counts, recorded at 1, 10...
+        # A FlowKey the C batch loop made for this direction after the connection's own (in
+        # Connection.keys) left its cache, bound to this half too (Reassembler._bind_extra)
+        self.extra_key: Hashable | None = None
         self.fast = False  # in-order data and pure ACKs of this direction may take the fast path
         self.note_a = True  # a fast pure ACK must first call Connection.first_fast
         self.note_d = True  # fast data must first call Connection.first_fast
