@@ -61,6 +61,7 @@ C_MODULES = [
     Extension("sensor._build", ["sensor/_build.c"], extra_compile_args=["-O2"]),
     Extension("sensor.features._sums", ["sensor/features/_sums.c"], extra_compile_args=["-O2"]),
     Extension("sensor.tcp._ident", ["sensor/tcp/_ident.c"], extra_compile_args=["-O2"]),
+    Extension("sensor._heap", ["sensor/_heap.c"], extra_compile_args=["-O2"]),
 ]
 """Hand-written C, where a loop over bytes is the cost: each has a Python reading it is tested
 against (sensor/smtp/_scan.c: MessageBody._scan_bytes, LineBuffer.pop_line;

@@ -860,7 +860,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     from sensor.capture.live import LiveSource
     from sensor.config import load_config
     from sensor.parallel import resolve_workers
-    from sensor.service.memory import HeapTrimmer
+    from sensor.service.memory import HeapTrimmer, Reservation, reserve
     from sensor.service.runtime import LiveService, live_settings
     from sensor.service.stats import LiveStatus
 
@@ -895,6 +895,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     fan_snapshot: list[Callable[[], dict[str, Any]]] = []  # the fanout parent's, once running
     live_report = _LiveReport(interval, stats_log, metrics, cfg)  # log opened before the drop
     trimmer = HeapTrimmer(cfg.live.heap_trim_s)
+    reserved = [Reservation()]  # this process's, once made (one worker; else each worker's)
 
     def snapshot() -> dict[str, Any]:
         base = status.snapshot()
@@ -905,6 +906,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
                     out[key] = base[key]
             base = out
         base["process"].update(trimmer.stats())
+        base["process"].update(reserved[0].stats())
         return base
 
     fanout = None
@@ -917,6 +919,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
         fanout = LiveInput(ifaces, n_workers, shutdown, snaplen=snap, promisc=promiscuous,
                            buffer_bytes=buffer_bytes, duration=duration, on_event=event,
                            heap_trim_s=cfg.live.heap_trim_s,
+                           reserve_bytes=(cfg.live.reserve_mb << 20) // (n_workers * len(ifaces)),
                            on_wake=service.tick, on_snapshot=fan_snapshot.append)  # fmt: skip
 
     def prepare(expr: str) -> None:  # every capture handle is opened, then privileges go
@@ -945,6 +948,9 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
             timer = threading.Timer(duration, source.stop)
             timer.daemon = True
             timer.start()
+        # After the model's process is forked (it would share, copy-on-write, every page)
+        reserved[0] = reserve(cfg.live.reserve_mb << 20)
+        trimmer.keep_bytes = reserved[0].malloc_bytes
         service.ready(f"capturing on {where}")
         cap, totals = pipe.capture_stats, pipe.totals
         service.describe = lambda: (f"capturing on {where}: {cap.packets} packets, "

@@ -9,7 +9,7 @@ import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 from sensor.decode.packet import DecodeLimits
 from sensor.errors import ConfigError
@@ -182,6 +182,7 @@ class LiveConfig:
     stats: str = ""
     stats_interval_s: int = 60
     heap_trim_s: int = 60  # 0: never (sensor.service.memory)
+    reserve_mb: int = 512  # memory made resident at start, shared by the workers; 0: none
     snaplen: int = 262144
     buffer_mb: int = 64
     promisc: bool = True
@@ -289,7 +290,7 @@ def _range(chk: _Checker, path: str, value: object) -> None:
         assert isinstance(value, float)
         if not 0.0 < value <= 1.0:
             raise chk.fail(path, "a number > 0 and <= 1", value)
-    elif key in ("rexmit_segments", "heap_trim_s"):
+    elif key in ("rexmit_segments", "heap_trim_s", "reserve_mb"):
         assert isinstance(value, int)
         if value < 0:
             raise chk.fail(path, "an integer >= 0 (0: off)", value)
@@ -392,6 +393,7 @@ def _build(chk: _Checker, merged: dict[str, Any], user: dict[str, Any],
                   capture=_capture(chk, merged["capture"]))
 
 
+MAX_RESERVE_MB: Final = 1 << 20  # [live] reserve_mb: 1 TiB
 _IFACE_NAME = re.compile(r"[^\s/:]{1,15}")  # Linux IFNAMSIZ 16 with the NUL; no '/', ':' or space
 _USER_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?")
 
@@ -412,12 +414,15 @@ def _live(chk: _Checker, table: dict[str, Any]) -> LiveConfig:
     if table["user"] and not _USER_NAME.fullmatch(table["user"]):
         raise chk.fail("live.user", "a user name like \"nobody\" (\"\": the default)",
                        table["user"])
-    for key in ("stats_interval_s", "heap_trim_s", "snaplen", "buffer_mb"):
+    for key in ("stats_interval_s", "heap_trim_s", "reserve_mb", "snaplen", "buffer_mb"):
         _range(chk, f"live.{key}", table[key])
+    if table["reserve_mb"] > MAX_RESERVE_MB:
+        raise chk.fail("live.reserve_mb", f"an integer from 0 to {MAX_RESERVE_MB}",
+                       table["reserve_mb"])
     return LiveConfig(tuple(table["interfaces"]), n, table["user"], table["sessions"],
                       table["conns"], table["alerts"], table["host_scores"], table["stats"],
-                      table["stats_interval_s"], table["heap_trim_s"], table["snaplen"],
-                      table["buffer_mb"], table["promisc"])
+                      table["stats_interval_s"], table["heap_trim_s"], table["reserve_mb"],
+                      table["snaplen"], table["buffer_mb"], table["promisc"])
 
 
 def _capture(chk: _Checker, table: dict[str, Any]) -> CaptureConfig:

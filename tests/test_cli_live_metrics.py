@@ -107,7 +107,8 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
     assert m["port25_connections_open"][()] == 1  # closed, lingering for stragglers
     assert m["port25_tcp_acks_total"][()] > 0 and m["port25_tcp_acks_unseen_total"][()] == 0
     assert m["port25_capture_loss_ratio"][()] == 0.0
-    assert m["port25_resident_memory_bytes"][()] > 10 << 20
+    # [live] reserve_mb's default (512 MiB) made resident before the first packet
+    assert m["port25_resident_memory_bytes"][()] > 500 << 20
     assert "port25_alerts_total" not in m  # a family with no kind yet: no sample
     assert m["port25_workers_running"][()] == 1
 
@@ -118,6 +119,9 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
     assert sum(x["delta"].get("capture", {}).get("packets", 0) for x in lines) == \
         last["capture"]["packets"]
     assert all(x["capture_loss"]["percent"] == 0.0 for x in lines)
+    proc = lines[-1]["totals"]["process"]
+    assert proc["reserved_bytes"] > 500 << 20
+    assert proc["reserve_arenas_beyond"] == 0 and proc["reserve_arenas_free"] > 300
     assert "capture loss estimate" not in err
     # the kernel's counters reach --stats and the summary, not only a stderr line
     counted = json.loads(final.read_text())["interfaces"][SRV_IF]

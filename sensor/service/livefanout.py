@@ -39,7 +39,7 @@ from sensor.parallel import (
 from sensor.parallel import _grow_pipe as grow_pipe
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
-from sensor.service.memory import HeapTrimmer
+from sensor.service.memory import HeapTrimmer, reserve
 from sensor.service.signals import Shutdown, die_with_parent
 from sensor.tcp.reassembler import TcpLimits
 
@@ -98,6 +98,8 @@ class LiveInput:
     duration: float | None = None
     heap_trim_s: float = 0.0
     """Seconds between two malloc_trim calls in each worker (sensor.service.memory); 0: never."""
+    reserve_bytes: int = 0
+    """Memory each worker makes resident as it starts (sensor.service.memory.reserve)."""
     handles: list[LiveSource] = field(default_factory=list)
     """The capture handles (`open_handles`), opened before privileges are dropped; opened by
     run_live_fanout itself when empty (a caller that keeps its privileges)."""
@@ -237,7 +239,7 @@ class _Run:
             target=_worker_main,
             args=(slot.source, key, self.ports, self.wants, self.limits, send_end,
                   inherited, self.parent, restart, self.src.shutdown.stop.is_set(),
-                  self.src.heap_trim_s),
+                  self.src.heap_trim_s, self.src.reserve_bytes),
             name=f"sensor-live-{slot.index}",
             daemon=True,
         )  # fmt: skip
@@ -533,6 +535,7 @@ def _worker_main(
     restart: bool,
     stopped: bool,
     heap_trim_s: float,
+    reserve_bytes: int,
 ) -> None:
     """Process entry: read this worker's handle until stopped, send everything; never returns."""
     code = 0
@@ -547,7 +550,8 @@ def _worker_main(
         die_with_parent(parent)
         for other in inherited:
             other.close()
-        HeapTrimmer(heap_trim_s).start()  # a daemon thread: ends with the process
+        kept = reserve(reserve_bytes).malloc_bytes  # this worker forks nothing
+        HeapTrimmer(heap_trim_s, kept).start()  # a daemon thread: ends with the process
         try:
             if restart:
                 conn.send((_Msg.RESYNCED, source.resync_ring()))

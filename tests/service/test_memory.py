@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from sensor.service.memory import HeapTrimmer
 from sensor.service.stats import rss_bytes
 
@@ -90,3 +92,74 @@ def test_one_malloc_arena_serves_threads_of_forked_children_from_the_main_arena(
 
     assert heaps("default") == 2  # the thread got an arena of its own
     assert heaps("one") == 1
+
+
+_RESERVE = """
+import os, resource, sys
+from sensor.service import memory
+from sensor.service.memory import reserve
+got = reserve(int(sys.argv[1]) << 20)
+assert got.arena_bytes == 0 or reserve(64 << 20).arena_bytes == 0  # once per process
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+kept = [(i, str(i), [i]) for i in range(1_000_000)]  # some 150 MB of small objects
+blobs = [bytes(2000) for _ in range(20_000)]  # 40 MB of C heap
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+del kept
+stats = got.stats()
+pid = os.fork()  # a child forked afterwards allocates and frees from the same pool
+if pid == 0:
+    more = [str(i) * 3 for i in range(300_000)]
+    del more
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+print(got.arena_bytes, got.malloc_bytes, faults, stats["reserve_arenas_taken"],
+      stats["reserve_arenas_beyond"], got.stats()["reserve_arenas_free"])
+"""
+
+
+def _reserve_run(mb: int) -> list[int]:
+    out = subprocess.run([sys.executable, "-c", _RESERVE, str(mb)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout  # fmt: skip
+    return [int(x) for x in out.split()]
+
+
+def test_a_reservation_takes_the_page_faults_before_the_tables_grow() -> None:
+    arena, malloc, faults, taken, beyond, free = _reserve_run(384)
+    assert arena == 256 << 20 and malloc == 128 << 20
+    assert taken > 100 and beyond == 0
+    assert free > taken - 10  # the arenas freed went back to the pool (del kept)
+    none = _reserve_run(0)
+    assert none[:2] == [0, 0] and none[3:] == [0, 0, 0]
+    # every 4 KiB page of the ~190 MB allocated is a fault without it; almost none with it
+    assert none[2] > 35_000 and faults < none[2] // 10, (faults, none[2])
+
+
+def test_the_trimmer_keeps_the_reserved_heap() -> None:
+    code = """
+import sys
+from sensor.service.memory import HeapTrimmer, reserve
+from sensor.service.stats import rss_bytes
+got = reserve(int(sys.argv[1]) << 20)
+t = HeapTrimmer(60, got.malloc_bytes)
+t.trim()
+print(got.malloc_bytes, rss_bytes())
+"""
+    def run(mb: int) -> list[int]:
+        out = subprocess.run([sys.executable, "-c", code, str(mb)], capture_output=True,
+                             text=True, check=True, timeout=60).stdout  # fmt: skip
+        return [int(x) for x in out.split()]
+
+    kept_bytes, rss = run(300)
+    _, rss_none = run(0)
+    assert kept_bytes == 100 << 20
+    assert rss - rss_none > 280 << 20  # arenas and heap both still resident after the trim
+
+
+def test_nothing_is_reserved_without_the_compiled_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sensor.service import memory
+
+    monkeypatch.setattr(memory, "_c_reserve", None)
+    got = memory.reserve(64 << 20)
+    assert (got.arena_bytes, got.malloc_bytes) == (0, 0)
+    assert got.stats() == {"reserved_bytes": 0, "reserve_arenas_taken": 0,
+                           "reserve_arenas_beyond": 0, "reserve_arenas_free": 0}  # fmt: skip
