@@ -187,15 +187,26 @@ _UNFINISHED: Final = frozenset({"eof", "evicted"})
 ended (or the sensor stopped), or a cap made room."""
 
 
+_ANSWERED: Final = frozenset("ADF")
+"""Client history letters (a pure ACK, payload, a FIN) that a client sends only once a SYN-ACK
+reached it: after its SYN, one of them says the server answered."""
+
+
 def loss_failed(rec: ConnRecord) -> bool:
     """Whether a connection whose state says it failed shows capture loss: reassembly gaps, or
     payload from a server whose handshake reply was not seen (it answered). Its failure may be
     the packets the capture missed (a lost SYN-ACK and server FIN give SH), not the server's.
     So may that of a connection the sensor cut off (`_UNFINISHED`) after one packet, before
     its SYN was due again (a client retransmits an unanswered SYN after a second): a SYN seen
-    just before the input ended, the rest in a run of kernel drops or not sent yet, reads S0."""
+    just before the input ended, the rest in a run of kernel drops or not sent yet, reads S0.
+    And so does an attempt "left unanswered" whose client went on as answered clients do (an
+    ACK, payload or a FIN after its SYN: every packet of the server, and the client's between,
+    in a run of kernel drops): Zeek's SH, a FIN after a SYN with no SYN-ACK, is that, or a
+    crafted packet. (A SYN carrying data, TCP Fast Open, also reads as answered: port 25 has
+    none to speak of.)"""
     return (rec.gaps > 0 or rec.bytes_to_client > 0
-            or (rec.end_reason in _UNFINISHED and rec.pkts_to_server + rec.pkts_to_client == 1))
+            or (rec.end_reason in _UNFINISHED and rec.pkts_to_server + rec.pkts_to_client == 1)
+            or (rec.state in UNANSWERED_STATES and not _ANSWERED.isdisjoint(rec.history)))
 
 
 _ATTRIBUTING: Final = frozenset("SsHhRr")

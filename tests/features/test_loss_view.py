@@ -110,6 +110,27 @@ def test_a_lone_syn_the_sensor_cut_off_counts_for_the_rules_not_the_model() -> N
     assert t.stats.loss_failed_conns == 1
 
 
+def test_an_unanswered_attempt_whose_client_went_on_shows_loss() -> None:
+    """Seen in a live benchmark run at 40% kernel drops: the client's SYN, its EHLO and its FIN,
+    no packet of the server's (and no gap: the FIN came after the lost bytes, which nothing
+    acknowledged) read SH, a failed attempt, and the model raised anomalous_host for it. A
+    client sends an ACK, payload or a FIN only once a SYN-ACK reached it."""
+    for state, history in (("SH", "SDF"), ("SH", "SF"), ("S0", "SA"), ("S0", "SD"),
+                           ("RSTOS0", "SAR")):  # fmt: skip
+        rec = conn(BOT, MX_EXT, 10.0, state, history=history, gaps=0, bytes_to_client=0)
+        assert loss_failed(rec), (state, history)
+    for state, history in (("S0", "S"), ("RSTOS0", "SR"), ("REJ", "Sr"), ("SF", "ShADadFf")):
+        rec = conn(BOT, MX_EXT, 10.0, state, history=history, gaps=0, bytes_to_client=0)
+        assert not loss_failed(rec), (state, history)  # unanswered, refused, or not failed
+    t = HostTable(site_config())
+    t.on_conn(conn(BOT, MX_EXT, 10.0, "SH", history="SDF", gaps=0, bytes_to_client=0,
+                   bytes_to_server=28))  # fmt: skip
+    st = t._hosts[BOT]
+    assert vector(t.snapshot(st))[_col("short_unanswered_conns")] == 1  # the rules' view
+    assert HostTable.vector(st)[_col("short_unanswered_conns")] == 0  # the model's
+    assert t.stats.loss_failed_conns == 1
+
+
 def _host_views(pcap: Path) -> tuple[int, int, HostTable]:
     """Hosts changed, and of them those whose two views differed, over a capture; every
     batch row equals the per-host model vector, and the views differ only in failures."""
