@@ -16,7 +16,8 @@ the measure of the live target; this one says whether a change moves it.
 With --batched, the live per-packet path instead: the paced capture is read into libpcap batches
 (pcapy's next_batch, as `sensor live` gets them) before the clock starts, then a Pipeline in the
 measuring process decodes and feeds them in the C batch loop, reassembles and parses (no
-detection, no outputs); the CPU of that alone is counted.
+detection, no outputs), with the collector settings of the CLI; the CPU of that alone is
+counted.
 
     python scripts/bench_paced.py --rate 300000 --reference /tmp/ref
     python scripts/bench_paced.py --rate 300000 --reference /tmp/ref --batched --packets 400000
@@ -110,6 +111,9 @@ class Batches(BatchedFrames):
         raise StopIteration
 
 
+from sensor.cli import _tune_gc
+
+_tune_gc()  # the collector settings every command runs with
 pipe = Pipeline()
 t = time.process_time()
 pipe.run(Batches())
