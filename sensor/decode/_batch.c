@@ -633,35 +633,39 @@ flow_key_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return flowkey_make(s, slen, sport, d, dlen, dport);
 }
 
+/* The key and owner of a bind/unbind/bound call (`usage` names it): -1 on a bad call, with the
+ * error set; else 0, *key NULL for a key that is no FlowKey (the tuple of a 4-tuple no FlowKey
+ * holds: it has no binding, its segments are looked up in the table). */
 static int
-owner_of(PyObject *v, unsigned long long *out)
+key_and_owner(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *usage,
+              FlowKeyObject **key, unsigned long long *owner)
 {
-    unsigned long long x = PyLong_AsUnsignedLongLong(v);
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s: %zd arguments", usage, want);
+        return -1;
+    }
+    unsigned long long x = PyLong_AsUnsignedLongLong(args[1]);
     if (x == (unsigned long long)-1 && PyErr_Occurred())
         return -1;
     if (x == 0) {
         PyErr_SetString(PyExc_ValueError, "an owner is a positive int");
         return -1;
     }
-    *out = x;
+    *owner = x;
+    *key = Py_TYPE(args[0]) == &FlowKeyType ? (FlowKeyObject *)args[0] : NULL;
     return 0;
 }
 
 /* bind(key, owner, half): owner's table maps key to half; feed(..., owner) passes half with the
- * key from now on. A key that is no FlowKey (the tuple of a 4-tuple no FlowKey holds) is left
- * alone: its segments are looked up in the table. */
+ * key from now on. */
 static PyObject *
 bind_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    FlowKeyObject *k;
     unsigned long long owner;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "bind(key, owner, half): three arguments");
+    if (key_and_owner(args, nargs, 3, "bind(key, owner, half)", &k, &owner) < 0)
         return NULL;
-    }
-    if (owner_of(args[1], &owner) < 0)
-        return NULL;
-    if (Py_TYPE(args[0]) == &FlowKeyType) {
-        FlowKeyObject *k = (FlowKeyObject *)args[0];
+    if (k != NULL) {
         k->owner = owner;
         Py_XSETREF(k->half, Py_NewRef(args[2]));
     }
@@ -672,19 +676,13 @@ bind_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 unbind_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    FlowKeyObject *k;
     unsigned long long owner;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "unbind(key, owner): two arguments");
+    if (key_and_owner(args, nargs, 2, "unbind(key, owner)", &k, &owner) < 0)
         return NULL;
-    }
-    if (owner_of(args[1], &owner) < 0)
-        return NULL;
-    if (Py_TYPE(args[0]) == &FlowKeyType) {
-        FlowKeyObject *k = (FlowKeyObject *)args[0];
-        if (k->owner == owner) {
-            k->owner = 0;
-            Py_CLEAR(k->half);
-        }
+    if (k != NULL && k->owner == owner) {
+        k->owner = 0;
+        Py_CLEAR(k->half);
     }
     Py_RETURN_NONE;
 }
@@ -693,18 +691,12 @@ unbind_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 bound_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    FlowKeyObject *k;
     unsigned long long owner;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "bound(key, owner): two arguments");
+    if (key_and_owner(args, nargs, 2, "bound(key, owner)", &k, &owner) < 0)
         return NULL;
-    }
-    if (owner_of(args[1], &owner) < 0)
-        return NULL;
-    if (Py_TYPE(args[0]) == &FlowKeyType) {
-        FlowKeyObject *k = (FlowKeyObject *)args[0];
-        if (k->owner == owner && k->half != NULL)
-            return Py_NewRef(k->half);
-    }
+    if (k != NULL && k->owner == owner && k->half != NULL)
+        return Py_NewRef(k->half);
     Py_RETURN_NONE;
 }
 
