@@ -121,7 +121,7 @@ def test_metrics_endpoint_and_stats_log_on_veth(veth: VethNet, tmp_path: Path) -
     assert all(x["capture_loss"]["percent"] == 0.0 for x in lines)
     proc = lines[-1]["totals"]["process"]
     assert proc["reserved_bytes"] > 500 << 20
-    assert proc["reserve_arenas_beyond"] == 0 and proc["reserve_arenas_free"] > 300
+    assert proc["reserve_arenas_beyond"] == 0 and proc["reserve_arenas_free"] > 0
     assert "capture loss estimate" not in err
     # the kernel's counters reach --stats and the summary, not only a stderr line
     counted = json.loads(final.read_text())["interfaces"][SRV_IF]

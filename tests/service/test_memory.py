@@ -127,7 +127,7 @@ def test_a_reservation_takes_the_page_faults_before_the_tables_grow() -> None:
     arena, malloc, faults, taken, beyond, free = _reserve_run(384)
     assert arena == 256 << 20 and malloc == 128 << 20
     assert taken > 100 and beyond == 0
-    assert free > taken - 10  # the arenas freed went back to the pool (del kept)
+    assert free > (arena >> 20) - 20  # the arenas freed went back to the pool (del kept)
     none = _reserve_run(0)
     assert none[:2] == [0, 0] and none[3:] == [0, 0, 0]
     # every 4 KiB page of the ~190 MB allocated is a fault without it; almost none with it
