@@ -135,11 +135,12 @@ def make_captures(workdir: Path, seeds: int, scenario: str, length: str) -> list
     return out
 
 
-def scaled_config(path: Path, scale: int, heap_trim_s: int | None) -> Path:
+def scaled_config(path: Path, scale: int, heap_trim_s: int | None, reserve_mb: int = 0) -> Path:
     """A config whose windows and packet-time timeouts are the defaults divided by `scale`:
     replayed traffic then reaches the tables' steady state within the soak (at 1, the long
     window alone takes an hour to fill). The heap is trimmed every `heap_trim_s` (None: the
-    default minute, scaled too; 0: never)."""
+    default minute, scaled too; 0: never). `reserve_mb` is [live] reserve_mb: 0 by default, as
+    memory made resident at start would hide the tables' growth (and a leak) below it."""
     d = lambda v: max(1, v // scale)  # noqa: E731 - one-line helper
     trim = d(60) if heap_trim_s is None else heap_trim_s
     path.write_text(
@@ -147,7 +148,7 @@ def scaled_config(path: Path, scale: int, heap_trim_s: int | None) -> Path:
         f"[bounds]\nhost_idle_s = {float(d(7200))}\n"
         f"[reassembly]\nidle_timeout_s = {float(d(300))}\n"
         f"[suppression]\ninterval_s = {d(3600)}\n"
-        f"[live]\nheap_trim_s = {trim}\n")
+        f"[live]\nheap_trim_s = {trim}\nreserve_mb = {reserve_mb}\n")
     return path
 
 
@@ -276,6 +277,9 @@ def main() -> None:
     ap.add_argument("--heap-trim-s", type=int, default=None,
                     help="[live] heap_trim_s of the run (default: 60 divided by --time-scale; "
                          "0: no trim, to compare)")
+    ap.add_argument("--reserve-mb", type=int, default=0,
+                    help="[live] reserve_mb of the run (default 0: the resident size is then the "
+                         "tables' own, which a reservation would hide below its size)")
     ap.add_argument("--malloc-stats", type=float, default=0.0,
                     help="every this many seconds, sample the sensor's small-object allocator "
                          "(sys._debugmallocstats) and plot it beside RSS in OUT_arenas.png "
@@ -287,7 +291,8 @@ def main() -> None:
     captures = make_captures(workdir, args.seeds, args.scenario, args.length)
     with tempfile.TemporaryDirectory() as tmp, veth_namespaces() as net:
         stats_log = Path(tmp) / "stats.log"
-        cfg = scaled_config(Path(tmp) / "soak.toml", max(1, args.time_scale), args.heap_trim_s)
+        cfg = scaled_config(Path(tmp) / "soak.toml", max(1, args.time_scale), args.heap_trim_s,
+                            args.reserve_mb)
         env = dict(os.environ)
         malloc_dir = Path(tmp) / "malloc"
         if args.malloc_stats > 0:
