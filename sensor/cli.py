@@ -746,6 +746,19 @@ def _parse_workers_opt(ctx: click.Context, param: click.Parameter, value: str | 
     return None if value is None else _parse_workers(ctx, param, value)
 
 
+def _parse_cpus_opt(ctx: click.Context, param: click.Parameter,
+                    value: str | None) -> tuple[int, ...] | None:  # fmt: skip
+    """--cpus as core numbers (sensor.service.affinity); None leaves the choice to the config."""
+    from sensor.service.affinity import parse_cpus
+
+    if value is None:
+        return None
+    try:
+        return parse_cpus(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 # --------------------------------------------------------------------------------------------
 # live: what the running service tells its operator (periodic stats lines, Prometheus, loss)
 
@@ -831,6 +844,9 @@ class _LiveReport:
 @click.option("--promisc/--no-promisc", default=None,
               help="Put the interface in promiscuous mode (a span port needs it) [default: "
                    "live.promisc, on].")
+@click.option("--cpus", default=None, callback=_parse_cpus_opt, metavar="LIST",
+              help="Cores the capture processes run on, e.g. 0,2-3: one process on the whole "
+                   "list, worker i on its i-th core; '' not pinned [default: live.cpus, ''].")
 @click.option("--user", default=None, metavar="NAME",
               help="Run as NAME once the capture is open, with no capability left [default: "
                    "the config's live.user; '': nobody when started as root, else the current "
@@ -841,9 +857,10 @@ class _LiveReport:
 @_live_report_options
 @_output_options
 def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
-         snaplen: int | None, buffer_mb: int | None, promisc: bool | None, user: str | None,
-         check_iface: str | None, stats_interval: float | None, stats_log: str | None,
-         metrics: str | None, **opts: Any) -> None:  # fmt: skip
+         snaplen: int | None, buffer_mb: int | None, promisc: bool | None,
+         cpus: tuple[int, ...] | None, user: str | None, check_iface: str | None,
+         stats_interval: float | None, stats_log: str | None, metrics: str | None,
+         **opts: Any) -> None:  # fmt: skip
     """Analyse live traffic on interfaces (libpcap, BPF filter in the kernel).
 
     With --workers N, or several -i, each interface is read by N processes joined in one kernel
@@ -860,6 +877,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     from sensor.capture.live import LiveSource
     from sensor.config import load_config
     from sensor.parallel import resolve_workers
+    from sensor.service.affinity import check_cpus, pin, pinned_to
     from sensor.service.memory import HeapTrimmer, Reservation, reserve
     from sensor.service.runtime import LiveService, live_settings
     from sensor.service.stats import LiveStatus
@@ -879,6 +897,8 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     snap = snaplen if snaplen is not None else cfg.live.snaplen
     buffer_bytes = (buffer_mb if buffer_mb is not None else cfg.live.buffer_mb) << 20
     promiscuous = cfg.live.promisc if promisc is None else promisc
+    cores = cfg.live.cpus if cpus is None else cpus
+    check_cpus(cores, "live.cpus" if cpus is None else "--cpus")
     interval = float(cfg.live.stats_interval_s) if stats_interval is None else stats_interval
     if interval <= 0 and stats_log is not None:
         raise click.UsageError("--stats-log needs a --stats-interval above 0")
@@ -907,6 +927,8 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
             base = out
         base["process"].update(trimmer.stats())
         base["process"].update(reserved[0].stats())
+        if fanout is None:  # a fanout parent is not pinned: its workers' stats say theirs
+            base["process"]["cpus"] = pinned_to()
         return base
 
     fanout = None
@@ -920,6 +942,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
                            buffer_bytes=buffer_bytes, duration=duration, on_event=event,
                            heap_trim_s=cfg.live.heap_trim_s,
                            reserve_bytes=(cfg.live.reserve_mb << 20) // (n_workers * len(ifaces)),
+                           cpus=cores,
                            on_wake=service.tick, on_snapshot=fan_snapshot.append)  # fmt: skip
 
     def prepare(expr: str) -> None:  # every capture handle is opened, then privileges go
@@ -948,7 +971,9 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
             timer = threading.Timer(duration, source.stop)
             timer.daemon = True
             timer.start()
-        # After the model's process is forked (it would share, copy-on-write, every page)
+        # After the model's process is forked (it would share, copy-on-write, every page; and
+        # it is not pinned: sensor.service.affinity)
+        pin(cores)
         reserved[0] = reserve(cfg.live.reserve_mb << 20)
         trimmer.keep_bytes = reserved[0].malloc_bytes
         service.ready(f"capturing on {where}")

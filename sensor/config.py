@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from sensor.decode.packet import DecodeLimits
 from sensor.errors import ConfigError
+from sensor.service.affinity import parse_cpus
 from sensor.smtp.limits import RFC_COMMAND_LINE, SmtpLimits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -186,6 +187,7 @@ class LiveConfig:
     snaplen: int = 262144
     buffer_mb: int = 64
     promisc: bool = True
+    cpus: tuple[int, ...] = ()  # cores the capture processes run on (sensor.service.affinity)
 
 
 @dataclass(slots=True, frozen=True)
@@ -419,10 +421,15 @@ def _live(chk: _Checker, table: dict[str, Any]) -> LiveConfig:
     if table["reserve_mb"] > MAX_RESERVE_MB:
         raise chk.fail("live.reserve_mb", f"an integer from 0 to {MAX_RESERVE_MB}",
                        table["reserve_mb"])
+    try:
+        cpus = parse_cpus(table["cpus"])
+    except ValueError:
+        raise chk.fail("live.cpus", 'a list of cores like "0,2-3" ("": not pinned)',
+                       table["cpus"]) from None
     return LiveConfig(tuple(table["interfaces"]), n, table["user"], table["sessions"],
                       table["conns"], table["alerts"], table["host_scores"], table["stats"],
                       table["stats_interval_s"], table["heap_trim_s"], table["reserve_mb"],
-                      table["snaplen"], table["buffer_mb"], table["promisc"])
+                      table["snaplen"], table["buffer_mb"], table["promisc"], cpus)
 
 
 def _capture(chk: _Checker, table: dict[str, Any]) -> CaptureConfig:

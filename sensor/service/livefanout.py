@@ -39,6 +39,7 @@ from sensor.parallel import (
 from sensor.parallel import _grow_pipe as grow_pipe
 from sensor.pipeline import Pipeline, RunTotals, no_streams
 from sensor.records import CaptureStats, ConnRecord, SmtpSession, TcpStats
+from sensor.service.affinity import pin, worker_cpus
 from sensor.service.memory import HeapTrimmer, reserve
 from sensor.service.signals import Shutdown, die_with_parent
 from sensor.tcp.reassembler import TcpLimits
@@ -100,6 +101,9 @@ class LiveInput:
     """Seconds between two malloc_trim calls in each worker (sensor.service.memory); 0: never."""
     reserve_bytes: int = 0
     """Memory each worker makes resident as it starts (sensor.service.memory.reserve)."""
+    cpus: tuple[int, ...] = ()
+    """Cores the workers run on, worker i on the i-th, round robin (sensor.service.affinity);
+    (): not pinned. The parent is never pinned."""
     handles: list[LiveSource] = field(default_factory=list)
     """The capture handles (`open_handles`), opened before privileges are dropped; opened by
     run_live_fanout itself when empty (a caller that keeps its privileges)."""
@@ -239,7 +243,8 @@ class _Run:
             target=_worker_main,
             args=(slot.source, key, self.ports, self.wants, self.limits, send_end,
                   inherited, self.parent, restart, self.src.shutdown.stop.is_set(),
-                  self.src.heap_trim_s, self.src.reserve_bytes),
+                  self.src.heap_trim_s, self.src.reserve_bytes,
+                  worker_cpus(self.src.cpus, slot.index)),
             name=f"sensor-live-{slot.index}",
             daemon=True,
         )  # fmt: skip
@@ -536,6 +541,7 @@ def _worker_main(
     stopped: bool,
     heap_trim_s: float,
     reserve_bytes: int,
+    cpus: tuple[int, ...],
 ) -> None:
     """Process entry: read this worker's handle until stopped, send everything; never returns."""
     code = 0
@@ -550,6 +556,7 @@ def _worker_main(
         die_with_parent(parent)
         for other in inherited:
             other.close()
+        pin(cpus)  # before the reservation: its pages come from the pinned core's node
         kept = reserve(reserve_bytes).malloc_bytes  # this worker forks nothing
         HeapTrimmer(heap_trim_s, kept).start()  # a daemon thread: ends with the process
         try:

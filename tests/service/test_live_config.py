@@ -26,6 +26,8 @@ def test_a_full_section_is_read() -> None:
                                                                  "/var/log/s.jsonl", 10)
     assert (live.snaplen, live.buffer_mb, live.promisc) == (1600, 256, False)
     assert parse_config("[live]\nworkers = 3\n", "t.toml").live.workers == 3
+    assert parse_config('[live]\ncpus = "2,0-1"\n', "t.toml").live.cpus == (2, 0, 1)
+    assert parse_config('[live]\ncpus = ""\n', "t.toml").live.cpus == ()
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -43,6 +45,10 @@ def test_a_full_section_is_read() -> None:
     ("[live]\nbuffer_mb = 0\n", "sensor.toml: live.buffer_mb: expected an integer > 0, got 0"),
     ("[live]\npromisc = \"yes\"\n", "sensor.toml: live.promisc: expected true or false"),
     ("[live]\ninterface = \"eth1\"\n", "sensor.toml: live.interface: unknown key"),
+    ("[live]\ncpus = \"0,0\"\n",
+     "sensor.toml: live.cpus: expected a list of cores like \"0,2-3\" (\"\": not pinned), "
+     "got \"0,0\""),
+    ("[live]\ncpus = [0]\n", "sensor.toml: live.cpus: expected a string, got a list"),
 ])  # fmt: skip
 def test_invalid_live_values_are_one_line_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
