@@ -169,10 +169,11 @@ def _cpu() -> float:
 
 def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: bool,
              workdir: Path, records: bool = False, reference: str | None = None,
-             replay_cpu: int | None = None) -> dict[str, Any]:  # fmt: skip
+             replay_cpu: int | None = None, cpus: str = "") -> dict[str, Any]:  # fmt: skip
     """One capture of one replay; the row of figures it gave. `reference`: the sensor imported
     from that checkout instead (built in place), for a before/after comparison. `replay_cpu`:
-    the core tcpreplay is kept on (None: anywhere)."""
+    the core tcpreplay is kept on (None: anywhere). `cpus`: the sensor's --cpus ("": none,
+    and none for a reference build that has no such option)."""
     tag = f"w{workers}-{rate}" + ("-ref" if reference else "")
     stats_path = workdir / f"live-{tag}.stats"
     stats_path.unlink(missing_ok=True)
@@ -180,6 +181,11 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
     alerts_path = workdir / f"live-{tag}.run{next(_RUNS)}.alerts"
     argv = [sensor_exe(), "live", "-i", SRV_IF, "--workers", str(workers), "-q",
             "--stats", str(stats_path)]  # fmt: skip
+    if cpus and not (reference and '"--cpus"' not in (Path(reference) / "sensor" / "cli.py")
+                     .read_text()):  # fmt: skip
+        argv += ["--cpus", cpus]
+    else:
+        cpus = ""
     if detect:
         argv += ["--alerts", str(alerts_path)]
     if records:  # to look into what a run raised; writing them costs the sensor CPU
@@ -222,6 +228,7 @@ def run_once(pcap: Path, workers: int, rate: str, limit: int | None, detect: boo
     return {
         "build": "reference" if reference else "this",
         "workers": workers,
+        "cpus": cpus,
         "rate": rate,
         "reached_pps": float(m.group(1)) if m else 0.0,
         "sent": int(sent.group(1)) if sent else 0,
@@ -307,6 +314,12 @@ def main() -> None:
                          "sender is another machine; the kernel's side of each send (the veth, "
                          "the copy into the sensor's ring) runs there too. Default: the last "
                          "core (none with a single core); none: wherever the scheduler puts it")
+    ap.add_argument("--sensor-cpus", default="auto", metavar="LIST|auto|none",
+                    help="the sensor's --cpus (its capture processes' cores). Default auto: "
+                         "every core but tcpreplay's, when there are at least as many as "
+                         "capture processes (else none), as a deployment would keep the cores "
+                         "that take the NIC's interrupts apart. A reference build without "
+                         "--cpus runs unpinned (the cpus column says so)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
     ap.add_argument("--records", action="store_true",
                     help="also keep each run's connections and sessions in the workdir (costs "
@@ -333,9 +346,9 @@ def main() -> None:
     else:
         sys.exit(f"bench: --replay-cpu {ns.replay_cpu}: expected a core number below {ncpu}, "
                  "last or none")
-    head = (f"{'build':>9} {'workers':>7} {'rate':>8} {'reached pps':>12} {'sent':>9} {'seen':>9} "
-            f"{'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'parent us':>9} {'mem MB':>7} "
-            f"{'alerts':>6}  loss, table")  # fmt: skip
+    head = (f"{'build':>9} {'workers':>7} {'cpus':>5} {'rate':>8} {'reached pps':>12} {'sent':>9} "
+            f"{'seen':>9} {'k.drops':>8} {'if.drops':>8} {'cpu s':>7} {'parent us':>9} "
+            f"{'mem MB':>7} {'alerts':>6}  loss, table")  # fmt: skip
     # The interpreter's build counts as much as the code: Debian's python3 ran the sensor in
     # 0.83x the CPU per packet of a CPython built from source with default options (pyenv).
     print(f"sensor: {sensor_exe()}, Python {platform.python_version()} "
@@ -346,7 +359,8 @@ def main() -> None:
         for rate in rates:
             for build in builds:
                 row = run_once(pcap, workers, rate, ns.limit, not ns.no_detect, workdir,
-                               ns.records, build, replay_cpu)
+                               ns.records, build, replay_cpu,
+                               _sensor_cpus(ns.sensor_cpus, workers, replay_cpu, ncpu))
                 rows.append(row)
                 _print_row(row)
     _ratios([r for r in rows if r["build"] == "this"], counts)
@@ -356,14 +370,27 @@ def main() -> None:
         Path(ns.json_path).write_text(json.dumps(rows, indent=1))
 
 
+def _sensor_cpus(choice: str, workers: int, replay_cpu: int | None, ncpu: int) -> str:
+    """The --cpus of a run with `workers` capture processes (--sensor-cpus)."""
+    if choice == "none":
+        return ""
+    if choice != "auto":
+        return choice
+    free = [c for c in sorted(os.sched_getaffinity(0)) if c != replay_cpu]
+    if replay_cpu is None or len(free) < workers:
+        return ""
+    return ",".join(map(str, free))
+
+
 def _print_row(row: dict[str, Any]) -> None:
     """One run; `parent us`: the sensor's own process (the packet loop), steady-state CPU per
     packet seen. A run drops when that passes the time between two packets (3.33 us at
     300,000/s), which on a shared machine depends on its load as much as on the code."""
     workers, rate = row["workers"], row["rate"]
     parent_us = row["steady_by_role_s"]["parent"] / max(1, row["seen"]) * 1e6
-    print(f"{row['build']:>9} {workers:>7} {rate:>8} {row['reached_pps']:>12,.0f} "
-          f"{row['sent']:>9,} {row['seen']:>9,} {row['kernel_drops']:>8,} {row['if_drops']:>8,} "
+    print(f"{row['build']:>9} {workers:>7} {row['cpus'] or '-':>5} {rate:>8} "
+          f"{row['reached_pps']:>12,.0f} {row['sent']:>9,} {row['seen']:>9,} "
+          f"{row['kernel_drops']:>8,} {row['if_drops']:>8,} "
           f"{row['cpu_s']:>7.2f} {parent_us:>9.2f} {row['rss_mb']:>7.1f} "
           f"{sum(row['alerts'].values()):>6,}  "
           f"{json.dumps(row['loss'])} {json.dumps(row['table'])} "
