@@ -877,7 +877,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
     from sensor.capture.live import LiveSource
     from sensor.config import load_config
     from sensor.parallel import resolve_workers
-    from sensor.service.affinity import check_cpus, pin, pinned_to
+    from sensor.service.affinity import check_cpus, others, pin, pinned_to
     from sensor.service.memory import HeapTrimmer, Reservation, reserve
     from sensor.service.runtime import LiveService, live_settings
     from sensor.service.stats import LiveStatus
@@ -927,8 +927,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
             base = out
         base["process"].update(trimmer.stats())
         base["process"].update(reserved[0].stats())
-        if fanout is None:  # a fanout parent is not pinned: its workers' stats say theirs
-            base["process"]["cpus"] = pinned_to()
+        base["process"]["cpus"] = pinned_to()  # a fanout parent's: the cores not listed
         return base
 
     fanout = None
@@ -957,6 +956,9 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
         did = service.drop()
         if not opts["quiet"]:
             click.echo(f"sensor: {did}", err=True)
+        # The processes forked from here on (the model's, the fanout workers) start on the
+        # cores not listed; a capture process then moves to its own (frames_for, the workers).
+        pin(others(cores))
         live_report.start(snapshot)  # threads start once privileges are gone (per-thread caps)
         trimmer.start()
         if fanout is not None:
@@ -972,7 +974,7 @@ def live(ifaces: tuple[str, ...], duration: float | None, workers: int | None,
             timer.daemon = True
             timer.start()
         # After the model's process is forked (it would share, copy-on-write, every page; and
-        # it is not pinned: sensor.service.affinity)
+        # it keeps the cores not listed)
         pin(cores)
         reserved[0] = reserve(cfg.live.reserve_mb << 20)
         trimmer.keep_bytes = reserved[0].malloc_bytes

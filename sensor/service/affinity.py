@@ -10,8 +10,10 @@ with tcpreplay pinned to core 1: an unpinned sensor was found running or runnabl
 
 The list uses the kernel's cpu-list syntax (taskset -c, cpuset, systemd's CPUAffinity=):
 "0,2-3". One capture process is pinned to the whole list; with several workers, worker i runs
-on the list's i-th core (round robin). The fanout parent (merge, detection, outputs) and the
-model's scorer process are not pinned: list fewer cores than the machine has to leave them room.
+on the list's i-th core (round robin). The other processes, the fanout parent (merge,
+detection, outputs) and the model's scorer, run on the cores the list leaves out (Suricata's
+management-cpu-set), so that they do not take time from a capture core either; when the list
+names every core the process may use, they run anywhere.
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ def worker_cpus(cpus: Sequence[int], index: int) -> tuple[int, ...]:
     """The cores of capture worker `index` (0-based over every interface's workers): the
     list's core at that place, round robin; () when the list is empty (not pinned)."""
     return (cpus[index % len(cpus)],) if cpus else ()
+
+
+def others(cpus: Sequence[int]) -> tuple[int, ...]:
+    """The cores this process may use that `cpus` leaves out; () when it leaves none, or for an
+    empty list (nothing pinned: nothing to keep apart)."""
+    if not cpus:
+        return ()
+    return tuple(sorted(os.sched_getaffinity(0) - set(cpus)))
 
 
 def pin(cpus: Sequence[int]) -> None:

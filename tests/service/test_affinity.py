@@ -17,6 +17,7 @@ from sensor.service.affinity import (
     MAX_CPU,
     check_cpus,
     format_cpus,
+    others,
     parse_cpus,
     worker_cpus,
 )
@@ -53,6 +54,13 @@ def test_format_and_parse_round_trip(cpus: set[int]) -> None:
 def test_workers_take_the_listed_cores_round_robin() -> None:
     assert [worker_cpus((4, 6), i) for i in range(5)] == [(4,), (6,), (4,), (6,), (4,)]
     assert worker_cpus((), 3) == ()
+
+
+def test_the_other_processes_keep_the_cores_not_listed() -> None:
+    allowed = tuple(sorted(os.sched_getaffinity(0)))
+    assert others(allowed[-1:]) == allowed[:-1]
+    assert others(allowed) == ()  # every core listed: the others run anywhere
+    assert others(()) == ()  # nothing pinned
 
 
 def test_a_core_outside_the_process_mask_is_a_config_error() -> None:
