@@ -5,10 +5,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import os
 import socket
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
+
+from sensor.service.affinity import format_cpus
 
 SIOCGIFFLAGS: Final = 0x8913
 """ioctl (linux/sockios.h): the interface's flags."""
@@ -67,6 +71,13 @@ class InterfaceReport:
     """ethtool -k name -> on, or None when the driver does not say."""
     advice: list[str] = field(default_factory=list)
     error: str = ""
+    irqs: tuple[int, ...] | None = None
+    """The device's interrupts (MSI/MSI-X), () when it lists none, None for an interface with
+    no device (a veth, a bridge, a VLAN on top of another)."""
+    irq_cores: frozenset[int] = frozenset()
+    """Cores those interrupts are delivered to: where the receive path runs."""
+    rps_cores: frozenset[int] = frozenset()
+    """Cores its receive queues steer packets to in software (RPS), if any."""
 
     @property
     def exit_code(self) -> int:
@@ -94,6 +105,57 @@ def _ethtool(sock: socket.socket, iface: str, cmd: int) -> int | None:
     return int(value[1])
 
 
+def receive_cores(iface: str, report: InterfaceReport, sys_root: Path = Path("/sys"),
+                  proc_root: Path = Path("/proc")) -> None:  # fmt: skip
+    """Fill in where `iface`'s receive path runs: its device's interrupts and the cores they are
+    delivered to (effective affinity where the kernel reports it), and any RPS steering. The
+    sensor's capture processes do best on other cores ([live] cpus). Reads sysfs and procfs
+    only; what they do not show stays empty."""
+    net = sys_root / "class" / "net" / iface
+    device = net / "device"
+    if device.exists():
+        irqs: set[int] = set()
+        for where in (device, device.resolve().parent):  # a virtio NIC: its PCI device's
+            try:
+                irqs.update(int(n.name) for n in (where / "msi_irqs").iterdir() if n.name.isdigit())
+            except OSError:  # no MSI: a legacy interrupt line, not listed per device
+                continue
+            break
+        report.irqs = tuple(sorted(irqs))
+        cores: set[int] = set()
+        for irq in report.irqs:
+            for name in ("effective_affinity_list", "smp_affinity_list"):
+                try:
+                    text = (proc_root / "irq" / str(irq) / name).read_text().strip()
+                except OSError:
+                    continue
+                cores.update(_cpu_list(text))
+                break
+        report.irq_cores = frozenset(cores)
+    rps: set[int] = set()
+    try:
+        queues = sorted((net / "queues").glob("rx-*"))
+    except OSError:
+        queues = []
+    for queue in queues:
+        try:
+            mask = int((queue / "rps_cpus").read_text().strip().replace(",", "") or "0", 16)
+        except (OSError, ValueError):
+            continue
+        rps.update(bit for bit in range(mask.bit_length()) if mask >> bit & 1)
+    report.rps_cores = frozenset(rps)
+
+
+def _cpu_list(text: str) -> set[int]:
+    """Cores of a kernel cpu-list ("0-3,8"); nothing for text it cannot read."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if lo.isdigit() and (not hi or hi.isdigit()):
+            out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def check_interface(iface: str) -> InterfaceReport:
     """Inspect `iface` through ioctls (no ethtool binary needed) in this network namespace."""
     report = InterfaceReport(iface)
@@ -118,6 +180,7 @@ def check_interface(iface: str) -> InterfaceReport:
                 word = None
             report.offloads[off.name] = None if word is None else bool(
                 word & off.bit if off.bit else word)
+    receive_cores(iface, report)
     on = [off for off in OFFLOADS if report.offloads.get(off.name)]
     if on:
         report.advice.append(f"ethtool -K {iface} " + " ".join(f"{o.short} off" for o in on))
@@ -144,6 +207,7 @@ def render_check(report: InterfaceReport) -> str:
     for name, state in report.offloads.items():
         shown = "not reported by the driver" if state is None else ("on" if state else "off")
         lines.append(f"{report.iface}: {name}: {shown}")
+    lines.append(_receive_line(report))
     if report.advice:
         lines.append("change:")
         lines.extend(f"  {a}" for a in report.advice)
@@ -151,3 +215,22 @@ def render_check(report: InterfaceReport) -> str:
     else:
         lines.append(f"{report.iface}: ready for capture")
     return "\n".join(lines)
+
+
+def _receive_line(report: InterfaceReport) -> str:
+    """Where the receive path runs, and what that means for [live] cpus."""
+    iface = report.iface
+    rps = (f"; receive packet steering to cores {format_cpus(report.rps_cores)}"
+           if report.rps_cores else "")  # fmt: skip
+    if report.irqs is None:
+        return (f"{iface}: no device interrupts (a virtual interface: its receive path runs "
+                f"on the sender's core){rps}")
+    if not report.irqs:
+        return f"{iface}: no per-device interrupts listed (a legacy interrupt line){rps}"
+    where = f"cores {format_cpus(report.irq_cores)}" if report.irq_cores else "cores not shown"
+    line = f"{iface}: interrupts {format_cpus(report.irqs)} delivered to {where}{rps}"
+    busy = report.irq_cores | report.rps_cores
+    if busy and not os.sched_getaffinity(0) - busy:
+        return (f"{line}: every core; to keep capture cores apart, move them "
+                "(/proc/irq/N/smp_affinity_list, irqbalance's IRQBALANCE_BANNED_CPULIST)")
+    return f"{line}: on a busy link, list other cores in [live] cpus"

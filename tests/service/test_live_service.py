@@ -249,6 +249,8 @@ def test_check_interface_names_the_offloads_of_a_veth_then_passes(veth: VethNet)
     assert f"{SRV_IF}: tcp-segmentation-offload: on" in lines
     assert f"{SRV_IF}: generic-segmentation-offload: on" in lines
     assert f"  ethtool -K {SRV_IF} tso off gso off" in lines
+    assert f"{SRV_IF}: no device interrupts (a virtual interface: its receive path runs on " \
+        "the sender's core)" in lines
     assert lines[-1] == f"{SRV_IF}: not ready for capture (exit 1)"
     fix = ["ethtool", "-K", SRV_IF, "gro", "off", "tso", "off", "gso", "off"]
     done = subprocess.run(veth.in_ns(veth.srv_ns, fix), capture_output=True, text=True,
