@@ -360,7 +360,7 @@ def main() -> None:
             for build in builds:
                 row = run_once(pcap, workers, rate, ns.limit, not ns.no_detect, workdir,
                                ns.records, build, replay_cpu,
-                               _sensor_cpus(ns.sensor_cpus, workers, replay_cpu, ncpu))
+                               _sensor_cpus(ns.sensor_cpus, workers, replay_cpu))
                 rows.append(row)
                 _print_row(row)
     _ratios([r for r in rows if r["build"] == "this"], counts)
@@ -370,7 +370,7 @@ def main() -> None:
         Path(ns.json_path).write_text(json.dumps(rows, indent=1))
 
 
-def _sensor_cpus(choice: str, workers: int, replay_cpu: int | None, ncpu: int) -> str:
+def _sensor_cpus(choice: str, workers: int, replay_cpu: int | None) -> str:
     """The --cpus of a run with `workers` capture processes (--sensor-cpus)."""
     if choice == "none":
         return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from sensor.service.affinity import format_cpus
+from sensor.service.affinity import format_cpus, parse_cpus
 
 SIOCGIFFLAGS: Final = 0x8913
 """ioctl (linux/sockios.h): the interface's flags."""
@@ -129,7 +130,8 @@ def receive_cores(iface: str, report: InterfaceReport, sys_root: Path = Path("/s
                     text = (proc_root / "irq" / str(irq) / name).read_text().strip()
                 except OSError:
                     continue
-                cores.update(_cpu_list(text))
+                with contextlib.suppress(ValueError):  # not a cpu-list: nothing to add
+                    cores.update(parse_cpus(text))
                 break
         report.irq_cores = frozenset(cores)
     rps: set[int] = set()
@@ -144,16 +146,6 @@ def receive_cores(iface: str, report: InterfaceReport, sys_root: Path = Path("/s
             continue
         rps.update(bit for bit in range(mask.bit_length()) if mask >> bit & 1)
     report.rps_cores = frozenset(rps)
-
-
-def _cpu_list(text: str) -> set[int]:
-    """Cores of a kernel cpu-list ("0-3,8"); nothing for text it cannot read."""
-    out: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        if lo.isdigit() and (not hi or hi.isdigit()):
-            out.update(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def check_interface(iface: str) -> InterfaceReport:
