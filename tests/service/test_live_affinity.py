@@ -111,26 +111,27 @@ def test_each_worker_runs_on_its_listed_core_and_the_parent_on_the_others(
     veth: VethNet,
 ) -> None:
     listed = str(CORES[-1]) if len(CORES) < 3 else ",".join(map(str, CORES[1:]))
+    listed_cores = tuple(int(c) for c in listed.split(","))
+    expected = sorted(str(worker_cpus(listed_cores, i)[0]) for i in range(2))  # distinct on 3+
+    rest = format_cpus(set(CORES) - set(listed_cores)) or format_cpus(CORES)
     sensor = start_sensor(veth, ["--workers", "2", "--cpus", listed, "-q", "--no-model"])
     try:
+        # The workers start once the parent has dropped its privileges, on the parent's cores
+        # (the others), then move to their own: wait for that move.
         deadline = time.monotonic() + STEP_TIMEOUT_S
-        while True:  # the workers start once the parent has dropped its privileges
+        while True:
             workers = {pid: _mask(pid) for pid in _children(sensor.pid)}
-            if len(workers) == 2 and all("," not in m and "-" not in m for m in workers.values()):
+            if sorted(workers.values()) == expected or time.monotonic() > deadline:
                 break
-            assert time.monotonic() < deadline, f"workers never pinned: {workers}"
             time.sleep(0.05)
-        worker_threads = [set(_thread_masks(pid).values()) for pid in workers]
+        worker_threads = {pid: set(_thread_masks(pid).values()) for pid in workers}
         parent = _mask(sensor.pid)
         state = proc_status(sensor.pid)["State"]
     finally:
         err = _stop(sensor)
     assert sensor.returncode == 0, err
-    listed_cores = tuple(int(c) for c in listed.split(","))
-    expected = sorted(str(worker_cpus(listed_cores, i)[0]) for i in range(2))
-    assert sorted(workers.values()) == expected  # one core each, distinct on 3 or more
-    assert all(len(masks) == 1 for masks in worker_threads)
-    rest = format_cpus(set(CORES) - set(listed_cores)) or format_cpus(CORES)
+    assert sorted(workers.values()) == expected, f"workers never pinned: {workers}"
+    assert all(worker_threads[pid] == {workers[pid]} for pid in workers), worker_threads
     assert parent == rest and not state.startswith("Z")
 
 
